@@ -1,0 +1,435 @@
+import {
+  Backoff,
+  Broadcast,
+  Pushable,
+  defaultScheduler,
+  openChannel,
+  systemClock,
+  type Channel,
+  type ChannelOptions,
+  type Dialer,
+} from '@postern/core';
+import {
+  AbortError,
+  FrameType,
+  MsgFlag,
+  PROTOCOL_VERSION,
+  PosternError,
+  RemoteError,
+  Role,
+  TimeoutError,
+  TransportError,
+  WireCode,
+  parseAddress,
+  type Frame,
+  type MsgFrame,
+  type WelcomeFrame,
+} from '@postern/protocol';
+import { DedupWindow } from './dedup.js';
+import { createMessage, type Message } from './message.js';
+import { resolveClientOptions, type ClientOptions, type ResolvedClientOptions } from './options.js';
+
+export type ClientStatus =
+  | { type: 'connected'; id: string; address: string; resumed: boolean }
+  | { type: 'disconnected'; error: PosternError; willReconnect: boolean; retryInMs: number }
+  | { type: 'reconnecting'; attempt: number }
+  | { type: 'closed'; error?: PosternError };
+
+export interface SendOptions {
+  /** At most once: no ack, no retry, resolves as soon as the frame is queued. @default false */
+  volatile?: boolean;
+  signal?: AbortSignal;
+  /** Overrides the client's sendTimeoutMs for this message. */
+  timeoutMs?: number;
+}
+
+export interface SendResult {
+  /** The id the message carries; the recipient sees it as `Message.id`. */
+  id: string;
+}
+
+interface Outgoing {
+  readonly id: string;
+  readonly to: string;
+  readonly body: Uint8Array;
+  readonly deadline: number;
+  resolve(r: SendResult): void;
+  reject(e: unknown): void;
+  cleanup(): void;
+}
+
+/** Close codes after which reconnecting cannot help. */
+const FATAL: ReadonlySet<string> = new Set([
+  'ERR_AUTH_FAILED',
+  'ERR_NAME_NOT_ALLOWED',
+  'ERR_VERSION',
+  'ERR_REPLACED',
+  'ERR_BAD_ADDRESS',
+]);
+
+const encoder = new TextEncoder();
+/** Bytes of a MSG frame that are not body, at most: header, flags, hops and three str8. */
+const MSG_OVERHEAD = 5 + 2 + 3 * 256;
+const MAX_QUEUED = 65_536;
+
+/**
+ * An agent's connection to a router. Messages arrive through `for await (const m of client)`;
+ * each reliable one is acknowledged to the router when the application takes it, and
+ * duplicates (retries) are dropped by (from, id). Lost connections are resumed with the same
+ * id; reliable sends not yet acknowledged are sent again, in order, with their ids.
+ */
+export class Client implements AsyncIterable<Message> {
+  readonly #o: ResolvedClientOptions;
+  readonly #channelOptions: ChannelOptions;
+  readonly #status = new Broadcast<ClientStatus>();
+  readonly #inbox: Pushable<Message>;
+  readonly #dedup: DedupWindow;
+  readonly #outstanding = new Map<string, Outgoing>();
+  readonly #slotWaiters: Array<() => void> = [];
+  readonly #registers = new Map<number, { resolve(): void; reject(e: unknown): void }>();
+  readonly #backoff: Backoff;
+  readonly #prefix: string;
+  readonly #dials = new AbortController();
+  #channel: Channel | undefined;
+  #welcome: WelcomeFrame | undefined;
+  #name: string;
+  #resume: string;
+  #seq = 0;
+  #ref = 0;
+  #closed = false;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #sweepTimer: ReturnType<typeof setInterval> | undefined;
+
+  /** Connects once; rejects with the router's reason (e.g. ERR_AUTH_FAILED) or ERR_TRANSPORT. */
+  static async connect(options: ClientOptions & { signal?: AbortSignal }, dialer?: Dialer): Promise<Client> {
+    const c = new Client(resolveClientOptions(options, dialer));
+    try {
+      await c.#open(options.signal);
+    } catch (err) {
+      await c.close();
+      throw err;
+    }
+    return c;
+  }
+
+  private constructor(o: ResolvedClientOptions) {
+    this.#o = o;
+    this.#name = o.name;
+    this.#resume = o.resume;
+    this.#dedup = new DedupWindow(o.dedupWindow);
+    this.#backoff = new Backoff(o.backoff);
+    this.#prefix = randomPrefix();
+    this.#channelOptions = {
+      maxFrameBytes: o.maxFrameBytes,
+      maxOutboundBytes: o.maxOutboundBytes,
+      batchBytes: 64 * 1024,
+      pingMs: o.pingIntervalMs,
+      clock: systemClock,
+      scheduler: defaultScheduler,
+    };
+    this.#inbox = new Pushable<Message>((m) => this.#taken(m));
+    this.#sweepTimer = setInterval(() => this.#expire(), 1000);
+    (this.#sweepTimer as { unref?: () => void }).unref?.();
+  }
+
+  /** Router-assigned id, stable across resumes of this session. */
+  get id(): string {
+    return this.#welcome?.id ?? '';
+  }
+
+  /** The router's domain. */
+  get domain(): string {
+    return this.#welcome?.domain ?? '';
+  }
+
+  /** Claimed name, or empty. */
+  get name(): string {
+    return this.#name;
+  }
+
+  /** How others address this agent: `name@domain`, or `_id@domain` without a name. */
+  get address(): string {
+    return `${this.#name === '' ? this.id : this.#name}@${this.domain}`;
+  }
+
+  /** Private token that resumes this session (same id); keep it secret. */
+  get resumeToken(): string {
+    return this.#resume;
+  }
+
+  get connected(): boolean {
+    return this.#channel !== undefined;
+  }
+
+  /** Reliable sends not yet acknowledged. */
+  get inFlight(): number {
+    return this.#outstanding.size;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Message> {
+    return this.#inbox[Symbol.asyncIterator]();
+  }
+
+  /** Connection status changes, from now until close. */
+  status(): AsyncIterable<ClientStatus> {
+    return this.#status.iterate();
+  }
+
+  onStatus(fn: (s: ClientStatus) => void): () => void {
+    return this.#status.on(fn);
+  }
+
+  /**
+   * Sends `body` to `to` (`name@domain`, `_id@domain`, or a bare name on this router's domain).
+   * Reliable by default: resolves when the recipient's application has taken the message,
+   * rejects with the NACK's code (ERR_NO_ROUTE, ...) or ERR_TIMEOUT.
+   */
+  async send(to: string, body: string | Uint8Array, options: SendOptions = {}): Promise<SendResult> {
+    if (this.#closed) throw new PosternError('ERR_CLOSED', 'the client is closed');
+    if (options.signal?.aborted) throw new AbortError();
+    const bytes = typeof body === 'string' ? encoder.encode(body) : body;
+    const max = Math.min(this.#o.maxFrameBytes, this.#welcome?.maxFrame ?? Infinity) - MSG_OVERHEAD;
+    if (bytes.length > max) throw new PosternError('ERR_FRAME_TOO_LARGE', `the body is ${bytes.length} bytes; at most ${max} fit in a frame`);
+    const addr = parseAddress(to, this.domain);
+    if (addr === undefined) throw new PosternError('ERR_BAD_ADDRESS', `"${to}" is not an address (name@domain or _id@domain)`);
+    const target = `${addr.local}@${addr.domain}`;
+    const id = `${this.#prefix}${(this.#seq++).toString(36)}`;
+    if (options.volatile === true) {
+      if (this.#channel === undefined) throw new TransportError('not connected; a volatile message is not queued');
+      this.#channel.msg(MsgFlag.VOLATILE, 0, id, '', target, bytes);
+      return { id };
+    }
+    while (this.#outstanding.size >= this.#o.maxInFlight) {
+      await this.#slot(options.signal);
+      if (this.#closed) throw new PosternError('ERR_CLOSED', 'the client is closed');
+    }
+    return new Promise<SendResult>((resolve, reject) => {
+      const signal = options.signal;
+      const onAbort = (): void => {
+        if (this.#outstanding.delete(id)) this.#freeSlot();
+        reject(new AbortError('send aborted; the message may still be delivered'));
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#outstanding.set(id, {
+        id,
+        to: target,
+        body: bytes,
+        deadline: Date.now() + (options.timeoutMs ?? this.#o.sendTimeoutMs),
+        resolve,
+        reject,
+        cleanup: () => signal?.removeEventListener('abort', onAbort),
+      });
+      this.#channel?.msg(0, 0, id, '', target, bytes);
+    });
+  }
+
+  /** Claims (or with '' releases) a name on the router; resolves when granted. */
+  register(name: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+    const n = name.toLowerCase();
+    const ch = this.#channel;
+    if (ch === undefined) return Promise.reject(new TransportError('not connected'));
+    const ref = (this.#ref = (this.#ref + 1) >>> 0);
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => {
+        this.#registers.delete(ref);
+        reject(new AbortError());
+      };
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+      this.#registers.set(ref, {
+        resolve: () => {
+          options.signal?.removeEventListener('abort', onAbort);
+          this.#name = n;
+          resolve();
+        },
+        reject: (e) => {
+          options.signal?.removeEventListener('abort', onAbort);
+          reject(e);
+        },
+      });
+      ch.send({ type: FrameType.REGISTER, ref, name: n });
+    });
+  }
+
+  /**
+   * Closes the connection. Reliable sends still waiting for their ack reject with ERR_CLOSED;
+   * messages already received stay readable until the iterator drains them.
+   */
+  async close(): Promise<void> {
+    this.#shutdown(undefined);
+    return Promise.resolve();
+  }
+
+  async #open(signal?: AbortSignal): Promise<void> {
+    const o = this.#o;
+    const signals = signal === undefined ? this.#dials.signal : AbortSignal.any([signal, this.#dials.signal]);
+    const duplex = await o.dialer(o.url, { signal: signals, timeoutMs: o.connectTimeoutMs });
+    const est = await openChannel(
+      duplex,
+      this.#channelOptions,
+      { type: FrameType.HELLO, version: PROTOCOL_VERSION, role: Role.AGENT, token: o.token, resume: this.#resume, name: this.#name, node: '', agent: o.agent },
+      o.connectTimeoutMs,
+    );
+    if (this.#closed) {
+      est.channel.close(WireCode.SHUTDOWN, 'client closed');
+      return;
+    }
+    const resumed = this.#welcome !== undefined && this.#welcome.id === est.welcome.id;
+    this.#welcome = est.welcome;
+    this.#resume = est.welcome.resume;
+    this.#name = est.welcome.name;
+    this.#channel = est.channel;
+    this.#backoff.reset();
+    const channel = est.channel;
+    est.attach({ frame: (f) => this.#onFrame(channel, f), closed: (r) => this.#onClosed(channel, r) });
+    // What was sent and not acknowledged went down with the old connection: send it again, in order.
+    for (const m of this.#outstanding.values()) channel.msg(0, 0, m.id, '', m.to, m.body);
+    this.#status.emit({ type: 'connected', id: est.welcome.id, address: this.address, resumed });
+  }
+
+  #onFrame(channel: Channel, f: Frame): void {
+    switch (f.type) {
+      case FrameType.MSG:
+        this.#onMsg(channel, f);
+        return;
+      case FrameType.ACK: {
+        const m = this.#outstanding.get(f.id);
+        if (m === undefined) return;
+        this.#outstanding.delete(f.id);
+        m.cleanup();
+        m.resolve({ id: f.id });
+        this.#freeSlot();
+        return;
+      }
+      case FrameType.NACK: {
+        const m = this.#outstanding.get(f.id);
+        if (m === undefined) return;
+        this.#outstanding.delete(f.id);
+        m.cleanup();
+        m.reject(new RemoteError(f.code, f.reason));
+        this.#freeSlot();
+        return;
+      }
+      case FrameType.REGISTERED: {
+        const r = this.#registers.get(f.ref);
+        if (r === undefined) return;
+        this.#registers.delete(f.ref);
+        if (f.code === WireCode.OK) r.resolve();
+        else r.reject(new RemoteError(f.code, f.reason));
+        return;
+      }
+      default:
+        channel.close(WireCode.PROTOCOL, `unexpected frame 0x${f.type.toString(16)} on an agent connection`);
+    }
+  }
+
+  #onMsg(channel: Channel, f: MsgFrame): void {
+    const volatile = (f.flags & MsgFlag.VOLATILE) !== 0;
+    if (volatile) {
+      if (this.#inbox.length < MAX_QUEUED) this.#inbox.push(createMessage(f.id, f.from, f.to, f.body, true));
+      return;
+    }
+    const key = `${f.from} ${f.id}`;
+    const seen = this.#dedup.get(key);
+    if (seen === 'taken') {
+      // A retry of something the application already has: the first ack was lost. Ack again.
+      channel.send({ type: FrameType.ACK, id: f.id, from: f.from });
+      return;
+    }
+    if (seen === 'queued') return; // acked when the application takes the first copy
+    if (this.#inbox.length >= MAX_QUEUED) {
+      channel.send({ type: FrameType.NACK, code: WireCode.QUEUE_FULL, id: f.id, from: f.from, reason: 'the recipient is not reading' });
+      return;
+    }
+    this.#dedup.set(key, 'queued');
+    this.#inbox.push(createMessage(f.id, f.from, f.to, f.body, false));
+  }
+
+  #taken(m: Message): void {
+    if (m.volatile) return;
+    this.#dedup.set(`${m.from} ${m.id}`, 'taken');
+    this.#channel?.send({ type: FrameType.ACK, id: m.id, from: m.from });
+  }
+
+  #onClosed(channel: Channel, reason: PosternError): void {
+    if (channel !== this.#channel) return;
+    this.#channel = undefined;
+    for (const r of this.#registers.values()) r.reject(reason);
+    this.#registers.clear();
+    if (this.#closed) return;
+    if (FATAL.has(reason.code) || !this.#o.reconnect) {
+      this.#status.emit({ type: 'disconnected', error: reason, willReconnect: false, retryInMs: 0 });
+      this.#shutdown(reason);
+      return;
+    }
+    this.#scheduleReconnect(reason);
+  }
+
+  #scheduleReconnect(reason: PosternError): void {
+    const wait = Math.round(this.#backoff.next());
+    this.#status.emit({ type: 'disconnected', error: reason, willReconnect: true, retryInMs: wait });
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      if (this.#closed) return;
+      this.#status.emit({ type: 'reconnecting', attempt: this.#backoff.attempt });
+      this.#open().catch((err: unknown) => {
+        const e = err instanceof PosternError ? err : new TransportError(String(err), { cause: err });
+        if (this.#closed) return;
+        if (FATAL.has(e.code)) this.#shutdown(e);
+        else this.#scheduleReconnect(e);
+      });
+    }, wait);
+  }
+
+  #shutdown(error: PosternError | undefined): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#dials.abort();
+    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
+    if (this.#sweepTimer !== undefined) clearInterval(this.#sweepTimer);
+    this.#channel?.close(WireCode.SHUTDOWN, 'client closed');
+    this.#channel = undefined;
+    const err = error ?? new PosternError('ERR_CLOSED', 'the client is closed');
+    for (const m of this.#outstanding.values()) {
+      m.cleanup();
+      m.reject(err);
+    }
+    this.#outstanding.clear();
+    for (const w of this.#slotWaiters.splice(0)) w();
+    this.#inbox.end(error);
+    this.#status.emit(error === undefined ? { type: 'closed' } : { type: 'closed', error });
+    this.#status.end();
+  }
+
+  #slot(signal?: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => reject(new AbortError());
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#slotWaiters.push(() => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      });
+    });
+  }
+
+  #freeSlot(): void {
+    this.#slotWaiters.shift()?.();
+  }
+
+  /** Fails reliable sends past their deadline. The map is in send order; deadlines nearly so. */
+  #expire(): void {
+    const now = Date.now();
+    for (const m of this.#outstanding.values()) {
+      if (m.deadline > now) continue;
+      this.#outstanding.delete(m.id);
+      m.cleanup();
+      m.reject(new TimeoutError(`no acknowledgement for message ${m.id} to ${m.to}`));
+      this.#freeSlot();
+    }
+  }
+}
+
+function randomPrefix(): string {
+  const b = new Uint8Array(6);
+  crypto.getRandomValues(b);
+  return `${Array.from(b, (x) => (x % 36).toString(36)).join('')}.`;
+}

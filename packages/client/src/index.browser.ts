@@ -1,0 +1,12 @@
+import { createWsDialer, type WebSocketLike } from '@postern/transport-ws';
+import { Client } from './client.js';
+import type { ClientOptions } from './options.js';
+
+export * from './index.js';
+
+const dialer = createWsDialer((url) => new (globalThis as unknown as { WebSocket: new (u: string) => WebSocketLike }).WebSocket(url));
+
+/** Connects an agent from a browser, over its WebSocket. */
+export function connect(options: ClientOptions & { signal?: AbortSignal }): Promise<Client> {
+  return Client.connect(options, dialer);
+}

@@ -1,0 +1,15 @@
+export { Client } from './client.js';
+export type { ClientStatus, SendOptions, SendResult } from './client.js';
+export type { Message } from './message.js';
+export type { ClientOptions } from './options.js';
+export {
+  PosternError,
+  ProtocolError,
+  RemoteError,
+  TransportError,
+  TimeoutError,
+  ConfigError,
+  AbortError,
+  WireCode,
+} from '@postern/protocol';
+export type { ErrorCode } from '@postern/protocol';

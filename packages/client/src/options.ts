@@ -1,0 +1,81 @@
+import { BACKOFF_DEFAULTS, type BackoffOptions, type Dialer } from '@postern/core';
+import { ConfigError, DEFAULT_MAX_FRAME_BYTES, isValidName } from '@postern/protocol';
+
+export interface ClientOptions {
+  /** Router to connect to: `ws://`, `wss://`, `http(s)://` or `host:port`. */
+  url: string;
+  /** Name to claim (`name@domain`); the credential must allow it where the router checks. */
+  name?: string;
+  /** Signed credential from `postern token`. */
+  token?: string;
+  /** Resume token from an earlier session, to get the same id back. */
+  resume?: string;
+  /** Reconnect after a lost connection, resuming the session. @default true */
+  reconnect?: boolean;
+  backoff?: BackoffOptions;
+  /** One connection attempt (connect + handshake) gives up after this long. @default 10000 */
+  connectTimeoutMs?: number;
+  /** A reliable send fails with ERR_TIMEOUT when not acknowledged in this time. @default 60000 */
+  sendTimeoutMs?: number;
+  /** Reliable sends awaiting their ack at once; further sends wait. @default 4096 */
+  maxInFlight?: number;
+  /** Received message ids remembered to drop duplicates. @default 65536 */
+  dedupWindow?: number;
+  /** Ping after this much inbound silence; close after twice as much. @default 20000 */
+  pingIntervalMs?: number;
+  /** @default 1 MiB */
+  maxFrameBytes?: number;
+  /** Past this many bytes waiting to leave, the connection is dropped and resumed. @default 8 MiB */
+  maxOutboundBytes?: number;
+  /** Opens connections; the Node and browser entries supply one. */
+  dialer?: Dialer;
+  /** Software identifier sent in HELLO, for the router's logs. */
+  agent?: string;
+}
+
+export type ResolvedClientOptions = Readonly<
+  Required<Omit<ClientOptions, 'name' | 'token' | 'resume' | 'backoff' | 'dialer'>> & {
+    name: string;
+    token: string;
+    resume: string;
+    backoff: Required<BackoffOptions>;
+    dialer: Dialer;
+  }
+>;
+
+function int(name: string, v: number | undefined, dflt: number, min: number): number {
+  const x = v ?? dflt;
+  if (!Number.isInteger(x) || x < min) throw new ConfigError(`${name} must be an integer >= ${min}, got ${String(v)}`);
+  return x;
+}
+
+export function resolveClientOptions(o: ClientOptions, dialer: Dialer | undefined): ResolvedClientOptions {
+  if (typeof o.url !== 'string' || o.url.length === 0) throw new ConfigError('url is required');
+  const name = (o.name ?? '').toLowerCase();
+  if (name !== '' && !isValidName(name)) {
+    throw new ConfigError(`"${o.name}" is not a valid name: 1-64 of a-z 0-9 . _ -, starting with a letter or digit`);
+  }
+  const d = o.dialer ?? dialer;
+  if (d === undefined) throw new ConfigError('no dialer: use the Node or browser entry of @postern/client, or pass one');
+  return Object.freeze({
+    url: o.url,
+    name,
+    token: o.token ?? '',
+    resume: o.resume ?? '',
+    reconnect: o.reconnect ?? true,
+    backoff: Object.freeze({
+      initialMs: int('backoff.initialMs', o.backoff?.initialMs, BACKOFF_DEFAULTS.initialMs, 1),
+      maxMs: int('backoff.maxMs', o.backoff?.maxMs, BACKOFF_DEFAULTS.maxMs, 1),
+      factor: o.backoff?.factor ?? BACKOFF_DEFAULTS.factor,
+    }),
+    connectTimeoutMs: int('connectTimeoutMs', o.connectTimeoutMs, 10_000, 1),
+    sendTimeoutMs: int('sendTimeoutMs', o.sendTimeoutMs, 60_000, 1),
+    maxInFlight: int('maxInFlight', o.maxInFlight, 4096, 1),
+    dedupWindow: int('dedupWindow', o.dedupWindow, 65_536, 1),
+    pingIntervalMs: int('pingIntervalMs', o.pingIntervalMs, 20_000, 0),
+    maxFrameBytes: int('maxFrameBytes', o.maxFrameBytes, DEFAULT_MAX_FRAME_BYTES, 1024),
+    maxOutboundBytes: int('maxOutboundBytes', o.maxOutboundBytes, 8 * 1024 * 1024, 1024),
+    dialer: d,
+    agent: o.agent ?? 'postern-client/0.1',
+  });
+}

@@ -1,0 +1,223 @@
+import {
+  FrameDecoder,
+  FrameType,
+  FrameWriter,
+  PosternError,
+  RemoteError,
+  TransportError,
+  WireCode,
+  errorCodeOf,
+  wireCodeOf,
+  type CloseFrame,
+  type Frame,
+} from '@postern/protocol';
+import type { Clock, Scheduler } from './clock.js';
+import type { Duplex } from './transport.js';
+
+export interface ChannelOptions {
+  maxFrameBytes: number;
+  /** Frames queued plus bytes the transport has not written; past it the peer is too slow. */
+  maxOutboundBytes: number;
+  /** A batch this large leaves at once instead of waiting for the end of the I/O phase. */
+  batchBytes: number;
+  /** Ping after this much inbound silence; close after twice as much. 0 disables. */
+  pingMs: number;
+  clock: Clock;
+  scheduler: Scheduler;
+}
+
+export interface ChannelHandler {
+  /** A decoded frame; `raw` is its encoded form (header included), valid while the call lasts. */
+  frame(frame: Frame, raw: Uint8Array): void;
+  /** Called once. `reason` says why: a RemoteError for the peer's CLOSE, else a local error. */
+  closed(reason: PosternError): void;
+}
+
+/**
+ * A framed connection: decodes inbound transport messages into frames, batches outbound frames
+ * into one transport message per I/O phase, answers pings, detects a dead peer, and disconnects
+ * a peer that does not read fast enough. It never throws into the transport.
+ */
+export class Channel {
+  readonly duplex: Duplex;
+  readonly #o: ChannelOptions;
+  readonly #handler: ChannelHandler;
+  readonly #decoder: FrameDecoder;
+  readonly #writer = new FrameWriter();
+  #scheduled = false;
+  #closed = false;
+  #closing = false;
+  #lastRx: number;
+  #pingedAt = -1;
+  #timer: unknown = undefined;
+  #nonce = 0;
+  #peerClose: CloseFrame | undefined;
+  /** Frames and bytes in each direction since the channel opened. */
+  readonly stats = { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0 };
+
+  constructor(duplex: Duplex, options: ChannelOptions, handler: ChannelHandler) {
+    this.duplex = duplex;
+    this.#o = options;
+    this.#handler = handler;
+    this.#decoder = new FrameDecoder({ maxFrameBytes: options.maxFrameBytes });
+    this.#lastRx = options.clock.now();
+  }
+
+  get closed(): boolean {
+    return this.#closed || this.#closing;
+  }
+
+  /** Bytes waiting to leave: our batch plus the transport's own buffer. */
+  get outboundBytes(): number {
+    return this.#writer.length + this.duplex.bufferedAmount;
+  }
+
+  start(): void {
+    this.duplex.start({
+      message: (data) => this.#onMessage(data),
+      close: (err) => this.#onTransportClose(err),
+    });
+    this.#arm();
+  }
+
+  send(frame: Frame): void {
+    if (this.closed) return;
+    this.#writer.frame(frame);
+    this.#queued();
+  }
+
+  /** Appends a MSG without allocating a frame object. */
+  msg(flags: number, hops: number, id: string, from: string, to: string, body: Uint8Array): void {
+    if (this.closed) return;
+    this.#writer.msg(flags, hops, id, from, to, body);
+    this.#queued();
+  }
+
+  /** Appends an encoded MSG frame as is, with its hop byte set to `hops`. */
+  msgRaw(raw: Uint8Array, hops: number): void {
+    if (this.closed) return;
+    this.#writer.raw(raw);
+    // MSG layout: u32 length, u8 type, u8 flags, u8 hops.
+    this.#writer.patchFromEnd(raw.length - 6, hops);
+    this.#queued();
+  }
+
+  /** Sends what is queued now rather than at the end of the I/O phase. */
+  flush(): void {
+    this.#scheduled = false;
+    if (this.#closed || this.#writer.length === 0) return;
+    const data = this.#writer.take();
+    this.stats.bytesOut += data.length;
+    this.duplex.send(data);
+  }
+
+  /**
+   * Closes deliberately: sends CLOSE with `code` and `reason` (unless the transport is gone),
+   * flushes, and ends the transport. The handler hears `closed` at once.
+   */
+  close(code: number = WireCode.SHUTDOWN, reason = 'closing'): void {
+    if (this.#closed) return;
+    this.#writer.frame({ type: FrameType.CLOSE, code, reason });
+    this.flush();
+    this.#closed = true;
+    this.#disarm();
+    this.duplex.close();
+    this.#handler.closed(localError(code, reason));
+  }
+
+  #queued(): void {
+    this.stats.framesOut++;
+    if (this.#writer.length >= this.#o.batchBytes) this.flush();
+    else if (!this.#scheduled) {
+      this.#scheduled = true;
+      this.#o.scheduler(() => this.flush());
+    }
+    if (this.outboundBytes > this.#o.maxOutboundBytes && !this.#closing) {
+      // Closing here would re-enter the caller mid-route; finish its work first.
+      this.#closing = true;
+      this.#o.scheduler(() => {
+        this.#closing = false;
+        this.close(WireCode.SLOW_CONSUMER, `more than ${this.#o.maxOutboundBytes} bytes waiting to be read`);
+      });
+    }
+  }
+
+  #onMessage(data: Uint8Array): void {
+    if (this.#closed) return;
+    this.#lastRx = this.#o.clock.now();
+    this.stats.bytesIn += data.length;
+    try {
+      this.#decoder.push(data, (frame, raw) => {
+        if (this.#closed) return;
+        this.stats.framesIn++;
+        switch (frame.type) {
+          case FrameType.PING:
+            this.send({ type: FrameType.PONG, nonce: frame.nonce });
+            return;
+          case FrameType.PONG:
+            return;
+          case FrameType.CLOSE:
+            this.#peerClose = frame;
+            return;
+        }
+        this.#handler.frame(frame, raw);
+      });
+    } catch (err) {
+      this.#fail(err);
+    }
+  }
+
+  #fail(err: unknown): void {
+    if (err instanceof PosternError) {
+      const wire = wireCodeOf(err.code);
+      this.close(wire ?? WireCode.INTERNAL, err.message);
+    } else {
+      this.close(WireCode.INTERNAL, 'internal error');
+      throw err;
+    }
+  }
+
+  #onTransportClose(err?: Error): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#disarm();
+    const pc = this.#peerClose;
+    this.#handler.closed(
+      pc !== undefined
+        ? new RemoteError(pc.code, pc.reason)
+        : new TransportError(err ? `connection lost: ${err.message}` : 'connection closed by peer', { cause: err }),
+    );
+  }
+
+  #arm(): void {
+    const p = this.#o.pingMs;
+    if (p <= 0 || this.#closed) return;
+    const now = this.#o.clock.now();
+    const idle = now - this.#lastRx;
+    let wait: number;
+    if (idle >= 2 * p) {
+      this.close(WireCode.IDLE_TIMEOUT, `no traffic for ${idle} ms`);
+      return;
+    }
+    if (idle >= p) {
+      if (this.#pingedAt < this.#lastRx) {
+        this.#pingedAt = now;
+        this.send({ type: FrameType.PING, nonce: (this.#nonce = (this.#nonce + 1) >>> 0) });
+      }
+      wait = this.#lastRx + 2 * p - now;
+    } else {
+      wait = this.#lastRx + p - now;
+    }
+    this.#timer = this.#o.clock.setTimeout(() => this.#arm(), Math.max(1, wait));
+  }
+
+  #disarm(): void {
+    if (this.#timer !== undefined) this.#o.clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+}
+
+function localError(code: number, reason: string): PosternError {
+  const c = errorCodeOf(code);
+  return new PosternError(c === 'ERR_OK' ? 'ERR_CLOSED' : c, reason);
+}

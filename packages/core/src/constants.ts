@@ -1,0 +1,21 @@
+/** Defaults for RouterOptions. docs/LIMITS.md lists each with its reason. */
+export const ROUTER_DEFAULTS = Object.freeze({
+  maxFrameBytes: 1024 * 1024,
+  maxOutboundBytes: 8 * 1024 * 1024,
+  batchBytes: 64 * 1024,
+  handshakeTimeoutMs: 10_000,
+  pingIntervalMs: 20_000,
+  hopLimit: 16,
+  maxConnections: 10_000,
+  maxPendingPerLink: 65_536,
+  ackTimeoutMs: 30_000,
+  maxDomainsPerLink: 1024,
+  allowAnonymousAgents: true,
+});
+
+/** Defaults for reconnecting dialers (uplinks and the client SDK). */
+export const BACKOFF_DEFAULTS = Object.freeze({
+  initialMs: 250,
+  maxMs: 30_000,
+  factor: 2,
+});

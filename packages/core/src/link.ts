@@ -1,0 +1,50 @@
+import type { Claims } from './auth.js';
+import type { Channel } from './channel.js';
+
+/** agent: an application endpoint; downlink: a router that dialed us; uplink: one we dialed. */
+export type LinkKind = 'agent' | 'downlink' | 'uplink';
+
+/** A forwarded message whose ack we still owe to `origin`. */
+export interface Pending {
+  readonly origin: Link;
+  readonly id: string;
+  readonly from: string;
+  readonly at: number;
+}
+
+export interface RouteEntry {
+  readonly link: Link;
+  readonly metric: number;
+  readonly path: readonly string[];
+}
+
+/** One established connection of the router, whatever is on the other end. */
+export class Link {
+  readonly kind: LinkKind;
+  readonly channel: Channel;
+  /** Router-assigned id (agents: `_…`, also used in logs for routers). */
+  readonly id: string;
+  readonly claims: Claims | undefined;
+  /** Peer router node id (router links). */
+  readonly node: string;
+  name = '';
+  address = '';
+  up = true;
+  /** Messages sent on this link and not yet acked by the other end, by (from, id). */
+  readonly pending = new Map<string, Pending>();
+  /** Domains this link announced (downlinks). */
+  readonly routes = new Map<string, RouteEntry>();
+
+  constructor(kind: LinkKind, channel: Channel, id: string, claims: Claims | undefined, node = '') {
+    this.kind = kind;
+    this.channel = channel;
+    this.id = id;
+    this.claims = claims;
+    this.node = node;
+  }
+}
+
+/** The key naming a message at every hop. Space cannot occur in an address or id. */
+export function messageKey(from: string, id: string): string {
+  return `${from} ${id}`;
+}

@@ -1,0 +1,571 @@
+import {
+  FrameType,
+  MsgFlag,
+  PROTOCOL_VERSION,
+  PosternError,
+  Role,
+  RouteOp,
+  WireCode,
+  isId,
+  isValidDomain,
+  isValidName,
+  parseAddress,
+  type Address,
+  type Frame,
+  type HelloFrame,
+  type MsgFrame,
+  type RouteFrame,
+  type WelcomeFrame,
+} from '@postern/protocol';
+import { claimsCoverDomain, type Claims } from './auth.js';
+import { Channel, type ChannelOptions } from './channel.js';
+import { Link, messageKey, type LinkKind, type RouteEntry } from './link.js';
+import { resolveRouterOptions, type ResolvedRouterOptions, type RouterOptions } from './options.js';
+import type { Duplex } from './transport.js';
+
+/** Counters since start; read by /healthz, metrics and the benchmarks. */
+export interface RouterStats {
+  connections: number;
+  agents: number;
+  downlinks: number;
+  uplinks: number;
+  domains: number;
+  msgsIn: number;
+  msgsDelivered: number;
+  msgsForwarded: number;
+  nacksSent: number;
+  protocolErrors: number;
+}
+
+/** What a router knows of a link, for operators (never bodies). */
+export interface LinkInfo {
+  kind: LinkKind;
+  id: string;
+  address: string;
+  node: string;
+  domains: string[];
+  transport: string;
+  remote: string;
+  pending: number;
+}
+
+/**
+ * The routing core. Every Postern process is one: it accepts connections (agents, other
+ * routers), may hold uplinks it dialed, and routes each MSG to a local agent (by id or name),
+ * to the link that announced the destination domain, or up its default route. It writes `from`
+ * itself, so an agent cannot send as another. It sees frames only; transports are given to it.
+ */
+export class Router {
+  readonly options: ResolvedRouterOptions;
+  readonly #channelOptions: ChannelOptions;
+  readonly #links = new Set<Link>();
+  readonly #agentsById = new Map<string, Link>();
+  readonly #agentsByName = new Map<string, Link>();
+  readonly #routes = new Map<string, RouteEntry[]>();
+  readonly #uplinks: Link[] = [];
+  #connections = 0;
+  #closed = false;
+  #sweep: unknown;
+  readonly #stats = { msgsIn: 0, msgsDelivered: 0, msgsForwarded: 0, nacksSent: 0, protocolErrors: 0 };
+
+  constructor(options: RouterOptions) {
+    const o = (this.options = resolveRouterOptions(options));
+    this.#channelOptions = {
+      maxFrameBytes: o.maxFrameBytes,
+      maxOutboundBytes: o.maxOutboundBytes,
+      batchBytes: o.batchBytes,
+      pingMs: o.pingIntervalMs,
+      clock: o.clock,
+      scheduler: o.scheduler,
+    };
+    this.#armSweep();
+  }
+
+  get domain(): string {
+    return this.options.domain;
+  }
+
+  get node(): string {
+    return this.options.node;
+  }
+
+  get channelOptions(): ChannelOptions {
+    return this.#channelOptions;
+  }
+
+  stats(): RouterStats {
+    let agents = 0;
+    let downlinks = 0;
+    for (const l of this.#links) {
+      if (l.kind === 'agent') agents++;
+      else if (l.kind === 'downlink') downlinks++;
+    }
+    return {
+      connections: this.#connections,
+      agents,
+      downlinks,
+      uplinks: this.#uplinks.length,
+      domains: this.#routes.size,
+      ...this.#stats,
+    };
+  }
+
+  links(): LinkInfo[] {
+    return [...this.#links].map((l) => ({
+      kind: l.kind,
+      id: l.id,
+      address: l.address,
+      node: l.node,
+      domains: [...l.routes.keys()],
+      transport: l.channel.duplex.kind,
+      remote: l.channel.duplex.remote,
+      pending: l.pending.size,
+    }));
+  }
+
+  /** Domains reachable through linked routers, with the links that announced them. */
+  routes(): Map<string, string[]> {
+    return new Map([...this.#routes].map(([d, es]) => [d, es.map((e) => e.link.node)]));
+  }
+
+  /**
+   * Takes a new inbound connection. The first frame must be HELLO within the handshake
+   * timeout; anything else closes this connection only.
+   */
+  accept(duplex: Duplex): void {
+    const o = this.options;
+    let link: Link | undefined;
+    let state: 'hello' | 'auth' | 'ready' = 'hello';
+    this.#connections++;
+    const channel = new Channel(duplex, this.#channelOptions, {
+      frame: (f, raw) => {
+        if (state === 'ready' && link !== undefined) {
+          this.#onFrame(link, f, raw);
+          return;
+        }
+        if (state === 'auth' || f.type !== FrameType.HELLO) {
+          this.#protocolError(channel, `expected HELLO${state === 'auth' ? ' once, then WELCOME before anything else' : ''}, got frame 0x${f.type.toString(16)}`);
+          return;
+        }
+        state = 'auth';
+        o.clock.clearTimeout(timer);
+        this.#hello(channel, f).then(
+          (l) => {
+            if (l === undefined) return;
+            link = l;
+            state = 'ready';
+          },
+          (err: unknown) => {
+            o.logger.error('handshake failed', { err: String(err) });
+            channel.close(WireCode.INTERNAL, 'internal error');
+          },
+        );
+      },
+      closed: (reason) => {
+        o.clock.clearTimeout(timer);
+        this.#connections--;
+        if (link !== undefined) this.#detach(link, reason);
+      },
+    });
+    const timer = o.clock.setTimeout(() => {
+      if (state === 'hello') channel.close(WireCode.HANDSHAKE_TIMEOUT, `no HELLO within ${o.handshakeTimeoutMs} ms`);
+    }, o.handshakeTimeoutMs);
+    channel.start();
+    if (this.#closed) channel.close(WireCode.SHUTDOWN, 'router is shutting down');
+    else if (this.#connections > o.maxConnections) {
+      channel.close(WireCode.TOO_MANY_CONNECTIONS, `router holds its limit of ${o.maxConnections} connections`);
+    }
+  }
+
+  /**
+   * Makes an established, welcomed connection to another router our uplink: our default route,
+   * to which we announce our own domain and every domain we reach. Used by `Uplink`.
+   */
+  attachUplink(channel: Channel, welcome: WelcomeFrame): Link {
+    const link = new Link('uplink', channel, welcome.id, undefined, welcome.node);
+    link.address = welcome.domain;
+    this.#links.add(link);
+    this.#uplinks.push(link);
+    this.#connections++;
+    this.#announce(link, { type: FrameType.ROUTE, op: RouteOp.ADD, metric: 0, domain: this.domain, path: [this.node] });
+    for (const [domain, entries] of this.#routes) {
+      const best = entries[0];
+      if (best !== undefined) this.#announceUp(link, RouteOp.ADD, domain, best);
+    }
+    this.options.logger.info('uplink up', { node: welcome.node, domain: welcome.domain });
+    return link;
+  }
+
+  /** Frames of an uplink channel are handed here by `Uplink`. */
+  uplinkFrame(link: Link, f: Frame, raw: Uint8Array): void {
+    this.#onFrame(link, f, raw);
+  }
+
+  uplinkClosed(link: Link, reason: PosternError): void {
+    this.#connections--;
+    this.#detach(link, reason);
+  }
+
+  /** Closes every connection with SHUTDOWN. Pending messages are nacked to their senders first. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.options.clock.clearTimeout(this.#sweep);
+    for (const l of [...this.#links]) l.channel.close(WireCode.SHUTDOWN, 'router is shutting down');
+  }
+
+  async #hello(channel: Channel, h: HelloFrame): Promise<Link | undefined> {
+    const o = this.options;
+    if (h.version !== PROTOCOL_VERSION) {
+      channel.close(WireCode.VERSION, `protocol version ${h.version} is not supported; this router speaks ${PROTOCOL_VERSION}`);
+      return undefined;
+    }
+    let claims: Claims | undefined;
+    if (h.token !== '' && o.authenticator !== undefined) {
+      try {
+        claims = await o.authenticator.verify(h.token);
+      } catch (err) {
+        const reason = err instanceof PosternError ? err.message : 'credential refused';
+        channel.close(WireCode.AUTH_FAILED, reason);
+        return undefined;
+      }
+    }
+    if (channel.closed || this.#closed) return undefined;
+    return h.role === Role.ROUTER ? this.#helloRouter(channel, h, claims) : this.#helloAgent(channel, h, claims);
+  }
+
+  #helloAgent(channel: Channel, h: HelloFrame, claims: Claims | undefined): Link | undefined {
+    const o = this.options;
+    if (o.authenticator !== undefined && claims === undefined && !o.allowAnonymousAgents) {
+      channel.close(WireCode.AUTH_FAILED, 'this router requires a token');
+      return undefined;
+    }
+    if (claims !== undefined && claims.domain !== '*' && claims.domain !== this.domain) {
+      channel.close(WireCode.AUTH_FAILED, `the token is for domain "${claims.domain}", this router serves "${this.domain}"`);
+      return undefined;
+    }
+    let id = h.resume === '' ? undefined : o.sessionTokens.verify(h.resume);
+    id ??= newId();
+    const previous = this.#agentsById.get(id);
+    const name = h.name.toLowerCase();
+    if (name !== '') {
+      const refusal = this.#nameRefusal(name, claims, previous);
+      if (refusal !== undefined) {
+        channel.close(refusal[0], refusal[1]);
+        return undefined;
+      }
+    }
+    if (previous !== undefined) previous.channel.close(WireCode.REPLACED, 'the session was resumed on another connection');
+    const link = new Link('agent', channel, id, claims);
+    this.#setName(link, name);
+    this.#links.add(link);
+    this.#agentsById.set(id, link);
+    channel.send({
+      type: FrameType.WELCOME,
+      version: PROTOCOL_VERSION,
+      id,
+      domain: this.domain,
+      name,
+      resume: o.sessionTokens.issue(id),
+      node: this.node,
+      maxFrame: o.maxFrameBytes,
+      pingMs: o.pingIntervalMs,
+    });
+    o.logger.debug('agent connected', { id, name, remote: channel.duplex.remote });
+    return link;
+  }
+
+  #helloRouter(channel: Channel, h: HelloFrame, claims: Claims | undefined): Link | undefined {
+    const o = this.options;
+    if (o.authenticator === undefined) {
+      channel.close(WireCode.AUTH_FAILED, 'this router has no secret, so it accepts no router links; start it with a secret');
+      return undefined;
+    }
+    if (claims === undefined) {
+      channel.close(WireCode.AUTH_FAILED, 'a router link needs a token');
+      return undefined;
+    }
+    if (claims.name !== undefined) {
+      channel.close(WireCode.AUTH_FAILED, 'the token is an agent token (it names an agent); a router link needs a domain token');
+      return undefined;
+    }
+    if (h.node === this.node) {
+      channel.close(WireCode.LOOP, 'a router cannot link to itself');
+      return undefined;
+    }
+    const link = new Link('downlink', channel, newId(), claims, h.node);
+    link.address = claims.domain;
+    this.#links.add(link);
+    channel.send({
+      type: FrameType.WELCOME,
+      version: PROTOCOL_VERSION,
+      id: link.id,
+      domain: this.domain,
+      name: '',
+      resume: '',
+      node: this.node,
+      maxFrame: o.maxFrameBytes,
+      pingMs: o.pingIntervalMs,
+    });
+    o.logger.info('router linked', { node: h.node, domain: claims.domain, remote: channel.duplex.remote });
+    return link;
+  }
+
+  /** Why `name` cannot be claimed, as [wire code, reason], or undefined when it can. */
+  #nameRefusal(name: string, claims: Claims | undefined, self: Link | undefined): [number, string] | undefined {
+    if (!isValidName(name)) {
+      return [WireCode.BAD_ADDRESS, `"${name}" is not a valid name: 1-64 of a-z 0-9 . _ -, starting with a letter or digit`];
+    }
+    if (this.options.authenticator !== undefined) {
+      if (claims === undefined) return [WireCode.NAME_NOT_ALLOWED, `claiming the name "${name}" needs a token`];
+      if (claims.name !== undefined && claims.name !== name) {
+        return [WireCode.NAME_NOT_ALLOWED, `the token allows the name "${claims.name}", not "${name}"`];
+      }
+    }
+    const holder = this.#agentsByName.get(name);
+    if (holder !== undefined && holder !== self) return [WireCode.NAME_TAKEN, `the name "${name}" is taken by another agent`];
+    return undefined;
+  }
+
+  #setName(link: Link, name: string): void {
+    if (link.name !== '' && this.#agentsByName.get(link.name) === link) this.#agentsByName.delete(link.name);
+    link.name = name;
+    if (name !== '') this.#agentsByName.set(name, link);
+    link.address = `${name === '' ? link.id : name}@${this.domain}`;
+  }
+
+  #onFrame(link: Link, f: Frame, raw: Uint8Array): void {
+    switch (f.type) {
+      case FrameType.MSG:
+        this.#onMsg(link, f, raw);
+        return;
+      case FrameType.ACK:
+      case FrameType.NACK: {
+        const key = messageKey(f.from, f.id);
+        const p = link.pending.get(key);
+        if (p === undefined) return; // late, or already timed out: the sender has heard.
+        link.pending.delete(key);
+        if (p.origin.up) p.origin.channel.send(f);
+        return;
+      }
+      case FrameType.REGISTER:
+        if (link.kind !== 'agent') break;
+        this.#onRegister(link, f.ref, f.name.toLowerCase());
+        return;
+      case FrameType.ROUTE:
+        if (link.kind !== 'downlink') break;
+        this.#onRoute(link, f);
+        return;
+    }
+    this.#protocolError(link.channel, `frame 0x${f.type.toString(16)} is not allowed on ${link.kind === 'agent' ? 'an agent' : 'a router'} link here`);
+  }
+
+  #onRegister(link: Link, ref: number, name: string): void {
+    const refusal = name === '' ? undefined : this.#nameRefusal(name, link.claims, link);
+    if (refusal === undefined) this.#setName(link, name);
+    link.channel.send({
+      type: FrameType.REGISTERED,
+      ref,
+      code: refusal === undefined ? WireCode.OK : refusal[0],
+      name: refusal === undefined ? name : link.name,
+      reason: refusal === undefined ? '' : refusal[1],
+    });
+  }
+
+  #onMsg(link: Link, f: MsgFrame, raw: Uint8Array): void {
+    this.#stats.msgsIn++;
+    const o = this.options;
+    let from: string;
+    let hops = f.hops;
+    let to: Address | undefined;
+    if (link.kind === 'agent') {
+      from = link.address;
+      if (hops === 0 || hops > o.hopLimit) hops = o.hopLimit;
+      to = parseAddress(f.to, this.domain);
+    } else {
+      from = f.from;
+      to = parseAddress(f.to);
+      const fromAddr = parseAddress(from);
+      if (fromAddr === undefined) {
+        this.#nack(link, f.id, from, WireCode.BAD_ADDRESS, `invalid sender address "${from}"`);
+        return;
+      }
+      // A linked router speaks for its own domains only; an uplink is trusted to carry anyone's.
+      if (link.kind === 'downlink' && link.claims !== undefined && !claimsCoverDomain(link.claims, fromAddr.domain)) {
+        this.#nack(link, f.id, from, WireCode.FORBIDDEN, `this link may not send from domain "${fromAddr.domain}"`);
+        return;
+      }
+      if (hops > o.hopLimit) hops = o.hopLimit;
+    }
+    if (to === undefined) {
+      this.#nack(link, f.id, from, WireCode.BAD_ADDRESS, `invalid recipient address "${f.to}"`);
+      return;
+    }
+    const volatile = (f.flags & MsgFlag.VOLATILE) !== 0;
+    let next: Link | undefined;
+    if (to.domain === this.domain) {
+      next = isId(to.local) ? this.#agentsById.get(to.local) : this.#agentsByName.get(to.local);
+      if (next === undefined) {
+        this.#nack(link, f.id, from, WireCode.NO_ROUTE, `no agent "${to.local}@${to.domain}" is connected`);
+        return;
+      }
+    } else {
+      next = this.#routes.get(to.domain)?.[0]?.link ?? this.#uplinks[0];
+      if (next === undefined || next === link) {
+        this.#nack(link, f.id, from, WireCode.NO_ROUTE, `no route to domain "${to.domain}"`);
+        return;
+      }
+      if (hops <= 1) {
+        this.#nack(link, f.id, from, WireCode.HOP_LIMIT, `hop limit reached on the way to "${to.domain}"`);
+        return;
+      }
+      hops--;
+    }
+    if (!volatile) {
+      const key = messageKey(from, f.id);
+      const dup = next.pending.get(key);
+      if (dup !== undefined) {
+        // A retry while the first copy is in flight: its ack will answer the newest origin.
+        next.pending.set(key, { origin: link, id: f.id, from, at: dup.at });
+        return;
+      }
+      if (next.pending.size >= o.maxPendingPerLink) {
+        this.#nack(link, f.id, from, WireCode.QUEUE_FULL, `the next hop has ${o.maxPendingPerLink} unacknowledged messages`);
+        return;
+      }
+      next.pending.set(key, { origin: link, id: f.id, from, at: o.clock.now() });
+    }
+    if (next.kind === 'agent') this.#stats.msgsDelivered++;
+    else this.#stats.msgsForwarded++;
+    // A frame from another router already carries the right sender: forward its bytes as they are.
+    if (link.kind !== 'agent') next.channel.msgRaw(raw, hops);
+    else next.channel.msg(f.flags, hops, f.id, from, `${to.local}@${to.domain}`, f.body);
+  }
+
+  #nack(link: Link, id: string, from: string, code: number, reason: string): void {
+    this.#stats.nacksSent++;
+    link.channel.send({ type: FrameType.NACK, code, id, from, reason });
+  }
+
+  #onRoute(link: Link, f: RouteFrame): void {
+    const o = this.options;
+    const domain = f.domain.toLowerCase();
+    if (!isValidDomain(domain)) {
+      this.#protocolError(link.channel, `ROUTE names an invalid domain "${f.domain}"`);
+      return;
+    }
+    if (f.path.includes(this.node)) {
+      o.logger.warn('route loop ignored', { domain, path: f.path });
+      return;
+    }
+    if (f.op === RouteOp.WITHDRAW) {
+      if (link.routes.delete(domain)) this.#removeRoute(link, domain);
+      return;
+    }
+    if (domain === this.domain) {
+      link.channel.close(WireCode.DOMAIN_NOT_ALLOWED, `domain "${domain}" belongs to this router`);
+      return;
+    }
+    if (link.claims === undefined || !claimsCoverDomain(link.claims, domain)) {
+      link.channel.close(WireCode.DOMAIN_NOT_ALLOWED, `the credential does not cover domain "${domain}"`);
+      return;
+    }
+    if (!link.routes.has(domain) && link.routes.size >= o.maxDomainsPerLink) {
+      link.channel.close(WireCode.DOMAIN_NOT_ALLOWED, `a link may announce at most ${o.maxDomainsPerLink} domains`);
+      return;
+    }
+    const entry: RouteEntry = { link, metric: Math.min(255, f.metric + 1), path: f.path };
+    link.routes.set(domain, entry);
+    const list = (this.#routes.get(domain) ?? []).filter((e) => e.link !== link);
+    list.push(entry);
+    list.sort((a, b) => a.metric - b.metric);
+    this.#routes.set(domain, list);
+    if (list[0] === entry) for (const up of this.#uplinks) this.#announceUp(up, RouteOp.ADD, domain, entry);
+    o.logger.info('route added', { domain, via: link.node, metric: entry.metric });
+  }
+
+  #removeRoute(link: Link, domain: string): void {
+    const list = (this.#routes.get(domain) ?? []).filter((e) => e.link !== link);
+    if (list.length === 0) {
+      this.#routes.delete(domain);
+      for (const up of this.#uplinks) {
+        this.#announce(up, { type: FrameType.ROUTE, op: RouteOp.WITHDRAW, metric: 0, domain, path: [this.node] });
+      }
+    } else {
+      this.#routes.set(domain, list);
+      const best = list[0];
+      if (best !== undefined) for (const up of this.#uplinks) this.#announceUp(up, RouteOp.ADD, domain, best);
+    }
+    this.options.logger.info('route removed', { domain, via: link.node });
+  }
+
+  #announceUp(up: Link, op: typeof RouteOp.ADD, domain: string, e: RouteEntry): void {
+    if (e.link === up) return;
+    this.#announce(up, { type: FrameType.ROUTE, op, metric: e.metric, domain, path: [...e.path, this.node].slice(-255) });
+  }
+
+  #announce(up: Link, f: RouteFrame): void {
+    up.channel.send(f);
+  }
+
+  #detach(link: Link, reason: PosternError): void {
+    if (!link.up) return;
+    link.up = false;
+    this.#links.delete(link);
+    if (link.kind === 'agent') {
+      if (this.#agentsById.get(link.id) === link) this.#agentsById.delete(link.id);
+      if (link.name !== '' && this.#agentsByName.get(link.name) === link) this.#agentsByName.delete(link.name);
+    } else if (link.kind === 'uplink') {
+      const i = this.#uplinks.indexOf(link);
+      if (i >= 0) this.#uplinks.splice(i, 1);
+    }
+    for (const domain of link.routes.keys()) this.#removeRoute(link, domain);
+    link.routes.clear();
+    for (const p of link.pending.values()) {
+      if (p.origin.up) {
+        this.#nack(p.origin, p.id, p.from, WireCode.LINK_LOST, `the next hop disconnected before acknowledging (${reason.message})`);
+      }
+    }
+    link.pending.clear();
+    this.options.logger.debug('link closed', { kind: link.kind, id: link.id, reason: reason.message });
+  }
+
+  #protocolError(channel: Channel, reason: string): void {
+    this.#stats.protocolErrors++;
+    channel.close(WireCode.PROTOCOL, reason);
+  }
+
+  #armSweep(): void {
+    const o = this.options;
+    const every = Math.max(10, Math.min(1000, Math.floor(o.ackTimeoutMs / 4)));
+    this.#sweep = o.clock.setTimeout(() => {
+      this.#expire();
+      if (!this.#closed) this.#armSweep();
+    }, every);
+  }
+
+  /** Nacks every forwarded message whose ack is overdue. Maps keep insertion order: oldest first. */
+  #expire(): void {
+    const o = this.options;
+    const cutoff = o.clock.now() - o.ackTimeoutMs;
+    for (const link of this.#links) {
+      for (const [key, p] of link.pending) {
+        if (p.at > cutoff) break;
+        link.pending.delete(key);
+        if (p.origin.up) this.#nack(p.origin, p.id, p.from, WireCode.TIMEOUT, `no acknowledgement within ${o.ackTimeoutMs} ms`);
+      }
+    }
+  }
+}
+
+const B32 = 'abcdefghijklmnopqrstuvwxyz234567';
+
+/** `_` and 16 base32 characters: 80 random bits. */
+export function newId(): string {
+  const b = new Uint8Array(16);
+  crypto.getRandomValues(b);
+  let s = '_';
+  for (const x of b) s += B32[x & 31];
+  return s;
+}
+

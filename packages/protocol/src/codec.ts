@@ -1,0 +1,477 @@
+import { DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES, FrameType, RouteOp, Role } from './constants.js';
+import { ProtocolError } from './errors.js';
+import type { Frame, MsgFrame } from './frames.js';
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Appends frames to one growing buffer, so that many frames leave as one transport message.
+ * `take()` hands out a copy and resets; the writer never shares memory with what it returned.
+ */
+export class FrameWriter {
+  #buf: Uint8Array;
+  #pos = 0;
+
+  constructor(initialBytes = 16 * 1024) {
+    this.#buf = new Uint8Array(initialBytes);
+  }
+
+  /** Bytes written since the last take(). */
+  get length(): number {
+    return this.#pos;
+  }
+
+  /** Appends one encoded frame. */
+  frame(frame: Frame): void {
+    const start = this.#begin(frame.type);
+    try {
+      this.#body(frame);
+    } catch (err) {
+      this.#pos = start;
+      throw err;
+    }
+    this.#end(start);
+  }
+
+  /** Appends a MSG frame without building a frame object (the forwarding hot path). */
+  msg(flags: number, hops: number, id: string, from: string, to: string, body: Uint8Array): void {
+    const start = this.#begin(FrameType.MSG);
+    try {
+      this.#u8(flags);
+      this.#u8(hops);
+      this.#str8(id, 'id');
+      this.#str8(from, 'from');
+      this.#str8(to, 'to');
+      this.#bytes(body);
+    } catch (err) {
+      this.#pos = start;
+      throw err;
+    }
+    this.#end(start);
+  }
+
+  /** Appends already encoded, complete frames. */
+  raw(bytes: Uint8Array): void {
+    this.#ensure(bytes.length);
+    this.#buf.set(bytes, this.#pos);
+    this.#pos += bytes.length;
+  }
+
+  /** Overwrites one byte at an offset relative to the end (used to patch a forwarded hop count). */
+  patchFromEnd(back: number, value: number): void {
+    this.#buf[this.#pos - back] = value;
+  }
+
+  /** Returns everything written as a new array and empties the writer. */
+  take(): Uint8Array {
+    const out = this.#buf.slice(0, this.#pos);
+    this.#pos = 0;
+    // Do not keep a huge buffer alive after a burst.
+    if (this.#buf.length > 4 * 1024 * 1024) this.#buf = new Uint8Array(16 * 1024);
+    return out;
+  }
+
+  #begin(type: number): number {
+    const start = this.#pos;
+    this.#ensure(FRAME_HEADER_BYTES);
+    this.#pos += 4;
+    this.#buf[this.#pos++] = type;
+    return start;
+  }
+
+  #end(start: number): void {
+    const len = this.#pos - start - 4;
+    const b = this.#buf;
+    b[start] = len >>> 24;
+    b[start + 1] = (len >>> 16) & 0xff;
+    b[start + 2] = (len >>> 8) & 0xff;
+    b[start + 3] = len & 0xff;
+  }
+
+  #body(f: Frame): void {
+    switch (f.type) {
+      case FrameType.HELLO:
+        this.#u8(f.version);
+        this.#u8(f.role);
+        this.#str16(f.token, 'token');
+        this.#str8(f.resume, 'resume');
+        this.#str8(f.name, 'name');
+        this.#str8(f.node, 'node');
+        this.#str8(f.agent, 'agent');
+        return;
+      case FrameType.WELCOME:
+        this.#u8(f.version);
+        this.#str8(f.id, 'id');
+        this.#str8(f.domain, 'domain');
+        this.#str8(f.name, 'name');
+        this.#str8(f.resume, 'resume');
+        this.#str8(f.node, 'node');
+        this.#u32(f.maxFrame);
+        this.#u32(f.pingMs);
+        return;
+      case FrameType.REGISTER:
+        this.#u32(f.ref);
+        this.#str8(f.name, 'name');
+        return;
+      case FrameType.REGISTERED:
+        this.#u32(f.ref);
+        this.#u16(f.code);
+        this.#str8(f.name, 'name');
+        this.#str16(f.reason, 'reason');
+        return;
+      case FrameType.ROUTE:
+        if (f.path.length > 255) throw new ProtocolError('ERR_PROTOCOL', 'ROUTE path longer than 255');
+        this.#u8(f.op);
+        this.#u8(f.metric);
+        this.#str8(f.domain, 'domain');
+        this.#u8(f.path.length);
+        for (const p of f.path) this.#str8(p, 'path');
+        return;
+      case FrameType.MSG:
+        this.#u8(f.flags);
+        this.#u8(f.hops);
+        this.#str8(f.id, 'id');
+        this.#str8(f.from, 'from');
+        this.#str8(f.to, 'to');
+        this.#bytes(f.body);
+        return;
+      case FrameType.ACK:
+        this.#str8(f.id, 'id');
+        this.#str8(f.from, 'from');
+        return;
+      case FrameType.NACK:
+        this.#u16(f.code);
+        this.#str8(f.id, 'id');
+        this.#str8(f.from, 'from');
+        this.#str16(f.reason, 'reason');
+        return;
+      case FrameType.PING:
+      case FrameType.PONG:
+        this.#u32(f.nonce);
+        return;
+      case FrameType.CLOSE:
+        this.#u16(f.code);
+        this.#str16(f.reason, 'reason');
+        return;
+    }
+  }
+
+  #ensure(n: number): void {
+    const need = this.#pos + n;
+    if (need <= this.#buf.length) return;
+    let size = this.#buf.length * 2;
+    while (size < need) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.#buf.subarray(0, this.#pos));
+    this.#buf = next;
+  }
+
+  #u8(v: number): void {
+    this.#ensure(1);
+    this.#buf[this.#pos++] = v & 0xff;
+  }
+
+  #u16(v: number): void {
+    this.#ensure(2);
+    this.#buf[this.#pos++] = (v >>> 8) & 0xff;
+    this.#buf[this.#pos++] = v & 0xff;
+  }
+
+  #u32(v: number): void {
+    this.#ensure(4);
+    const b = this.#buf;
+    b[this.#pos++] = v >>> 24;
+    b[this.#pos++] = (v >>> 16) & 0xff;
+    b[this.#pos++] = (v >>> 8) & 0xff;
+    b[this.#pos++] = v & 0xff;
+  }
+
+  #bytes(v: Uint8Array): void {
+    this.#ensure(v.length);
+    this.#buf.set(v, this.#pos);
+    this.#pos += v.length;
+  }
+
+  #str8(s: string, field: string): void {
+    this.#str(s, 1, 0xff, field);
+  }
+
+  #str16(s: string, field: string): void {
+    this.#str(s, 2, 0xffff, field);
+  }
+
+  // Addresses and ids are short ASCII: copy char codes directly, fall back to UTF-8 otherwise.
+  #str(s: string, prefix: 1 | 2, max: number, field: string): void {
+    const n = s.length;
+    this.#ensure(prefix + n);
+    const b = this.#buf;
+    const at = this.#pos + prefix;
+    let ascii = n <= max;
+    if (ascii) {
+      for (let i = 0; i < n; i++) {
+        const c = s.charCodeAt(i);
+        if (c >= 0x80) {
+          ascii = false;
+          break;
+        }
+        b[at + i] = c;
+      }
+    }
+    let len = n;
+    if (!ascii) {
+      const utf8 = encoder.encode(s);
+      len = utf8.length;
+      if (len > max) throw new ProtocolError('ERR_PROTOCOL', `${field} is ${len} bytes; at most ${max} fit`);
+      this.#ensure(prefix + len);
+      this.#buf.set(utf8, this.#pos + prefix);
+    }
+    if (prefix === 1) this.#buf[this.#pos] = len;
+    else {
+      this.#buf[this.#pos] = len >>> 8;
+      this.#buf[this.#pos + 1] = len & 0xff;
+    }
+    this.#pos += prefix + len;
+  }
+}
+
+/** Encodes one frame (header included) into a new array. */
+export function encodeFrame(frame: Frame): Uint8Array {
+  const w = new FrameWriter(64);
+  w.frame(frame);
+  return w.take();
+}
+
+/** Encodes frames back to back: the body of one transport message or long-poll response. */
+export function encodeBatch(frames: readonly Frame[]): Uint8Array {
+  const w = new FrameWriter();
+  for (const f of frames) w.frame(f);
+  return w.take();
+}
+
+/** Decodes a whole batch; throws ProtocolError if it does not end on a frame boundary. */
+export function decodeBatch(bytes: Uint8Array, maxFrameBytes = DEFAULT_MAX_FRAME_BYTES): Frame[] {
+  const out: Frame[] = [];
+  const d = new FrameDecoder({ maxFrameBytes });
+  d.push(bytes, (f) => out.push(f));
+  if (d.bufferedBytes !== 0) throw new ProtocolError('ERR_PROTOCOL', 'batch ends inside a frame');
+  return out;
+}
+
+class Reader {
+  pos: number;
+  constructor(
+    readonly b: Uint8Array,
+    start: number,
+    readonly end: number,
+    readonly what: string,
+  ) {
+    this.pos = start;
+  }
+  #need(n: number): void {
+    if (this.pos + n > this.end) throw new ProtocolError('ERR_PROTOCOL', `truncated ${this.what} frame`);
+  }
+  u8(): number {
+    this.#need(1);
+    return this.b[this.pos++]!;
+  }
+  u16(): number {
+    this.#need(2);
+    const b = this.b;
+    const v = (b[this.pos]! << 8) | b[this.pos + 1]!;
+    this.pos += 2;
+    return v;
+  }
+  u32(): number {
+    this.#need(4);
+    const b = this.b;
+    const p = this.pos;
+    this.pos += 4;
+    return ((b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!) >>> 0;
+  }
+  str8(): string {
+    return this.#str(this.u8());
+  }
+  str16(): string {
+    return this.#str(this.u16());
+  }
+  rest(): Uint8Array {
+    const v = this.b.subarray(this.pos, this.end);
+    this.pos = this.end;
+    return v;
+  }
+  #str(len: number): string {
+    this.#need(len);
+    const b = this.b;
+    const start = this.pos;
+    this.pos += len;
+    if (len <= 64) {
+      let s = '';
+      for (let i = start; i < start + len; i++) {
+        const c = b[i]!;
+        if (c >= 0x80) return this.#utf8(start, len);
+        s += String.fromCharCode(c);
+      }
+      return s;
+    }
+    return this.#utf8(start, len);
+  }
+  #utf8(start: number, len: number): string {
+    try {
+      return decoder.decode(this.b.subarray(start, start + len));
+    } catch (cause) {
+      throw new ProtocolError('ERR_PROTOCOL', `invalid UTF-8 in ${this.what} frame`, { cause });
+    }
+  }
+}
+
+const names: Record<number, string> = Object.fromEntries(
+  Object.entries(FrameType).map(([k, v]) => [v, k]),
+);
+
+/** Decodes the frame whose type byte is at `start` and whose last byte is at `end - 1`. */
+export function decodeFrameAt(bytes: Uint8Array, start: number, end: number): Frame {
+  const type = bytes[start]!;
+  const name = names[type];
+  if (name === undefined) {
+    throw new ProtocolError('ERR_PROTOCOL', `unknown frame type 0x${type.toString(16).padStart(2, '0')}`);
+  }
+  const r = new Reader(bytes, start + 1, end, name);
+  switch (type) {
+    case FrameType.MSG: {
+      const flags = r.u8();
+      const hops = r.u8();
+      const id = r.str8();
+      const from = r.str8();
+      const to = r.str8();
+      const f: MsgFrame = { type: FrameType.MSG, flags, hops, id, from, to, body: r.rest() };
+      return f;
+    }
+    case FrameType.ACK:
+      return { type: FrameType.ACK, id: r.str8(), from: r.str8() };
+    case FrameType.NACK:
+      return { type: FrameType.NACK, code: r.u16(), id: r.str8(), from: r.str8(), reason: r.str16() };
+    case FrameType.PING:
+      return { type: FrameType.PING, nonce: r.u32() };
+    case FrameType.PONG:
+      return { type: FrameType.PONG, nonce: r.u32() };
+    case FrameType.HELLO: {
+      const version = r.u8();
+      const role = r.u8();
+      if (role !== Role.AGENT && role !== Role.ROUTER) throw new ProtocolError('ERR_PROTOCOL', `unknown role ${role}`);
+      return {
+        type: FrameType.HELLO,
+        version,
+        role,
+        token: r.str16(),
+        resume: r.str8(),
+        name: r.str8(),
+        node: r.str8(),
+        agent: r.str8(),
+      };
+    }
+    case FrameType.WELCOME:
+      return {
+        type: FrameType.WELCOME,
+        version: r.u8(),
+        id: r.str8(),
+        domain: r.str8(),
+        name: r.str8(),
+        resume: r.str8(),
+        node: r.str8(),
+        maxFrame: r.u32(),
+        pingMs: r.u32(),
+      };
+    case FrameType.REGISTER:
+      return { type: FrameType.REGISTER, ref: r.u32(), name: r.str8() };
+    case FrameType.REGISTERED:
+      return { type: FrameType.REGISTERED, ref: r.u32(), code: r.u16(), name: r.str8(), reason: r.str16() };
+    case FrameType.ROUTE: {
+      const op = r.u8();
+      if (op !== RouteOp.ADD && op !== RouteOp.WITHDRAW) throw new ProtocolError('ERR_PROTOCOL', `unknown ROUTE op ${op}`);
+      const metric = r.u8();
+      const domain = r.str8();
+      const n = r.u8();
+      const path: string[] = [];
+      for (let i = 0; i < n; i++) path.push(r.str8());
+      return { type: FrameType.ROUTE, op, metric, domain, path };
+    }
+    case FrameType.CLOSE:
+      return { type: FrameType.CLOSE, code: r.u16(), reason: r.str16() };
+    default:
+      throw new ProtocolError('ERR_PROTOCOL', `unknown frame type 0x${type.toString(16)}`);
+  }
+}
+
+export interface FrameDecoderOptions {
+  /** @default 1 MiB (DEFAULT_MAX_FRAME_BYTES) */
+  maxFrameBytes?: number;
+}
+
+/**
+ * Incremental decoder: feed it bytes split anywhere, it calls back once per complete frame.
+ * A decoded MSG body and the raw frame are views into the pushed bytes (no copy): the caller
+ * must not reuse a pushed buffer while it holds them. After it throws, the decoder is broken
+ * and the connection must be closed.
+ */
+export class FrameDecoder {
+  readonly #max: number;
+  #chunks: Uint8Array[] = [];
+  #queued = 0;
+  #need = FRAME_HEADER_BYTES;
+
+  constructor(options: FrameDecoderOptions = {}) {
+    this.#max = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+  }
+
+  /** Bytes held that do not yet make a whole frame. */
+  get bufferedBytes(): number {
+    return this.#queued;
+  }
+
+  push(chunk: Uint8Array, onFrame: (frame: Frame, raw: Uint8Array) => void): void {
+    let bytes = chunk;
+    if (this.#queued > 0) {
+      this.#chunks.push(chunk);
+      this.#queued += chunk.length;
+      if (this.#queued < this.#need) return;
+      bytes = concat(this.#chunks, this.#queued);
+      this.#chunks = [];
+      this.#queued = 0;
+    }
+    let pos = 0;
+    const n = bytes.length;
+    while (n - pos >= 4) {
+      const len = ((bytes[pos]! << 24) | (bytes[pos + 1]! << 16) | (bytes[pos + 2]! << 8) | bytes[pos + 3]!) >>> 0;
+      if (len === 0) throw new ProtocolError('ERR_PROTOCOL', 'frame of length 0 has no type');
+      if (len > this.#max) {
+        throw new ProtocolError('ERR_FRAME_TOO_LARGE', `frame of ${len} bytes exceeds the limit of ${this.#max}`);
+      }
+      const end = pos + 4 + len;
+      if (end > n) {
+        this.#need = 4 + len;
+        break;
+      }
+      onFrame(decodeFrameAt(bytes, pos + 4, end), bytes.subarray(pos, end));
+      pos = end;
+    }
+    if (pos < n) {
+      if (n - pos < 4) this.#need = FRAME_HEADER_BYTES;
+      const rest = bytes.subarray(pos);
+      this.#chunks.push(rest);
+      this.#queued = rest.length;
+    } else {
+      this.#need = FRAME_HEADER_BYTES;
+    }
+  }
+}
+
+function concat(chunks: Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}

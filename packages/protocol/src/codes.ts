@@ -1,0 +1,51 @@
+/**
+ * Numeric error codes carried in NACK and CLOSE frames, and the stable string codes the
+ * TypeScript API exposes for them. Both columns are part of the contract: never renumber.
+ * docs/ERRORS.md lists every entry; a test keeps it complete.
+ */
+export const WireCode = {
+  OK: 0,
+  PROTOCOL: 1,
+  VERSION: 2,
+  FRAME_TOO_LARGE: 3,
+  HANDSHAKE_TIMEOUT: 4,
+  AUTH_FAILED: 5,
+  NAME_TAKEN: 6,
+  NAME_NOT_ALLOWED: 7,
+  DOMAIN_NOT_ALLOWED: 8,
+  NO_ROUTE: 9,
+  HOP_LIMIT: 10,
+  SLOW_CONSUMER: 11,
+  SHUTDOWN: 12,
+  BAD_ADDRESS: 13,
+  REPLACED: 14,
+  LINK_LOST: 15,
+  IDLE_TIMEOUT: 16,
+  LOOP: 17,
+  INTERNAL: 18,
+  TOO_MANY_CONNECTIONS: 19,
+  QUEUE_FULL: 20,
+  EXPIRED: 21,
+  TIMEOUT: 22,
+  UNAVAILABLE: 23,
+  FORBIDDEN: 24,
+} as const;
+export type WireCodeValue = (typeof WireCode)[keyof typeof WireCode];
+export type WireCodeName = keyof typeof WireCode;
+
+const nameByCode = new Map<number, WireCodeName>(
+  Object.entries(WireCode).map(([k, v]) => [v, k as WireCodeName]),
+);
+
+/** `ERR_` string code for a wire code; unknown numbers map to `ERR_UNKNOWN`. */
+export function errorCodeOf(code: number): `ERR_${WireCodeName}` | 'ERR_UNKNOWN' {
+  const name = nameByCode.get(code);
+  return name === undefined ? 'ERR_UNKNOWN' : `ERR_${name}`;
+}
+
+/** Wire code for an `ERR_` string code, or undefined when it has none. */
+export function wireCodeOf(code: string): number | undefined {
+  if (!code.startsWith('ERR_')) return undefined;
+  const v = (WireCode as Record<string, number>)[code.slice(4)];
+  return v;
+}

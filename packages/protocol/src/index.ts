@@ -1,0 +1,41 @@
+export {
+  PROTOCOL_VERSION,
+  FRAME_HEADER_BYTES,
+  DEFAULT_MAX_FRAME_BYTES,
+  DEFAULT_HOP_LIMIT,
+  FrameType,
+  Role,
+  MsgFlag,
+  RouteOp,
+} from './constants.js';
+export type { FrameTypeValue, RoleValue, RouteOpValue } from './constants.js';
+export type {
+  Frame,
+  HelloFrame,
+  WelcomeFrame,
+  RegisterFrame,
+  RegisteredFrame,
+  RouteFrame,
+  MsgFrame,
+  AckFrame,
+  NackFrame,
+  PingFrame,
+  PongFrame,
+  CloseFrame,
+} from './frames.js';
+export { FrameWriter, FrameDecoder, encodeFrame, encodeBatch, decodeBatch, decodeFrameAt } from './codec.js';
+export type { FrameDecoderOptions } from './codec.js';
+export { WireCode, errorCodeOf, wireCodeOf } from './codes.js';
+export type { WireCodeValue, WireCodeName } from './codes.js';
+export {
+  PosternError,
+  ProtocolError,
+  RemoteError,
+  TransportError,
+  TimeoutError,
+  ConfigError,
+  AbortError,
+} from './errors.js';
+export type { ErrorCode } from './errors.js';
+export { parseAddress, formatAddress, isValidName, isValidId, isValidDomain, isId } from './address.js';
+export type { Address } from './address.js';

@@ -1,0 +1,134 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Router, Uplink, type BackoffOptions, type Logger, type RouterOptions, type UplinkStatus } from '@postern/core';
+import { ConfigError } from '@postern/protocol';
+import { attachWsServer, createNodeWsDialer, type WsServer } from '@postern/transport-ws/node';
+import { createTokenAuthenticator } from './credentials.js';
+import { formatListen, parseListen, type ListenAddress } from './listen.js';
+import { createHmacSessionTokens, resumeKeyFromSecret } from './session-tokens.js';
+
+export interface UplinkConfig {
+  /** The router to dial and keep, e.g. `wss://relay.example.com`. */
+  url: string;
+  /** A domain credential signed by that router's secret. */
+  token: string;
+}
+
+export interface RouterServerOptions extends Omit<RouterOptions, 'sessionTokens' | 'authenticator'> {
+  /** Where to accept connections: `HOST:PORT` strings or objects. May be empty for a router that only dials. */
+  listen?: Array<string | ListenAddress>;
+  /** Verifies credentials; without it the router is open and accepts no router links. */
+  secret?: string;
+  /** Routers to dial and keep as default routes (a gateway's relay). */
+  uplinks?: UplinkConfig[];
+  /** Reconnect policy for uplinks. */
+  backoff?: BackoffOptions;
+  /** Key for resume tokens; derived from `secret` when absent, else random per process. */
+  sessionKey?: Uint8Array;
+  /** Called with every uplink status change. */
+  onUplinkStatus?: (url: string, status: UplinkStatus) => void;
+}
+
+export interface RouterServer {
+  readonly router: Router;
+  /** Bound addresses, in the order of `listen` (real ports when 0 was asked). */
+  readonly addresses: ListenAddress[];
+  /** `ws://HOST:PORT` of the first listener. */
+  readonly url: string;
+  readonly uplinks: readonly Uplink[];
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a router process: one node:http server per listen address carrying WebSocket
+ * upgrades and a health endpoint, plus the uplinks it dials. Relay, gateway and hub are
+ * configurations of this one function.
+ */
+export async function startRouter(options: RouterServerOptions): Promise<RouterServer> {
+  const { listen = [], secret, uplinks: uplinkConfigs = [], backoff, sessionKey, onUplinkStatus, ...core } = options;
+  const listens = listen.map((l) => (typeof l === 'string' ? parseListen(l) : l));
+  if (secret !== undefined && secret.length === 0) throw new ConfigError('secret must not be empty');
+  const router = new Router({
+    ...core,
+    authenticator: secret === undefined ? undefined : createTokenAuthenticator(secret),
+    sessionTokens: createHmacSessionTokens(sessionKey ?? (secret === undefined ? undefined : resumeKeyFromSecret(secret))),
+  });
+  const log: Logger = router.options.logger;
+  const servers: Array<{ http: Server; ws: WsServer }> = [];
+  const uplinks: Uplink[] = [];
+  const health = (req: IncomingMessage, res: ServerResponse): void => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method === 'GET' && path === '/healthz') {
+      const body = JSON.stringify({
+        status: 'ok',
+        domain: router.domain,
+        node: router.node,
+        stats: router.stats(),
+        uplinks: uplinks.map((u) => ({ url: u.url, connected: u.connected })),
+      });
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(body);
+      return;
+    }
+    res
+      .writeHead(path === '/' ? 426 : 404, { 'content-type': 'text/plain; charset=utf-8', upgrade: 'websocket' })
+      .end(`Postern router for domain "${router.domain}". Connect with a WebSocket client (postern listen --connect ...).\n`);
+  };
+  const addresses: ListenAddress[] = [];
+  try {
+    for (const l of listens) {
+      const http = createServer(health);
+      // Upgrades and long requests are ours to time out, not node:http's.
+      http.requestTimeout = 0;
+      http.headersTimeout = 10_000;
+      const ws = attachWsServer(http, (d) => router.accept(d), {
+        maxPayload: router.options.maxFrameBytes + router.options.batchBytes + 1024,
+      });
+      servers.push({ http, ws });
+      await new Promise<void>((resolve, reject) => {
+        http.once('error', (err: NodeJS.ErrnoException) =>
+          reject(new ConfigError(`cannot listen on ${formatListen(l)}: ${err.code === 'EADDRINUSE' ? 'address already in use' : err.message}`, { cause: err })),
+        );
+        http.listen(l.port, l.host, () => resolve());
+      });
+      const a = http.address() as AddressInfo;
+      addresses.push({ host: a.address, port: a.port });
+      log.info('listening', { address: formatListen({ host: a.address, port: a.port }), domain: router.domain });
+    }
+  } catch (err) {
+    router.close();
+    for (const s of servers) s.http.close();
+    throw err;
+  }
+  const dial = createNodeWsDialer({ maxPayload: router.options.maxFrameBytes + router.options.batchBytes + 1024 });
+  for (const u of uplinkConfigs) {
+    const uplink = new Uplink(router, { url: u.url, token: u.token, dial, backoff, agent: 'postern-router/0.1' });
+    uplink.onStatus((s) => {
+      onUplinkStatus?.(u.url, s);
+      if (s.type === 'up') log.info('uplink connected', { url: u.url, relay: s.domain });
+      else if (s.type === 'down') log.warn(s.refused ? 'uplink refused' : 'uplink down', { url: u.url, reason: s.error.message, code: s.error.code, retry_ms: s.retryInMs });
+    });
+    uplinks.push(uplink);
+    uplink.start();
+  }
+  const first = addresses[0];
+  return {
+    router,
+    addresses,
+    url: first === undefined ? '' : `ws://${formatListen({ host: first.host === '0.0.0.0' ? '127.0.0.1' : first.host === '::' ? '::1' : first.host, port: first.port })}`,
+    uplinks,
+    async close() {
+      for (const u of uplinks) u.close();
+      router.close();
+      await Promise.all(
+        servers.map(
+          (s) =>
+            new Promise<void>((resolve) => {
+              s.ws.close();
+              s.http.close(() => resolve());
+              s.http.closeAllConnections();
+            }),
+        ),
+      );
+    },
+  };
+}

@@ -1,0 +1,29 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { SessionTokens } from '@postern/core';
+import { isValidId } from '@postern/protocol';
+
+/**
+ * Resume tokens of the form `<id>.<mac>`: the MAC (HMAC-SHA256 under the router's key,
+ * truncated to 128 bits) makes them unforgeable without server-side state, so a router that
+ * restarts with the same key still recognises its sessions.
+ */
+export function createHmacSessionTokens(key: Uint8Array = randomBytes(32)): SessionTokens {
+  const mac = (id: string): Buffer => createHmac('sha256', key).update(`resume:${id}`).digest().subarray(0, 16);
+  return {
+    issue: (id) => `${id}.${mac(id).toString('base64url')}`,
+    verify(token) {
+      const dot = token.indexOf('.');
+      if (dot < 0) return undefined;
+      const id = token.slice(0, dot);
+      if (!isValidId(id)) return undefined;
+      const given = Buffer.from(token.slice(dot + 1), 'base64url');
+      const want = mac(id);
+      return given.length === want.length && timingSafeEqual(given, want) ? id : undefined;
+    },
+  };
+}
+
+/** A resume key derived from the router's secret, so that restarts keep sessions resumable. */
+export function resumeKeyFromSecret(secret: string): Uint8Array {
+  return new Uint8Array(createHmac('sha256', 'postern-resume-key').update(secret).digest());
+}
