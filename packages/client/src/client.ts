@@ -86,7 +86,7 @@ export class Client implements AsyncIterable<Message> {
   readonly #dedup: DedupWindow;
   readonly #outstanding = new Map<string, Outgoing>();
   readonly #slotWaiters: Array<() => void> = [];
-  readonly #registers = new Map<number, { resolve(): void; reject(e: unknown): void }>();
+  readonly #registers = new Map<number, { resolve(): void; reject(e: Error): void }>();
   readonly #backoff: Backoff;
   readonly #prefix: string;
   readonly #dials = new AbortController();
@@ -255,8 +255,14 @@ export class Client implements AsyncIterable<Message> {
    * messages already received stay readable until the iterator drains them.
    */
   async close(): Promise<void> {
+    const ch = this.#channel;
     this.#shutdown(undefined);
-    return Promise.resolve();
+    if (ch !== undefined) {
+      // Let the final acks and CLOSE reach the router before the caller exits the process.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([ch.duplex.done, new Promise<void>((r) => (timer = setTimeout(r, 2000)))]);
+      clearTimeout(timer);
+    }
   }
 
   async #open(signal?: AbortSignal): Promise<void> {

@@ -2,7 +2,18 @@ import { createNodeWsDialer } from '@postern/transport-ws/node';
 import { Client } from './client.js';
 import type { ClientOptions } from './options.js';
 
-export * from './index.js';
+export {
+  Client,
+  PosternError,
+  ProtocolError,
+  RemoteError,
+  TransportError,
+  TimeoutError,
+  ConfigError,
+  AbortError,
+  WireCode,
+} from './index.js';
+export type { ClientStatus, SendOptions, SendResult, Message, ClientOptions, ErrorCode } from './index.js';
 
 const dialer = createNodeWsDialer();
 

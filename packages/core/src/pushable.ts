@@ -63,7 +63,7 @@ export class Pushable<T> implements AsyncIterable<T> {
       if (this.#error !== undefined) {
         const e = this.#error;
         this.#error = undefined;
-        return Promise.reject(e);
+        return Promise.reject(e instanceof Error ? e : new Error("iteration failed", { cause: e }));
       }
       return Promise.resolve({ value: undefined, done: true });
     }

@@ -293,8 +293,22 @@ export class Router {
       channel.close(WireCode.LOOP, 'a router cannot link to itself');
       return undefined;
     }
+    // A router names the domain it serves in HELLO, so a claim is refused before WELCOME.
+    const domain = h.name.toLowerCase();
+    if (!isValidDomain(domain)) {
+      channel.close(WireCode.BAD_ADDRESS, `"${h.name}" is not a valid domain`);
+      return undefined;
+    }
+    if (domain === this.domain) {
+      channel.close(WireCode.DOMAIN_NOT_ALLOWED, `domain "${domain}" belongs to this router`);
+      return undefined;
+    }
+    if (!claimsCoverDomain(claims, domain)) {
+      channel.close(WireCode.DOMAIN_NOT_ALLOWED, `the credential is for domain "${claims.domain}", not "${domain}"`);
+      return undefined;
+    }
     const link = new Link('downlink', channel, newId(), claims, h.node);
-    link.address = claims.domain;
+    link.address = domain;
     this.#links.add(link);
     channel.send({
       type: FrameType.WELCOME,

@@ -22,6 +22,8 @@ export interface Duplex {
   readonly bufferedAmount: number;
   /** Closes; `close` is reported to the handlers once the transport has ended. */
   close(): void;
+  /** Settles when the transport has fully ended (after close, or when the peer went away). */
+  readonly done: Promise<void>;
   /** For logs and metrics only: never written into a routed message. */
   readonly remote: string;
   /** 'ws', 'http', 'memory', ... */

@@ -112,7 +112,7 @@ export class Uplink {
           role: Role.ROUTER,
           token: this.#o.token,
           resume: '',
-          name: '',
+          name: r.domain,
           node: r.node,
           agent: this.#o.agent,
         },

@@ -1,4 +1,5 @@
-import { FrameType, type RoleValue, type RouteOpValue } from './constants.js';
+import type { FrameType} from './constants.js';
+import { type RoleValue, type RouteOpValue } from './constants.js';
 
 /** First frame on every connection, dialer to router. */
 export interface HelloFrame {
@@ -9,7 +10,7 @@ export interface HelloFrame {
   token: string;
   /** Resume token from an earlier WELCOME, or empty for a new session. */
   resume: string;
-  /** Name the agent wants to claim, or empty. */
+  /** Agents: the name to claim, or empty. Routers: the domain they serve (their claim). */
   name: string;
   /** The dialer's router node id (role ROUTER), or empty. */
   node: string;

@@ -26,6 +26,8 @@ export class WebSocketDuplex implements Duplex {
   #ended = false;
   #endError: Error | undefined;
   #lastError: Error | undefined;
+  #resolveDone!: () => void;
+  readonly done = new Promise<void>((r) => (this.#resolveDone = r));
 
   /** `terminate` forcibly ends a socket whose close handshake does not finish (Node only). */
   constructor(ws: WebSocketLike, remote: string, terminate?: () => void) {
@@ -80,6 +82,7 @@ export class WebSocketDuplex implements Duplex {
     if (this.#ended) return;
     this.#ended = true;
     this.#endError = err;
+    this.#resolveDone();
     this.#handlers?.close(err);
   }
 }

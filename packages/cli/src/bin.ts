@@ -1,0 +1,58 @@
+#!/usr/bin/env node
+import { demo, help as demoHelp } from './commands/demo.js';
+import { gateway, help as gatewayHelp } from './commands/gateway.js';
+import { listen, help as listenHelp } from './commands/listen.js';
+import { relay, help as relayHelp } from './commands/relay.js';
+import { send, help as sendHelp } from './commands/send.js';
+import { token, help as tokenHelp } from './commands/token.js';
+import { out, printError } from './output.js';
+import { UsageError } from './usage-error.js';
+
+const VERSION = '0.1.0';
+
+const commands: Record<string, [(argv: string[]) => Promise<number>, string, string]> = {
+  relay: [relay, relayHelp, 'run a relay: a router on the internet that gateways dial out to'],
+  gateway: [gateway, gatewayHelp, 'run a gateway: a router inside the firewall, tunnelled to a relay'],
+  token: [token, tokenHelp, 'print a signed credential for a gateway or an agent'],
+  listen: [listen, listenHelp, 'connect as an agent and print the messages it receives'],
+  send: [send, sendHelp, 'connect as an agent and send messages'],
+  demo: [demo, demoHelp, 'relay, gateway and agents in one process, messages crossing both ways'],
+};
+
+const usage = `Usage: postern <command> [options]
+
+Postern carries messages to and from programs behind firewalls and NAT with no inbound port:
+gateways inside dial out to relays outside, and routers meet the two sides.
+
+Commands:
+${Object.entries(commands)
+  .map(([name, [, , summary]]) => `  ${name.padEnd(9)}${summary}`)
+  .join('\n')}
+
+Run 'postern <command> --help' for its options. Version ${VERSION}.`;
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined || cmd === 'help' || cmd === '--help' || cmd === '-h') {
+    const sub = cmd === 'help' ? rest[0] : undefined;
+    const entry = sub === undefined ? undefined : commands[sub];
+    out(entry === undefined ? usage : entry[1]);
+    return cmd === undefined ? 2 : 0;
+  }
+  if (cmd === '--version' || cmd === 'version') {
+    out(VERSION);
+    return 0;
+  }
+  const entry = commands[cmd];
+  if (entry === undefined) throw new UsageError(`unknown command "${cmd}"; commands: ${Object.keys(commands).join(', ')}`);
+  return entry[0](rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.exitCode = printError(err);
+  },
+);

@@ -1,0 +1,100 @@
+import { createInterface } from 'node:readline';
+import { connect, type SendResult } from '@postern/client';
+import { PosternError } from '@postern/protocol';
+import { flag, int, parse, required, str } from '../args.js';
+import { out } from '../output.js';
+import { UsageError } from '../usage-error.js';
+
+export const help = `Usage: postern send --connect URL --to ADDRESS [--as NAME] [--token T] [--count N] [TEXT]
+
+Sends TEXT, or each line of standard input, to ADDRESS (name@domain or _id@domain; a bare name
+means the connected router's domain). Waits until every message is acknowledged: exits 0 only
+when all were accepted, else prints the reason per message and exits 1.
+
+Options:
+  --connect URL      a router (relay or gateway) [required]
+  --to ADDRESS       the recipient [required]
+  --as NAME          claim this name as the sender (else the router assigns an id)
+  --token T          credential (or POSTERN_TOKEN)
+  --count N          send N numbered copies: "TEXT 1" ... "TEXT N"
+  --volatile         at most once: do not wait for acknowledgements
+  --timeout MS       per message, fail when not acknowledged in this time [60000]
+  --quiet            print nothing on success
+  -h, --help         this help`;
+
+async function* bodies(text: string | undefined, count: number | undefined): AsyncGenerator<string> {
+  if (count !== undefined) {
+    const t = text ?? 'message';
+    for (let i = 1; i <= count; i++) yield `${t} ${i}`;
+    return;
+  }
+  if (text !== undefined) {
+    yield text;
+    return;
+  }
+  if (process.stdin.isTTY) throw new UsageError('send: give TEXT, or pipe lines on standard input');
+  for await (const l of createInterface({ input: process.stdin, crlfDelay: Infinity })) yield l;
+}
+
+export async function send(argv: string[]): Promise<number> {
+  const p = parse(
+    'send',
+    argv,
+    {
+      connect: { type: 'string' },
+      to: { type: 'string' },
+      as: { type: 'string' },
+      token: { type: 'string' },
+      count: { type: 'string' },
+      volatile: { type: 'boolean' },
+      timeout: { type: 'string' },
+      quiet: { type: 'boolean' },
+    },
+    true,
+  );
+  if (p.values.help) return out(help), 0;
+  const url = required('send', p, 'connect');
+  const to = required('send', p, 'to');
+  const name = str(p, 'as');
+  const token = str(p, 'token', 'POSTERN_TOKEN');
+  const count = int('send', p, 'count', 1);
+  const timeout = int('send', p, 'timeout', 1);
+  if (p.positionals.length > 1) throw new UsageError('send: give TEXT as one argument (quote it)');
+  const text = p.positionals[0];
+  const volatile = flag(p, 'volatile');
+  const client = await connect({
+    url,
+    agent: 'postern-cli/send',
+    reconnect: true,
+    ...(name === undefined ? {} : { name }),
+    ...(token === undefined ? {} : { token }),
+    ...(timeout === undefined ? {} : { sendTimeoutMs: timeout }),
+  });
+  const results: Array<Promise<[number, SendResult | PosternError]>> = [];
+  let i = 0;
+  try {
+    for await (const body of bodies(text, count)) {
+      const n = ++i;
+      results.push(
+        client.send(to, body, { volatile }).then(
+          (r): [number, SendResult] => [n, r],
+          (e: unknown): [number, PosternError] => [n, e instanceof PosternError ? e : new PosternError('ERR_UNKNOWN', String(e))],
+        ),
+      );
+    }
+    if (i === 0) throw new UsageError('send: nothing to send (standard input was empty)');
+    let failed = 0;
+    for (const [n, r] of await Promise.all(results)) {
+      if (r instanceof PosternError) {
+        failed++;
+        process.stderr.write(`postern send: message ${n} to ${to} failed: ${r.message} [${r.code}]\n`);
+      }
+    }
+    if (!flag(p, 'quiet')) {
+      out(`postern send: ${i - failed} of ${i} message${i === 1 ? '' : 's'} ${volatile ? 'sent (volatile)' : 'accepted'} as ${client.address}`);
+    }
+    return failed === 0 ? 0 : 1;
+  } finally {
+    await client.close();
+  }
+}

@@ -1,0 +1,62 @@
+import type { ParseArgsConfig } from 'node:util';
+import { createConsoleLogger, type LogLevel, type RouterServerOptions } from '@postern/router';
+import { int, str, type Parsed } from './args.js';
+import { UsageError } from './usage-error.js';
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** Flags every router command takes. */
+export const routerFlags: Options = {
+  listen: { type: 'string', multiple: true },
+  secret: { type: 'string' },
+  domain: { type: 'string' },
+  'require-token': { type: 'boolean' },
+  'log-level': { type: 'string' },
+  'ping-interval': { type: 'string' },
+  'handshake-timeout': { type: 'string' },
+  'max-frame': { type: 'string' },
+  'max-outbound': { type: 'string' },
+  'max-connections': { type: 'string' },
+  'ack-timeout': { type: 'string' },
+  'hop-limit': { type: 'string' },
+};
+
+export const routerFlagsHelp = `  --secret S              signs and checks tokens (or set POSTERN_SECRET)
+  --require-token         refuse agents that present no token (default: they get an id, no name)
+  --log-level LEVEL       debug, info, warn, error or silent [info]
+  --ping-interval MS      ping after this much silence; drop a link silent twice as long [20000]
+  --handshake-timeout MS  HELLO must arrive within this time [10000]
+  --max-frame BYTES       largest frame accepted [1048576]
+  --max-outbound BYTES    per connection; a slower reader is disconnected [8388608]
+  --max-connections N     connections at once [10000]
+  --ack-timeout MS        a forwarded message unacknowledged this long is failed back [30000]
+  --hop-limit N           routers a message may cross [16]
+  -h, --help              this help`;
+
+const LEVELS = new Set(['debug', 'info', 'warn', 'error', 'silent']);
+
+export function routerOptions(command: string, p: Parsed, domain: string, prefix: string): RouterServerOptions {
+  const level = str(p, 'log-level') ?? 'info';
+  if (!LEVELS.has(level)) throw new UsageError(`${command}: --log-level must be one of debug, info, warn, error, silent`);
+  const listen = p.values.listen as unknown as string[] | undefined;
+  const o: RouterServerOptions = {
+    domain,
+    listen: listen ?? [],
+    logger: createConsoleLogger(level as LogLevel, prefix),
+    allowAnonymousAgents: p.values['require-token'] !== true,
+  };
+  const secret = str(p, 'secret', 'POSTERN_SECRET');
+  if (secret !== undefined) o.secret = secret;
+  const set = <K extends keyof RouterServerOptions>(key: K, flag: string, min = 1): void => {
+    const v = int(command, p, flag, min);
+    if (v !== undefined) (o as unknown as Record<string, unknown>)[key] = v;
+  };
+  set('pingIntervalMs', 'ping-interval', 0);
+  set('handshakeTimeoutMs', 'handshake-timeout');
+  set('maxFrameBytes', 'max-frame', 1024);
+  set('maxOutboundBytes', 'max-outbound', 1024);
+  set('maxConnections', 'max-connections');
+  set('ackTimeoutMs', 'ack-timeout');
+  set('hopLimit', 'hop-limit');
+  return o;
+}
