@@ -200,7 +200,7 @@ export class Channel {
       return;
     }
     if (idle >= p) {
-      if (this.#pingedAt < this.#lastRx) {
+      if (this.#pingedAt <= this.#lastRx) {
         this.#pingedAt = now;
         this.send({ type: FrameType.PING, nonce: (this.#nonce = (this.#nonce + 1) >>> 0) });
       }

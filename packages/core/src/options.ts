@@ -58,7 +58,7 @@ function randomNode(): string {
 
 /** Fills defaults, checks every field, and freezes: bad config fails here, never mid-traffic. */
 export function resolveRouterOptions(o: RouterOptions): ResolvedRouterOptions {
-  if (typeof o.domain !== 'string' || !isValidDomain(o.domain)) {
+  if (typeof o.domain !== 'string' || !isValidDomain(o.domain.toLowerCase())) {
     throw new ConfigError(`domain must be a DNS-style name like "acme" or "eu.acme.com", got ${JSON.stringify(o.domain)}`);
   }
   if (o.sessionTokens === undefined) throw new ConfigError('sessionTokens is required');

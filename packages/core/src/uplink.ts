@@ -4,7 +4,7 @@ import { Broadcast } from './broadcast.js';
 import { openChannel } from './handshake.js';
 import type { Link } from './link.js';
 import type { Router } from './router.js';
-import type { Dialer } from './transport.js';
+import type { Dialer, Duplex } from './transport.js';
 
 export interface UplinkOptions {
   /** The router to dial, e.g. `wss://relay.example.com`. */
@@ -45,6 +45,7 @@ export class Uplink {
   readonly #backoff: Backoff;
   readonly #status = new Broadcast<UplinkStatus>();
   #link: Link | undefined;
+  #handshaking: Duplex | undefined;
   #abort = new AbortController();
   #timer: unknown;
   #closed = false;
@@ -89,6 +90,7 @@ export class Uplink {
     this.#abort.abort();
     this.#router.options.clock.clearTimeout(this.#timer);
     this.#link?.channel.close(WireCode.SHUTDOWN, 'router is shutting down');
+    this.#handshaking?.close();
     this.#status.emit({ type: 'closed' });
     this.#status.end();
   }
@@ -103,6 +105,7 @@ export class Uplink {
         duplex.close();
         return;
       }
+      this.#handshaking = duplex;
       const est = await openChannel(
         duplex,
         r.channelOptions,
@@ -117,7 +120,7 @@ export class Uplink {
           agent: this.#o.agent,
         },
         this.#o.connectTimeoutMs,
-      );
+      ).finally(() => (this.#handshaking = undefined));
       if (this.#closed) {
         est.channel.close(WireCode.SHUTDOWN, 'router is shutting down');
         return;

@@ -36,8 +36,14 @@ export class WebSocketDuplex implements Duplex {
     this.#terminate = terminate;
     ws.onmessage = (ev) => {
       const d = ev.data;
+      // A plain Uint8Array view even for Node Buffers: Buffer#slice shares memory, and callers
+      // that copy with slice() must get a copy.
       const bytes =
-        d instanceof Uint8Array ? d : d instanceof ArrayBuffer ? new Uint8Array(d) : new TextEncoder().encode(String(d));
+        d instanceof Uint8Array
+          ? new Uint8Array(d.buffer, d.byteOffset, d.byteLength)
+          : d instanceof ArrayBuffer
+            ? new Uint8Array(d)
+            : new TextEncoder().encode(String(d));
       if (this.#handlers !== undefined) this.#handlers.message(bytes);
       else this.#early.push(bytes);
     };
