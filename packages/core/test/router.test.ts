@@ -1,0 +1,1031 @@
+// The routing core driven over in-memory connections: each test speaks raw frames to a Router
+// as an agent, a linked router (downlink) or the relay an uplink dials, and times every timer
+// with a ManualClock.
+import assert from 'node:assert/strict';
+import { describe, it, type TestContext } from 'node:test';
+import { Router, Uplink, type Authenticator, type Claims, type Dialer, type RouterOptions, type UplinkStatus } from '@postern/core';
+import {
+  FrameDecoder,
+  FrameType,
+  MsgFlag,
+  PROTOCOL_VERSION,
+  PosternError,
+  Role,
+  RouteOp,
+  WireCode,
+  encodeBatch,
+  encodeFrame,
+  errorCodeOf,
+  type CloseFrame,
+  type Frame,
+  type HelloFrame,
+  type MsgFrame,
+  type WelcomeFrame,
+} from '@postern/protocol';
+import { ManualClock, MemoryDuplex, memoryPair, testSessionTokens, waitFor } from '@postern/testing';
+
+type FrameOf<K extends Frame['type']> = Extract<Frame, { type: K }>;
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** The far end of one connection: sends encoded frames, collects decoded ones, never answers on its own. */
+class Peer {
+  readonly duplex: MemoryDuplex;
+  /** Every frame received, in order. */
+  readonly received: Frame[] = [];
+  readonly #unread: Frame[] = [];
+  readonly #waiters = new Set<() => void>();
+  #ended = false;
+  #nonce = 0;
+
+  constructor(duplex: MemoryDuplex) {
+    this.duplex = duplex;
+    const decoder = new FrameDecoder({ maxFrameBytes: 64 * 1024 * 1024 });
+    duplex.start({
+      message: (data) => {
+        decoder.push(data, (f) => {
+          this.received.push(f);
+          this.#unread.push(f);
+        });
+        this.#wake();
+      },
+      close: () => {
+        this.#ended = true;
+        this.#wake();
+      },
+    });
+  }
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  send(...frames: Frame[]): void {
+    for (const f of frames) this.duplex.send(encodeFrame(f));
+  }
+
+  /** Frames in one transport message, so the router decodes them in one go. */
+  sendBatch(...frames: Frame[]): void {
+    this.duplex.send(encodeBatch(frames));
+  }
+
+  sendBytes(bytes: number[]): void {
+    this.duplex.send(new Uint8Array(bytes));
+  }
+
+  /** The first unread frame of `type` matching `match`; fails fast when the connection ends without one. */
+  async next<K extends Frame['type']>(type: K, match: (f: FrameOf<K>) => boolean = () => true, timeoutMs = 2000): Promise<FrameOf<K>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const i = this.#unread.findIndex((f) => f.type === type && match(f as FrameOf<K>));
+      if (i >= 0) return this.#unread.splice(i, 1)[0] as FrameOf<K>;
+      const left = deadline - Date.now();
+      if (this.#ended || left <= 0) {
+        throw new Error(`${this.#ended ? 'connection ended' : 'timed out'} waiting for frame 0x${type.toString(16)}; received ${this.#describe()}`);
+      }
+      await this.#wait(left);
+    }
+  }
+
+  /** Resolves once the router has processed everything sent before (it answers our PING in order). */
+  async sync(): Promise<void> {
+    const nonce = ++this.#nonce;
+    this.send({ type: FrameType.PING, nonce });
+    await this.next(FrameType.PONG, (f) => f.nonce === nonce);
+  }
+
+  /** Waits for the transport to end and returns the CLOSE frame's code as `ERR_*` ('no CLOSE' if none came). */
+  async closeCode(timeoutMs = 2000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.#ended) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`connection still open; received ${this.#describe()}`);
+      await this.#wait(left);
+    }
+    const c = this.received.find((f): f is CloseFrame => f.type === FrameType.CLOSE);
+    return c === undefined ? 'no CLOSE' : errorCodeOf(c.code);
+  }
+
+  /** Frames of `type` received so far (read or not). */
+  all<K extends Frame['type']>(type: K): FrameOf<K>[] {
+    return this.received.filter((f): f is FrameOf<K> => f.type === type);
+  }
+
+  #describe(): string {
+    return JSON.stringify(this.received.map((f) => ({ ...f, ...(f.type === FrameType.MSG ? { body: dec.decode(f.body) } : {}) })));
+  }
+
+  #wait(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.#waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.#waiters.add(done);
+    });
+  }
+
+  #wake(): void {
+    for (const w of [...this.#waiters]) w();
+  }
+}
+
+/** A transport whose sender claims a huge unsent backlog: a recipient that does not read. */
+class StuckMemoryDuplex extends MemoryDuplex {
+  backlog = 0;
+  override get bufferedAmount(): number {
+    return super.bufferedAmount + this.backlog;
+  }
+}
+
+/** Pure logic: a token is whatever this table says it is. */
+function fakeAuthenticator(table: Record<string, Claims>): Authenticator {
+  return {
+    async verify(token) {
+      const c = table[token];
+      if (c === undefined) throw new PosternError('ERR_AUTH_FAILED', 'unknown token');
+      return c;
+    },
+  };
+}
+
+const TOKENS: Record<string, Claims> = {
+  'acme-domain': { domain: 'acme' },
+  'alice-only': { domain: 'acme', name: 'alice' },
+  'globex-domain': { domain: 'globex' },
+  'globex-agent': { domain: 'globex', name: 'bot' },
+  'any-domain': { domain: '*' },
+};
+
+function hello(h: Partial<HelloFrame> = {}): HelloFrame {
+  return { type: FrameType.HELLO, version: PROTOCOL_VERSION, role: Role.AGENT, token: '', resume: '', name: '', node: '', agent: 'router.test', ...h };
+}
+
+function routerHello(domain: string, token: string, node = 'r2'): HelloFrame {
+  return hello({ role: Role.ROUTER, name: domain, token, node });
+}
+
+function msg(to: string, id: string, m: Partial<MsgFrame> = {}): MsgFrame {
+  return { type: FrameType.MSG, flags: 0, hops: 0, id, from: '', to, body: enc.encode(`body of ${id}`), ...m };
+}
+
+function route(domain: string, path: string[], op: 1 | 2 = RouteOp.ADD, metric = 0): Frame {
+  return { type: FrameType.ROUTE, op, metric, domain, path };
+}
+
+interface Agent {
+  peer: Peer;
+  welcome: WelcomeFrame;
+  /** The address the router writes into `from` for this agent. */
+  address: string;
+}
+
+interface Ctx {
+  router: Router;
+  clock: ManualClock;
+  /** A new connection to the router, nothing sent yet. */
+  connect(): Peer;
+  /** Connects, sends HELLO, expects WELCOME. */
+  agent(h?: Partial<HelloFrame>): Promise<Agent>;
+  /** Connects, sends HELLO, expects the router to close: returns the CLOSE code as ERR_*. */
+  refused(h: HelloFrame): Promise<string>;
+  /** A linked router (downlink) that announced `domain` and whose announcement is in the table. */
+  downlink(domain?: string, token?: string, node?: string): Promise<Peer>;
+}
+
+function setup(t: TestContext, o: Partial<RouterOptions> = {}): Ctx {
+  const clock = new ManualClock();
+  const router = new Router({ domain: 'acme', node: 'r1', sessionTokens: testSessionTokens(), clock, ...o });
+  t.after(() => router.close());
+  const connect = (): Peer => {
+    const [dialer, acceptor] = memoryPair();
+    router.accept(acceptor);
+    return new Peer(dialer);
+  };
+  const welcomeOrClose = async (peer: Peer): Promise<WelcomeFrame | CloseFrame> => {
+    await waitFor(() => peer.received.some((f) => f.type === FrameType.WELCOME || f.type === FrameType.CLOSE), 'WELCOME or CLOSE', 2000, 1);
+    const f = peer.received.find((x) => x.type === FrameType.WELCOME || x.type === FrameType.CLOSE);
+    return f as WelcomeFrame | CloseFrame;
+  };
+  return {
+    router,
+    clock,
+    connect,
+    async agent(h = {}) {
+      const peer = connect();
+      peer.send(hello(h));
+      const f = await welcomeOrClose(peer);
+      if (f.type === FrameType.CLOSE) throw new Error(`HELLO refused: ${errorCodeOf(f.code)} ${f.reason}`);
+      await peer.next(FrameType.WELCOME);
+      return { peer, welcome: f, address: `${f.name === '' ? f.id : f.name}@${f.domain}` };
+    },
+    async refused(h) {
+      const peer = connect();
+      peer.send(h);
+      const f = await welcomeOrClose(peer);
+      assert.equal(f.type, FrameType.CLOSE, `expected a refusal, got WELCOME ${JSON.stringify(f)}`);
+      return peer.closeCode();
+    },
+    async downlink(domain = 'globex', token = 'globex-domain', node = 'r2') {
+      const peer = connect();
+      peer.send(routerHello(domain, token, node));
+      const w = await peer.next(FrameType.WELCOME);
+      assert.equal(w.domain, 'acme');
+      peer.send(route(domain, [node]));
+      await peer.sync();
+      assert.deepEqual(router.routes().get(domain), [node]);
+      return peer;
+    },
+  };
+}
+
+/** An Uplink from ctx.router whose dialer hands the far end to the test as `relays`. */
+function uplinkTo(t: TestContext, ctx: Ctx, token = 'relay-token'): { uplink: Uplink; relays: Peer[]; statuses: UplinkStatus[]; welcome(relay: Peer): Promise<void> } {
+  const relays: Peer[] = [];
+  const dial: Dialer = async (url, options) => {
+    assert.equal(url, 'memory://relay');
+    assert.ok(options.signal instanceof AbortSignal);
+    const [dialer, acceptor] = memoryPair();
+    relays.push(new Peer(acceptor));
+    return dialer;
+  };
+  const uplink = new Uplink(ctx.router, { url: 'memory://relay', dial, token, backoff: { initialMs: 100, maxMs: 1000 } });
+  const statuses: UplinkStatus[] = [];
+  uplink.onStatus((s) => statuses.push(s));
+  t.after(() => uplink.close());
+  uplink.start();
+  return {
+    uplink,
+    relays,
+    statuses,
+    async welcome(relay) {
+      const h = await relay.next(FrameType.HELLO);
+      assert.equal(h.role, Role.ROUTER);
+      assert.equal(h.name, 'acme', 'a router claims its own domain in HELLO');
+      assert.equal(h.node, 'r1');
+      assert.equal(h.token, token);
+      relay.send({
+        type: FrameType.WELCOME,
+        version: PROTOCOL_VERSION,
+        id: '_relaylink1',
+        domain: 'relay',
+        name: '',
+        resume: '',
+        node: 'relay1',
+        maxFrame: 1024 * 1024,
+        pingMs: 20_000,
+      });
+      const r = await relay.next(FrameType.ROUTE, (f) => f.domain === 'acme');
+      assert.deepEqual({ op: r.op, metric: r.metric, path: r.path }, { op: RouteOp.ADD, metric: 0, path: ['r1'] });
+      await waitFor(() => statuses.some((s) => s.type === 'up'), 'uplink up', 2000, 1);
+    },
+  };
+}
+
+const ID = /^_[a-z0-9]+$/;
+
+describe('Router: agent handshake and sessions', () => {
+  it('answers HELLO with WELCOME: a router-assigned id, its domain and node, a resume token', async (t) => {
+    const ctx = setup(t);
+    const a = await ctx.agent();
+    assert.match(a.welcome.id, ID);
+    assert.equal(a.welcome.domain, 'acme');
+    assert.equal(a.welcome.node, 'r1');
+    assert.equal(a.welcome.name, '');
+    assert.equal(a.welcome.version, PROTOCOL_VERSION);
+    assert.ok(a.welcome.resume.length > 0);
+    assert.equal(a.welcome.maxFrame, ctx.router.options.maxFrameBytes);
+    assert.equal(a.welcome.pingMs, ctx.router.options.pingIntervalMs);
+    const b = await ctx.agent();
+    assert.notEqual(b.welcome.id, a.welcome.id, 'ids are unique');
+    assert.equal(ctx.router.stats().agents, 2);
+  });
+
+  it('resumes a session with its token (same id) and closes the replaced connection with REPLACED', async (t) => {
+    const ctx = setup(t);
+    const first = await ctx.agent({ name: 'alice' });
+    const second = await ctx.agent({ resume: first.welcome.resume, name: 'alice' });
+    assert.equal(second.welcome.id, first.welcome.id);
+    assert.equal(second.welcome.name, 'alice', 'a session may claim its own name again');
+    assert.equal(await first.peer.closeCode(), 'ERR_REPLACED');
+    assert.equal(second.peer.ended, false);
+    assert.equal(ctx.router.stats().agents, 1);
+    // Both the name and the id now reach the new connection.
+    const sender = await ctx.agent();
+    sender.peer.send(msg('alice', 'by-name'), msg(`${first.welcome.id}@acme`, 'by-id'));
+    await second.peer.next(FrameType.MSG, (m) => m.id === 'by-name');
+    await second.peer.next(FrameType.MSG, (m) => m.id === 'by-id');
+  });
+
+  it('resumes after the old connection is gone, with no name unless claimed again', async (t) => {
+    const ctx = setup(t);
+    const first = await ctx.agent({ name: 'alice' });
+    first.peer.duplex.close();
+    await waitFor(() => ctx.router.stats().agents === 0, 'agent gone', 2000, 1);
+    const again = await ctx.agent({ resume: first.welcome.resume });
+    assert.equal(again.welcome.id, first.welcome.id);
+    assert.equal(again.welcome.name, '');
+    assert.notEqual(again.welcome.resume, '');
+  });
+
+  it('gives a new id for a forged resume token or one issued by another router', async (t) => {
+    const ctx = setup(t);
+    const a = await ctx.agent();
+    const forged = await ctx.agent({ resume: `${a.welcome.id}.AAAAAAAAAAAAAAAAAAAAAA` });
+    assert.match(forged.welcome.id, ID);
+    assert.notEqual(forged.welcome.id, a.welcome.id);
+    const foreign = testSessionTokens().issue(a.welcome.id);
+    const other = await ctx.agent({ resume: foreign });
+    assert.notEqual(other.welcome.id, a.welcome.id);
+    assert.equal(a.peer.ended, false, 'a failed resume replaces nothing');
+    await a.peer.sync();
+    assert.equal(ctx.router.stats().agents, 3);
+  });
+
+  it('refuses another protocol version with VERSION', async (t) => {
+    const ctx = setup(t);
+    assert.equal(await ctx.refused(hello({ version: PROTOCOL_VERSION + 1 })), 'ERR_VERSION');
+  });
+});
+
+describe('Router: names', () => {
+  it('grants a name claimed in HELLO and one claimed by REGISTER', async (t) => {
+    const ctx = setup(t);
+    const a = await ctx.agent({ name: 'Alice' });
+    assert.equal(a.welcome.name, 'alice', 'names are compared in lower case');
+    const b = await ctx.agent();
+    b.peer.send({ type: FrameType.REGISTER, ref: 7, name: 'bob' });
+    const r = await b.peer.next(FrameType.REGISTERED);
+    assert.deepEqual({ ref: r.ref, code: errorCodeOf(r.code), name: r.name }, { ref: 7, code: 'ERR_OK', name: 'bob' });
+    a.peer.send(msg('bob@acme', 'm1'));
+    const m = await b.peer.next(FrameType.MSG);
+    assert.equal(m.to, 'bob@acme');
+    assert.equal(m.from, 'alice@acme');
+    // Renaming frees the old name.
+    b.peer.send({ type: FrameType.REGISTER, ref: 8, name: 'robert' });
+    assert.equal((await b.peer.next(FrameType.REGISTERED, (x) => x.ref === 8)).code, WireCode.OK);
+    const c = await ctx.agent({ name: 'bob' });
+    assert.equal(c.welcome.name, 'bob');
+  });
+
+  it('refuses a name held by another live agent with NAME_TAKEN, and frees it on disconnect', async (t) => {
+    const ctx = setup(t);
+    const a = await ctx.agent({ name: 'alice' });
+    assert.equal(await ctx.refused(hello({ name: 'alice' })), 'ERR_NAME_TAKEN');
+    const b = await ctx.agent({ name: 'bob' });
+    b.peer.send({ type: FrameType.REGISTER, ref: 1, name: 'ALICE' });
+    const r = await b.peer.next(FrameType.REGISTERED);
+    assert.equal(errorCodeOf(r.code), 'ERR_NAME_TAKEN');
+    assert.equal(r.name, 'bob', 'a refused REGISTER keeps the current name');
+    assert.ok(r.reason.length > 0);
+    assert.equal(b.peer.ended, false, 'a refused REGISTER does not close the connection');
+    a.peer.duplex.close();
+    await waitFor(() => ctx.router.stats().agents === 1, 'alice gone', 2000, 1);
+    b.peer.send({ type: FrameType.REGISTER, ref: 2, name: 'alice' });
+    assert.equal(errorCodeOf((await b.peer.next(FrameType.REGISTERED, (x) => x.ref === 2)).code), 'ERR_OK');
+  });
+
+  it('refuses an invalid name with BAD_ADDRESS', async (t) => {
+    const ctx = setup(t);
+    assert.equal(await ctx.refused(hello({ name: 'no spaces' })), 'ERR_BAD_ADDRESS');
+    assert.equal(await ctx.refused(hello({ name: '_looks-like-an-id' })), 'ERR_BAD_ADDRESS');
+    assert.equal(await ctx.refused(hello({ name: 'x'.repeat(65) })), 'ERR_BAD_ADDRESS');
+    const a = await ctx.agent();
+    a.peer.send({ type: FrameType.REGISTER, ref: 3, name: 'bad@name' });
+    assert.equal(errorCodeOf((await a.peer.next(FrameType.REGISTERED)).code), 'ERR_BAD_ADDRESS');
+  });
+});
+
+describe('Router: credentials', () => {
+  const auth = fakeAuthenticator(TOKENS);
+
+  it('admits an anonymous agent (id only) but refuses it a name with NAME_NOT_ALLOWED', async (t) => {
+    const ctx = setup(t, { authenticator: auth });
+    const anon = await ctx.agent();
+    assert.match(anon.welcome.id, ID);
+    assert.equal(await ctx.refused(hello({ name: 'alice' })), 'ERR_NAME_NOT_ALLOWED');
+    anon.peer.send({ type: FrameType.REGISTER, ref: 1, name: 'alice' });
+    assert.equal(errorCodeOf((await anon.peer.next(FrameType.REGISTERED)).code), 'ERR_NAME_NOT_ALLOWED');
+  });
+
+  it('refuses an agent without a token with AUTH_FAILED when allowAnonymousAgents is false', async (t) => {
+    const ctx = setup(t, { authenticator: auth, allowAnonymousAgents: false });
+    assert.equal(await ctx.refused(hello()), 'ERR_AUTH_FAILED');
+    const ok = await ctx.agent({ token: 'acme-domain' });
+    assert.match(ok.welcome.id, ID);
+  });
+
+  it('lets a name-scoped token claim its name only', async (t) => {
+    const ctx = setup(t, { authenticator: auth });
+    assert.equal(await ctx.refused(hello({ token: 'alice-only', name: 'bob' })), 'ERR_NAME_NOT_ALLOWED');
+    const a = await ctx.agent({ token: 'alice-only', name: 'alice' });
+    assert.equal(a.welcome.name, 'alice');
+    a.peer.send({ type: FrameType.REGISTER, ref: 1, name: 'mallory' });
+    const r = await a.peer.next(FrameType.REGISTERED);
+    assert.equal(errorCodeOf(r.code), 'ERR_NAME_NOT_ALLOWED');
+    assert.equal(r.name, 'alice');
+  });
+
+  it('lets a domain token claim any free name', async (t) => {
+    const ctx = setup(t, { authenticator: auth });
+    const a = await ctx.agent({ token: 'acme-domain', name: 'anything' });
+    assert.equal(a.welcome.name, 'anything');
+    const b = await ctx.agent({ token: 'any-domain', name: 'other' });
+    assert.equal(b.welcome.name, 'other');
+  });
+
+  it('refuses a token of another domain and an unknown token with AUTH_FAILED', async (t) => {
+    const ctx = setup(t, { authenticator: auth });
+    assert.equal(await ctx.refused(hello({ token: 'globex-domain' })), 'ERR_AUTH_FAILED');
+    assert.equal(await ctx.refused(hello({ token: 'globex-agent', name: 'bot' })), 'ERR_AUTH_FAILED');
+    assert.equal(await ctx.refused(hello({ token: 'forged.jwt.here' })), 'ERR_AUTH_FAILED');
+    assert.equal(ctx.router.stats().agents, 0);
+  });
+});
+
+describe('Router: router links', () => {
+  const auth = fakeAuthenticator(TOKENS);
+
+  it('accepts no router link without an authenticator', async (t) => {
+    const ctx = setup(t);
+    assert.equal(await ctx.refused(routerHello('globex', 'globex-domain')), 'ERR_AUTH_FAILED');
+  });
+
+  it('needs a domain token covering the domain claimed in HELLO', async (t) => {
+    const ctx = setup(t, { authenticator: auth });
+    assert.equal(await ctx.refused(routerHello('globex', '')), 'ERR_AUTH_FAILED');
+    assert.equal(await ctx.refused(routerHello('globex', 'globex-agent')), 'ERR_AUTH_FAILED', 'an agent token is no router credential');
+    assert.equal(await ctx.refused(routerHello('globex', 'nonsense')), 'ERR_AUTH_FAILED');
+    assert.equal(await ctx.refused(routerHello('initech', 'globex-domain')), 'ERR_DOMAIN_NOT_ALLOWED');
+    assert.equal(await ctx.refused(routerHello('acme', 'any-domain')), 'ERR_DOMAIN_NOT_ALLOWED', 'nobody may claim our own domain');
+    assert.equal(await ctx.refused(routerHello('not a domain', 'any-domain')), 'ERR_BAD_ADDRESS');
+    assert.equal(await ctx.refused(routerHello('globex', 'globex-domain', 'r1')), 'ERR_LOOP', 'a router cannot link to itself');
+    const peer = ctx.connect();
+    peer.send(routerHello('globex', 'globex-domain'));
+    const w = await peer.next(FrameType.WELCOME);
+    assert.match(w.id, ID);
+    assert.equal(w.resume, '', 'router links are not resumable sessions');
+    assert.equal(w.node, 'r1');
+    assert.equal(ctx.router.stats().downlinks, 1);
+    assert.deepEqual(ctx.router.links().map((l) => [l.kind, l.node, l.address]), [['downlink', 'r2', 'globex']]);
+  });
+
+  it('takes ROUTE ADD for covered domains and closes with DOMAIN_NOT_ALLOWED on others', async (t) => {
+    const ctx = setup(t, { authenticator: auth });
+    const r2 = await ctx.downlink();
+    r2.send(route('eu.globex', ['r3', 'r2'], RouteOp.ADD, 1));
+    await r2.sync();
+    assert.deepEqual(ctx.router.routes().get('eu.globex'), ['r2'], 'a subdomain is covered');
+    r2.send(route('initech', ['r2']));
+    assert.equal(await r2.closeCode(), 'ERR_DOMAIN_NOT_ALLOWED');
+    await waitFor(() => ctx.router.routes().size === 0, 'routes withdrawn with the link', 2000, 1);
+  });
+
+  it('closes a link that announces the router own domain', async (t) => {
+    const ctx = setup(t, { authenticator: auth });
+    const r2 = await ctx.downlink('globex', 'any-domain');
+    r2.send(route('acme', ['r2']));
+    assert.equal(await r2.closeCode(), 'ERR_DOMAIN_NOT_ALLOWED');
+  });
+
+  it('limits the domains one link may announce (maxDomainsPerLink)', async (t) => {
+    const ctx = setup(t, { authenticator: auth, maxDomainsPerLink: 2 });
+    const r2 = await ctx.downlink();
+    r2.send(route('a.globex', ['r2']));
+    r2.send(route('globex', ['r2']));
+    await r2.sync();
+    assert.equal(r2.ended, false, 'announcing a known domain again is no new domain');
+    r2.send(route('b.globex', ['r2']));
+    assert.equal(await r2.closeCode(), 'ERR_DOMAIN_NOT_ALLOWED');
+  });
+
+  it('ignores a ROUTE whose path contains its own node', async (t) => {
+    const ctx = setup(t, { authenticator: auth });
+    const peer = ctx.connect();
+    peer.send(routerHello('globex', 'globex-domain'));
+    await peer.next(FrameType.WELCOME);
+    peer.send(route('globex', ['r1', 'r2'], RouteOp.ADD, 1));
+    await peer.sync();
+    assert.equal(ctx.router.routes().has('globex'), false);
+    assert.equal(peer.ended, false);
+    peer.send(route('globex', ['r2']));
+    await peer.sync();
+    assert.deepEqual(ctx.router.routes().get('globex'), ['r2']);
+  });
+
+  it('removes a route on WITHDRAW, and then has no route to that domain', async (t) => {
+    const ctx = setup(t, { authenticator: auth });
+    const r2 = await ctx.downlink();
+    const a = await ctx.agent();
+    a.peer.send(msg('x@globex', 'before'));
+    await r2.next(FrameType.MSG, (m) => m.id === 'before');
+    r2.send(route('globex', ['r2'], RouteOp.WITHDRAW));
+    await r2.sync();
+    assert.equal(ctx.router.routes().has('globex'), false);
+    a.peer.send(msg('x@globex', 'after'));
+    const n = await a.peer.next(FrameType.NACK, (f) => f.id === 'after');
+    assert.equal(errorCodeOf(n.code), 'ERR_NO_ROUTE');
+  });
+
+  it('refuses frames a link kind may not send with PROTOCOL', async (t) => {
+    const ctx = setup(t, { authenticator: auth });
+    const a = await ctx.agent();
+    a.peer.send(route('evil', ['x']));
+    assert.equal(await a.peer.closeCode(), 'ERR_PROTOCOL');
+    const r2 = await ctx.downlink();
+    r2.send({ type: FrameType.REGISTER, ref: 1, name: 'x' });
+    assert.equal(await r2.closeCode(), 'ERR_PROTOCOL');
+  });
+});
+
+describe('Router: routing', () => {
+  const auth = fakeAuthenticator(TOKENS);
+
+  it('delivers agent to agent by name and by id, with the body intact and the hop limit stamped', async (t) => {
+    const ctx = setup(t);
+    const alice = await ctx.agent({ name: 'alice' });
+    const bob = await ctx.agent({ name: 'bob' });
+    const anon = await ctx.agent();
+    alice.peer.send(msg('bob@acme', 'm1', { body: new Uint8Array([0, 1, 2, 255]) }));
+    const m1 = await bob.peer.next(FrameType.MSG);
+    assert.deepEqual(
+      { from: m1.from, to: m1.to, id: m1.id, hops: m1.hops, flags: m1.flags, body: [...m1.body] },
+      { from: 'alice@acme', to: 'bob@acme', id: 'm1', hops: 16, flags: 0, body: [0, 1, 2, 255] },
+    );
+    alice.peer.send(msg(`${anon.welcome.id}@acme`, 'm2'));
+    const m2 = await anon.peer.next(FrameType.MSG);
+    assert.equal(m2.to, `${anon.welcome.id}@acme`);
+    assert.equal(dec.decode(m2.body), 'body of m2');
+    anon.peer.send(msg('alice@ACME', 'm3'));
+    const m3 = await alice.peer.next(FrameType.MSG);
+    assert.equal(m3.from, anon.address, 'an agent without a name sends as its id');
+    assert.equal(m3.to, 'alice@acme');
+    assert.equal(ctx.router.stats().msgsDelivered, 3);
+  });
+
+  it('writes `from` itself: an agent cannot send as another', async (t) => {
+    const ctx = setup(t);
+    const mallory = await ctx.agent({ name: 'mallory' });
+    const alice = await ctx.agent({ name: 'alice' });
+    const bob = await ctx.agent({ name: 'bob' });
+    mallory.peer.send(msg('bob', 's1', { from: 'alice@acme' }));
+    mallory.peer.send(msg('bob', 's2', { from: `${alice.welcome.id}@acme` }));
+    const s1 = await bob.peer.next(FrameType.MSG, (m) => m.id === 's1');
+    const s2 = await bob.peer.next(FrameType.MSG, (m) => m.id === 's2');
+    assert.equal(s1.from, 'mallory@acme');
+    assert.equal(s2.from, 'mallory@acme');
+    // The ack goes back to the real sender, named by the address the router wrote.
+    bob.peer.send({ type: FrameType.ACK, id: 's1', from: s1.from });
+    const ack = await mallory.peer.next(FrameType.ACK);
+    assert.equal(ack.from, 'mallory@acme');
+  });
+
+  it('reads a bare `to` as a name in the router domain', async (t) => {
+    const ctx = setup(t);
+    const alice = await ctx.agent({ name: 'alice' });
+    const bob = await ctx.agent({ name: 'bob' });
+    alice.peer.send(msg('bob', 'bare'));
+    const m = await bob.peer.next(FrameType.MSG);
+    assert.equal(m.to, 'bob@acme');
+  });
+
+  it('nacks a malformed recipient with BAD_ADDRESS and an absent local agent with NO_ROUTE', async (t) => {
+    const ctx = setup(t);
+    const alice = await ctx.agent({ name: 'alice' });
+    const bads = ['', 'two words', 'a@b@', '@acme', 'bob@-bad-', `${'x'.repeat(65)}@acme`, 'bob@acme..com', '_x@acme'];
+    bads.forEach((bad, i) => alice.peer.send(msg(bad, `bad-${i}`)));
+    for (const [i, bad] of bads.entries()) {
+      const n = await alice.peer.next(FrameType.NACK, (f) => f.id === `bad-${i}`);
+      assert.equal(errorCodeOf(n.code), 'ERR_BAD_ADDRESS', `to ${JSON.stringify(bad)}`);
+      assert.equal(n.from, 'alice@acme', 'a NACK names the message by (from, id)');
+      assert.ok(n.reason.length > 0);
+    }
+    alice.peer.send(msg('nobody@acme', 'n1'), msg('_zzzzzzzzzzzzzzzz@acme', 'n2'));
+    assert.equal(errorCodeOf((await alice.peer.next(FrameType.NACK, (f) => f.id === 'n1')).code), 'ERR_NO_ROUTE');
+    assert.equal(errorCodeOf((await alice.peer.next(FrameType.NACK, (f) => f.id === 'n2')).code), 'ERR_NO_ROUTE');
+    assert.equal(alice.peer.ended, false);
+  });
+
+  it('nacks an unknown domain with NO_ROUTE when there is no uplink', async (t) => {
+    const ctx = setup(t);
+    const alice = await ctx.agent({ name: 'alice' });
+    alice.peer.send(msg('x@initech', 'u1'));
+    assert.equal(errorCodeOf((await alice.peer.next(FrameType.NACK)).code), 'ERR_NO_ROUTE');
+  });
+
+  it('forwards to the downlink that announced the domain, hop decremented, and carries its ack back', async (t) => {
+    const ctx = setup(t, { authenticator: auth });
+    const r2 = await ctx.downlink();
+    const alice = await ctx.agent({ token: 'alice-only', name: 'alice' });
+    alice.peer.send(msg('bot@globex', 'f1'), msg('bot@eu.globex', 'f2'));
+    const f1 = await r2.next(FrameType.MSG);
+    assert.deepEqual({ from: f1.from, to: f1.to, hops: f1.hops, body: dec.decode(f1.body) }, { from: 'alice@acme', to: 'bot@globex', hops: 15, body: 'body of f1' });
+    r2.send({ type: FrameType.ACK, id: 'f1', from: 'alice@acme' });
+    const ack = await alice.peer.next(FrameType.ACK);
+    assert.deepEqual({ id: ack.id, from: ack.from }, { id: 'f1', from: 'alice@acme' });
+    assert.equal(errorCodeOf((await alice.peer.next(FrameType.NACK, (n) => n.id === 'f2')).code), 'ERR_NO_ROUTE', 'eu.globex was not announced');
+    assert.equal(ctx.router.stats().msgsForwarded, 1);
+  });
+
+  it('delivers a downlink message to a local agent as sent, and nacks a sender outside its credential with FORBIDDEN', async (t) => {
+    const ctx = setup(t, { authenticator: auth });
+    const r2 = await ctx.downlink();
+    const alice = await ctx.agent({ token: 'alice-only', name: 'alice' });
+    r2.send(msg('alice@acme', 'd1', { from: 'bot@globex', hops: 9 }));
+    const d1 = await alice.peer.next(FrameType.MSG);
+    assert.deepEqual({ from: d1.from, to: d1.to, hops: d1.hops }, { from: 'bot@globex', to: 'alice@acme', hops: 9 });
+    r2.send(msg('alice@acme', 'd2', { from: 'x@eu.globex' }));
+    await alice.peer.next(FrameType.MSG, (m) => m.id === 'd2');
+    r2.send(msg('alice@acme', 'd3', { from: 'ceo@initech' }), msg('alice@acme', 'd4', { from: 'alice@acme' }), msg('alice@acme', 'd5', { from: 'not an address' }));
+    assert.equal(errorCodeOf((await r2.next(FrameType.NACK, (n) => n.id === 'd3')).code), 'ERR_FORBIDDEN');
+    assert.equal(errorCodeOf((await r2.next(FrameType.NACK, (n) => n.id === 'd4')).code), 'ERR_FORBIDDEN', 'a downlink cannot speak for our own agents');
+    assert.equal(errorCodeOf((await r2.next(FrameType.NACK, (n) => n.id === 'd5')).code), 'ERR_BAD_ADDRESS');
+    r2.send(msg('alice@acme', 'd6', { from: 'bot@globex' }));
+    await alice.peer.next(FrameType.MSG, (m) => m.id === 'd6');
+    assert.deepEqual(alice.peer.all(FrameType.MSG).map((m) => m.id), ['d1', 'd2', 'd6']);
+  });
+
+  it('never sends a message back out of the link it came from', async (t) => {
+    const ctx = setup(t, { authenticator: auth });
+    const r2 = await ctx.downlink();
+    r2.send(msg('someone@globex', 'loop', { from: 'bot@globex' }));
+    const n = await r2.next(FrameType.NACK);
+    assert.equal(errorCodeOf(n.code), 'ERR_NO_ROUTE');
+    assert.deepEqual(r2.all(FrameType.MSG), []);
+  });
+
+  it('nacks with HOP_LIMIT a message that would leave with no hops left', async (t) => {
+    const ctx = setup(t, { authenticator: auth, hopLimit: 1 });
+    const r2 = await ctx.downlink();
+    const alice = await ctx.agent({ token: 'alice-only', name: 'alice' });
+    alice.peer.send(msg('bot@globex', 'h1', { hops: 200 }));
+    assert.equal(errorCodeOf((await alice.peer.next(FrameType.NACK)).code), 'ERR_HOP_LIMIT');
+    alice.peer.send(msg('alice', 'h2'));
+    const local = await alice.peer.next(FrameType.MSG);
+    assert.equal(local.hops, 1, 'local delivery spends no hop');
+    assert.deepEqual(r2.all(FrameType.MSG), []);
+  });
+});
+
+describe('Router: uplink', () => {
+  const auth = fakeAuthenticator(TOKENS);
+
+  it('dials, claims its domain, announces what it reaches, and sends unknown domains up', async (t) => {
+    const ctx = setup(t, { authenticator: auth });
+    const up = uplinkTo(t, ctx);
+    await waitFor(() => up.relays.length === 1, 'dial', 2000, 1);
+    const relay = up.relays[0]!;
+    await up.welcome(relay);
+    assert.equal(up.uplink.connected, true);
+    assert.equal(ctx.router.stats().uplinks, 1);
+    // A downlink's domain is announced up with the path extended by our node.
+    const r2 = await ctx.downlink();
+    const ann = await relay.next(FrameType.ROUTE, (f) => f.domain === 'globex');
+    assert.deepEqual({ op: ann.op, metric: ann.metric, path: ann.path }, { op: RouteOp.ADD, metric: 1, path: ['r2', 'r1'] });
+
+    const alice = await ctx.agent({ token: 'alice-only', name: 'alice' });
+    alice.peer.send(msg('x@initech', 'up1'), msg('bot@globex', 'down1'));
+    const up1 = await relay.next(FrameType.MSG);
+    assert.deepEqual({ id: up1.id, from: up1.from, to: up1.to, hops: up1.hops }, { id: 'up1', from: 'alice@acme', to: 'x@initech', hops: 15 });
+    await r2.next(FrameType.MSG, (m) => m.id === 'down1');
+    assert.deepEqual(relay.all(FrameType.MSG).map((m) => m.id), ['up1'], 'an announced domain beats the default route');
+    relay.send({ type: FrameType.ACK, id: 'up1', from: 'alice@acme' });
+    assert.equal((await alice.peer.next(FrameType.ACK)).id, 'up1');
+
+    // From a downlink through us to the uplink: the raw frame keeps its sender, one hop less.
+    r2.send(msg('x@initech', 'via', { from: 'bot@globex', hops: 5 }));
+    const via = await relay.next(FrameType.MSG, (m) => m.id === 'via');
+    assert.deepEqual({ from: via.from, hops: via.hops, body: dec.decode(via.body) }, { from: 'bot@globex', hops: 4, body: 'body of via' });
+    r2.send(msg('x@initech', 'last', { from: 'bot@globex', hops: 1 }));
+    assert.equal(errorCodeOf((await r2.next(FrameType.NACK, (n) => n.id === 'last')).code), 'ERR_HOP_LIMIT');
+
+    // The uplink may carry anyone's messages in; unknown domains are not sent back up.
+    relay.send(msg('alice@acme', 'in1', { from: 'ceo@initech', hops: 10 }));
+    const in1 = await alice.peer.next(FrameType.MSG);
+    assert.equal(in1.from, 'ceo@initech');
+    relay.send(msg('y@nowhere', 'bounce', { from: 'ceo@initech', hops: 10 }));
+    assert.equal(errorCodeOf((await relay.next(FrameType.NACK, (n) => n.id === 'bounce')).code), 'ERR_NO_ROUTE');
+    assert.deepEqual(relay.all(FrameType.MSG).map((m) => m.id), ['up1', 'via']);
+
+    // A withdrawn downlink domain is withdrawn upstream too.
+    r2.send(route('globex', ['r2'], RouteOp.WITHDRAW));
+    const w = await relay.next(FrameType.ROUTE, (f) => f.op === RouteOp.WITHDRAW);
+    assert.equal(w.domain, 'globex');
+  });
+
+  it('nacks LINK_LOST when the uplink drops, and reconnects after a backoff delay', async (t) => {
+    const ctx = setup(t);
+    const up = uplinkTo(t, ctx);
+    await waitFor(() => up.relays.length === 1, 'dial', 2000, 1);
+    await up.welcome(up.relays[0]!);
+    const alice = await ctx.agent({ name: 'alice' });
+    alice.peer.send(msg('x@initech', 'lost'));
+    await up.relays[0]!.next(FrameType.MSG);
+    up.relays[0]!.duplex.destroy();
+    const n = await alice.peer.next(FrameType.NACK);
+    assert.equal(errorCodeOf(n.code), 'ERR_LINK_LOST');
+    const down = up.statuses.find((s) => s.type === 'down');
+    assert.ok(down !== undefined && down.type === 'down');
+    assert.equal(down.refused, false);
+    assert.ok(down.retryInMs >= 10 && down.retryInMs <= 100, `first retry within the initial delay, got ${down.retryInMs}`);
+    assert.equal(up.uplink.connected, false);
+    assert.equal(ctx.router.stats().uplinks, 0);
+    alice.peer.send(msg('x@initech', 'nowhere'));
+    assert.equal(errorCodeOf((await alice.peer.next(FrameType.NACK, (f) => f.id === 'nowhere')).code), 'ERR_NO_ROUTE');
+    assert.equal(up.relays.length, 1, 'no redial before the delay');
+    ctx.clock.tick(100);
+    await waitFor(() => up.relays.length === 2, 'redial', 2000, 1);
+    await up.welcome(up.relays[1]!);
+    alice.peer.send(msg('x@initech', 'again'));
+    await up.relays[1]!.next(FrameType.MSG);
+  });
+
+  it('reports a refusal as such and waits the longest interval', async (t) => {
+    const ctx = setup(t);
+    const up = uplinkTo(t, ctx);
+    await waitFor(() => up.relays.length === 1, 'dial', 2000, 1);
+    const relay = up.relays[0]!;
+    await relay.next(FrameType.HELLO);
+    relay.send({ type: FrameType.CLOSE, code: WireCode.AUTH_FAILED, reason: 'bad token' });
+    relay.duplex.close();
+    const down = await waitFor(() => up.statuses.find((s) => s.type === 'down'), 'down status', 2000, 1);
+    assert.ok(down.type === 'down');
+    assert.equal(down.refused, true);
+    assert.equal(down.error.code, 'ERR_AUTH_FAILED');
+    assert.equal(down.retryInMs, 1000);
+    ctx.clock.tick(999);
+    await new Promise((r) => setTimeout(r, 10));
+    assert.equal(up.relays.length, 1);
+    ctx.clock.tick(1);
+    await waitFor(() => up.relays.length === 2, 'redial', 2000, 1);
+    up.uplink.close();
+    assert.equal(up.statuses.at(-1)?.type, 'closed');
+  });
+});
+
+describe('Router: acknowledgements', () => {
+  it('carries the recipient ACK or NACK back to the sender', async (t) => {
+    const ctx = setup(t);
+    const alice = await ctx.agent({ name: 'alice' });
+    const bob = await ctx.agent({ name: 'bob' });
+    alice.peer.send(msg('bob', 'a1'), msg('bob', 'a2'));
+    const a1 = await bob.peer.next(FrameType.MSG, (m) => m.id === 'a1');
+    await bob.peer.next(FrameType.MSG, (m) => m.id === 'a2');
+    bob.peer.send({ type: FrameType.ACK, id: a1.id, from: a1.from });
+    bob.peer.send({ type: FrameType.NACK, id: 'a2', from: 'alice@acme', code: WireCode.UNAVAILABLE, reason: 'not now' });
+    const ack = await alice.peer.next(FrameType.ACK);
+    assert.deepEqual({ id: ack.id, from: ack.from }, { id: 'a1', from: 'alice@acme' });
+    const nack = await alice.peer.next(FrameType.NACK);
+    assert.deepEqual({ id: nack.id, code: errorCodeOf(nack.code), reason: nack.reason }, { id: 'a2', code: 'ERR_UNAVAILABLE', reason: 'not now' });
+    // A second ack of the same message is not passed on.
+    bob.peer.send({ type: FrameType.ACK, id: 'a1', from: 'alice@acme' });
+    alice.peer.send(msg('bob', 'a3'));
+    await bob.peer.next(FrameType.MSG, (m) => m.id === 'a3');
+    bob.peer.send({ type: FrameType.ACK, id: 'a3', from: 'alice@acme' });
+    await alice.peer.next(FrameType.ACK, (f) => f.id === 'a3');
+    assert.deepEqual(alice.peer.all(FrameType.ACK).map((f) => f.id), ['a1', 'a3']);
+  });
+
+  it('expects no ack for a volatile message', async (t) => {
+    const ctx = setup(t, { maxPendingPerLink: 1 });
+    const alice = await ctx.agent({ name: 'alice' });
+    const bob = await ctx.agent({ name: 'bob' });
+    alice.peer.send(msg('bob', 'v1', { flags: MsgFlag.VOLATILE }), msg('bob', 'v2', { flags: MsgFlag.VOLATILE }), msg('bob', 'r1'));
+    const v1 = await bob.peer.next(FrameType.MSG, (m) => m.id === 'v1');
+    assert.equal(v1.flags & MsgFlag.VOLATILE, MsgFlag.VOLATILE, 'flags pass through');
+    await bob.peer.next(FrameType.MSG, (m) => m.id === 'v2');
+    await bob.peer.next(FrameType.MSG, (m) => m.id === 'r1');
+    assert.deepEqual(alice.peer.all(FrameType.NACK), [], 'volatile messages take no pending slot');
+    bob.peer.send({ type: FrameType.ACK, id: 'v1', from: 'alice@acme' }, { type: FrameType.ACK, id: 'r1', from: 'alice@acme' });
+    await alice.peer.next(FrameType.ACK, (f) => f.id === 'r1');
+    assert.deepEqual(alice.peer.all(FrameType.ACK).map((f) => f.id), ['r1']);
+  });
+
+  it('nacks LINK_LOST to the sender when the recipient disconnects before acking', async (t) => {
+    const ctx = setup(t);
+    const alice = await ctx.agent({ name: 'alice' });
+    const bob = await ctx.agent({ name: 'bob' });
+    alice.peer.send(msg('bob', 'l1'), msg('bob', 'l2'));
+    await bob.peer.next(FrameType.MSG, (m) => m.id === 'l2');
+    bob.peer.send({ type: FrameType.ACK, id: 'l1', from: 'alice@acme' });
+    await bob.peer.sync();
+    bob.peer.duplex.destroy();
+    const n = await alice.peer.next(FrameType.NACK);
+    assert.deepEqual({ id: n.id, code: errorCodeOf(n.code) }, { id: 'l2', code: 'ERR_LINK_LOST' });
+    assert.deepEqual(alice.peer.all(FrameType.NACK).map((f) => f.id), ['l2'], 'the acked one is not nacked');
+  });
+
+  it('nacks TIMEOUT when no ack arrives within ackTimeoutMs, and drops the late ack', async (t) => {
+    const ctx = setup(t, { ackTimeoutMs: 1000 });
+    const alice = await ctx.agent({ name: 'alice' });
+    const bob = await ctx.agent({ name: 'bob' });
+    alice.peer.send(msg('bob', 't1'));
+    await bob.peer.next(FrameType.MSG);
+    ctx.clock.tick(500);
+    alice.peer.send(msg('bob', 't2'));
+    await bob.peer.next(FrameType.MSG, (m) => m.id === 't2');
+    ctx.clock.tick(600);
+    const n = await alice.peer.next(FrameType.NACK);
+    assert.deepEqual({ id: n.id, code: errorCodeOf(n.code) }, { id: 't1', code: 'ERR_TIMEOUT' });
+    bob.peer.send({ type: FrameType.ACK, id: 't1', from: 'alice@acme' }, { type: FrameType.ACK, id: 't2', from: 'alice@acme' });
+    await alice.peer.next(FrameType.ACK, (f) => f.id === 't2');
+    assert.deepEqual(alice.peer.all(FrameType.ACK).map((f) => f.id), ['t2'], 'the sender heard about t1 once');
+    ctx.clock.tick(2000);
+    await alice.peer.sync();
+    assert.deepEqual(alice.peer.all(FrameType.NACK).map((f) => f.id), ['t1']);
+  });
+
+  it('does not forward a duplicate (same from and id) while the first is in flight', async (t) => {
+    const ctx = setup(t);
+    const alice = await ctx.agent({ name: 'alice' });
+    const bob = await ctx.agent({ name: 'bob' });
+    alice.peer.send(msg('bob', 'd1'), msg('bob', 'd1'), msg('bob', 'd2'));
+    await bob.peer.next(FrameType.MSG, (m) => m.id === 'd2');
+    alice.peer.send(msg('bob', 'd1'));
+    await alice.peer.sync();
+    bob.peer.send({ type: FrameType.ACK, id: 'd1', from: 'alice@acme' });
+    await alice.peer.next(FrameType.ACK);
+    await bob.peer.sync();
+    assert.deepEqual(bob.peer.all(FrameType.MSG).map((m) => m.id), ['d1', 'd2']);
+    assert.deepEqual(alice.peer.all(FrameType.ACK).map((f) => f.id), ['d1']);
+    // Another sender may use the same message id: (from, id) names a message.
+    const carol = await ctx.agent({ name: 'carol' });
+    carol.peer.send(msg('bob', 'd1'));
+    const c = await bob.peer.next(FrameType.MSG, (m) => m.from === 'carol@acme');
+    assert.equal(c.id, 'd1');
+  });
+
+  it('nacks QUEUE_FULL past maxPendingPerLink unacked messages to one recipient', async (t) => {
+    const ctx = setup(t, { maxPendingPerLink: 2 });
+    const alice = await ctx.agent({ name: 'alice' });
+    const bob = await ctx.agent({ name: 'bob' });
+    const carol = await ctx.agent({ name: 'carol' });
+    alice.peer.send(msg('bob', 'q1'), msg('bob', 'q2'), msg('bob', 'q3'), msg('carol', 'q4'));
+    const n = await alice.peer.next(FrameType.NACK);
+    assert.deepEqual({ id: n.id, code: errorCodeOf(n.code) }, { id: 'q3', code: 'ERR_QUEUE_FULL' });
+    await carol.peer.next(FrameType.MSG, (m) => m.id === 'q4');
+    await bob.peer.next(FrameType.MSG, (m) => m.id === 'q2');
+    await bob.peer.sync();
+    assert.deepEqual(bob.peer.all(FrameType.MSG).map((m) => m.id), ['q1', 'q2']);
+    bob.peer.send({ type: FrameType.ACK, id: 'q1', from: 'alice@acme' });
+    await alice.peer.next(FrameType.ACK);
+    alice.peer.send(msg('bob', 'q5'));
+    await bob.peer.next(FrameType.MSG, (m) => m.id === 'q5');
+  });
+});
+
+describe('Router: robustness', () => {
+  it('closes with PROTOCOL when the first frame is not HELLO', async (t) => {
+    const ctx = setup(t);
+    const p = ctx.connect();
+    p.send(msg('bob@acme', 'early'));
+    assert.equal(await p.closeCode(), 'ERR_PROTOCOL');
+    const q = ctx.connect();
+    q.send({ type: FrameType.REGISTER, ref: 1, name: 'x' });
+    assert.equal(await q.closeCode(), 'ERR_PROTOCOL');
+    assert.equal(ctx.router.stats().protocolErrors, 2);
+  });
+
+  it('closes with PROTOCOL a dialer that sends again before WELCOME', async (t) => {
+    const ctx = setup(t);
+    const p = ctx.connect();
+    p.sendBatch(hello(), hello());
+    assert.equal(await p.closeCode(), 'ERR_PROTOCOL');
+  });
+
+  it('closes a connection sending garbage with PROTOCOL; other agents keep working', async (t) => {
+    const ctx = setup(t);
+    const alice = await ctx.agent({ name: 'alice' });
+    const bob = await ctx.agent({ name: 'bob' });
+    const garbage = await ctx.agent({ name: 'garbage' });
+    garbage.peer.sendBytes([0, 0, 0, 3, 0xee, 1, 2]);
+    assert.equal(await garbage.peer.closeCode(), 'ERR_PROTOCOL');
+    const truncated = await ctx.agent();
+    truncated.peer.sendBytes([0, 0, 0, 2, FrameType.ACK, 9]);
+    assert.equal(await truncated.peer.closeCode(), 'ERR_PROTOCOL');
+    const empty = ctx.connect();
+    empty.sendBytes([0, 0, 0, 0]);
+    assert.equal(await empty.closeCode(), 'ERR_PROTOCOL');
+    alice.peer.send(msg('bob', 'still'));
+    await bob.peer.next(FrameType.MSG);
+    alice.peer.send(msg('garbage', 'gone'));
+    assert.equal(errorCodeOf((await alice.peer.next(FrameType.NACK)).code), 'ERR_NO_ROUTE', 'a closed agent leaves the directory');
+  });
+
+  it('closes with FRAME_TOO_LARGE on a frame header above maxFrameBytes', async (t) => {
+    const ctx = setup(t, { maxFrameBytes: 4096 });
+    const a = await ctx.agent();
+    a.peer.sendBytes([0, 0, 0x10, 0x01, FrameType.MSG]);
+    assert.equal(await a.peer.closeCode(), 'ERR_FRAME_TOO_LARGE');
+    const b = ctx.connect();
+    b.sendBytes([0x7f, 0xff, 0xff, 0xff]);
+    assert.equal(await b.closeCode(), 'ERR_FRAME_TOO_LARGE');
+    const c = await ctx.agent();
+    c.peer.send(msg(c.address, 'fits', { body: new Uint8Array(3000) }));
+    assert.equal((await c.peer.next(FrameType.MSG)).body.length, 3000);
+  });
+
+  it('closes with HANDSHAKE_TIMEOUT a connection silent for handshakeTimeoutMs', async (t) => {
+    const ctx = setup(t, { handshakeTimeoutMs: 500 });
+    const silent = ctx.connect();
+    const welcomed = await ctx.agent();
+    ctx.clock.tick(499);
+    await silent.sync();
+    assert.equal(silent.ended, false, 'a PING is no HELLO, but not a violation either');
+    ctx.clock.tick(1);
+    assert.equal(await silent.closeCode(), 'ERR_HANDSHAKE_TIMEOUT');
+    await welcomed.peer.sync();
+    assert.equal(welcomed.peer.ended, false);
+  });
+
+  it('closes with TOO_MANY_CONNECTIONS past maxConnections, and admits again once one leaves', async (t) => {
+    const ctx = setup(t, { maxConnections: 2 });
+    const a = await ctx.agent();
+    await ctx.agent();
+    const third = ctx.connect();
+    assert.equal(await third.closeCode(), 'ERR_TOO_MANY_CONNECTIONS');
+    assert.equal(ctx.router.stats().connections, 2);
+    a.peer.duplex.close();
+    await waitFor(() => ctx.router.stats().connections === 1, 'a gone', 2000, 1);
+    await ctx.agent();
+  });
+
+  it('pings a silent link after pingIntervalMs and closes it with IDLE_TIMEOUT after twice that', async (t) => {
+    const ctx = setup(t, { pingIntervalMs: 1000 });
+    const silent = await ctx.agent();
+    const lively = await ctx.agent();
+    ctx.clock.tick(999);
+    await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(silent.peer.all(FrameType.PING), [], 'no PING before pingIntervalMs');
+    ctx.clock.tick(1);
+    await silent.peer.next(FrameType.PING);
+    const ping = await lively.peer.next(FrameType.PING);
+    ctx.clock.tick(5);
+    lively.peer.send({ type: FrameType.PONG, nonce: ping.nonce });
+    await lively.peer.sync();
+    ctx.clock.tick(995);
+    assert.equal(await silent.peer.closeCode(), 'ERR_IDLE_TIMEOUT');
+    assert.equal(lively.peer.ended, false);
+    ctx.clock.tick(5);
+    await lively.peer.next(FrameType.PING);
+    assert.equal(lively.peer.ended, false);
+  });
+
+  it('pings again a link whose PONG came within the millisecond of the PING', async (t) => {
+    // A loopback peer can answer within the clock's resolution: that still answers the ping.
+    const ctx = setup(t, { pingIntervalMs: 1000 });
+    const quick = await ctx.agent();
+    ctx.clock.tick(1000);
+    const ping = await quick.peer.next(FrameType.PING);
+    quick.peer.send({ type: FrameType.PONG, nonce: ping.nonce });
+    await quick.peer.sync();
+    ctx.clock.tick(1000);
+    await quick.peer.next(FrameType.PING, () => true, 500);
+    assert.equal(quick.peer.ended, false);
+  });
+
+  it('closes a recipient that does not read with SLOW_CONSUMER; the sender hears LINK_LOST, others are unaffected', async (t) => {
+    const ctx = setup(t, { maxOutboundBytes: 64 * 1024 });
+    const stuckEnd = new StuckMemoryDuplex('memory:stuck');
+    const bobEnd = new MemoryDuplex('memory:bob');
+    stuckEnd.peer = bobEnd;
+    bobEnd.peer = stuckEnd;
+    ctx.router.accept(stuckEnd);
+    const bob = new Peer(bobEnd);
+    bob.send(hello({ name: 'bob' }));
+    await bob.next(FrameType.WELCOME);
+    const alice = await ctx.agent({ name: 'alice' });
+    const carol = await ctx.agent({ name: 'carol' });
+    alice.peer.send(msg('bob', 's0'));
+    await bob.next(FrameType.MSG);
+    bob.send({ type: FrameType.ACK, id: 's0', from: 'alice@acme' });
+    await alice.peer.next(FrameType.ACK);
+    stuckEnd.backlog = 10 * 1024 * 1024;
+    alice.peer.send(msg('bob', 's1'));
+    assert.equal(await bob.closeCode(), 'ERR_SLOW_CONSUMER');
+    const n = await alice.peer.next(FrameType.NACK);
+    assert.deepEqual({ id: n.id, code: errorCodeOf(n.code) }, { id: 's1', code: 'ERR_LINK_LOST' });
+    alice.peer.send(msg('carol', 'fine'));
+    await carol.peer.next(FrameType.MSG);
+    carol.peer.send(msg('alice', 'back'));
+    await alice.peer.next(FrameType.MSG);
+    assert.equal(ctx.router.stats().agents, 2);
+  });
+
+  it('closes every connection with SHUTDOWN on close() and refuses new ones', async (t) => {
+    const ctx = setup(t);
+    const a = await ctx.agent();
+    const b = await ctx.agent({ name: 'bob' });
+    a.peer.send(msg('bob', 'pending'));
+    await b.peer.next(FrameType.MSG);
+    ctx.router.close();
+    assert.equal(await a.peer.closeCode(), 'ERR_SHUTDOWN');
+    assert.equal(await b.peer.closeCode(), 'ERR_SHUTDOWN');
+    const late = ctx.connect();
+    assert.equal(await late.closeCode(), 'ERR_SHUTDOWN');
+    assert.deepEqual(ctx.router.links(), []);
+  });
+});
