@@ -70,7 +70,6 @@ const FATAL: ReadonlySet<string> = new Set([
 const encoder = new TextEncoder();
 /** Bytes of a MSG frame that are not body, at most: header, flags, hops and three str8. */
 const MSG_OVERHEAD = 5 + 2 + 3 * 256;
-const MAX_QUEUED = 65_536;
 
 /**
  * An agent's connection to a router. Messages arrive through `for await (const m of client)`;
@@ -331,7 +330,7 @@ export class Client implements AsyncIterable<Message> {
   #onMsg(channel: Channel, f: MsgFrame): void {
     const volatile = (f.flags & MsgFlag.VOLATILE) !== 0;
     if (volatile) {
-      if (this.#inbox.length < MAX_QUEUED) this.#inbox.push(createMessage(f.id, f.from, f.to, f.body, true));
+      if (this.#inbox.length < this.#o.maxQueued) this.#inbox.push(createMessage(f.id, f.from, f.to, f.body, true));
       return;
     }
     const key = `${f.from} ${f.id}`;
@@ -342,7 +341,7 @@ export class Client implements AsyncIterable<Message> {
       return;
     }
     if (seen === 'queued') return; // acked when the application takes the first copy
-    if (this.#inbox.length >= MAX_QUEUED) {
+    if (this.#inbox.length >= this.#o.maxQueued) {
       channel.send({ type: FrameType.NACK, code: WireCode.QUEUE_FULL, id: f.id, from: f.from, reason: 'the recipient is not reading' });
       return;
     }

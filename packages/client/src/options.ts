@@ -19,6 +19,11 @@ export interface ClientOptions {
   sendTimeoutMs?: number;
   /** Reliable sends awaiting their ack at once; further sends wait. @default 4096 */
   maxInFlight?: number;
+  /**
+   * Received messages the application has not taken yet. Past it, reliable ones are refused with
+   * QUEUE_FULL (the sender hears it) and volatile ones are dropped. @default 65536
+   */
+  maxQueued?: number;
   /** Received message ids remembered to drop duplicates. @default 65536 */
   dedupWindow?: number;
   /** Ping after this much inbound silence; close after twice as much. @default 20000 */
@@ -71,6 +76,7 @@ export function resolveClientOptions(o: ClientOptions, dialer: Dialer | undefine
     connectTimeoutMs: int('connectTimeoutMs', o.connectTimeoutMs, 10_000, 1),
     sendTimeoutMs: int('sendTimeoutMs', o.sendTimeoutMs, 60_000, 1),
     maxInFlight: int('maxInFlight', o.maxInFlight, 4096, 1),
+    maxQueued: int('maxQueued', o.maxQueued, 65_536, 1),
     dedupWindow: int('dedupWindow', o.dedupWindow, 65_536, 1),
     pingIntervalMs: int('pingIntervalMs', o.pingIntervalMs, 20_000, 0),
     maxFrameBytes: int('maxFrameBytes', o.maxFrameBytes, DEFAULT_MAX_FRAME_BYTES, 1024),
