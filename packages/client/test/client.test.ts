@@ -1,0 +1,108 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { connect, type Client, type ClientStatus } from '@postern/client';
+import { issueToken, startRouter, type RouterServer } from '@postern/router';
+import { waitFor } from '@postern/testing';
+
+const secret = 'client-test-secret';
+
+describe('client SDK against a real router', () => {
+  let relay: RouterServer;
+  const clients: Client[] = [];
+  const open = async (o: Parameters<typeof connect>[0]): Promise<Client> => {
+    const c = await connect(o);
+    clients.push(c);
+    return c;
+  };
+  const token = (name: string): Promise<string> => issueToken(secret, { domain: 'relay', name });
+
+  before(async () => {
+    relay = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret });
+  });
+  after(async () => {
+    for (const c of clients) await c.close();
+    await relay.close();
+  });
+
+  it('rejects bad input before it reaches the wire', async () => {
+    const c = await open({ url: relay.url });
+    await assert.rejects(c.send('not an address!', 'x'), { code: 'ERR_BAD_ADDRESS' });
+    await assert.rejects(c.send('x@y', new Uint8Array(2 * 1024 * 1024)), { code: 'ERR_FRAME_TOO_LARGE' });
+    const ac = new AbortController();
+    ac.abort();
+    await assert.rejects(c.send('x@relay', 'y', { signal: ac.signal }), { code: 'ERR_ABORTED' });
+    await assert.rejects(connect({ url: relay.url, name: 'Not Valid' }), { code: 'ERR_CONFIG' });
+    await assert.rejects(connect({ url: '' }), { code: 'ERR_CONFIG' });
+    // The connection is still fine after all of that.
+    assert.equal(c.connected, true);
+  });
+
+  it('reports refusals with stable codes', async () => {
+    await assert.rejects(connect({ url: relay.url, name: 'mallory' }), { code: 'ERR_NAME_NOT_ALLOWED' });
+    await assert.rejects(connect({ url: relay.url, name: 'mallory', token: await token('eve') }), { code: 'ERR_NAME_NOT_ALLOWED' });
+    await assert.rejects(connect({ url: relay.url, token: 'garbage' }), { code: 'ERR_AUTH_FAILED' });
+    await assert.rejects(connect({ url: relay.url, token: await issueToken(secret, { domain: 'elsewhere' }) }), { code: 'ERR_AUTH_FAILED' });
+    await assert.rejects(connect({ url: 'ws://127.0.0.1:1', connectTimeoutMs: 2000 }), { code: 'ERR_TRANSPORT' });
+    const first = await open({ url: relay.url, name: 'taken', token: await token('taken') });
+    await assert.rejects(connect({ url: relay.url, name: 'taken', token: await token('taken') }), { code: 'ERR_NAME_TAKEN' });
+    assert.equal(first.connected, true);
+  });
+
+  it('claims a name after connecting with register()', async () => {
+    const domainWide = await issueToken(secret, { domain: 'relay' });
+    const c = await open({ url: relay.url, token: domainWide });
+    assert.match(c.address, /^_/);
+    await c.register('late-name');
+    assert.equal(c.address, 'late-name@relay');
+    const other = await open({ url: relay.url, name: 'sender', token: await token('sender') });
+    const got = (async () => {
+      for await (const m of c) return m;
+      return undefined;
+    })();
+    await other.send('late-name', 'found you');
+    assert.equal((await got)?.text(), 'found you');
+    await assert.rejects(c.register('bad name'), { code: 'ERR_BAD_ADDRESS' });
+  });
+
+  it('applies backpressure at maxInFlight and keeps order', async () => {
+    const rx = await open({ url: relay.url, name: 'slowpoke', token: await token('slowpoke') });
+    const tx = await open({ url: relay.url, maxInFlight: 8 });
+    const sends = Array.from({ length: 50 }, (_, i) => tx.send('slowpoke', String(i)));
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(tx.inFlight, 8, 'only maxInFlight messages leave before acks come back');
+    const got: string[] = [];
+    for await (const m of rx) {
+      got.push(m.text());
+      if (got.length === 50) break;
+    }
+    await Promise.all(sends);
+    assert.deepEqual(got, Array.from({ length: 50 }, (_, i) => String(i)));
+  });
+
+  it('streams status changes and ends them on close', async () => {
+    const c = await connect({ url: relay.url });
+    const seen: ClientStatus['type'][] = [];
+    const reader = (async () => {
+      for await (const s of c.status()) seen.push(s.type);
+    })();
+    await c.close();
+    await reader;
+    assert.deepEqual(seen, ['closed']);
+    await assert.rejects(c.send('x@relay', 'y'), { code: 'ERR_CLOSED' });
+  });
+
+  it('delivers volatile messages without acks', async () => {
+    const rx = await open({ url: relay.url, name: 'vrx', token: await token('vrx') });
+    const tx = await open({ url: relay.url });
+    for (let i = 0; i < 100; i++) await tx.send('vrx', `v${i}`, { volatile: true });
+    assert.equal(tx.inFlight, 0);
+    const got: string[] = [];
+    for await (const m of rx) {
+      assert.equal(m.volatile, true);
+      got.push(m.text());
+      if (got.length === 100) break;
+    }
+    assert.equal(got[99], 'v99');
+    await waitFor(() => relay.router.stats().msgsDelivered >= 100, 'router counters');
+  });
+});
