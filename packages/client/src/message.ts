@@ -17,14 +17,24 @@ export interface Message {
   json<T = unknown>(): T;
 }
 
+class ReceivedMessage implements Message {
+  constructor(
+    readonly id: string,
+    readonly from: string,
+    readonly to: string,
+    readonly body: Uint8Array,
+    readonly volatile: boolean,
+  ) {}
+
+  text(): string {
+    return decoder.decode(this.body);
+  }
+
+  json<T = unknown>(): T {
+    return JSON.parse(decoder.decode(this.body)) as T;
+  }
+}
+
 export function createMessage(id: string, from: string, to: string, body: Uint8Array, volatile: boolean): Message {
-  return {
-    id,
-    from,
-    to,
-    body,
-    volatile,
-    text: () => decoder.decode(body),
-    json: <T>() => JSON.parse(decoder.decode(body)) as T,
-  };
+  return new ReceivedMessage(id, from, to, body, volatile);
 }

@@ -63,6 +63,7 @@ export class Router {
   readonly #agentsByName = new Map<string, Link>();
   readonly #routes = new Map<string, RouteEntry[]>();
   readonly #uplinks: Link[] = [];
+  readonly #addresses = new Map<string, ParsedAddress | null>();
   #connections = 0;
   #closed = false;
   #sweep: unknown;
@@ -391,15 +392,15 @@ export class Router {
     const o = this.options;
     let from: string;
     let hops = f.hops;
-    let to: Address | undefined;
+    let to: ParsedAddress | undefined;
     if (link.kind === 'agent') {
       from = link.address;
       if (hops === 0 || hops > o.hopLimit) hops = o.hopLimit;
-      to = parseAddress(f.to, this.domain);
+      to = this.#address(f.to, true);
     } else {
       from = f.from;
-      to = parseAddress(f.to);
-      const fromAddr = parseAddress(from);
+      to = this.#address(f.to, false);
+      const fromAddr = this.#address(from, false);
       if (fromAddr === undefined) {
         this.#nack(link, f.id, from, WireCode.BAD_ADDRESS, `invalid sender address "${from}"`);
         return;
@@ -453,7 +454,23 @@ export class Router {
     else this.#stats.msgsForwarded++;
     // A frame from another router already carries the right sender: forward its bytes as they are.
     if (link.kind !== 'agent') next.channel.msgRaw(raw, hops);
-    else next.channel.msg(f.flags, hops, f.id, from, `${to.local}@${to.domain}`, f.body);
+    else next.channel.msg(f.flags, hops, f.id, from, to.text, f.body);
+  }
+
+  /**
+   * Parses and normalises an address, through a small cache: the same few recipients recur on
+   * a busy link, and parsing is regex work on the hot path. `bare` allows `name` alone (agents).
+   */
+  #address(text: string, bare: boolean): ParsedAddress | undefined {
+    const key = bare ? text : `@${text}`;
+    let a = this.#addresses.get(key);
+    if (a === undefined) {
+      const p = bare ? parseAddress(text, this.domain) : parseAddress(text);
+      a = p === undefined ? null : { local: p.local, domain: p.domain, text: `${p.local}@${p.domain}` };
+      if (this.#addresses.size >= ADDRESS_CACHE) this.#addresses.clear();
+      this.#addresses.set(key, a);
+    }
+    return a ?? undefined;
   }
 
   #nack(link: Link, id: string, from: string, code: number, reason: string): void {
@@ -573,6 +590,14 @@ export class Router {
 }
 
 const B32 = 'abcdefghijklmnopqrstuvwxyz234567';
+
+/** Entries of the parsed-address cache; cleared whole when full. */
+const ADDRESS_CACHE = 4096;
+
+interface ParsedAddress extends Address {
+  /** `local@domain`, normalised. */
+  readonly text: string;
+}
 
 /** `_` and 16 base32 characters: 80 random bits. */
 export function newId(): string {
