@@ -14,7 +14,13 @@ export function parse(command: string, argv: string[], options: Options, allowPo
     const r = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals });
     return { values: r.values, positionals: r.positionals };
   } catch (err) {
-    const msg = (err as Error).message.replace(/\. To specify a positional argument.*$/s, '');
+    const e = err as Error & { code?: string };
+    const option = /Option '(-[^']+)'/.exec(e.message)?.[1];
+    // Node's messages run to several lines; the user gets one.
+    const msg =
+      e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && option !== undefined && /ambiguous|argument missing/.test(e.message)
+        ? `${option} needs a value`
+        : (e.message.split('\n')[0] ?? e.message).replace(/\. To specify a positional argument.*$/s, '');
     throw new UsageError(`${command}: ${msg}`);
   }
 }

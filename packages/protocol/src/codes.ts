@@ -46,6 +46,6 @@ export function errorCodeOf(code: number): `ERR_${WireCodeName}` | 'ERR_UNKNOWN'
 /** Wire code for an `ERR_` string code, or undefined when it has none. */
 export function wireCodeOf(code: string): number | undefined {
   if (!code.startsWith('ERR_')) return undefined;
-  const v = (WireCode as Record<string, number>)[code.slice(4)];
-  return v;
+  const name = code.slice(4);
+  return Object.hasOwn(WireCode, name) ? (WireCode as Record<string, number>)[name] : undefined;
 }

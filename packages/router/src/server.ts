@@ -25,8 +25,8 @@ export interface RouterServerOptions extends Omit<RouterOptions, 'sessionTokens'
   backoff?: BackoffOptions;
   /** Key for resume tokens; derived from `secret` when absent, else random per process. */
   sessionKey?: Uint8Array;
-  /** Called with every uplink status change. */
-  onUplinkStatus?: (url: string, status: UplinkStatus) => void;
+  /** Called with every uplink status change; returning true means it was reported, so the router does not log it. */
+  onUplinkStatus?: (url: string, status: UplinkStatus) => boolean | void;
 }
 
 export interface RouterServer {
@@ -103,7 +103,7 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
   for (const u of uplinkConfigs) {
     const uplink = new Uplink(router, { url: u.url, token: u.token, dial, backoff, agent: 'postern-router/0.1' });
     uplink.onStatus((s) => {
-      onUplinkStatus?.(u.url, s);
+      if (onUplinkStatus?.(u.url, s) === true) return;
       if (s.type === 'up') log.info('uplink connected', { url: u.url, relay: s.domain });
       else if (s.type === 'down') log.warn(s.refused ? 'uplink refused' : 'uplink down', { url: u.url, reason: s.error.message, code: s.error.code, retry_ms: s.retryInMs });
     });

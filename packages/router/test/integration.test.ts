@@ -27,7 +27,7 @@ async function relayAndGateway(relayListen = '127.0.0.1:0'): Promise<{ relay: Ro
     listen: ['127.0.0.1:0'],
     uplinks: [{ url: relay.url, token: await issueToken(secret, { domain: 'acme' }) }],
     backoff: { initialMs: 50, maxMs: 500 },
-    onUplinkStatus: (_u, s) => statuses.push(s),
+    onUplinkStatus: (_u, s) => void statuses.push(s),
   });
   await waitFor(() => relay.router.routes().has('acme'), 'the gateway to claim acme at the relay');
   return { relay, gateway, statuses };
@@ -115,7 +115,7 @@ describe('relay + gateway + agents in one process', () => {
       domain: 'acme',
       listen: [],
       uplinks: [{ url: relay.url, token: await issueToken('another secret', { domain: 'acme' }) }],
-      onUplinkStatus: (_u, s) => statuses.push(s),
+      onUplinkStatus: (_u, s) => void statuses.push(s),
     });
     cleanup.push(() => gateway.close());
     const down = await waitFor(() => statuses.find((s) => s.type === 'down'), 'a refusal');

@@ -40,7 +40,12 @@ export async function gateway(argv: string[]): Promise<number> {
     ...routerOptions('gateway', p, domain, 'gateway: '),
     uplinks: relays.map((url) => ({ url, token })),
     onUplinkStatus: (_url, s) => {
-      if (s.type === 'up' || s.type === 'down') first?.(s);
+      if (s.type !== 'up' && s.type !== 'down') return false;
+      const settle = first;
+      first = undefined;
+      settle?.(s);
+      // A refusal of the very first attempt ends the command with its own one-line error.
+      return settle !== undefined && s.type === 'down' && s.refused;
     },
   });
   for (const a of server.addresses) {
