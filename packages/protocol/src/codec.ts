@@ -3,7 +3,8 @@ import { ProtocolError } from './errors.js';
 import type { Frame, MsgFrame } from './frames.js';
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a leading U+FEFF is part of the string, not a byte-order mark to drop.
+const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /**
  * Appends frames to one growing buffer, so that many frames leave as one transport message.
@@ -160,7 +161,7 @@ export class FrameWriter {
   #ensure(n: number): void {
     const need = this.#pos + n;
     if (need <= this.#buf.length) return;
-    let size = this.#buf.length * 2;
+    let size = Math.max(64, this.#buf.length * 2);
     while (size < need) size *= 2;
     const next = new Uint8Array(size);
     next.set(this.#buf.subarray(0, this.#pos));
@@ -456,7 +457,8 @@ export class FrameDecoder {
       pos = end;
     }
     if (pos < n) {
-      if (n - pos < 4) this.#need = FRAME_HEADER_BYTES;
+      // With fewer than 4 bytes, the length is not known yet: ask for exactly those 4.
+      if (n - pos < 4) this.#need = 4;
       const rest = bytes.subarray(pos);
       this.#chunks.push(rest);
       this.#queued = rest.length;

@@ -68,7 +68,7 @@ export interface RouteFrame {
 export interface MsgFrame {
   type: typeof FrameType.MSG;
   flags: number;
-  /** Remaining hop limit; a router that would forward at 0 answers HOP_LIMIT. */
+  /** Remaining hop limit; a router asked to forward it to another router with 1 or less answers HOP_LIMIT. */
   hops: number;
   /** Sender-made id, unique per sender. With `from` it names the message at every hop. */
   id: string;
