@@ -1,0 +1,435 @@
+// One benchmark role per process: `node child.js <role>`, driven by run.js over IPC.
+//   forwarder, ws-sender, ws-receiver           the baseline (a minimal ws forwarder)
+//   relay, gateway, agent-sender, agent-receiver the Postern firewall path
+import type { AddressInfo } from 'node:net';
+import { connect, type Client, type ClientOptions } from '@postern/client';
+import { createConsoleLogger, issueToken, startRouter, type RouterServer } from '@postern/router';
+import { createNodeWsDialer, createWsDialer, type WebSocketLike } from '@postern/transport-ws/node';
+import WebSocket, { WebSocketServer } from 'ws';
+import { emit, serve, type Handler } from './ipc.js';
+import {
+  KIND_PROBE,
+  Recorder,
+  payload,
+  pushPaced,
+  pushThroughput,
+  startRssSampler,
+  type PacedArgs,
+  type Sink,
+  type ThroughputArgs,
+} from './load.js';
+
+type Dialer = NonNullable<ClientOptions['dialer']>;
+type Duplex = Awaited<ReturnType<Dialer>>;
+
+const role = process.argv[2] ?? '';
+/** Diagnostic (--zero-mask): clients send with an all-zero WebSocket mask, which ws skips. */
+const zeroMask = process.env.BENCH_ZERO_MASK === '1';
+const wsClientOptions = zeroMask
+  ? { perMessageDeflate: false, generateMask: (mask: Buffer) => void mask.fill(0) }
+  : { perMessageDeflate: false };
+const memory = startRssSampler();
+const closers: Array<() => Promise<void> | void> = [];
+
+// The parent owns us: if it goes away (even killed), so do we.
+process.on('disconnect', () => process.exit(0));
+process.on('uncaughtException', (err) => {
+  emit('fatal', `${role}: ${err.stack ?? err.message}`);
+  process.exit(1);
+});
+
+async function shutdown(): Promise<void> {
+  for (const c of closers.reverse()) {
+    try {
+      await c();
+    } catch {
+      // exiting anyway
+    }
+  }
+}
+
+const common: Record<string, Handler> = {
+  memory: () => Promise.resolve(memory()),
+  /** CPU time used so far (user + system), microseconds. */
+  cpu: () => {
+    const u = process.cpuUsage();
+    return Promise.resolve(u.user + u.system);
+  },
+  exit: () => {
+    // Answer first, then exit normally so --cpu-prof writes its profile.
+    setTimeout(() => {
+      void shutdown().finally(() => process.exit(0));
+    }, 10);
+    return Promise.resolve(true);
+  },
+};
+
+// ---------------------------------------------------------------- receivers
+
+const recorder = new Recorder();
+let progressTimer: NodeJS.Timeout | undefined;
+
+function receiverHandlers(transport?: TransportCounts): Record<string, Handler> {
+  let at: TransportCounts | undefined;
+  return {
+    arm: (args) => {
+      const { progress } = args as { progress: boolean };
+      recorder.reset();
+      at = transport === undefined ? undefined : { ...transport };
+      clearInterval(progressTimer);
+      if (progress) {
+        let last = -1;
+        progressTimer = setInterval(() => {
+          if (recorder.count !== last) emit('progress', (last = recorder.count));
+        }, 5);
+      }
+      return Promise.resolve(true);
+    },
+    collect: async (args) => {
+      const { expected, idleMs, maxWaitMs } = args as { expected: number; idleMs: number; maxWaitMs: number };
+      const r = await recorder.collect(expected, idleMs, maxWaitMs);
+      clearInterval(progressTimer);
+      return transport === undefined || at === undefined ? r : { ...r, transport: countsSince(transport, at) };
+    },
+  };
+}
+
+interface TransportCounts {
+  messagesIn: number;
+  bytesIn: number;
+  messagesOut: number;
+  bytesOut: number;
+}
+
+function countsSince(now: TransportCounts, then: TransportCounts): TransportCounts & { meanBatchIn: number; meanBatchOut: number } {
+  const d = {
+    messagesIn: now.messagesIn - then.messagesIn,
+    bytesIn: now.bytesIn - then.bytesIn,
+    messagesOut: now.messagesOut - then.messagesOut,
+    bytesOut: now.bytesOut - then.bytesOut,
+  };
+  return { ...d, meanBatchIn: d.messagesIn > 0 ? Math.round(d.bytesIn / d.messagesIn) : 0, meanBatchOut: d.messagesOut > 0 ? Math.round(d.bytesOut / d.messagesOut) : 0 };
+}
+
+// ---------------------------------------------------------------- senders
+
+let credit = 0;
+
+function senderHandlers(sink: () => Sink, extra: () => Record<string, unknown>, transport?: TransportCounts): Record<string, Handler> {
+  const since = <T extends object>(run: () => Promise<T>) => async () => {
+    const at = transport === undefined ? undefined : { ...transport };
+    const r = await run();
+    return { ...r, ...extra(), ...(transport === undefined || at === undefined ? {} : { transport: countsSince(transport, at) }) };
+  };
+  return {
+    throughput: (args) => {
+      credit = 0;
+      return since(() => pushThroughput(sink(), args as ThroughputArgs, () => credit))();
+    },
+    paced: (args) => since(() => pushPaced(sink(), args as PacedArgs))(),
+  };
+}
+
+function onSenderEvent(name: string, data: unknown): void {
+  if (name === 'credit') credit = data as number;
+}
+
+// ---------------------------------------------------------------- baseline (ws)
+
+async function forwarder(): Promise<void> {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false, maxPayload: 16 * 1024 * 1024 });
+  await new Promise<void>((resolve, reject) => {
+    wss.once('listening', resolve);
+    wss.once('error', reject);
+  });
+  closers.push(() => new Promise<void>((r) => wss.close(() => r())));
+  let receiver: WebSocket | undefined;
+  let forwarded = 0;
+  let dropped = 0;
+  wss.on('connection', (ws, req) => {
+    if (req.url === '/recv') {
+      receiver = ws;
+      ws.on('close', () => (receiver = undefined));
+    } else {
+      // Every message from the sender connection goes to the receiver connection, one for one.
+      ws.on('message', (data: Buffer, isBinary: boolean) => {
+        if (receiver === undefined) {
+          dropped++;
+          return;
+        }
+        receiver.send(data, { binary: isBinary });
+        forwarded++;
+      });
+    }
+  });
+  const port = (wss.address() as AddressInfo).port;
+  serve({
+    ...common,
+    init: () => Promise.resolve({ url: `ws://127.0.0.1:${port}` }),
+    stats: () => Promise.resolve({ forwarded, dropped, clients: wss.clients.size }),
+  });
+}
+
+function openWs(url: string): Promise<WebSocket> {
+  return new Promise<WebSocket>((resolve, reject) => {
+    const ws = new WebSocket(url, wsClientOptions);
+    ws.once('open', () => resolve(ws));
+    ws.once('error', reject);
+    closers.push(() => ws.terminate());
+  });
+}
+
+function wsSender(): void {
+  let ws: WebSocket | undefined;
+  const sink = (): Sink => {
+    const w = ws;
+    if (w === undefined) throw new Error('not initialised');
+    return {
+      reliable: false,
+      send: (body) => w.send(body),
+      buffered: () => w.bufferedAmount,
+    };
+  };
+  serve(
+    {
+      ...common,
+      init: async (args) => {
+        ws = await openWs(`${(args as { url: string }).url}/send`);
+        return true;
+      },
+      probe: () => Promise.resolve(true),
+      ...senderHandlers(sink, () => ({})),
+    },
+    onSenderEvent,
+  );
+}
+
+function wsReceiver(): void {
+  serve({
+    ...common,
+    init: async (args) => {
+      const ws = await openWs(`${(args as { url: string }).url}/recv`);
+      ws.on('message', (data: Buffer) => recorder.onMessage(data));
+      return true;
+    },
+    ...receiverHandlers(),
+  });
+}
+
+// ---------------------------------------------------------------- Postern
+
+const silent = createConsoleLogger('silent');
+
+function routerStats(server: RouterServer, extra: Record<string, unknown>): Handler {
+  return () => Promise.resolve({ ...server.router.stats(), links: server.router.links().map((l) => ({ kind: l.kind, pending: l.pending })), ...extra });
+}
+
+function relay(): void {
+  const handlers: Record<string, Handler> = {
+    ...common,
+    init: async (args) => {
+      const { secret } = args as { secret: string };
+      const server = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret, logger: silent });
+      closers.push(() => server.close());
+      handlers.stats = routerStats(server, {});
+      return { url: server.url };
+    },
+  };
+  serve(handlers);
+}
+
+function gateway(): void {
+  const handlers: Record<string, Handler> = {
+    ...common,
+    init: async (args) => {
+      const { secret, relayUrl } = args as { secret: string; relayUrl: string };
+      const token = await issueToken(secret, { domain: 'acme' });
+      const uplinkEvents = { up: 0, down: 0, lastError: '' };
+      let onUp: (() => void) | undefined;
+      const server = await startRouter({
+        domain: 'acme',
+        listen: ['127.0.0.1:0'],
+        uplinks: [{ url: relayUrl, token }],
+        logger: silent,
+        onUplinkStatus: (_url, s) => {
+          if (s.type === 'up') {
+            uplinkEvents.up++;
+            onUp?.();
+          } else if (s.type === 'down') {
+            uplinkEvents.down++;
+            uplinkEvents.lastError = `${s.error.code}: ${s.error.message}`;
+          }
+        },
+      });
+      closers.push(() => server.close());
+      if (!server.uplinks.every((u) => u.connected)) {
+        await new Promise<void>((resolve, reject) => {
+          const t = setTimeout(() => reject(new Error(`uplink to ${relayUrl} not up within 10 s (${uplinkEvents.lastError})`)), 10_000);
+          onUp = () => {
+            clearTimeout(t);
+            resolve();
+          };
+        });
+      }
+      handlers.stats = routerStats(server, { uplinkEvents });
+      return { url: server.url };
+    },
+  };
+  serve(handlers);
+}
+
+/**
+ * Wraps the SDK's dialer to see its transport: the sender reads the socket buffer from it (as
+ * the baseline reads ws.bufferedAmount), and both ends count WebSocket messages, which shows
+ * how many frames each batch carried. Costs one call per WebSocket message, not per frame.
+ */
+function countingDialer(counts: TransportCounts, onDuplex: (d: Duplex) => void = () => {}): Dialer {
+  const inner = zeroMask
+    ? createWsDialer((url) => new WebSocket(url, { ...wsClientOptions, maxPayload: 2 * 1024 * 1024 }) as unknown as WebSocketLike & { terminate: () => void })
+    : createNodeWsDialer();
+  return async (url, options) => {
+    const d = await inner(url, options);
+    const w: Duplex = {
+      start: (h) =>
+        d.start({
+          message: (data) => {
+            counts.messagesIn++;
+            counts.bytesIn += data.length;
+            h.message(data);
+          },
+          close: (err) => h.close(err),
+        }),
+      send: (data) => {
+        counts.messagesOut++;
+        counts.bytesOut += data.length;
+        d.send(data);
+      },
+      get bufferedAmount() {
+        return d.bufferedAmount;
+      },
+      close: () => d.close(),
+      done: d.done,
+      remote: d.remote,
+      kind: d.kind,
+    };
+    onDuplex(w);
+    return w;
+  };
+}
+
+function watchStatus(c: Client): { disconnects: number; lastError: string } {
+  const s = { disconnects: 0, lastError: '' };
+  c.onStatus((st) => {
+    if (st.type === 'disconnected') {
+      s.disconnects++;
+      s.lastError = `${st.error.code}: ${st.error.message}`;
+    }
+  });
+  return s;
+}
+
+function agentReceiver(): void {
+  let status = { disconnects: 0, lastError: '' };
+  const transport: TransportCounts = { messagesIn: 0, bytesIn: 0, messagesOut: 0, bytesOut: 0 };
+  serve({
+    ...common,
+    init: async (args) => {
+      const a = args as { url: string; dedupWindow?: number };
+      const client = await connect({ url: a.url, name: 'alice', dialer: countingDialer(transport), dedupWindow: a.dedupWindow });
+      closers.push(() => client.close());
+      status = watchStatus(client);
+      void (async () => {
+        for await (const m of client) recorder.onMessage(m.body);
+      })().catch((err: unknown) => emit('fatal', `agent-receiver: ${String(err)}`));
+      return { address: client.address };
+    },
+    stats: () => Promise.resolve({ ...status, transport }),
+    ...receiverHandlers(transport),
+  });
+}
+
+function agentSender(): void {
+  let client: Client | undefined;
+  let duplex: Duplex | undefined;
+  let status = { disconnects: 0, lastError: '' };
+  let to = '';
+  let reliable = false;
+  const transport: TransportCounts = { messagesIn: 0, bytesIn: 0, messagesOut: 0, bytesOut: 0 };
+  const dialer = countingDialer(transport, (d) => (duplex = d));
+  const sink = (): Sink => {
+    const c = client;
+    if (c === undefined) throw new Error('not initialised');
+    return reliable
+      ? {
+          reliable: true,
+          send: (body, settled) => {
+            c.send(to, body).then(
+              () => settled(true),
+              () => settled(false),
+            );
+          },
+          buffered: () => duplex?.bufferedAmount ?? 0,
+        }
+      : {
+          reliable: false,
+          send: (body, settled) => {
+            c.send(to, body, { volatile: true }).catch(() => settled(false));
+          },
+          buffered: () => duplex?.bufferedAmount ?? 0,
+        };
+  };
+  // A reliable probe proves the whole path (routes announced, alice registered), also after
+  // a link was dropped and restored.
+  const probe = async (): Promise<void> => {
+    const stop = Date.now() + 10_000;
+    for (;;) {
+      try {
+        await client?.send(to, payload(16, KIND_PROBE), { timeoutMs: 2000 });
+        return;
+      } catch (err) {
+        if (Date.now() > stop) throw err;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  };
+  serve(
+    {
+      ...common,
+      init: async (args) => {
+        const a = args as { url: string; to: string; reliable: boolean };
+        to = a.to;
+        reliable = a.reliable;
+        client = await connect({ url: a.url, dialer });
+        closers.push(() => client?.close());
+        status = watchStatus(client);
+        await probe();
+        return { address: client.address };
+      },
+      probe: async () => {
+        await probe();
+        return true;
+      },
+      stats: () => Promise.resolve({ ...status, transport }),
+      ...senderHandlers(sink, () => ({ disconnects: status.disconnects, lastError: status.lastError }), transport),
+    },
+    onSenderEvent,
+  );
+}
+
+const roles: Record<string, () => void | Promise<void>> = {
+  forwarder,
+  'ws-sender': wsSender,
+  'ws-receiver': wsReceiver,
+  relay,
+  gateway,
+  'agent-sender': agentSender,
+  'agent-receiver': agentReceiver,
+};
+
+const start = roles[role];
+if (start === undefined) {
+  console.error(`bench child: unknown role "${role}"`);
+  process.exit(2);
+}
+await start();
+emit('ready', role);
