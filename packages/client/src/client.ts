@@ -89,6 +89,7 @@ export class Client implements AsyncIterable<Message> {
   readonly #backoff: Backoff;
   readonly #prefix: string;
   readonly #dials = new AbortController();
+  readonly #targets = new Map<string, string>();
   #channel: Channel | undefined;
   #welcome: WelcomeFrame | undefined;
   #name: string;
@@ -189,9 +190,7 @@ export class Client implements AsyncIterable<Message> {
     const bytes = typeof body === 'string' ? encoder.encode(body) : body;
     const max = Math.min(this.#o.maxFrameBytes, this.#welcome?.maxFrame ?? Infinity) - MSG_OVERHEAD;
     if (bytes.length > max) throw new PosternError('ERR_FRAME_TOO_LARGE', `the body is ${bytes.length} bytes; at most ${max} fit in a frame`);
-    const addr = parseAddress(to, this.domain);
-    if (addr === undefined) throw new PosternError('ERR_BAD_ADDRESS', `"${to}" is not an address (name@domain or _id@domain)`);
-    const target = `${addr.local}@${addr.domain}`;
+    const target = this.#target(to);
     const id = `${this.#prefix}${(this.#seq++).toString(36)}`;
     if (options.volatile === true) {
       if (this.#channel === undefined) throw new TransportError('not connected; a volatile message is not queued');
@@ -220,6 +219,19 @@ export class Client implements AsyncIterable<Message> {
       });
       this.#channel?.msg(0, 0, id, '', target, bytes);
     });
+  }
+
+  /** `to` normalised, through a small cache: senders repeat the same few recipients. */
+  #target(to: string): string {
+    let t = this.#targets.get(to);
+    if (t === undefined) {
+      const addr = parseAddress(to, this.domain);
+      if (addr === undefined) throw new PosternError('ERR_BAD_ADDRESS', `"${to}" is not an address (name@domain or _id@domain)`);
+      t = `${addr.local}@${addr.domain}`;
+      if (this.#targets.size >= 1024) this.#targets.clear();
+      this.#targets.set(to, t);
+    }
+    return t;
   }
 
   /** Claims (or with '' releases) a name on the router; resolves when granted. */

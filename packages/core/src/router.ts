@@ -33,6 +33,8 @@ export interface RouterStats {
   msgsIn: number;
   msgsDelivered: number;
   msgsForwarded: number;
+  /** Volatile messages shed because the link to the next router was congested. */
+  msgsDropped: number;
   nacksSent: number;
   protocolErrors: number;
 }
@@ -64,10 +66,11 @@ export class Router {
   readonly #routes = new Map<string, RouteEntry[]>();
   readonly #uplinks: Link[] = [];
   readonly #addresses = new Map<string, ParsedAddress | null>();
+  readonly #bareAddresses = new Map<string, ParsedAddress | null>();
   #connections = 0;
   #closed = false;
   #sweep: unknown;
-  readonly #stats = { msgsIn: 0, msgsDelivered: 0, msgsForwarded: 0, nacksSent: 0, protocolErrors: 0 };
+  readonly #stats = { msgsIn: 0, msgsDelivered: 0, msgsForwarded: 0, msgsDropped: 0, nacksSent: 0, protocolErrors: 0 };
 
   constructor(options: RouterOptions) {
     const o = (this.options = resolveRouterOptions(options));
@@ -400,15 +403,17 @@ export class Router {
     } else {
       from = f.from;
       to = this.#address(f.to, false);
-      const fromAddr = this.#address(from, false);
-      if (fromAddr === undefined) {
-        this.#nack(link, f.id, from, WireCode.BAD_ADDRESS, `invalid sender address "${from}"`);
-        return;
-      }
       // A linked router speaks for its own domains only; an uplink is trusted to carry anyone's.
-      if (link.kind === 'downlink' && link.claims !== undefined && !claimsCoverDomain(link.claims, fromAddr.domain)) {
-        this.#nack(link, f.id, from, WireCode.FORBIDDEN, `this link may not send from domain "${fromAddr.domain}"`);
-        return;
+      if (link.kind === 'downlink') {
+        const fromAddr = this.#address(from, false);
+        if (fromAddr === undefined) {
+          this.#nack(link, f.id, from, WireCode.BAD_ADDRESS, `invalid sender address "${from}"`);
+          return;
+        }
+        if (link.claims !== undefined && !claimsCoverDomain(link.claims, fromAddr.domain)) {
+          this.#nack(link, f.id, from, WireCode.FORBIDDEN, `this link may not send from domain "${fromAddr.domain}"`);
+          return;
+        }
       }
       if (hops > o.hopLimit) hops = o.hopLimit;
     }
@@ -436,6 +441,16 @@ export class Router {
       }
       hops--;
     }
+    // A link to another router carries everyone behind it: when it falls behind, shed load on
+    // it instead of letting it reach the slow-consumer cap, which would cut the whole tunnel.
+    if (next.kind !== 'agent' && next.channel.outboundBytes > o.maxOutboundBytes / 2) {
+      if (volatile) {
+        this.#stats.msgsDropped++;
+      } else {
+        this.#nack(link, f.id, from, WireCode.QUEUE_FULL, `the link towards "${to.domain}" is congested; try again later`);
+      }
+      return;
+    }
     if (!volatile) {
       const key = messageKey(from, f.id);
       const dup = next.pending.get(key);
@@ -462,13 +477,13 @@ export class Router {
    * a busy link, and parsing is regex work on the hot path. `bare` allows `name` alone (agents).
    */
   #address(text: string, bare: boolean): ParsedAddress | undefined {
-    const key = bare ? text : `@${text}`;
-    let a = this.#addresses.get(key);
+    const cache = bare ? this.#bareAddresses : this.#addresses;
+    let a = cache.get(text);
     if (a === undefined) {
       const p = bare ? parseAddress(text, this.domain) : parseAddress(text);
       a = p === undefined ? null : { local: p.local, domain: p.domain, text: `${p.local}@${p.domain}` };
-      if (this.#addresses.size >= ADDRESS_CACHE) this.#addresses.clear();
-      this.#addresses.set(key, a);
+      if (cache.size >= ADDRESS_CACHE) cache.clear();
+      cache.set(text, a);
     }
     return a ?? undefined;
   }

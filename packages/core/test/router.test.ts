@@ -1015,6 +1015,32 @@ describe('Router: robustness', () => {
     assert.equal(ctx.router.stats().agents, 2);
   });
 
+  it('sheds load on a congested router link instead of cutting it: volatile dropped, reliable nacked QUEUE_FULL', async (t) => {
+    const ctx = setup(t, { maxOutboundBytes: 64 * 1024, authenticator: fakeAuthenticator(TOKENS) });
+    const stuckEnd = new StuckMemoryDuplex('memory:gateway');
+    const farEnd = new MemoryDuplex('memory:far');
+    stuckEnd.peer = farEnd;
+    farEnd.peer = stuckEnd;
+    ctx.router.accept(stuckEnd);
+    const gw = new Peer(farEnd);
+    gw.send(routerHello('globex', 'globex-domain'));
+    await gw.next(FrameType.WELCOME);
+    gw.send(route('globex', ['r2']));
+    await gw.sync();
+    const alice = await ctx.agent();
+    stuckEnd.backlog = 40 * 1024; // over half of maxOutboundBytes, under all of it
+    alice.peer.send(msg('bob@globex', 'v1', { flags: MsgFlag.VOLATILE }));
+    alice.peer.send(msg('bob@globex', 'r1'));
+    const n = await alice.peer.next(FrameType.NACK);
+    assert.deepEqual({ id: n.id, code: errorCodeOf(n.code) }, { id: 'r1', code: 'ERR_QUEUE_FULL' });
+    assert.equal(ctx.router.stats().msgsDropped, 1);
+    assert.equal(gw.ended, false, 'the link stays up');
+    stuckEnd.backlog = 0;
+    alice.peer.send(msg('bob@globex', 'r2'));
+    const m = await gw.next(FrameType.MSG);
+    assert.equal(m.id, 'r2');
+  });
+
   it('closes every connection with SHUTDOWN on close() and refuses new ones', async (t) => {
     const ctx = setup(t);
     const a = await ctx.agent();

@@ -306,14 +306,11 @@ class Reader {
     const b = this.b;
     const start = this.pos;
     this.pos += len;
-    if (len <= 64) {
-      let s = '';
-      for (let i = start; i < start + len; i++) {
-        const c = b[i]!;
-        if (c >= 0x80) return this.#utf8(start, len);
-        s += String.fromCharCode(c);
-      }
-      return s;
+    if (len <= 128) {
+      for (let i = start; i < start + len; i++) if (b[i]! >= 0x80) return this.#utf8(start, len);
+      // One flat string: concatenating char by char builds a rope that every Map lookup must
+      // flatten again, and addresses are looked up at every hop.
+      return String.fromCharCode.apply(null, b.subarray(start, start + len) as unknown as number[]);
     }
     return this.#utf8(start, len);
   }
