@@ -353,6 +353,11 @@ export class Client implements AsyncIterable<Message> {
       return;
     }
     if (seen === 'queued') return; // acked when the application takes the first copy
+    if (this.#inbox.ended) {
+      // The application stopped iterating (break out of `for await`): say so rather than never ack.
+      channel.send({ type: FrameType.NACK, code: WireCode.UNAVAILABLE, id: f.id, from: f.from, reason: 'the recipient stopped reading' });
+      return;
+    }
     if (this.#inbox.length >= this.#o.maxQueued) {
       channel.send({ type: FrameType.NACK, code: WireCode.QUEUE_FULL, id: f.id, from: f.from, reason: 'the recipient is not reading' });
       return;

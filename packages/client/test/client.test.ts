@@ -79,6 +79,18 @@ describe('client SDK against a real router', () => {
     assert.deepEqual(got, Array.from({ length: 50 }, (_, i) => String(i)));
   });
 
+  it('refuses messages with UNAVAILABLE once the application stopped iterating', async () => {
+    const rx = await open({ url: relay.url, name: 'quitter', token: await token('quitter') });
+    const tx = await open({ url: relay.url });
+    const first = tx.send('quitter', 'one');
+    for await (const m of rx) {
+      assert.equal(m.text(), 'one');
+      break;
+    }
+    await first;
+    await assert.rejects(tx.send('quitter', 'two'), { code: 'ERR_UNAVAILABLE' });
+  });
+
   it('streams status changes and ends them on close', async () => {
     const c = await connect({ url: relay.url });
     const seen: ClientStatus['type'][] = [];
