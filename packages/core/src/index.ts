@@ -22,3 +22,5 @@ export { claimsCoverDomain } from './auth.js';
 export type { Authenticator, Claims, SessionTokens } from './auth.js';
 export type { Duplex, DuplexHandlers, DialOptions, Dialer } from './transport.js';
 export type { LinkKind } from './link.js';
+export { MemoryStore } from './memory-store.js';
+export type { Store, StoredMessage, NewMessage, SeenKey, Recovered } from './store.js';

@@ -1,0 +1,74 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import type { Store } from '@postern/core';
+import { SqliteStore } from '@postern/store-sqlite';
+import { storeSuite } from '@postern/testing';
+
+const require_ = createRequire(import.meta.url).resolve;
+const dirs: string[] = [];
+after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+function tempFile(): string {
+  const d = mkdtempSync(join(tmpdir(), 'postern-store-'));
+  dirs.push(d);
+  return join(d, 'data', 'router.db');
+}
+
+storeSuite('sqlite', {
+  create: () => Promise.resolve<Store>(new SqliteStore(tempFile())),
+  reopen: async (s) => {
+    await s.close();
+    return new SqliteStore((s as SqliteStore).file);
+  },
+});
+
+describe('SqliteStore', () => {
+  it('keeps what append() acknowledged when the process is killed with SIGKILL', () => {
+    const file = tempFile();
+    const entry = fileURLToPath(new URL('../src/index.js', import.meta.url));
+    // The child appends, prints the seqs it was given, then kills itself without closing.
+    const script = `
+      const { SqliteStore } = await import(${JSON.stringify(entry)});
+      const s = new SqliteStore(${JSON.stringify(file)});
+      await s.recover(0);
+      const m = (i) => ({ queue: 'q', from: 'a@b', id: 'k' + i, to: 'c@d', flags: 0, hops: 1, body: new TextEncoder().encode('v' + i), storedAt: 1, expiresAt: 0 });
+      const seqs = await Promise.all(Array.from({ length: 100 }, (_, i) => s.append([m(i)])));
+      process.stdout.write(JSON.stringify(seqs.flat()));
+      process.kill(process.pid, 'SIGKILL');
+    `;
+    const env = { ...process.env };
+    delete env.NODE_TEST_CONTEXT; // the child is a plain program, not a test file
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000, env });
+    assert.equal(r.signal, 'SIGKILL');
+    const acknowledged = JSON.parse(r.stdout) as number[];
+    assert.equal(acknowledged.length, 100);
+    const s = new SqliteStore(file);
+    return s.recover(0).then(async (rec) => {
+      assert.deepEqual(rec.messages.map((m) => m.seq), acknowledged);
+      assert.equal(rec.seen.length, 100);
+      await s.close();
+    });
+  });
+
+  it('refuses a bad option and a store written by a newer schema, with a clear error', () => {
+    assert.throws(() => new SqliteStore(tempFile(), { sync: 'sometimes' as 'full' }), { code: 'ERR_CONFIG' });
+    const file = tempFile();
+    const s = new SqliteStore(file);
+    void s.close();
+    // A path below a regular file cannot be created.
+    assert.throws(() => new SqliteStore(join(file, 'below', 'a.db')), { code: 'ERR_CONFIG' });
+    const newer = new SqliteStore(tempFile());
+    const f2 = newer.file;
+    void newer.close();
+    const raw = spawnSync(process.execPath, ['-e', `const D=require(${JSON.stringify(require_('better-sqlite3'))});const d=new D(${JSON.stringify(f2)});d.pragma('user_version = 99');d.close()`]);
+    assert.equal(raw.status, 0, String(raw.stderr));
+    assert.throws(() => new SqliteStore(f2), (e: Error & { code?: string }) => e.code === 'ERR_CONFIG' && /newer/.test(e.message));
+  });
+});
