@@ -47,6 +47,7 @@ export function routerOptions(command: string, p: Parsed, domain: string, prefix
   };
   const secret = str(p, 'secret', 'POSTERN_SECRET');
   if (secret !== undefined) o.secret = secret;
+  else if (p.values['require-token'] === true) throw new UsageError(`${command}: --require-token needs --secret (tokens are checked with it)`);
   const set = <K extends keyof RouterServerOptions>(key: K, flag: string, min = 1): void => {
     const v = int(command, p, flag, min);
     if (v !== undefined) (o as unknown as Record<string, unknown>)[key] = v;

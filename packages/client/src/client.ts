@@ -41,6 +41,11 @@ export interface SendOptions {
   signal?: AbortSignal;
   /** Overrides the client's sendTimeoutMs for this message. */
   timeoutMs?: number;
+  /**
+   * The message id. Leave it out for a new message; give the id of an earlier send whose outcome
+   * is unknown (ERR_TIMEOUT, ERR_LINK_LOST) to retry it safely: the recipient drops duplicates.
+   */
+  id?: string;
 }
 
 export interface SendResult {
@@ -90,6 +95,8 @@ export class Client implements AsyncIterable<Message> {
   readonly #prefix: string;
   readonly #dials = new AbortController();
   readonly #targets = new Map<string, string>();
+  #outstandingBytes = 0;
+  #registering: Promise<void> | undefined;
   #channel: Channel | undefined;
   #welcome: WelcomeFrame | undefined;
   #name: string;
@@ -187,25 +194,36 @@ export class Client implements AsyncIterable<Message> {
   async send(to: string, body: string | Uint8Array, options: SendOptions = {}): Promise<SendResult> {
     if (this.#closed) throw new PosternError('ERR_CLOSED', 'the client is closed');
     if (options.signal?.aborted) throw new AbortError();
-    const bytes = typeof body === 'string' ? encoder.encode(body) : body;
     const max = Math.min(this.#o.maxFrameBytes, this.#welcome?.maxFrame ?? Infinity) - MSG_OVERHEAD;
+    const volatile = options.volatile === true;
+    // Reliable bodies are kept for resends: our own copy, so that the caller may reuse its buffer.
+    const bytes = typeof body === 'string' ? encoder.encode(body) : volatile ? body : body.slice();
     if (bytes.length > max) throw new PosternError('ERR_FRAME_TOO_LARGE', `the body is ${bytes.length} bytes; at most ${max} fit in a frame`);
     const target = this.#target(to);
-    const id = `${this.#prefix}${(this.#seq++).toString(36)}`;
-    if (options.volatile === true) {
-      if (this.#channel === undefined) throw new TransportError('not connected; a volatile message is not queued');
-      this.#channel.msg(MsgFlag.VOLATILE, 0, id, '', target, bytes);
+    const id = options.id ?? `${this.#prefix}${(this.#seq++).toString(36)}`;
+    if (id.length === 0 || id.length > 128 || /\s/.test(id)) throw new PosternError('ERR_BAD_ADDRESS', 'a message id is 1-128 characters without spaces');
+    if (volatile) {
+      const ch = this.#channel;
+      if (ch === undefined) throw new TransportError('not connected; a volatile message is not queued');
+      if (ch.outboundBytes > this.#o.maxOutboundBytes / 2) {
+        throw new PosternError('ERR_QUEUE_FULL', 'the connection is not draining fast enough; the volatile message was not sent');
+      }
+      ch.msg(MsgFlag.VOLATILE, 0, id, '', target, bytes);
       return { id };
     }
-    while (this.#outstanding.size >= this.#o.maxInFlight) {
+    while (this.#registering !== undefined) await this.#registering.catch(() => undefined);
+    while (
+      this.#outstanding.size >= this.#o.maxInFlight ||
+      (this.#outstanding.size > 0 && this.#outstandingBytes + bytes.length > this.#o.maxInFlightBytes)
+    ) {
       await this.#slot(options.signal);
       if (this.#closed) throw new PosternError('ERR_CLOSED', 'the client is closed');
     }
+    if (this.#outstanding.has(id)) throw new PosternError('ERR_BAD_ADDRESS', `a message with id "${id}" is already on its way`);
     return new Promise<SendResult>((resolve, reject) => {
       const signal = options.signal;
       const onAbort = (): void => {
-        if (this.#outstanding.delete(id)) this.#freeSlot();
-        reject(new AbortError('send aborted; the message may still be delivered'));
+        if (this.#forget(id)) reject(new AbortError('send aborted; the message may still be delivered'));
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       this.#outstanding.set(id, {
@@ -217,8 +235,20 @@ export class Client implements AsyncIterable<Message> {
         reject,
         cleanup: () => signal?.removeEventListener('abort', onAbort),
       });
+      this.#outstandingBytes += bytes.length;
       this.#channel?.msg(0, 0, id, '', target, bytes);
     });
+  }
+
+  /** Drops an outstanding send; true if it was there. Frees its slot. */
+  #forget(id: string): Outgoing | undefined {
+    const m = this.#outstanding.get(id);
+    if (m === undefined) return undefined;
+    this.#outstanding.delete(id);
+    this.#outstandingBytes -= m.body.length;
+    m.cleanup();
+    this.#freeSlot();
+    return m;
   }
 
   /** `to` normalised, through a small cache: senders repeat the same few recipients. */
@@ -235,7 +265,23 @@ export class Client implements AsyncIterable<Message> {
   }
 
   /** Claims (or with '' releases) a name on the router; resolves when granted. */
-  register(name: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+  async register(name: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+    // Messages on their way were sent under the old address; a resend under the new one would
+    // look like a different message to the recipient. Let them finish first; new sends wait.
+    const p = (async () => {
+      while (this.#outstanding.size > 0) await this.#slot(options.signal);
+      await this.#register(name, options);
+    })();
+    this.#registering = p;
+    try {
+      await p;
+    } finally {
+      if (this.#registering === p) this.#registering = undefined;
+      this.#freeSlot();
+    }
+  }
+
+  #register(name: string, options: { signal?: AbortSignal }): Promise<void> {
     const n = name.toLowerCase();
     const ch = this.#channel;
     if (ch === undefined) return Promise.reject(new TransportError('not connected'));
@@ -308,24 +354,12 @@ export class Client implements AsyncIterable<Message> {
       case FrameType.MSG:
         this.#onMsg(channel, f);
         return;
-      case FrameType.ACK: {
-        const m = this.#outstanding.get(f.id);
-        if (m === undefined) return;
-        this.#outstanding.delete(f.id);
-        m.cleanup();
-        m.resolve({ id: f.id });
-        this.#freeSlot();
+      case FrameType.ACK:
+        this.#forget(f.id)?.resolve({ id: f.id });
         return;
-      }
-      case FrameType.NACK: {
-        const m = this.#outstanding.get(f.id);
-        if (m === undefined) return;
-        this.#outstanding.delete(f.id);
-        m.cleanup();
-        m.reject(new RemoteError(f.code, f.reason));
-        this.#freeSlot();
+      case FrameType.NACK:
+        this.#forget(f.id)?.reject(new RemoteError(f.code, f.reason));
         return;
-      }
       case FrameType.REGISTERED: {
         const r = this.#registers.get(f.ref);
         if (r === undefined) return;
@@ -416,6 +450,7 @@ export class Client implements AsyncIterable<Message> {
       m.reject(err);
     }
     this.#outstanding.clear();
+    this.#outstandingBytes = 0;
     for (const w of this.#slotWaiters.splice(0)) w();
     this.#inbox.end(error);
     this.#status.emit(error === undefined ? { type: 'closed' } : { type: 'closed', error });
@@ -424,12 +459,18 @@ export class Client implements AsyncIterable<Message> {
 
   #slot(signal?: AbortSignal): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const onAbort = (): void => reject(new AbortError());
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.#slotWaiters.push(() => {
+      const wake = (): void => {
         signal?.removeEventListener('abort', onAbort);
         resolve();
-      });
+      };
+      const onAbort = (): void => {
+        // An abandoned waiter must not swallow the wake-up meant for the next one.
+        const i = this.#slotWaiters.indexOf(wake);
+        if (i >= 0) this.#slotWaiters.splice(i, 1);
+        reject(new AbortError());
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#slotWaiters.push(wake);
     });
   }
 
@@ -440,12 +481,10 @@ export class Client implements AsyncIterable<Message> {
   /** Fails reliable sends past their deadline. The map is in send order; deadlines nearly so. */
   #expire(): void {
     const now = Date.now();
-    for (const m of this.#outstanding.values()) {
+    for (const m of [...this.#outstanding.values()]) {
       if (m.deadline > now) continue;
-      this.#outstanding.delete(m.id);
-      m.cleanup();
-      m.reject(new TimeoutError(`no acknowledgement for message ${m.id} to ${m.to}`));
-      this.#freeSlot();
+      this.#forget(m.id);
+      m.reject(new TimeoutError(`no acknowledgement for message ${m.id} to ${m.to}; it may still be delivered: send again with the same id to retry safely`));
     }
   }
 }

@@ -19,6 +19,8 @@ export interface ClientOptions {
   sendTimeoutMs?: number;
   /** Reliable sends awaiting their ack at once; further sends wait. @default 4096 */
   maxInFlight?: number;
+  /** Body bytes of reliable sends awaiting their ack; further sends wait (one always may go). @default 4 MiB */
+  maxInFlightBytes?: number;
   /**
    * Received messages the application has not taken yet. Past it, reliable ones are refused with
    * QUEUE_FULL (the sender hears it) and volatile ones are dropped. @default 65536
@@ -76,6 +78,7 @@ export function resolveClientOptions(o: ClientOptions, dialer: Dialer | undefine
     connectTimeoutMs: int('connectTimeoutMs', o.connectTimeoutMs, 10_000, 1),
     sendTimeoutMs: int('sendTimeoutMs', o.sendTimeoutMs, 60_000, 1),
     maxInFlight: int('maxInFlight', o.maxInFlight, 4096, 1),
+    maxInFlightBytes: int('maxInFlightBytes', o.maxInFlightBytes, 4 * 1024 * 1024, 1),
     maxQueued: int('maxQueued', o.maxQueued, 65_536, 1),
     dedupWindow: int('dedupWindow', o.dedupWindow, 65_536, 1),
     pingIntervalMs: int('pingIntervalMs', o.pingIntervalMs, 20_000, 0),

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { connect, type Client, type ClientStatus } from '@postern/client';
+import { connect, type Client, type ClientStatus, type Message } from '@postern/client';
 import { issueToken, startRouter, type RouterServer } from '@postern/router';
 import { waitFor } from '@postern/testing';
 
@@ -89,6 +89,38 @@ describe('client SDK against a real router', () => {
     }
     await first;
     await assert.rejects(tx.send('quitter', 'two'), { code: 'ERR_UNAVAILABLE' });
+  });
+
+  it('does not lose a wake-up to an aborted send waiting for a slot', async () => {
+    const rx = await open({ url: relay.url, name: 'slots', token: await token('slots') });
+    const tx = await open({ url: relay.url, maxInFlight: 1 });
+    const a = tx.send('slots', 'a');
+    const ac = new AbortController();
+    const b = tx.send('slots', 'b', { signal: ac.signal });
+    ac.abort();
+    await assert.rejects(b, { code: 'ERR_ABORTED' });
+    const c = tx.send('slots', 'c');
+    const got: string[] = [];
+    for await (const m of rx) {
+      got.push(m.text());
+      if (got.length === 2) break;
+    }
+    await Promise.all([a, c]);
+    assert.deepEqual(got, ['a', 'c']);
+  });
+
+  it('retries safely with the same id: the recipient takes it once', async () => {
+    const rx = await open({ url: relay.url, name: 'once', token: await token('once') });
+    const tx = await open({ url: relay.url });
+    const first = tx.send('once', 'pay 100', { id: 'invoice-42' });
+    const it = rx[Symbol.asyncIterator]();
+    const m = await it.next();
+    assert.equal((m.value as Message | undefined)?.id, 'invoice-42');
+    await first;
+    // The application retries (say its first attempt timed out): acknowledged, not delivered again.
+    await tx.send('once', 'pay 100', { id: 'invoice-42' });
+    const more = await Promise.race([it.next().then(() => 'delivered twice'), new Promise((r) => setTimeout(() => r('once'), 200))]);
+    assert.equal(more, 'once');
   });
 
   it('streams status changes and ends them on close', async () => {

@@ -13,7 +13,16 @@ export class Broadcast<T> {
   emit(e: T): void {
     this.#last = e;
     for (const r of this.#readers) r.push(e);
-    for (const l of this.#listeners) l(e);
+    for (const l of this.#listeners) {
+      try {
+        l(e);
+      } catch (err) {
+        // A listener's bug must not break the connection it listens to.
+        queueMicrotask(() => {
+          throw err;
+        });
+      }
+    }
   }
 
   /** A reader that sees every event from now on, until `end()` or it stops iterating. */

@@ -8,6 +8,7 @@ export const ROUTER_DEFAULTS = Object.freeze({
   hopLimit: 16,
   maxConnections: 10_000,
   maxPendingPerLink: 65_536,
+  maxPendingPerAgent: 8_192,
   ackTimeoutMs: 30_000,
   maxDomainsPerLink: 1024,
   allowAnonymousAgents: true,

@@ -24,8 +24,9 @@ export function openChannel(duplex: Duplex, options: ChannelOptions, hello: Hell
     const early: Array<[Frame, Uint8Array]> = [];
     let earlyClose: PosternError | undefined;
     const timer = options.clock.setTimeout(() => {
-      channel.close(WireCode.HANDSHAKE_TIMEOUT, 'no WELCOME');
+      // Reject first: closing reports its own (local) reason through `closed` below.
       reject(new TimeoutError(`no WELCOME from ${duplex.remote} within ${timeoutMs} ms`));
+      channel.close(WireCode.HANDSHAKE_TIMEOUT, 'no WELCOME');
     }, timeoutMs);
     const channel = new Channel(duplex, options, {
       frame(f, raw) {
@@ -62,6 +63,12 @@ export function openChannel(duplex: Duplex, options: ChannelOptions, hello: Hell
       },
     });
     channel.start();
-    channel.send(hello);
+    try {
+      channel.send(hello);
+    } catch (err) {
+      options.clock.clearTimeout(timer);
+      channel.close(WireCode.PROTOCOL, 'HELLO could not be encoded');
+      reject(err instanceof Error ? err : new Error(String(err)));
+    }
   });
 }

@@ -30,6 +30,8 @@ export class Link {
   name = '';
   address = '';
   up = true;
+  /** Messages that came in on this link and wait in some link's `pending`. */
+  pendingOut = 0;
   /** Messages sent on this link and not yet acked by the other end, by (from, id). */
   readonly pending = new Map<string, Pending>();
   /** Domains this link announced (downlinks). */

@@ -31,6 +31,8 @@ export interface RouterOptions {
   maxConnections?: number;
   /** Forwarded messages awaiting the next hop's ack, per connection. @default 65536 */
   maxPendingPerLink?: number;
+  /** Messages from one agent awaiting acks at once, so one agent cannot fill a shared link. @default 8192 */
+  maxPendingPerAgent?: number;
   /** A forwarded message not acked within this time is nacked back with ERR_TIMEOUT. @default 30000 */
   ackTimeoutMs?: number;
   /** Domains one linked router may announce. @default 1024 */
@@ -81,6 +83,7 @@ export function resolveRouterOptions(o: RouterOptions): ResolvedRouterOptions {
     hopLimit,
     maxConnections: positive('maxConnections', o.maxConnections, d.maxConnections),
     maxPendingPerLink: positive('maxPendingPerLink', o.maxPendingPerLink, d.maxPendingPerLink),
+    maxPendingPerAgent: positive('maxPendingPerAgent', o.maxPendingPerAgent, d.maxPendingPerAgent),
     ackTimeoutMs: positive('ackTimeoutMs', o.ackTimeoutMs, d.ackTimeoutMs),
     maxDomainsPerLink: positive('maxDomainsPerLink', o.maxDomainsPerLink, d.maxDomainsPerLink),
     clock: o.clock ?? systemClock,

@@ -153,12 +153,13 @@ export class Router {
         }
         state = 'auth';
         o.clock.clearTimeout(timer);
-        this.#hello(channel, f).then(
-          (l) => {
-            if (l === undefined) return;
-            link = l;
-            state = 'ready';
-          },
+        // The link must be known before WELCOME leaves and before the next frame of the same
+        // batch is read, or a close in between would leave it registered forever.
+        const ready = (l: Link): void => {
+          link = l;
+          state = 'ready';
+        };
+        this.#hello(channel, f, ready).catch(
           (err: unknown) => {
             o.logger.error('handshake failed', { err: String(err) });
             channel.close(WireCode.INTERNAL, 'internal error');
@@ -218,11 +219,11 @@ export class Router {
     for (const l of [...this.#links]) l.channel.close(WireCode.SHUTDOWN, 'router is shutting down');
   }
 
-  async #hello(channel: Channel, h: HelloFrame): Promise<Link | undefined> {
+  async #hello(channel: Channel, h: HelloFrame, ready: (l: Link) => void): Promise<void> {
     const o = this.options;
     if (h.version !== PROTOCOL_VERSION) {
       channel.close(WireCode.VERSION, `protocol version ${h.version} is not supported; this router speaks ${PROTOCOL_VERSION}`);
-      return undefined;
+      return;
     }
     let claims: Claims | undefined;
     if (h.token !== '' && o.authenticator !== undefined) {
@@ -231,22 +232,23 @@ export class Router {
       } catch (err) {
         const reason = err instanceof PosternError ? err.message : 'credential refused';
         channel.close(WireCode.AUTH_FAILED, reason);
-        return undefined;
+        return;
       }
     }
-    if (channel.closed || this.#closed) return undefined;
-    return h.role === Role.ROUTER ? this.#helloRouter(channel, h, claims) : this.#helloAgent(channel, h, claims);
+    if (channel.closed || this.#closed) return;
+    if (h.role === Role.ROUTER) this.#helloRouter(channel, h, claims, ready);
+    else this.#helloAgent(channel, h, claims, ready);
   }
 
-  #helloAgent(channel: Channel, h: HelloFrame, claims: Claims | undefined): Link | undefined {
+  #helloAgent(channel: Channel, h: HelloFrame, claims: Claims | undefined, ready: (l: Link) => void): void {
     const o = this.options;
     if (o.authenticator !== undefined && claims === undefined && !o.allowAnonymousAgents) {
       channel.close(WireCode.AUTH_FAILED, 'this router requires a token');
-      return undefined;
+      return;
     }
     if (claims !== undefined && claims.domain !== '*' && claims.domain !== this.domain) {
       channel.close(WireCode.AUTH_FAILED, `the token is for domain "${claims.domain}", this router serves "${this.domain}"`);
-      return undefined;
+      return;
     }
     let id = h.resume === '' ? undefined : o.sessionTokens.verify(h.resume);
     id ??= newId();
@@ -256,7 +258,7 @@ export class Router {
       const refusal = this.#nameRefusal(name, claims, previous);
       if (refusal !== undefined) {
         channel.close(refusal[0], refusal[1]);
-        return undefined;
+        return;
       }
     }
     if (previous !== undefined) previous.channel.close(WireCode.REPLACED, 'the session was resumed on another connection');
@@ -264,6 +266,7 @@ export class Router {
     this.#setName(link, name);
     this.#links.add(link);
     this.#agentsById.set(id, link);
+    ready(link);
     channel.send({
       type: FrameType.WELCOME,
       version: PROTOCOL_VERSION,
@@ -276,44 +279,49 @@ export class Router {
       pingMs: o.pingIntervalMs,
     });
     o.logger.debug('agent connected', { id, name, remote: channel.duplex.remote });
-    return link;
   }
 
-  #helloRouter(channel: Channel, h: HelloFrame, claims: Claims | undefined): Link | undefined {
+  #helloRouter(channel: Channel, h: HelloFrame, claims: Claims | undefined, ready: (l: Link) => void): void {
     const o = this.options;
     if (o.authenticator === undefined) {
       channel.close(WireCode.AUTH_FAILED, 'this router has no secret, so it accepts no router links; start it with a secret');
-      return undefined;
+      return;
     }
     if (claims === undefined) {
       channel.close(WireCode.AUTH_FAILED, 'a router link needs a token');
-      return undefined;
+      return;
     }
     if (claims.name !== undefined) {
       channel.close(WireCode.AUTH_FAILED, 'the token is an agent token (it names an agent); a router link needs a domain token');
-      return undefined;
+      return;
     }
     if (h.node === this.node) {
       channel.close(WireCode.LOOP, 'a router cannot link to itself');
-      return undefined;
+      return;
     }
     // A router names the domain it serves in HELLO, so a claim is refused before WELCOME.
     const domain = h.name.toLowerCase();
     if (!isValidDomain(domain)) {
       channel.close(WireCode.BAD_ADDRESS, `"${h.name}" is not a valid domain`);
-      return undefined;
+      return;
     }
     if (domain === this.domain) {
       channel.close(WireCode.DOMAIN_NOT_ALLOWED, `domain "${domain}" belongs to this router`);
-      return undefined;
+      return;
     }
     if (!claimsCoverDomain(claims, domain)) {
       channel.close(WireCode.DOMAIN_NOT_ALLOWED, `the credential is for domain "${claims.domain}", not "${domain}"`);
-      return undefined;
+      return;
+    }
+    // The same router again (it reconnected while we still hold its old, half-open link): the
+    // new link replaces the old one, or the old one would keep winning the route.
+    for (const old of this.#links) {
+      if (old.kind === 'downlink' && old.node === h.node) old.channel.close(WireCode.REPLACED, 'the router linked again');
     }
     const link = new Link('downlink', channel, newId(), claims, h.node);
     link.address = domain;
     this.#links.add(link);
+    ready(link);
     channel.send({
       type: FrameType.WELCOME,
       version: PROTOCOL_VERSION,
@@ -326,7 +334,6 @@ export class Router {
       pingMs: o.pingIntervalMs,
     });
     o.logger.info('router linked', { node: h.node, domain: claims.domain, remote: channel.duplex.remote });
-    return link;
   }
 
   /** Why `name` cannot be claimed, as [wire code, reason], or undefined when it can. */
@@ -363,6 +370,7 @@ export class Router {
         const p = link.pending.get(key);
         if (p === undefined) return; // late, or already timed out: the sender has heard.
         link.pending.delete(key);
+        p.origin.pendingOut--;
         if (p.origin.up) p.origin.channel.send(f);
         return;
       }
@@ -403,17 +411,20 @@ export class Router {
     } else {
       from = f.from;
       to = this.#address(f.to, false);
-      // A linked router speaks for its own domains only; an uplink is trusted to carry anyone's.
-      if (link.kind === 'downlink') {
-        const fromAddr = this.#address(from, false);
-        if (fromAddr === undefined) {
-          this.#nack(link, f.id, from, WireCode.BAD_ADDRESS, `invalid sender address "${from}"`);
-          return;
-        }
-        if (link.claims !== undefined && !claimsCoverDomain(link.claims, fromAddr.domain)) {
-          this.#nack(link, f.id, from, WireCode.FORBIDDEN, `this link may not send from domain "${fromAddr.domain}"`);
-          return;
-        }
+      const fromAddr = this.#address(from, false);
+      if (fromAddr === undefined) {
+        this.#nack(link, f.id, from, WireCode.BAD_ADDRESS, `invalid sender address "${from}"`);
+        return;
+      }
+      // A linked router speaks for its own domains only. An uplink carries the rest of the world,
+      // so it may not speak for this router's domain or for domains reached below it.
+      const forbidden =
+        link.kind === 'downlink'
+          ? link.claims !== undefined && !claimsCoverDomain(link.claims, fromAddr.domain)
+          : fromAddr.domain === this.domain || this.#routes.has(fromAddr.domain);
+      if (forbidden) {
+        this.#nack(link, f.id, from, WireCode.FORBIDDEN, `this link may not send from domain "${fromAddr.domain}"`);
+        return;
       }
       if (hops > o.hopLimit) hops = o.hopLimit;
     }
@@ -456,7 +467,13 @@ export class Router {
       const dup = next.pending.get(key);
       if (dup !== undefined) {
         // A retry while the first copy is in flight: its ack will answer the newest origin.
+        dup.origin.pendingOut--;
+        link.pendingOut++;
         next.pending.set(key, { origin: link, id: f.id, from, at: dup.at });
+        return;
+      }
+      if (link.kind === 'agent' && link.pendingOut >= o.maxPendingPerAgent) {
+        this.#nack(link, f.id, from, WireCode.QUEUE_FULL, `this agent has ${o.maxPendingPerAgent} unacknowledged messages on their way`);
         return;
       }
       if (next.pending.size >= o.maxPendingPerLink) {
@@ -464,6 +481,7 @@ export class Router {
         return;
       }
       next.pending.set(key, { origin: link, id: f.id, from, at: o.clock.now() });
+      link.pendingOut++;
     }
     if (next.kind === 'agent') this.#stats.msgsDelivered++;
     else this.#stats.msgsForwarded++;
@@ -568,6 +586,7 @@ export class Router {
     for (const domain of link.routes.keys()) this.#removeRoute(link, domain);
     link.routes.clear();
     for (const p of link.pending.values()) {
+      p.origin.pendingOut--;
       if (p.origin.up) {
         this.#nack(p.origin, p.id, p.from, WireCode.LINK_LOST, `the next hop disconnected before acknowledging (${reason.message})`);
       }
@@ -598,6 +617,7 @@ export class Router {
       for (const [key, p] of link.pending) {
         if (p.at > cutoff) break;
         link.pending.delete(key);
+        p.origin.pendingOut--;
         if (p.origin.up) this.#nack(p.origin, p.id, p.from, WireCode.TIMEOUT, `no acknowledgement within ${o.ackTimeoutMs} ms`);
       }
     }

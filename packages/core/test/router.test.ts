@@ -1041,6 +1041,64 @@ describe('Router: robustness', () => {
     assert.equal(m.id, 'r2');
   });
 
+  it('forgets an agent whose HELLO shares a batch with a frame that closes it (no ghost holding the name)', async (t) => {
+    const ctx = setup(t);
+    const ghost = ctx.connect();
+    // HELLO and a REGISTER for a bad name in one transport message: the second frame arrives
+    // while the router has just accepted the first.
+    ghost.sendBatch(hello({ name: 'alice' }), { type: FrameType.ROUTE, op: RouteOp.ADD, metric: 0, domain: 'x', path: [] });
+    assert.equal(await ghost.closeCode(), 'ERR_PROTOCOL');
+    await waitFor(() => ctx.router.links().length === 0, 'the ghost link to be forgotten', 2000, 1);
+    const alice = await ctx.agent({ name: 'alice' });
+    assert.equal(alice.welcome.name, 'alice', 'the name is free again');
+    assert.equal(ctx.router.stats().connections, 1);
+  });
+
+  it('replaces the old link when the same router links again', async (t) => {
+    const ctx = setup(t, { authenticator: fakeAuthenticator(TOKENS) });
+    const first = await ctx.downlink('globex', 'globex-domain', 'r2');
+    const second = await ctx.downlink('globex', 'globex-domain', 'r2');
+    assert.equal(await first.closeCode(), 'ERR_REPLACED');
+    assert.deepEqual(ctx.router.routes().get('globex'), ['r2']);
+    const alice = await ctx.agent();
+    alice.peer.send(msg('bob@globex', 'after-relink'));
+    assert.equal((await second.next(FrameType.MSG)).id, 'after-relink');
+  });
+
+  it('refuses, from an uplink, a sender in its own domain or in a domain it reaches below', async (t) => {
+    const ctx = setup(t, { authenticator: fakeAuthenticator(TOKENS) });
+    await ctx.downlink('globex', 'globex-domain', 'r2');
+    const up = uplinkTo(t, ctx);
+    const relay = await waitFor(() => up.relays[0], 'the uplink to dial');
+    await up.welcome(relay);
+    await ctx.agent({ name: 'alice', token: 'acme-domain' });
+    relay.send(msg('alice@acme', 'spoof-own', { from: 'ceo@acme', hops: 5 }));
+    relay.send(msg('alice@acme', 'spoof-below', { from: 'boss@globex', hops: 5 }));
+    relay.send(msg('alice@acme', 'fine', { from: 'bob@relay', hops: 5 }));
+    const n1 = await relay.next(FrameType.NACK, (f) => f.id === 'spoof-own');
+    const n2 = await relay.next(FrameType.NACK, (f) => f.id === 'spoof-below');
+    assert.equal(errorCodeOf(n1.code), 'ERR_FORBIDDEN');
+    assert.equal(errorCodeOf(n2.code), 'ERR_FORBIDDEN');
+    assert.ok(relay.received.every((f) => f.type !== FrameType.NACK || f.id !== 'fine'));
+  });
+
+  it('caps what one agent has on its way, so it cannot fill a shared link', async (t) => {
+    const ctx = setup(t, { authenticator: fakeAuthenticator(TOKENS), maxPendingPerAgent: 3 });
+    const gw = await ctx.downlink('globex', 'globex-domain', 'r2');
+    const mallory = await ctx.agent();
+    const alice = await ctx.agent();
+    for (let i = 0; i < 4; i++) mallory.peer.send(msg('sink@globex', `m${i}`));
+    const n = await mallory.peer.next(FrameType.NACK);
+    assert.deepEqual({ id: n.id, code: errorCodeOf(n.code) }, { id: 'm3', code: 'ERR_QUEUE_FULL' });
+    alice.peer.send(msg('sink@globex', 'a0'));
+    await gw.next(FrameType.MSG, (f) => f.id === 'a0');
+    // Acks free the sender's allowance.
+    gw.send({ type: FrameType.ACK, id: 'm0', from: mallory.address });
+    await mallory.peer.next(FrameType.ACK);
+    mallory.peer.send(msg('sink@globex', 'm4'));
+    await gw.next(FrameType.MSG, (f) => f.id === 'm4');
+  });
+
   it('closes every connection with SHUTDOWN on close() and refuses new ones', async (t) => {
     const ctx = setup(t);
     const a = await ctx.agent();

@@ -51,7 +51,10 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
   const router = new Router({
     ...core,
     authenticator: secret === undefined ? undefined : createTokenAuthenticator(secret),
-    sessionTokens: createHmacSessionTokens(sessionKey ?? (secret === undefined ? undefined : resumeKeyFromSecret(secret))),
+    sessionTokens: createHmacSessionTokens(
+      sessionKey ?? (secret === undefined ? undefined : resumeKeyFromSecret(secret)),
+      core.domain.toLowerCase(),
+    ),
   });
   const log: Logger = router.options.logger;
   const servers: Array<{ http: Server; ws: WsServer }> = [];

@@ -7,8 +7,10 @@ import { isValidId } from '@postern/protocol';
  * truncated to 128 bits) makes them unforgeable without server-side state, so a router that
  * restarts with the same key still recognises its sessions.
  */
-export function createHmacSessionTokens(key: Uint8Array = randomBytes(32)): SessionTokens {
-  const mac = (id: string): Buffer => createHmac('sha256', key).update(`resume:${id}`).digest().subarray(0, 16);
+export function createHmacSessionTokens(key: Uint8Array = randomBytes(32), scope = ''): SessionTokens {
+  // The scope (the router's domain) keeps a token of one router from resuming on another that
+  // shares the secret.
+  const mac = (id: string): Buffer => createHmac('sha256', key).update(`resume:${scope}:${id}`).digest().subarray(0, 16);
   return {
     issue: (id) => `${id}.${mac(id).toString('base64url')}`,
     verify(token) {

@@ -9,13 +9,14 @@ import { UsageError } from '../usage-error.js';
 export const help = `Usage: postern gateway --relay URL --domain NAME --token T --listen HOST:PORT [options]
 
 Runs a gateway: a router inside the firewall. It dials out to the relay over one WebSocket
-(no inbound port), claims NAME there with a token from the relay's operator, and carries all
+(no inbound port), claims its --domain there with a token from the relay's operator, and carries all
 traffic of the agents that connect to it on --listen, both ways, over that one connection.
 It reconnects with backoff when the tunnel drops; internal agents keep reaching each other
 meanwhile. A refused credential at start exits with status 1.
 
 Options:
-  --relay URL             the relay, e.g. wss://relay.example.com; repeatable for failover [required]
+  --relay URL             the relay, e.g. wss://relay.example.com [required]; repeatable: the gateway
+                          claims its domain at each, and sends outward through the first connected
   --domain NAME           the domain this gateway serves, e.g. acme [required]
   --token T               domain token from 'postern token' (or set POSTERN_TOKEN) [required]
   --listen HOST:PORT      where internal agents connect; repeatable [required]

@@ -4,7 +4,8 @@ import { out, untilSignal } from '../output.js';
 
 export const help = `Usage: postern listen --connect URL --as NAME [--token T] [--json] [--count N]
 
-Connects as NAME@DOMAIN and prints each message it receives; each is acknowledged once printed.
+Connects as NAME@DOMAIN and prints each message it receives; each is acknowledged as it is
+taken for printing.
 Reconnects (same session) when the connection drops.
 
 Options:
