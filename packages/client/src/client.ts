@@ -329,7 +329,7 @@ export class Client implements AsyncIterable<Message> {
     const est = await openChannel(
       duplex,
       this.#channelOptions,
-      { type: FrameType.HELLO, version: PROTOCOL_VERSION, role: Role.AGENT, token: o.token, resume: this.#resume, name: this.#name, node: '', agent: o.agent },
+      { type: FrameType.HELLO, version: PROTOCOL_VERSION, role: Role.AGENT, token: o.token, resume: this.#resume, name: this.#name, node: '', agent: o.agent, maxFrame: o.maxFrameBytes },
       o.connectTimeoutMs,
     );
     if (this.#closed) {

@@ -1,3 +1,4 @@
+import { DEFAULT_MAX_FRAME_BYTES } from '@postern/protocol';
 import type { Claims } from './auth.js';
 import type { Channel } from './channel.js';
 
@@ -29,6 +30,8 @@ export class Link {
   readonly node: string;
   name = '';
   address = '';
+  /** Largest frame the other end accepts (its HELLO, or the WELCOME of an uplink). */
+  maxFrame = DEFAULT_MAX_FRAME_BYTES;
   up = true;
   /** Messages that came in on this link and wait in some link's `pending`. */
   pendingOut = 0;

@@ -188,6 +188,7 @@ export class Router {
    */
   attachUplink(channel: Channel, welcome: WelcomeFrame): Link {
     const link = new Link('uplink', channel, welcome.id, undefined, welcome.node);
+    link.maxFrame = welcome.maxFrame;
     link.address = welcome.domain;
     this.#links.add(link);
     this.#uplinks.push(link);
@@ -263,6 +264,7 @@ export class Router {
     }
     if (previous !== undefined) previous.channel.close(WireCode.REPLACED, 'the session was resumed on another connection');
     const link = new Link('agent', channel, id, claims);
+    link.maxFrame = h.maxFrame;
     this.#setName(link, name);
     this.#links.add(link);
     this.#agentsById.set(id, link);
@@ -319,6 +321,7 @@ export class Router {
       if (old.kind === 'downlink' && old.node === h.node) old.channel.close(WireCode.REPLACED, 'the router linked again');
     }
     const link = new Link('downlink', channel, newId(), claims, h.node);
+    link.maxFrame = h.maxFrame;
     link.address = domain;
     this.#links.add(link);
     ready(link);
@@ -451,6 +454,13 @@ export class Router {
         return;
       }
       hops--;
+    }
+    // A frame the next hop would refuse would cost it its whole connection: refuse it here.
+    // Addresses are ASCII, so string lengths are byte lengths.
+    const size = raw.length - 4 + (from.length - f.from.length) + (to.text.length - f.to.length);
+    if (size > next.maxFrame) {
+      this.#nack(link, f.id, from, WireCode.FRAME_TOO_LARGE, `the next hop accepts frames of at most ${next.maxFrame} bytes; this one has ${size}`);
+      return;
     }
     // A link to another router carries everyone behind it: when it falls behind, shed load on
     // it instead of letting it reach the slow-consumer cap, which would cut the whole tunnel.

@@ -118,6 +118,7 @@ export class Uplink {
           name: r.domain,
           node: r.node,
           agent: this.#o.agent,
+          maxFrame: r.options.maxFrameBytes,
         },
         this.#o.connectTimeoutMs,
       ).finally(() => (this.#handshaking = undefined));

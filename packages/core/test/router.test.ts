@@ -161,7 +161,7 @@ const TOKENS: Record<string, Claims> = {
 };
 
 function hello(h: Partial<HelloFrame> = {}): HelloFrame {
-  return { type: FrameType.HELLO, version: PROTOCOL_VERSION, role: Role.AGENT, token: '', resume: '', name: '', node: '', agent: 'router.test', ...h };
+  return { type: FrameType.HELLO, version: PROTOCOL_VERSION, role: Role.AGENT, token: '', resume: '', name: '', node: '', agent: 'router.test', maxFrame: 1024 * 1024, ...h };
 }
 
 function routerHello(domain: string, token: string, node = 'r2'): HelloFrame {
@@ -1097,6 +1097,18 @@ describe('Router: robustness', () => {
     await mallory.peer.next(FrameType.ACK);
     mallory.peer.send(msg('sink@globex', 'm4'));
     await gw.next(FrameType.MSG, (f) => f.id === 'm4');
+  });
+
+  it('does not forward a frame larger than the next hop accepts: the sender hears FRAME_TOO_LARGE', async (t) => {
+    const ctx = setup(t);
+    const small = await ctx.agent({ name: 'small', maxFrame: 2048 });
+    const big = await ctx.agent({ name: 'big' });
+    big.peer.send(msg('small', 'huge', { body: new Uint8Array(4096) }));
+    const n = await big.peer.next(FrameType.NACK);
+    assert.deepEqual({ id: n.id, code: errorCodeOf(n.code) }, { id: 'huge', code: 'ERR_FRAME_TOO_LARGE' });
+    big.peer.send(msg('small', 'fits', { body: new Uint8Array(1000) }));
+    assert.equal((await small.peer.next(FrameType.MSG)).id, 'fits');
+    assert.equal(small.peer.ended, false);
   });
 
   it('closes every connection with SHUTDOWN on close() and refuses new ones', async (t) => {

@@ -100,6 +100,7 @@ export class FrameWriter {
         this.#str8(f.name, 'name');
         this.#str8(f.node, 'node');
         this.#str8(f.agent, 'agent');
+        this.#u32(f.maxFrame);
         return;
       case FrameType.WELCOME:
         this.#u8(f.version);
@@ -366,6 +367,8 @@ export function decodeFrameAt(bytes: Uint8Array, start: number, end: number): Fr
         name: r.str8(),
         node: r.str8(),
         agent: r.str8(),
+        // Optional trailing field: older dialers end here.
+        maxFrame: r.pos < r.end ? r.u32() : DEFAULT_MAX_FRAME_BYTES,
       };
     }
     case FrameType.WELCOME:

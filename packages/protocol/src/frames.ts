@@ -16,6 +16,11 @@ export interface HelloFrame {
   node: string;
   /** Free-form software identifier, for logs only. */
   agent: string;
+  /**
+   * Largest frame the dialer accepts (a trailing field added in this version: a HELLO without
+   * it means DEFAULT_MAX_FRAME_BYTES). Routers do not forward it larger frames.
+   */
+  maxFrame: number;
 }
 
 /** The router's answer to an accepted HELLO. */

@@ -78,6 +78,7 @@ const hello: fc.Arbitrary<HelloFrame> = rec({
   name: str8,
   node: str8,
   agent: str8,
+  maxFrame: u32,
 });
 const welcome: fc.Arbitrary<WelcomeFrame> = rec({
   type: fc.constant(FrameType.WELCOME),
@@ -183,7 +184,7 @@ function decodeOne(bytes: Uint8Array): Frame {
 
 /** A frame of each type with every string empty: the shortest encoding of each. */
 const minimal: Frame[] = [
-  { type: FrameType.HELLO, version: 1, role: Role.AGENT, token: '', resume: '', name: '', node: '', agent: '' },
+  { type: FrameType.HELLO, version: 1, role: Role.AGENT, token: '', resume: '', name: '', node: '', agent: '', maxFrame: 1048576 },
   { type: FrameType.WELCOME, version: 1, id: '', domain: '', name: '', resume: '', node: '', maxFrame: 0, pingMs: 0 },
   { type: FrameType.REGISTER, ref: 0, name: '' },
   { type: FrameType.REGISTERED, ref: 0, code: 0, name: '', reason: '' },
@@ -373,7 +374,7 @@ describe('codec round trip', () => {
     ];
     for (const s of samples) {
       const frames: Frame[] = [
-        { type: FrameType.HELLO, version: 1, role: Role.ROUTER, token: s.repeat(3), resume: s, name: s, node: s, agent: s },
+        { type: FrameType.HELLO, version: 1, role: Role.ROUTER, token: s.repeat(3), resume: s, name: s, node: s, agent: s, maxFrame: 65536 },
         { type: FrameType.WELCOME, version: 1, id: s, domain: s, name: s, resume: s, node: s, maxFrame: 1, pingMs: 2 },
         { type: FrameType.REGISTERED, ref: 1, code: 6, name: s, reason: s },
         { type: FrameType.ROUTE, op: RouteOp.WITHDRAW, metric: 3, domain: s, path: [s, s] },
@@ -398,7 +399,7 @@ describe('codec round trip', () => {
     assert.equal(byteLength(s255), 255);
     const s65535 = 'é'.repeat(32767) + 'a';
     assert.equal(byteLength(s65535), 65535);
-    const f: HelloFrame = { type: FrameType.HELLO, version: 1, role: Role.AGENT, token: s65535, resume: s255, name: 'z'.repeat(255), node: '', agent: '' };
+    const f: HelloFrame = { type: FrameType.HELLO, version: 1, role: Role.AGENT, token: s65535, resume: s255, name: 'z'.repeat(255), node: '', agent: '', maxFrame: 1048576 };
     assert.deepEqual(decodeOne(encodeFrame(f)), f);
     const path = Array.from({ length: 255 }, (_, i) => `n${i}`);
     const r: RouteFrame = { type: FrameType.ROUTE, op: RouteOp.ADD, metric: 255, domain: 'acme', path };
@@ -438,7 +439,7 @@ describe('encoder refuses what does not fit, and leaves the writer unchanged', (
     for (const s of tooLong8) {
       refuses((w) => w.frame({ type: FrameType.ACK, id: s, from: '' }));
       refuses((w) => w.frame({ type: FrameType.ACK, id: 'ok', from: s }));
-      refuses((w) => w.frame({ type: FrameType.HELLO, version: 1, role: Role.AGENT, token: 't'.repeat(1000), resume: '', name: '', node: '', agent: s }));
+      refuses((w) => w.frame({ type: FrameType.HELLO, version: 1, role: Role.AGENT, token: 't'.repeat(1000), resume: '', name: '', node: '', agent: s, maxFrame: 1 }));
       refuses((w) => w.frame({ type: FrameType.ROUTE, op: RouteOp.ADD, metric: 0, domain: 'acme', path: ['a', s] }));
       refuses((w) => w.msg(0, 1, 'id', 'from', s, new Uint8Array(10)));
       refuses((w) => w.msg(0, 1, s, 'from', 'to', new Uint8Array(10)));
@@ -512,6 +513,8 @@ describe('decoder errors', () => {
     for (const f of minimal) {
       const body = encodeFrame(f).subarray(5);
       for (let n = 0; n < body.length; n++) {
+        // HELLO's maxFrame is an optional trailing field: a HELLO that ends before it is whole.
+        if (f.type === FrameType.HELLO && n === body.length - 4) continue;
         throwsCode(() => decodeBatch(rawFrame(f.type, body.subarray(0, n))), 'ERR_PROTOCOL');
       }
     }
@@ -555,6 +558,14 @@ describe('decoder errors', () => {
     for (const op of [0, 3, 0xff]) {
       throwsCode(() => decodeBatch(rawFrame(FrameType.ROUTE, [op, 0, 4, 0x61, 0x63, 0x6d, 0x65, 0])), 'ERR_PROTOCOL');
     }
+  });
+
+  test('a HELLO without its trailing maxFrame field (older dialers) means the default', () => {
+    const full = encodeFrame({ type: FrameType.HELLO, version: 1, role: Role.AGENT, token: 't', resume: '', name: 'n', node: '', agent: 'a', maxFrame: 4096 });
+    const old = full.subarray(5, full.length - 4);
+    const f = decodeOne(rawFrame(FrameType.HELLO, [...old])) as HelloFrame;
+    assert.equal(f.maxFrame, DEFAULT_MAX_FRAME_BYTES);
+    assert.equal(f.name, 'n');
   });
 
   test('bytes after the last field of a frame are ignored', () => {
