@@ -73,6 +73,8 @@ const FATAL: ReadonlySet<string> = new Set([
 ]);
 
 const encoder = new TextEncoder();
+/** A connection that lasted this long resets the reconnect backoff. */
+const STABLE_MS = 10_000;
 /** Bytes of a MSG frame that are not body, at most: header, flags, hops and three str8. */
 const MSG_OVERHEAD = 5 + 2 + 3 * 256;
 
@@ -97,6 +99,7 @@ export class Client implements AsyncIterable<Message> {
   readonly #targets = new Map<string, string>();
   #outstandingBytes = 0;
   #registering: Promise<void> | undefined;
+  #upSince = 0;
   #channel: Channel | undefined;
   #welcome: WelcomeFrame | undefined;
   #name: string;
@@ -326,12 +329,22 @@ export class Client implements AsyncIterable<Message> {
     const o = this.#o;
     const signals = signal === undefined ? this.#dials.signal : AbortSignal.any([signal, this.#dials.signal]);
     const duplex = await o.dialer(o.url, { signal: signals, timeoutMs: o.connectTimeoutMs });
-    const est = await openChannel(
-      duplex,
-      this.#channelOptions,
-      { type: FrameType.HELLO, version: PROTOCOL_VERSION, role: Role.AGENT, token: o.token, resume: this.#resume, name: this.#name, node: '', agent: o.agent, maxFrame: o.maxFrameBytes },
-      o.connectTimeoutMs,
-    );
+    const onAbort = (): void => duplex.close();
+    signals.addEventListener('abort', onAbort, { once: true });
+    let est: Awaited<ReturnType<typeof openChannel>>;
+    try {
+      est = await openChannel(
+        duplex,
+        this.#channelOptions,
+        { type: FrameType.HELLO, version: PROTOCOL_VERSION, role: Role.AGENT, token: o.token, resume: this.#resume, name: this.#name, node: '', agent: o.agent, maxFrame: o.maxFrameBytes },
+        o.connectTimeoutMs,
+      );
+    } catch (err) {
+      if (signals.aborted) throw new AbortError('connect aborted', { cause: err });
+      throw err;
+    } finally {
+      signals.removeEventListener('abort', onAbort);
+    }
     if (this.#closed) {
       est.channel.close(WireCode.SHUTDOWN, 'client closed');
       return;
@@ -341,12 +354,13 @@ export class Client implements AsyncIterable<Message> {
     this.#resume = est.welcome.resume;
     this.#name = est.welcome.name;
     this.#channel = est.channel;
-    this.#backoff.reset();
     const channel = est.channel;
-    est.attach({ frame: (f) => this.#onFrame(channel, f), closed: (r) => this.#onClosed(channel, r) });
+    this.#upSince = Date.now();
     // What was sent and not acknowledged went down with the old connection: send it again, in order.
     for (const m of this.#outstanding.values()) channel.msg(0, 0, m.id, '', m.to, m.body);
+    // 'connected' before anything that happened after WELCOME (an early close) is replayed.
     this.#status.emit({ type: 'connected', id: est.welcome.id, address: this.address, resumed });
+    est.attach({ frame: (f) => this.#onFrame(channel, f), closed: (r) => this.#onClosed(channel, r) });
   }
 
   #onFrame(channel: Channel, f: Frame): void {
@@ -421,6 +435,10 @@ export class Client implements AsyncIterable<Message> {
   }
 
   #scheduleReconnect(reason: PosternError): void {
+    // Back off from scratch only after a connection that held: one that keeps dropping right
+    // after WELCOME (a flapping network, a router that rejects us later) must not hammer.
+    if (this.#upSince > 0 && Date.now() - this.#upSince >= STABLE_MS) this.#backoff.reset();
+    this.#upSince = 0;
     const wait = Math.round(this.#backoff.next());
     this.#status.emit({ type: 'disconnected', error: reason, willReconnect: true, retryInMs: wait });
     this.#retryTimer = setTimeout(() => {

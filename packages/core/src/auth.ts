@@ -4,6 +4,8 @@ export interface Claims {
   domain: string;
   /** The one name an agent may claim; absent on domain-wide credentials. */
   name?: string;
+  /** Epoch ms when the credential expires; the router closes links that still use it then. */
+  expiresAt?: number;
 }
 
 /** Verifies credentials (signed tokens). Rejects with a PosternError coded ERR_AUTH_FAILED. */

@@ -30,6 +30,8 @@ export class Link {
   readonly node: string;
   name = '';
   address = '';
+  /** Timer that closes the link when its credential expires. */
+  expiry: unknown = undefined;
   /** Largest frame the other end accepts (its HELLO, or the WELCOME of an uplink). */
   maxFrame = DEFAULT_MAX_FRAME_BYTES;
   up = true;

@@ -268,6 +268,7 @@ export class Router {
     this.#setName(link, name);
     this.#links.add(link);
     this.#agentsById.set(id, link);
+    this.#armExpiry(link);
     ready(link);
     channel.send({
       type: FrameType.WELCOME,
@@ -324,6 +325,7 @@ export class Router {
     link.maxFrame = h.maxFrame;
     link.address = domain;
     this.#links.add(link);
+    this.#armExpiry(link);
     ready(link);
     channel.send({
       type: FrameType.WELCOME,
@@ -582,9 +584,24 @@ export class Router {
     up.channel.send(f);
   }
 
+  /** Closes the link when its credential expires: a token is checked at every connection and holds only until then. */
+  #armExpiry(link: Link): void {
+    const at = link.claims?.expiresAt;
+    if (at === undefined) return;
+    const clock = this.options.clock;
+    // Timers cannot wait longer than 2^31-1 ms; look again then.
+    const wait = Math.min(at - clock.now(), 2 ** 31 - 1);
+    if (wait <= 0) {
+      link.channel.close(WireCode.AUTH_FAILED, 'the token has expired');
+      return;
+    }
+    link.expiry = clock.setTimeout(() => this.#armExpiry(link), wait);
+  }
+
   #detach(link: Link, reason: PosternError): void {
     if (!link.up) return;
     link.up = false;
+    if (link.expiry !== undefined) this.options.clock.clearTimeout(link.expiry);
     this.#links.delete(link);
     if (link.kind === 'agent') {
       if (this.#agentsById.get(link.id) === link) this.#agentsById.delete(link.id);

@@ -25,6 +25,9 @@ export type UplinkStatus =
   | { type: 'down'; error: PosternError; retryInMs: number; refused: boolean }
   | { type: 'closed' };
 
+/** A link that lasted this long resets the backoff. */
+const STABLE_MS = 10_000;
+
 /** Wire codes after which retrying with the same credential cannot succeed. */
 const REFUSALS: ReadonlySet<string> = new Set([
   'ERR_AUTH_FAILED',
@@ -46,6 +49,7 @@ export class Uplink {
   readonly #status = new Broadcast<UplinkStatus>();
   #link: Link | undefined;
   #handshaking: Duplex | undefined;
+  #upSince = 0;
   #abort = new AbortController();
   #timer: unknown;
   #closed = false;
@@ -128,7 +132,7 @@ export class Uplink {
       }
       const link = r.attachUplink(est.channel, est.welcome);
       this.#link = link;
-      this.#backoff.reset();
+      this.#upSince = r.options.clock.now();
       this.#status.emit({ type: 'up', node: est.welcome.node, domain: est.welcome.domain });
       est.attach({
         frame: (f, raw) => r.uplinkFrame(link, f, raw),
@@ -146,6 +150,10 @@ export class Uplink {
   #retry(error: PosternError): void {
     if (this.#closed) return;
     const refused = REFUSALS.has(error.code);
+    // Back off from scratch only after a link that held (see the client for why).
+    const now = this.#router.options.clock.now();
+    if (this.#upSince > 0 && now - this.#upSince >= STABLE_MS) this.#backoff.reset();
+    this.#upSince = 0;
     const wait = refused ? (this.#o.backoff.maxMs ?? 30_000) : this.#backoff.next();
     this.#status.emit({ type: 'down', error, retryInMs: Math.round(wait), refused });
     this.#timer = this.#router.options.clock.setTimeout(() => void this.#attempt(), wait);

@@ -1111,6 +1111,18 @@ describe('Router: robustness', () => {
     assert.equal(small.peer.ended, false);
   });
 
+  it('closes a link when its credential expires', async (t) => {
+    const clock = new ManualClock();
+    const table: Record<string, Claims> = { short: { domain: 'acme', expiresAt: clock.now() + 60_000 } };
+    const ctx = setup(t, { clock, authenticator: fakeAuthenticator(table), pingIntervalMs: 0 });
+    const a = await ctx.agent({ name: 'temp', token: 'short' });
+    clock.tick(59_000);
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(a.peer.ended, false);
+    clock.tick(2_000);
+    assert.equal(await a.peer.closeCode(), 'ERR_AUTH_FAILED');
+  });
+
   it('closes every connection with SHUTDOWN on close() and refuses new ones', async (t) => {
     const ctx = setup(t);
     const a = await ctx.agent();

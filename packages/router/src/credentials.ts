@@ -50,7 +50,10 @@ export function createTokenAuthenticator(secret: string): Authenticator {
         if (typeof dom !== 'string' || (dom !== '*' && !isValidDomain(dom))) throw new Error('no valid dom claim');
         const name = payload.name;
         if (name !== undefined && (typeof name !== 'string' || !isValidName(name))) throw new Error('invalid name claim');
-        return name === undefined ? { domain: dom } : { domain: dom, name };
+        const claims: Claims = { domain: dom };
+        if (name !== undefined) claims.name = name;
+        if (typeof payload.exp === 'number') claims.expiresAt = payload.exp * 1000;
+        return claims;
       } catch (cause) {
         const why =
           cause instanceof joseErrors.JWTExpired
