@@ -9,6 +9,7 @@ type Options = NonNullable<ParseArgsConfig['options']>;
 export const routerFlags: Options = {
   listen: { type: 'string', multiple: true },
   secret: { type: 'string' },
+  data: { type: 'string' },
   domain: { type: 'string' },
   'require-token': { type: 'boolean' },
   'log-level': { type: 'string' },
@@ -22,6 +23,8 @@ export const routerFlags: Options = {
 };
 
 export const routerFlagsHelp = `  --secret S              signs and checks tokens (or set POSTERN_SECRET)
+  --data DIR              keep durable state there (router.db): without --secret, the key that
+                          lets agents resume with the same id after a restart [none: in memory]
   --require-token         refuse agents that present no token (default: they get an id, no name)
   --log-level LEVEL       debug, info, warn, error or silent [info]
   --ping-interval MS      ping after this much silence; drop a link silent twice as long [20000]
@@ -47,6 +50,8 @@ export function routerOptions(command: string, p: Parsed, domain: string, prefix
   };
   const secret = str(p, 'secret', 'POSTERN_SECRET');
   if (secret !== undefined) o.secret = secret;
+  const data = str(p, 'data');
+  if (data !== undefined) o.dataDir = data;
   else if (p.values['require-token'] === true) throw new UsageError(`${command}: --require-token needs --secret (tokens are checked with it)`);
   const set = <K extends keyof RouterServerOptions>(key: K, flag: string, min = 1): void => {
     const v = int(command, p, flag, min);

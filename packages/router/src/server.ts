@@ -1,7 +1,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { Router, Uplink, type BackoffOptions, type Logger, type RouterOptions, type UplinkStatus } from '@postern/core';
 import { ConfigError } from '@postern/protocol';
+import { SqliteStore } from '@postern/store-sqlite';
 import { attachWsServer, createNodeWsDialer, type WsServer } from '@postern/transport-ws/node';
 import { createTokenAuthenticator } from './credentials.js';
 import { formatListen, parseListen, type ListenAddress } from './listen.js';
@@ -23,8 +26,13 @@ export interface RouterServerOptions extends Omit<RouterOptions, 'sessionTokens'
   uplinks?: UplinkConfig[];
   /** Reconnect policy for uplinks. */
   backoff?: BackoffOptions;
-  /** Key for resume tokens; derived from `secret` when absent, else random per process. */
+  /** Key for resume tokens; derived from `secret` when absent, else kept in `dataDir`, else random per process. */
   sessionKey?: Uint8Array;
+  /**
+   * Directory for the router's durable state (`router.db`, SQLite). Today it keeps the resume
+   * key of a router without a secret, so agents keep their ids across its restarts.
+   */
+  dataDir?: string;
   /** Called with every uplink status change; returning true means it was reported, so the router does not log it. */
   onUplinkStatus?: (url: string, status: UplinkStatus) => boolean | void;
 }
@@ -45,14 +53,24 @@ export interface RouterServer {
  * configurations of this one function.
  */
 export async function startRouter(options: RouterServerOptions): Promise<RouterServer> {
-  const { listen = [], secret, uplinks: uplinkConfigs = [], backoff, sessionKey, onUplinkStatus, ...core } = options;
+  const { listen = [], secret, uplinks: uplinkConfigs = [], backoff, sessionKey, onUplinkStatus, dataDir, ...core } = options;
   const listens = listen.map((l) => (typeof l === 'string' ? parseListen(l) : l));
   if (secret !== undefined && secret.length === 0) throw new ConfigError('secret must not be empty');
+  const store = dataDir === undefined ? undefined : new SqliteStore(join(dataDir, 'router.db'));
+  let key = sessionKey ?? (secret === undefined ? undefined : resumeKeyFromSecret(secret));
+  if (key === undefined && store !== undefined) {
+    await store.recover(Date.now());
+    key = await store.getValue('session-key');
+    if (key === undefined) {
+      key = new Uint8Array(randomBytes(32));
+      await store.setValue('session-key', key);
+    }
+  }
   const router = new Router({
     ...core,
     authenticator: secret === undefined ? undefined : createTokenAuthenticator(secret),
     sessionTokens: createHmacSessionTokens(
-      sessionKey ?? (secret === undefined ? undefined : resumeKeyFromSecret(secret)),
+      key,
       core.domain.toLowerCase(),
     ),
   });
@@ -100,6 +118,7 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
   } catch (err) {
     router.close();
     for (const s of servers) s.http.close();
+    await store?.close();
     throw err;
   }
   const dial = createNodeWsDialer({ maxPayload: router.options.maxFrameBytes + router.options.batchBytes + 1024 });
@@ -122,6 +141,7 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
     async close() {
       for (const u of uplinks) u.close();
       router.close();
+      await store?.close();
       await Promise.all(
         servers.map(
           (s) =>

@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { connect, type Client, type Message } from '@postern/client';
 import type { UplinkStatus } from '@postern/core';
@@ -155,6 +158,28 @@ describe('relay + gateway + agents in one process', () => {
     // A message to an agent that is away is refused, not silently lost.
     await eve.close();
     await assert.rejects(frank.send(`${id}@relay`, 'x'), (e: Error & { code?: string }) => e.code === 'ERR_NO_ROUTE');
+  });
+
+  it('keeps the resume key of a router without a secret in its data dir, so ids survive its restart', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'postern-data-'));
+    cleanup.push(() => Promise.resolve(rmSync(dataDir, { recursive: true, force: true })));
+    const first = await startRouter({ domain: 'lan', listen: ['127.0.0.1:0'], dataDir });
+    const port = first.addresses[0]!.port;
+    const agent = await connect({ url: first.url });
+    const { id, resumeToken } = agent;
+    await agent.close();
+    await first.close();
+    const second = await startRouter({ domain: 'lan', listen: [`127.0.0.1:${port}`], dataDir });
+    cleanup.push(() => second.close());
+    const again = await connect({ url: second.url, resume: resumeToken });
+    cleanup.push(() => again.close());
+    assert.equal(again.id, id);
+    // Without the data dir the key is random per process: the same token gives a new id.
+    const third = await startRouter({ domain: 'lan', listen: ['127.0.0.1:0'] });
+    cleanup.push(() => third.close());
+    const other = await connect({ url: third.url, resume: resumeToken });
+    cleanup.push(() => other.close());
+    assert.notEqual(other.id, id);
   });
 
   it('drops duplicates at the recipient and acks them again', async () => {
