@@ -75,6 +75,8 @@ const FATAL: ReadonlySet<string> = new Set([
 const encoder = new TextEncoder();
 /** A connection that lasted this long resets the reconnect backoff. */
 const STABLE_MS = 10_000;
+/** How often waiting volatile sends check whether the connection drained. */
+const DRAIN_CHECK_MS = 5;
 /** Bytes of a MSG frame that are not body, at most: header, flags, hops and three str8. */
 const MSG_OVERHEAD = 5 + 2 + 3 * 256;
 
@@ -100,6 +102,8 @@ export class Client implements AsyncIterable<Message> {
   #outstandingBytes = 0;
   #registering: Promise<void> | undefined;
   #upSince = 0;
+  readonly #waiting: Array<{ send(c: Channel): void; reject(e: Error): void }> = [];
+  #drainTimer: ReturnType<typeof setTimeout> | undefined;
   #channel: Channel | undefined;
   #welcome: WelcomeFrame | undefined;
   #name: string;
@@ -208,11 +212,34 @@ export class Client implements AsyncIterable<Message> {
     if (volatile) {
       const ch = this.#channel;
       if (ch === undefined) throw new TransportError('not connected; a volatile message is not queued');
-      if (ch.outboundBytes > this.#o.maxOutboundBytes / 2) {
-        throw new PosternError('ERR_QUEUE_FULL', 'the connection is not draining fast enough; the volatile message was not sent');
+      // Backpressure: while the connection does not drain, volatile sends wait their turn (in
+      // order) instead of filling memory or being dropped.
+      if (this.#waiting.length === 0 && ch.outboundBytes <= this.#o.maxOutboundBytes / 2) {
+        ch.msg(MsgFlag.VOLATILE, 0, id, '', target, bytes);
+        return { id };
       }
-      ch.msg(MsgFlag.VOLATILE, 0, id, '', target, bytes);
-      return { id };
+      return new Promise<SendResult>((resolve, reject) => {
+        const signal = options.signal;
+        const entry = {
+          send: (c: Channel): void => {
+            signal?.removeEventListener('abort', onAbort);
+            c.msg(MsgFlag.VOLATILE, 0, id, '', target, bytes);
+            resolve({ id });
+          },
+          reject: (e: Error): void => {
+            signal?.removeEventListener('abort', onAbort);
+            reject(e);
+          },
+        };
+        const onAbort = (): void => {
+          const i = this.#waiting.indexOf(entry);
+          if (i >= 0) this.#waiting.splice(i, 1);
+          reject(new AbortError('send aborted before it left'));
+        };
+        signal?.addEventListener('abort', onAbort, { once: true });
+        this.#waiting.push(entry);
+        this.#watchDrain();
+      });
     }
     while (this.#registering !== undefined) await this.#registering.catch(() => undefined);
     while (
@@ -241,6 +268,19 @@ export class Client implements AsyncIterable<Message> {
       this.#outstandingBytes += bytes.length;
       this.#channel?.msg(0, 0, id, '', target, bytes);
     });
+  }
+
+  /** Sends waiting volatile messages, in order, as far as the connection has drained. */
+  #watchDrain(): void {
+    if (this.#drainTimer !== undefined) return;
+    this.#drainTimer = setTimeout(() => {
+      this.#drainTimer = undefined;
+      const ch = this.#channel;
+      if (ch !== undefined) {
+        while (this.#waiting.length > 0 && ch.outboundBytes <= this.#o.maxOutboundBytes / 2) this.#waiting.shift()?.send(ch);
+      }
+      if (this.#waiting.length > 0 && !this.#closed) this.#watchDrain();
+    }, DRAIN_CHECK_MS);
   }
 
   /** Drops an outstanding send; true if it was there. Frees its slot. */
@@ -469,6 +509,8 @@ export class Client implements AsyncIterable<Message> {
     }
     this.#outstanding.clear();
     this.#outstandingBytes = 0;
+    if (this.#drainTimer !== undefined) clearTimeout(this.#drainTimer);
+    for (const w of this.#waiting.splice(0)) w.reject(err);
     for (const w of this.#slotWaiters.splice(0)) w();
     this.#inbox.end(error);
     this.#status.emit(error === undefined ? { type: 'closed' } : { type: 'closed', error });

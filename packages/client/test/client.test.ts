@@ -123,6 +123,20 @@ describe('client SDK against a real router', () => {
     assert.equal(more, 'once');
   });
 
+  it('holds volatile sends back while its connection drains, keeping their order', async () => {
+    const rx = await open({ url: relay.url, name: 'vdrain', token: await token('vdrain') });
+    const tx = await open({ url: relay.url, maxOutboundBytes: 4096 });
+    const body = 'x'.repeat(1000);
+    const sends = Array.from({ length: 300 }, (_, i) => tx.send('vdrain', `${i} ${body}`, { volatile: true }));
+    await Promise.all(sends);
+    const got: number[] = [];
+    for await (const m of rx) {
+      got.push(Number(m.text().split(' ')[0]));
+      if (got.length === 300) break;
+    }
+    assert.deepEqual(got, Array.from({ length: 300 }, (_, i) => i));
+  });
+
   it('streams status changes and ends them on close', async () => {
     const c = await connect({ url: relay.url });
     const seen: ClientStatus['type'][] = [];

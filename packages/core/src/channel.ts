@@ -102,6 +102,20 @@ export class Channel {
     this.#queued();
   }
 
+  /** True when the transport can stop reading (see Duplex.pause). */
+  get canPause(): boolean {
+    return typeof this.duplex.pause === 'function';
+  }
+
+  /** Stops reading inbound messages until `resume()`; the peer feels backpressure. */
+  pause(): void {
+    if (!this.#closed) this.duplex.pause?.();
+  }
+
+  resume(): void {
+    if (!this.#closed) this.duplex.resume?.();
+  }
+
   /** Sends what is queued now rather than at the end of the I/O phase. */
   flush(): void {
     this.#scheduled = false;

@@ -30,6 +30,9 @@ export class Link {
   readonly node: string;
   name = '';
   address = '';
+  /** Links whose reading is paused until this (congested) link drains. */
+  readonly blocked = new Set<Link>();
+  drainTimer: unknown = undefined;
   /** Timer that closes the link when its credential expires. */
   expiry: unknown = undefined;
   /** Largest frame the other end accepts (its HELLO, or the WELCOME of an uplink). */

@@ -33,8 +33,10 @@ export interface RouterStats {
   msgsIn: number;
   msgsDelivered: number;
   msgsForwarded: number;
-  /** Volatile messages shed because the link to the next router was congested. */
+  /** Volatile messages shed because the link to the next router was congested (and the sender's transport could not pause). */
   msgsDropped: number;
+  /** Times a sender's link was paused because the router link its traffic feeds was congested. */
+  pauses: number;
   nacksSent: number;
   protocolErrors: number;
 }
@@ -70,7 +72,7 @@ export class Router {
   #connections = 0;
   #closed = false;
   #sweep: unknown;
-  readonly #stats = { msgsIn: 0, msgsDelivered: 0, msgsForwarded: 0, msgsDropped: 0, nacksSent: 0, protocolErrors: 0 };
+  readonly #stats = { msgsIn: 0, msgsDelivered: 0, msgsForwarded: 0, msgsDropped: 0, nacksSent: 0, protocolErrors: 0, pauses: 0 };
 
   constructor(options: RouterOptions) {
     const o = (this.options = resolveRouterOptions(options));
@@ -464,15 +466,20 @@ export class Router {
       this.#nack(link, f.id, from, WireCode.FRAME_TOO_LARGE, `the next hop accepts frames of at most ${next.maxFrame} bytes; this one has ${size}`);
       return;
     }
-    // A link to another router carries everyone behind it: when it falls behind, shed load on
-    // it instead of letting it reach the slow-consumer cap, which would cut the whole tunnel.
+    // A link to another router carries everyone behind it: when it falls behind, it must not
+    // reach the slow-consumer cap, which would cut the whole tunnel. Stop reading from whoever
+    // feeds it (TCP backpressure reaches the sender) until it drains; where the transport
+    // cannot pause, shed load instead.
     if (next.kind !== 'agent' && next.channel.outboundBytes > o.maxOutboundBytes / 2) {
-      if (volatile) {
+      if (link.channel.canPause) {
+        this.#block(link, next);
+      } else if (volatile) {
         this.#stats.msgsDropped++;
+        return;
       } else {
         this.#nack(link, f.id, from, WireCode.QUEUE_FULL, `the link towards "${to.domain}" is congested; try again later`);
+        return;
       }
-      return;
     }
     if (!volatile) {
       const key = messageKey(from, f.id);
@@ -584,6 +591,35 @@ export class Router {
     up.channel.send(f);
   }
 
+  /** Pauses reading from `ingress` until `egress` has drained to a quarter of its cap. */
+  #block(ingress: Link, egress: Link): void {
+    if (!egress.blocked.has(ingress)) {
+      egress.blocked.add(ingress);
+      ingress.channel.pause();
+      this.#stats.pauses++;
+    }
+    if (egress.drainTimer === undefined) this.#watchDrain(egress);
+  }
+
+  #watchDrain(egress: Link): void {
+    const o = this.options;
+    egress.drainTimer = o.clock.setTimeout(() => {
+      egress.drainTimer = undefined;
+      if (egress.up && egress.channel.outboundBytes > o.maxOutboundBytes / 4) {
+        this.#watchDrain(egress);
+        return;
+      }
+      this.#unblock(egress);
+    }, DRAIN_CHECK_MS);
+  }
+
+  #unblock(egress: Link): void {
+    if (egress.drainTimer !== undefined) this.options.clock.clearTimeout(egress.drainTimer);
+    egress.drainTimer = undefined;
+    for (const l of egress.blocked) if (l.up) l.channel.resume();
+    egress.blocked.clear();
+  }
+
   /** Closes the link when its credential expires: a token is checked at every connection and holds only until then. */
   #armExpiry(link: Link): void {
     const at = link.claims?.expiresAt;
@@ -602,6 +638,7 @@ export class Router {
     if (!link.up) return;
     link.up = false;
     if (link.expiry !== undefined) this.options.clock.clearTimeout(link.expiry);
+    this.#unblock(link);
     this.#links.delete(link);
     if (link.kind === 'agent') {
       if (this.#agentsById.get(link.id) === link) this.#agentsById.delete(link.id);
@@ -652,6 +689,9 @@ export class Router {
 }
 
 const B32 = 'abcdefghijklmnopqrstuvwxyz234567';
+
+/** How often a congested link is checked for having drained. */
+const DRAIN_CHECK_MS = 5;
 
 /** Entries of the parsed-address cache; cleared whole when full. */
 const ADDRESS_CACHE = 4096;

@@ -24,6 +24,12 @@ export interface Duplex {
   close(): void;
   /** Settles when the transport has fully ended (after close, or when the peer went away). */
   readonly done: Promise<void>;
+  /**
+   * Stops reading from the network until `resume()`: the peer then feels TCP backpressure.
+   * Optional; a router pauses an ingress whose traffic feeds a congested link.
+   */
+  pause?(): void;
+  resume?(): void;
   /** For logs and metrics only: never written into a routed message. */
   readonly remote: string;
   /** 'ws', 'http', 'memory', ... */

@@ -1015,7 +1015,7 @@ describe('Router: robustness', () => {
     assert.equal(ctx.router.stats().agents, 2);
   });
 
-  it('sheds load on a congested router link instead of cutting it: volatile dropped, reliable nacked QUEUE_FULL', async (t) => {
+  it('pauses the sender of traffic into a congested router link, and resumes it once the link drained', async (t) => {
     const ctx = setup(t, { maxOutboundBytes: 64 * 1024, authenticator: fakeAuthenticator(TOKENS) });
     const stuckEnd = new StuckMemoryDuplex('memory:gateway');
     const farEnd = new MemoryDuplex('memory:far');
@@ -1027,16 +1027,54 @@ describe('Router: robustness', () => {
     await gw.next(FrameType.WELCOME);
     gw.send(route('globex', ['r2']));
     await gw.sync();
-    const alice = await ctx.agent();
+    const [agentEnd, routerEnd] = memoryPair();
+    ctx.router.accept(routerEnd);
+    const alice = new Peer(agentEnd);
+    alice.send(hello({ token: 'acme-domain' }));
+    await alice.next(FrameType.WELCOME);
     stuckEnd.backlog = 40 * 1024; // over half of maxOutboundBytes, under all of it
-    alice.peer.send(msg('bob@globex', 'v1', { flags: MsgFlag.VOLATILE }));
-    alice.peer.send(msg('bob@globex', 'r1'));
-    const n = await alice.peer.next(FrameType.NACK);
+    alice.send(msg('bob@globex', 'v1', { flags: MsgFlag.VOLATILE }));
+    assert.equal((await gw.next(FrameType.MSG)).id, 'v1', 'nothing is dropped');
+    assert.equal(ctx.router.stats().pauses, 1);
+    assert.equal(routerEnd.paused, true, 'the router stopped reading from the sender');
+    alice.send(msg('bob@globex', 'r1'));
+    await new Promise((r) => setTimeout(r, 30));
+    assert.ok(gw.received.every((f) => f.type !== FrameType.MSG || f.id !== 'r1'), 'held back while paused');
+    stuckEnd.backlog = 0;
+    ctx.clock.tick(10);
+    assert.equal(routerEnd.paused, false);
+    assert.equal((await gw.next(FrameType.MSG, (f) => f.id === 'r1')).id, 'r1');
+    assert.equal(ctx.router.stats().msgsDropped, 0);
+    assert.equal(gw.ended, false, 'the link stays up');
+  });
+
+  it('sheds load on a congested router link when the sender cannot be paused: volatile dropped, reliable nacked QUEUE_FULL', async (t) => {
+    const ctx = setup(t, { maxOutboundBytes: 64 * 1024, authenticator: fakeAuthenticator(TOKENS) });
+    const stuckEnd = new StuckMemoryDuplex('memory:gateway');
+    const farEnd = new MemoryDuplex('memory:far');
+    stuckEnd.peer = farEnd;
+    farEnd.peer = stuckEnd;
+    ctx.router.accept(stuckEnd);
+    const gw = new Peer(farEnd);
+    gw.send(routerHello('globex', 'globex-domain'));
+    await gw.next(FrameType.WELCOME);
+    gw.send(route('globex', ['r2']));
+    await gw.sync();
+    const [agentEnd, routerEnd] = memoryPair();
+    Object.defineProperty(routerEnd, 'pause', { value: undefined }); // a transport that cannot pause
+    ctx.router.accept(routerEnd);
+    const alice = new Peer(agentEnd);
+    alice.send(hello());
+    await alice.next(FrameType.WELCOME);
+    stuckEnd.backlog = 40 * 1024;
+    alice.send(msg('bob@globex', 'v1', { flags: MsgFlag.VOLATILE }));
+    alice.send(msg('bob@globex', 'r1'));
+    const n = await alice.next(FrameType.NACK);
     assert.deepEqual({ id: n.id, code: errorCodeOf(n.code) }, { id: 'r1', code: 'ERR_QUEUE_FULL' });
     assert.equal(ctx.router.stats().msgsDropped, 1);
     assert.equal(gw.ended, false, 'the link stays up');
     stuckEnd.backlog = 0;
-    alice.peer.send(msg('bob@globex', 'r2'));
+    alice.send(msg('bob@globex', 'r2'));
     const m = await gw.next(FrameType.MSG);
     assert.equal(m.id, 'r2');
   });

@@ -32,8 +32,10 @@ export class MemoryDuplex implements Duplex {
 
   start(handlers: DuplexHandlers): void {
     this.#handlers = handlers;
-    for (const m of this.#inbox) handlers.message(m);
-    this.#inbox = [];
+    if (!this.paused) {
+      for (const m of this.#inbox) handlers.message(m);
+      this.#inbox = [];
+    }
     if (this.#ended) handlers.close(this.#endError);
   }
 
@@ -63,9 +65,23 @@ export class MemoryDuplex implements Duplex {
     this.peer.#end(err);
   }
 
+  /** While paused, arriving messages wait (as they would in a socket buffer). */
+  paused = false;
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    const waiting = this.#inbox;
+    this.#inbox = [];
+    for (const m of waiting) this.#receive(m);
+  }
+
   #receive(data: Uint8Array): void {
     if (this.#ended) return;
-    if (this.#handlers !== undefined) this.#handlers.message(data);
+    if (this.#handlers !== undefined && !this.paused) this.#handlers.message(data);
     else this.#inbox.push(data);
   }
 

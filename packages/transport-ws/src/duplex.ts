@@ -11,6 +11,9 @@ export interface WebSocketLike {
   onmessage: ((ev: { data: unknown }) => void) | null;
   onclose: ((ev: { code: number; reason: string }) => void) | null;
   onerror: ((ev: { message?: string; error?: unknown }) => void) | null;
+  /** `ws` only: stop and restart reading from the socket. Browsers have neither. */
+  pause?(): void;
+  resume?(): void;
 }
 
 const OPEN = 1;
@@ -57,6 +60,14 @@ export class WebSocketDuplex implements Duplex {
 
   get bufferedAmount(): number {
     return this.#ws.bufferedAmount;
+  }
+
+  pause(): void {
+    this.#ws.pause?.();
+  }
+
+  resume(): void {
+    this.#ws.resume?.();
   }
 
   start(handlers: DuplexHandlers): void {
