@@ -24,6 +24,8 @@ export interface ChannelOptions {
   pingMs: number;
   clock: Clock;
   scheduler: Scheduler;
+  /** Hears unexpected errors (bugs) raised while handling a frame; without it they are rethrown. */
+  report?: (err: unknown) => void;
 }
 
 export interface ChannelHandler {
@@ -186,8 +188,10 @@ export class Channel {
       const wire = wireCodeOf(err.code);
       this.close(wire ?? WireCode.INTERNAL, err.message);
     } else {
+      // A bug while handling one frame costs this connection, not the process.
       this.close(WireCode.INTERNAL, 'internal error');
-      throw err;
+      if (this.#o.report !== undefined) this.#o.report(err);
+      else throw err;
     }
   }
 

@@ -83,6 +83,7 @@ export class Router {
       pingMs: o.pingIntervalMs,
       clock: o.clock,
       scheduler: o.scheduler,
+      report: (err) => o.logger.error('internal error while handling a frame; the connection was closed', { err: err instanceof Error ? (err.stack ?? err.message) : String(err) }),
     };
     this.#armSweep();
   }
