@@ -283,7 +283,7 @@ export class Client implements AsyncIterable<Message> {
     }, DRAIN_CHECK_MS);
   }
 
-  /** Drops an outstanding send; true if it was there. Frees its slot. */
+  /** Drops an outstanding send and frees its slot; returns it, or undefined if it was not there. */
   #forget(id: string): Outgoing | undefined {
     const m = this.#outstanding.get(id);
     if (m === undefined) return undefined;

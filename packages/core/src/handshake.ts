@@ -1,4 +1,4 @@
-import { FrameType, PosternError, RemoteError, TimeoutError, WireCode, type Frame, type HelloFrame, type WelcomeFrame } from '@postern/protocol';
+import { FrameType, TimeoutError, WireCode, type PosternError, type Frame, type HelloFrame, type WelcomeFrame } from '@postern/protocol';
 import { Channel, type ChannelHandler, type ChannelOptions } from './channel.js';
 import type { Duplex } from './transport.js';
 
@@ -59,7 +59,7 @@ export function openChannel(duplex: Duplex, options: ChannelOptions, hello: Hell
           return;
         }
         options.clock.clearTimeout(timer);
-        reject(reason instanceof RemoteError || reason instanceof PosternError ? reason : new RemoteError(WireCode.INTERNAL, String(reason)));
+        reject(reason);
       },
     });
     channel.start();

@@ -8,7 +8,7 @@ export type WebSocketFactory = (url: string) => WebSocketLike & { terminate?: ()
 /** `ws://` and `wss://` as given; `http(s)://` mapped to `ws(s)://`; a bare `host:port` is `ws://`. */
 export function toWebSocketUrl(url: string): string {
   if (/^wss?:\/\//i.test(url)) return url;
-  if (/^https?:\/\//i.test(url)) return url.replace(/^http/i, 'ws').replace(/^wsS/, 'wss');
+  if (/^https?:\/\//i.test(url)) return url.replace(/^http(s?):/i, (_m, s: string) => `ws${s.toLowerCase()}:`);
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) throw new TransportError(`unsupported URL scheme in "${url}"; use ws://, wss://, http:// or https://`);
   return `ws://${url}`;
 }
