@@ -1,3 +1,5 @@
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
 import { createConsoleLogger, type LogLevel, type RouterServerOptions } from '@postern/router';
 import { int, str, type Parsed } from './args.js';
@@ -10,6 +12,11 @@ export const routerFlags: Options = {
   listen: { type: 'string', multiple: true },
   secret: { type: 'string' },
   data: { type: 'string' },
+  memory: { type: 'boolean' },
+  'max-age': { type: 'string' },
+  'max-queue': { type: 'string' },
+  'max-queue-bytes': { type: 'string' },
+  'max-stored-bytes': { type: 'string' },
   domain: { type: 'string' },
   'require-token': { type: 'boolean' },
   'log-level': { type: 'string' },
@@ -18,13 +25,19 @@ export const routerFlags: Options = {
   'max-frame': { type: 'string' },
   'max-outbound': { type: 'string' },
   'max-connections': { type: 'string' },
-  'ack-timeout': { type: 'string' },
   'hop-limit': { type: 'string' },
 };
 
 export const routerFlagsHelp = `  --secret S              signs and checks tokens (or set POSTERN_SECRET)
-  --data DIR              keep durable state there (router.db): without --secret, the key that
-                          lets agents resume with the same id after a restart [none: in memory]
+  --data DIR              keep durable state there (router.db, SQLite): the messages this router
+                          holds, and without --secret the key that lets agents resume with the
+                          same id [$POSTERN_DATA, else ~/.local/state/postern/<command>-<domain>]
+  --memory                hold messages in memory only: a restart loses what was queued
+  --max-age MS            a message not handed on within this time is dropped and its sender
+                          told ERR_EXPIRED [86400000]
+  --max-queue N           messages one recipient (or domain) may have waiting [100000]
+  --max-queue-bytes B     bytes one recipient (or domain) may have waiting [67108864]
+  --max-stored-bytes B    bytes of messages held in all [1073741824]
   --require-token         refuse agents that present no token (default: they get an id, no name)
   --log-level LEVEL       debug, info, warn, error or silent [info]
   --ping-interval MS      ping after this much silence; drop a link silent twice as long [20000]
@@ -32,9 +45,14 @@ export const routerFlagsHelp = `  --secret S              signs and checks token
   --max-frame BYTES       largest frame accepted [1048576]
   --max-outbound BYTES    per connection; a slower reader is disconnected [8388608]
   --max-connections N     connections at once [10000]
-  --ack-timeout MS        a forwarded message unacknowledged this long is failed back [30000]
   --hop-limit N           routers a message may cross [16]
   -h, --help              this help`;
+
+/** Per command and domain, so that a relay and a gateway on one machine keep apart. */
+function defaultDataDir(command: string, domain: string): string {
+  const base = process.env['XDG_STATE_HOME'] ?? join(homedir(), '.local', 'state');
+  return join(base, 'postern', `${command}-${domain.toLowerCase()}`);
+}
 
 const LEVELS = new Set(['debug', 'info', 'warn', 'error', 'silent']);
 
@@ -47,12 +65,18 @@ export function routerOptions(command: string, p: Parsed, domain: string, prefix
     listen: listen ?? [],
     logger: createConsoleLogger(level as LogLevel, prefix),
     allowAnonymousAgents: p.values['require-token'] !== true,
+    // The router logged why; a supervisor restarts it and it recovers from its store.
+    onFatal: () => process.exit(70),
   };
   const secret = str(p, 'secret', 'POSTERN_SECRET');
   if (secret !== undefined) o.secret = secret;
-  const data = str(p, 'data');
-  if (data !== undefined) o.dataDir = data;
-  else if (p.values['require-token'] === true) throw new UsageError(`${command}: --require-token needs --secret (tokens are checked with it)`);
+  if (secret === undefined && p.values['require-token'] === true) throw new UsageError(`${command}: --require-token needs --secret (tokens are checked with it)`);
+  const data = str(p, 'data', 'POSTERN_DATA');
+  if (p.values.memory === true) {
+    if (str(p, 'data') !== undefined) throw new UsageError(`${command}: give --data or --memory, not both`);
+  } else {
+    o.dataDir = data ?? defaultDataDir(command, domain);
+  }
   const set = <K extends keyof RouterServerOptions>(key: K, flag: string, min = 1): void => {
     const v = int(command, p, flag, min);
     if (v !== undefined) (o as unknown as Record<string, unknown>)[key] = v;
@@ -62,7 +86,10 @@ export function routerOptions(command: string, p: Parsed, domain: string, prefix
   set('maxFrameBytes', 'max-frame', 1024);
   set('maxOutboundBytes', 'max-outbound', 1024);
   set('maxConnections', 'max-connections');
-  set('ackTimeoutMs', 'ack-timeout');
+  set('maxMessageAgeMs', 'max-age');
+  set('maxQueueMessages', 'max-queue');
+  set('maxQueueBytes', 'max-queue-bytes', 1024);
+  set('maxStoredBytes', 'max-stored-bytes', 1024);
   set('hopLimit', 'hop-limit');
   return o;
 }

@@ -1,7 +1,9 @@
 // Drives the compiled `postern` binary as child processes: spawn, watch output, wait, kill.
 // Every child is tracked so that `killAll()` in an after hook leaves no stray process.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** This file compiles to packages/cli/dist/test/procs.js; the repo root is four levels up. */
@@ -18,24 +20,36 @@ const live = new Set<Proc>();
 /** The environment without variables that would change what a command does. */
 function cleanEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
-  for (const k of ['POSTERN_SECRET', 'POSTERN_TOKEN', 'POSTERN_DEBUG', 'NODE_OPTIONS']) delete env[k];
+  for (const k of ['POSTERN_SECRET', 'POSTERN_TOKEN', 'POSTERN_DEBUG', 'POSTERN_CRASH_AT', 'NODE_OPTIONS']) delete env[k];
   return env;
 }
 
 type Stream = 'stdout' | 'stderr';
 
+export interface ProcOptions {
+  /** A node script to run instead of the `postern` binary. */
+  script?: string;
+  /** Variables to set on top of the clean environment. */
+  env?: Readonly<Record<string, string>>;
+}
+
 export class Proc {
   readonly child: ChildProcess;
   readonly args: readonly string[];
+  /** How describe() names the program. */
+  readonly program: string;
   stdout = '';
   stderr = '';
   exit: Exit | undefined;
   readonly exited: Promise<Exit>;
   readonly #watchers = new Set<() => void>();
 
-  constructor(args: readonly string[]) {
+  constructor(args: readonly string[], options: ProcOptions = {}) {
     this.args = args;
-    this.child = spawn(process.execPath, [BIN, ...args], { cwd: REPO_ROOT, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const script = options.script ?? BIN;
+    this.program = options.script === undefined ? 'postern' : basename(script);
+    const env = { ...cleanEnv(), ...options.env };
+    this.child = spawn(process.execPath, [script, ...args], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     live.add(this);
     this.child.stdout!.setEncoding('utf8').on('data', (s: string) => {
       this.stdout += s;
@@ -73,7 +87,7 @@ export class Proc {
   /** What the process printed, for assertion messages. */
   describe(): string {
     const status = this.exit === undefined ? 'running' : `exit ${String(this.exit.code)} signal ${String(this.exit.signal)}`;
-    return `postern ${this.args.join(' ')} (${status})\n--- stdout:\n${this.stdout}--- stderr:\n${this.stderr}---`;
+    return `${this.program} ${this.args.join(' ')} (${status})\n--- stdout:\n${this.stdout}--- stderr:\n${this.stderr}---`;
   }
 
   /** Resolves with the first match of `re` in the stream; rejects on timeout or exit first. */
@@ -149,12 +163,31 @@ export class Proc {
 
 /** Starts `postern ARGS` and leaves it running. */
 export function start(...args: string[]): Proc {
-  return new Proc(args);
+  return new Proc(withData(args));
+}
+
+/**
+ * Routers get a fresh temporary --data dir unless the test gives one (or --memory): the
+ * default dir under $HOME is one per domain, and tests run routers of the same domain at once.
+ */
+export function withData(args: readonly string[]): string[] {
+  const router = args[0] === 'relay' || args[0] === 'gateway';
+  if (!router || args.includes('--data') || args.includes('--memory') || args.includes('--help') || args.includes('-h')) return [...args];
+  const dir = mkdtempSync(join(tmpdir(), `postern-${args[0]}-`));
+  dataDirs.push(dir);
+  return [...args, '--data', dir];
+}
+
+const dataDirs: string[] = [];
+
+/** Removes the --data dirs made by `withData` (after the routers using them are gone). */
+export function removeDataDirs(): void {
+  for (const d of dataDirs.splice(0)) rmSync(d, { recursive: true, force: true });
 }
 
 /** Runs `postern ARGS` to completion (bounded). */
 export async function run(args: readonly string[], timeoutMs = 15_000): Promise<Proc> {
-  const p = new Proc(args);
+  const p = new Proc(withData(args));
   await p.waitExit(timeoutMs);
   return p;
 }
@@ -162,6 +195,7 @@ export async function run(args: readonly string[], timeoutMs = 15_000): Promise<
 /** SIGKILLs every child still running; for after/finally hooks. */
 export async function killAll(): Promise<void> {
   await Promise.all([...live].map((p) => p.kill('SIGKILL')));
+  removeDataDirs();
 }
 
 const LISTENING = /postern (?:relay|gateway): domain "[^"]+" listening on ws:\/\/127\.0\.0\.1:(\d+)/;

@@ -20,8 +20,10 @@ import {
   TimeoutError,
   TransportError,
   WireCode,
+  decodeReport,
   parseAddress,
   type Frame,
+  type Report,
   type MsgFrame,
   type WelcomeFrame,
 } from '@postern/protocol';
@@ -38,6 +40,12 @@ export type ClientStatus =
 export interface SendOptions {
   /** At most once: no ack, no retry, resolves as soon as the frame is queued. @default false */
   volatile?: boolean;
+  /**
+   * When a reliable send resolves: 'accepted' once the first router has stored it durably (it
+   * will be delivered, or its failure reported through `onUndeliverable`), or 'delivered' once
+   * the recipient's application has it (a failure then rejects the send). @default 'accepted'
+   */
+  receipt?: 'accepted' | 'delivered';
   signal?: AbortSignal;
   /** Overrides the client's sendTimeoutMs for this message. */
   timeoutMs?: number;
@@ -53,11 +61,24 @@ export interface SendResult {
   id: string;
 }
 
+/** A message the routers accepted and later could not deliver. */
+export interface Undeliverable {
+  /** The id the message carried. */
+  id: string;
+  /** The recipient it was sent to. */
+  to: string;
+  /** Why: ERR_EXPIRED, ERR_QUEUE_FULL, ERR_NO_ROUTE, ... */
+  error: RemoteError;
+}
+
 interface Outgoing {
   readonly id: string;
   readonly to: string;
   readonly body: Uint8Array;
   readonly deadline: number;
+  readonly flags: number;
+  /** Accepted by the router; now waiting for the delivery report. */
+  accepted: boolean;
   resolve(r: SendResult): void;
   reject(e: unknown): void;
   cleanup(): void;
@@ -93,6 +114,12 @@ export class Client implements AsyncIterable<Message> {
   readonly #inbox: Pushable<Message>;
   readonly #dedup: DedupWindow;
   readonly #outstanding = new Map<string, Outgoing>();
+  /** Accepted sends waiting for their delivery report (receipt 'delivered'), by id. */
+  readonly #receipts = new Map<string, Outgoing>();
+  readonly #undeliverable = new Broadcast<Undeliverable>();
+  /** ACK frames received on the current connection, and whether a RELEASE of them is due. */
+  #acksIn = 0;
+  #releaseDue = false;
   readonly #slotWaiters: Array<() => void> = [];
   readonly #registers = new Map<number, { resolve(): void; reject(e: Error): void }>();
   readonly #backoff: Backoff;
@@ -194,9 +221,20 @@ export class Client implements AsyncIterable<Message> {
   }
 
   /**
+   * Messages whose send resolved as 'accepted' and that the routers later could not deliver
+   * (the recipient's queue was full, the message expired, ...). Never silent: every accepted
+   * message is delivered or reported here (or, with receipt 'delivered', rejects its send).
+   */
+  onUndeliverable(fn: (u: Undeliverable) => void): () => void {
+    return this.#undeliverable.on(fn);
+  }
+
+  /**
    * Sends `body` to `to` (`name@domain`, `_id@domain`, or a bare name on this router's domain).
-   * Reliable by default: resolves when the recipient's application has taken the message,
-   * rejects with the NACK's code (ERR_NO_ROUTE, ...) or ERR_TIMEOUT.
+   * Reliable by default: resolves when the first router has stored it (receipt 'accepted') or
+   * when the recipient's application has it (receipt 'delivered'); rejects with the refusal's
+   * code (ERR_QUEUE_FULL, ERR_BAD_ADDRESS, ..., with 'delivered' also ERR_EXPIRED) or ERR_TIMEOUT.
+   * Until accepted it is resent after every reconnect, with the same id.
    */
   async send(to: string, body: string | Uint8Array, options: SendOptions = {}): Promise<SendResult> {
     if (this.#closed) throw new PosternError('ERR_CLOSED', 'the client is closed');
@@ -249,7 +287,8 @@ export class Client implements AsyncIterable<Message> {
       await this.#slot(options.signal);
       if (this.#closed) throw new PosternError('ERR_CLOSED', 'the client is closed');
     }
-    if (this.#outstanding.has(id)) throw new PosternError('ERR_BAD_ADDRESS', `a message with id "${id}" is already on its way`);
+    if (this.#outstanding.has(id) || this.#receipts.has(id)) throw new PosternError('ERR_BAD_ADDRESS', `a message with id "${id}" is already on its way`);
+    const flags = options.receipt === 'delivered' ? MsgFlag.RECEIPT : 0;
     return new Promise<SendResult>((resolve, reject) => {
       const signal = options.signal;
       const onAbort = (): void => {
@@ -261,12 +300,14 @@ export class Client implements AsyncIterable<Message> {
         to: target,
         body: bytes,
         deadline: Date.now() + (options.timeoutMs ?? this.#o.sendTimeoutMs),
+        flags,
+        accepted: false,
         resolve,
         reject,
         cleanup: () => signal?.removeEventListener('abort', onAbort),
       });
       this.#outstandingBytes += bytes.length;
-      this.#channel?.msg(0, 0, id, '', target, bytes);
+      this.#channel?.msg(flags, 0, id, '', target, bytes);
     });
   }
 
@@ -397,7 +438,8 @@ export class Client implements AsyncIterable<Message> {
     const channel = est.channel;
     this.#upSince = Date.now();
     // What was sent and not acknowledged went down with the old connection: send it again, in order.
-    for (const m of this.#outstanding.values()) channel.msg(0, 0, m.id, '', m.to, m.body);
+    this.#acksIn = 0;
+    for (const m of this.#outstanding.values()) channel.msg(m.flags, 0, m.id, '', m.to, m.body);
     // 'connected' before anything that happened after WELCOME (an early close) is replayed.
     this.#status.emit({ type: 'connected', id: est.welcome.id, address: this.address, resumed });
     est.attach({ frame: (f) => this.#onFrame(channel, f), closed: (r) => this.#onClosed(channel, r) });
@@ -408,9 +450,20 @@ export class Client implements AsyncIterable<Message> {
       case FrameType.MSG:
         this.#onMsg(channel, f);
         return;
-      case FrameType.ACK:
-        this.#forget(f.id)?.resolve({ id: f.id });
+      case FrameType.ACK: {
+        this.#acksIn++;
+        this.#releaseSoon(channel);
+        const m = this.#forget(f.id);
+        if (m === undefined) return;
+        if ((m.flags & MsgFlag.RECEIPT) === 0) {
+          m.resolve({ id: f.id });
+        } else {
+          // Accepted: the router has it, so it is not resent; the body can go. The outcome comes as a report.
+          m.accepted = true;
+          this.#receipts.set(m.id, m);
+        }
         return;
+      }
       case FrameType.NACK:
         this.#forget(f.id)?.reject(new RemoteError(f.code, f.reason));
         return;
@@ -427,6 +480,35 @@ export class Client implements AsyncIterable<Message> {
     }
   }
 
+  /** One RELEASE per batch of ACKs: we keep nothing to settle, so every ACK is settled on arrival. */
+  #releaseSoon(channel: Channel): void {
+    if (this.#releaseDue) return;
+    this.#releaseDue = true;
+    queueMicrotask(() => {
+      this.#releaseDue = false;
+      if (channel === this.#channel) channel.send({ type: FrameType.RELEASE, count: this.#acksIn });
+    });
+  }
+
+  /** A report on a message we sent: it settles a send waiting for delivery, or is passed to onUndeliverable. */
+  #onReport(f: MsgFrame): void {
+    let r: Report;
+    try {
+      r = decodeReport(f.body);
+    } catch {
+      return; // a malformed report settles nothing; it was acked like any message
+    }
+    const m = this.#receipts.get(r.ref);
+    if (m !== undefined && m.to === f.from) {
+      this.#receipts.delete(r.ref);
+      m.cleanup();
+      if (r.code === WireCode.OK) m.resolve({ id: m.id });
+      else m.reject(new RemoteError(r.code, r.reason));
+      return;
+    }
+    if (r.code !== WireCode.OK) this.#undeliverable.emit({ id: r.ref, to: f.from, error: new RemoteError(r.code, r.reason) });
+  }
+
   #onMsg(channel: Channel, f: MsgFrame): void {
     const volatile = (f.flags & MsgFlag.VOLATILE) !== 0;
     if (volatile) {
@@ -441,6 +523,12 @@ export class Client implements AsyncIterable<Message> {
       return;
     }
     if (seen === 'queued') return; // acked when the application takes the first copy
+    if ((f.flags & MsgFlag.REPORT) !== 0) {
+      this.#dedup.set(key, 'taken');
+      channel.send({ type: FrameType.ACK, id: f.id, from: f.from });
+      this.#onReport(f);
+      return;
+    }
     if (this.#inbox.ended) {
       // The application stopped iterating (break out of `for await`): say so rather than never ack.
       channel.send({ type: FrameType.NACK, code: WireCode.UNAVAILABLE, id: f.id, from: f.from, reason: 'the recipient stopped reading' });
@@ -451,13 +539,20 @@ export class Client implements AsyncIterable<Message> {
       return;
     }
     this.#dedup.set(key, 'queued');
-    this.#inbox.push(createMessage(f.id, f.from, f.to, f.body, false));
+    let acked = false;
+    const ack = (): void => {
+      if (acked) return;
+      acked = true;
+      this.#dedup.set(key, 'taken');
+      // On the current connection: the router resends what a lost one did not ack, and an
+      // ACK that crosses the resend is matched or the resend is acked again as a duplicate.
+      this.#channel?.send({ type: FrameType.ACK, id: f.id, from: f.from });
+    };
+    this.#inbox.push(createMessage(f.id, f.from, f.to, f.body, false, ack));
   }
 
   #taken(m: Message): void {
-    if (m.volatile) return;
-    this.#dedup.set(`${m.from} ${m.id}`, 'taken');
-    this.#channel?.send({ type: FrameType.ACK, id: m.id, from: m.from });
+    if (!m.volatile && this.#o.autoAck) m.ack();
   }
 
   #onClosed(channel: Channel, reason: PosternError): void {
@@ -509,6 +604,12 @@ export class Client implements AsyncIterable<Message> {
     }
     this.#outstanding.clear();
     this.#outstandingBytes = 0;
+    for (const m of this.#receipts.values()) {
+      m.cleanup();
+      m.reject(err);
+    }
+    this.#receipts.clear();
+    this.#undeliverable.end();
     if (this.#drainTimer !== undefined) clearTimeout(this.#drainTimer);
     for (const w of this.#waiting.splice(0)) w.reject(err);
     for (const w of this.#slotWaiters.splice(0)) w();
@@ -545,6 +646,12 @@ export class Client implements AsyncIterable<Message> {
       if (m.deadline > now) continue;
       this.#forget(m.id);
       m.reject(new TimeoutError(`no acknowledgement for message ${m.id} to ${m.to}; it may still be delivered: send again with the same id to retry safely`));
+    }
+    for (const m of [...this.#receipts.values()]) {
+      if (m.deadline > now) continue;
+      this.#receipts.delete(m.id);
+      m.cleanup();
+      m.reject(new TimeoutError(`message ${m.id} to ${m.to} was accepted but not delivered in time; it may still be delivered`));
     }
   }
 }

@@ -15,6 +15,13 @@ export interface Message {
   text(): string;
   /** The body parsed as JSON. */
   json<T = unknown>(): T;
+  /**
+   * Acknowledges the message to the router, which then forgets it (and reports delivery to a
+   * sender that asked). With `autoAck` (the default) this happens when the application takes
+   * the message from the iterator; with `autoAck: false` call it once the message is safe,
+   * e.g. written out. Calling it again, or for a volatile message, does nothing.
+   */
+  ack(): void;
 }
 
 class ReceivedMessage implements Message {
@@ -24,6 +31,7 @@ class ReceivedMessage implements Message {
     readonly to: string,
     readonly body: Uint8Array,
     readonly volatile: boolean,
+    readonly ack: () => void,
   ) {}
 
   text(): string {
@@ -35,6 +43,8 @@ class ReceivedMessage implements Message {
   }
 }
 
-export function createMessage(id: string, from: string, to: string, body: Uint8Array, volatile: boolean): Message {
-  return new ReceivedMessage(id, from, to, body, volatile);
+const noop = (): void => undefined;
+
+export function createMessage(id: string, from: string, to: string, body: Uint8Array, volatile: boolean, ack: () => void = noop): Message {
+  return new ReceivedMessage(id, from, to, body, volatile, ack);
 }

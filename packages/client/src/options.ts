@@ -15,7 +15,13 @@ export interface ClientOptions {
   backoff?: BackoffOptions;
   /** One connection attempt (connect + handshake) gives up after this long. @default 10000 */
   connectTimeoutMs?: number;
-  /** A reliable send fails with ERR_TIMEOUT when not acknowledged in this time. @default 60000 */
+  /**
+   * Acknowledge each reliable message when the application takes it from the iterator. Set
+   * false to acknowledge with `message.ack()` once it is safe (until then the router keeps it
+   * and resends it after a reconnect). @default true
+   */
+  autoAck?: boolean;
+  /** A reliable send fails with ERR_TIMEOUT when not accepted (or, with receipt 'delivered', not delivered) in this time. @default 60000 */
   sendTimeoutMs?: number;
   /** Reliable sends awaiting their ack at once; further sends wait. @default 4096 */
   maxInFlight?: number;
@@ -70,6 +76,7 @@ export function resolveClientOptions(o: ClientOptions, dialer: Dialer | undefine
     token: o.token ?? '',
     resume: o.resume ?? '',
     reconnect: o.reconnect ?? true,
+    autoAck: o.autoAck ?? true,
     backoff: Object.freeze({
       initialMs: int('backoff.initialMs', o.backoff?.initialMs, BACKOFF_DEFAULTS.initialMs, 1),
       maxMs: int('backoff.maxMs', o.backoff?.maxMs, BACKOFF_DEFAULTS.maxMs, 1),

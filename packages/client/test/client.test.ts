@@ -2,9 +2,27 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { connect, type Client, type ClientStatus, type Message } from '@postern/client';
 import { issueToken, startRouter, type RouterServer } from '@postern/router';
+import { MemoryStore, type NewMessage } from '@postern/core';
 import { waitFor } from '@postern/testing';
 
 const secret = 'client-test-secret';
+
+/** A MemoryStore whose appends wait until `open()`: a router that cannot accept yet. */
+class GatedStore extends MemoryStore {
+  #open = false;
+  #held: Array<() => void> = [];
+  /** Messages in appends not yet let through. */
+  waiting = 0;
+  override append(messages: readonly NewMessage[]): Promise<number[]> {
+    if (this.#open) return super.append(messages);
+    this.waiting += messages.length;
+    return new Promise((resolve, reject) => this.#held.push(() => super.append(messages).then(resolve, reject)));
+  }
+  open(): void {
+    this.#open = true;
+    for (const h of this.#held.splice(0)) h();
+  }
+}
 
 describe('client SDK against a real router', () => {
   let relay: RouterServer;
@@ -65,30 +83,87 @@ describe('client SDK against a real router', () => {
   });
 
   it('applies backpressure at maxInFlight and keeps order', async () => {
-    const rx = await open({ url: relay.url, name: 'slowpoke', token: await token('slowpoke') });
-    const tx = await open({ url: relay.url, maxInFlight: 8 });
-    const sends = Array.from({ length: 50 }, (_, i) => tx.send('slowpoke', String(i)));
-    await new Promise((r) => setTimeout(r, 100));
-    assert.equal(tx.inFlight, 8, 'only maxInFlight messages leave before acks come back');
-    const got: string[] = [];
-    for await (const m of rx) {
-      got.push(m.text());
-      if (got.length === 50) break;
+    // A router whose store commits only when the test says so: nothing is accepted meanwhile.
+    const gate = new GatedStore();
+    const slow = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret, store: gate });
+    try {
+      const rx = await connect({ url: slow.url, name: 'slowpoke', token: await token('slowpoke') });
+      const tx = await connect({ url: slow.url, maxInFlight: 8 });
+      const sends = Array.from({ length: 50 }, (_, i) => tx.send('slowpoke', String(i)));
+      await waitFor(() => gate.waiting >= 8, 'eight appends', 2000);
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(tx.inFlight, 8, 'only maxInFlight messages leave before acks come back');
+      assert.equal(gate.waiting, 8);
+      gate.open();
+      const got: string[] = [];
+      for await (const m of rx) {
+        got.push(m.text());
+        if (got.length === 50) break;
+      }
+      await Promise.all(sends);
+      assert.deepEqual(got, Array.from({ length: 50 }, (_, i) => String(i)));
+      await tx.close();
+      await rx.close();
+    } finally {
+      await slow.close();
     }
-    await Promise.all(sends);
-    assert.deepEqual(got, Array.from({ length: 50 }, (_, i) => String(i)));
   });
 
-  it('refuses messages with UNAVAILABLE once the application stopped iterating', async () => {
+  it('with receipt "delivered", resolves once the recipient took it and rejects with the recipient refusal', async () => {
     const rx = await open({ url: relay.url, name: 'quitter', token: await token('quitter') });
     const tx = await open({ url: relay.url });
-    const first = tx.send('quitter', 'one');
+    const first = tx.send('quitter', 'one', { receipt: 'delivered' });
     for await (const m of rx) {
       assert.equal(m.text(), 'one');
       break;
     }
     await first;
-    await assert.rejects(tx.send('quitter', 'two'), { code: 'ERR_UNAVAILABLE' });
+    // The application stopped iterating: the message is refused, and the sender hears it.
+    await assert.rejects(tx.send('quitter', 'two', { receipt: 'delivered' }), { code: 'ERR_UNAVAILABLE' });
+  });
+
+  it('reports an accepted message that cannot be delivered through onUndeliverable', async () => {
+    const rx = await open({ url: relay.url, name: 'quitter2', token: await token('quitter2') });
+    const tx = await open({ url: relay.url });
+    await rx[Symbol.asyncIterator]().return?.(); // the application stops reading before anything came
+    const failed = new Promise<{ id: string; to: string; code: string }>((resolve) =>
+      tx.onUndeliverable((u) => resolve({ id: u.id, to: u.to, code: u.error.code })),
+    );
+    const { id } = await tx.send('quitter2', 'never read');
+    assert.deepEqual(await failed, { id, to: 'quitter2@relay', code: 'ERR_UNAVAILABLE' });
+  });
+
+  it('waits for an offline recipient: accepted at once, delivered when it connects', async () => {
+    const tx = await open({ url: relay.url });
+    const accepted = await tx.send('later', 'waited for you');
+    const delivered = tx.send('later', 'and me', { receipt: 'delivered' });
+    const rx = await open({ url: relay.url, name: 'later', token: await token('later') });
+    const got: string[] = [];
+    for await (const m of rx) {
+      got.push(m.text());
+      if (got.length === 2) break;
+    }
+    assert.deepEqual(got, ['waited for you', 'and me']);
+    assert.ok(accepted.id.length > 0);
+    await delivered;
+  });
+
+  it('with autoAck false, the router keeps a message until ack() and resends it after a reconnect', async () => {
+    const tx = await open({ url: relay.url });
+    const rx1 = await connect({ url: relay.url, name: 'manual', token: await token('manual'), autoAck: false });
+    const sent = tx.send('manual', 'ack me', { receipt: 'delivered' });
+    const it1 = rx1[Symbol.asyncIterator]();
+    const first = await it1.next();
+    assert.equal(first.done, false);
+    const resume = rx1.resumeToken;
+    await rx1.close(); // taken but never acked
+    const rx2 = await open({ url: relay.url, name: 'manual', token: await token('manual'), autoAck: false, resume });
+    const it2 = rx2[Symbol.asyncIterator]();
+    const again = await it2.next();
+    assert.equal(again.done, false);
+    assert.equal((again.value as Message).text(), 'ack me');
+    (again.value as Message).ack();
+    await sent;
   });
 
   it('does not lose a wake-up to an aborted send waiting for a slot', async () => {

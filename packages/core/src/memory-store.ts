@@ -1,5 +1,5 @@
 import { PosternError } from '@postern/protocol';
-import type { NewMessage, Recovered, SeenKey, Store, StoredMessage } from './store.js';
+import type { MessageKey, NewMessage, Recovered, SeenKey, Store, StoredMessage } from './store.js';
 
 /**
  * A Store in memory: the same contract as a durable one while the process lives, nothing after.
@@ -35,6 +35,12 @@ export class MemoryStore implements Store {
   remove(seqs: readonly number[]): Promise<void> {
     this.#open();
     for (const s of seqs) this.#messages.delete(s);
+    return Promise.resolve();
+  }
+
+  forget(keys: readonly MessageKey[]): Promise<void> {
+    this.#open();
+    for (const k of keys) this.#seen.delete(`${k.from} ${k.id}`);
     return Promise.resolve();
   }
 

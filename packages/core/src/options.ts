@@ -3,6 +3,8 @@ import type { Authenticator, SessionTokens } from './auth.js';
 import { defaultScheduler, systemClock, type Clock, type Scheduler } from './clock.js';
 import { ROUTER_DEFAULTS } from './constants.js';
 import { silentLogger, type Logger } from './logger.js';
+import { MemoryStore } from './memory-store.js';
+import type { Store } from './store.js';
 
 export interface RouterOptions {
   /** The domain this router serves: its agents are `name@domain`. */
@@ -29,14 +31,35 @@ export interface RouterOptions {
   hopLimit?: number;
   /** Connections of all kinds at once. @default 10000 */
   maxConnections?: number;
-  /** Forwarded messages awaiting the next hop's ack, per connection. @default 65536 */
-  maxPendingPerLink?: number;
-  /** Messages from one agent awaiting acks at once, so one agent cannot fill a shared link. @default 8192 */
-  maxPendingPerAgent?: number;
-  /** A forwarded message not acked within this time is nacked back with ERR_TIMEOUT. @default 30000 */
-  ackTimeoutMs?: number;
+  /** Where reliable messages wait until the next hop has them. @default a new MemoryStore (lost on restart) */
+  store?: Store;
+  /** Reliable messages sent on one link (to an agent or a router) and not yet acked. @default 4096 */
+  maxInFlightPerLink?: number;
+  /** Their bytes; one message may always go. @default 4 MiB */
+  maxInFlightBytesPerLink?: number;
+  /** Messages waiting in one queue while its next hop is connected, past which the senders feeding it are paused. @default 4096 */
+  queueHighWater?: number;
+  /** Messages one queue (a recipient, or a domain) may hold; more are refused with QUEUE_FULL. @default 100000 */
+  maxQueueMessages?: number;
+  /** Bytes one queue may hold. @default 64 MiB */
+  maxQueueBytes?: number;
+  /** Bytes of messages the router may hold in all. @default 1 GiB */
+  maxStoredBytes?: number;
+  /** A message not delivered to the next hop within this time is dropped and reported EXPIRED to its sender. @default 24 h */
+  maxMessageAgeMs?: number;
+  /**
+   * How long a key we acked on a lost link is kept to drop a retry of it; at least
+   * maxMessageAgeMs, so it outlives the longest retry (a hop retries until the message expires). @default 25 h
+   */
+  dedupWindowMs?: number;
+  /** Keys acked on one link and not yet released by its peer; older ones fall to the dedup window. @default 65536 */
+  maxUnreleasedPerLink?: number;
+  /** Keys kept for deduplication in all; past it the oldest keys of lost links are dropped early. @default 1000000 */
+  maxSeenKeys?: number;
   /** Domains one linked router may announce. @default 1024 */
   maxDomainsPerLink?: number;
+  /** Called after the store failed and the router closed itself. @default nothing more */
+  onFatal?: (err: unknown) => void;
   clock?: Clock;
   scheduler?: Scheduler;
   logger?: Logger;
@@ -69,6 +92,11 @@ export function resolveRouterOptions(o: RouterOptions): ResolvedRouterOptions {
   const d = ROUTER_DEFAULTS;
   const hopLimit = positive('hopLimit', o.hopLimit, d.hopLimit);
   if (hopLimit > 255) throw new ConfigError('hopLimit must be at most 255');
+  const maxMessageAgeMs = positive('maxMessageAgeMs', o.maxMessageAgeMs, d.maxMessageAgeMs);
+  const dedupWindowMs = positive('dedupWindowMs', o.dedupWindowMs, Math.max(d.dedupWindowMs, maxMessageAgeMs));
+  if (dedupWindowMs < maxMessageAgeMs) {
+    throw new ConfigError(`dedupWindowMs (${dedupWindowMs}) must be at least maxMessageAgeMs (${maxMessageAgeMs}): a hop retries a message until it expires, and the window must cover the longest retry`);
+  }
   return Object.freeze({
     domain: o.domain.toLowerCase(),
     sessionTokens: o.sessionTokens,
@@ -82,10 +110,19 @@ export function resolveRouterOptions(o: RouterOptions): ResolvedRouterOptions {
     pingIntervalMs: positive('pingIntervalMs', o.pingIntervalMs, d.pingIntervalMs, 0),
     hopLimit,
     maxConnections: positive('maxConnections', o.maxConnections, d.maxConnections),
-    maxPendingPerLink: positive('maxPendingPerLink', o.maxPendingPerLink, d.maxPendingPerLink),
-    maxPendingPerAgent: positive('maxPendingPerAgent', o.maxPendingPerAgent, d.maxPendingPerAgent),
-    ackTimeoutMs: positive('ackTimeoutMs', o.ackTimeoutMs, d.ackTimeoutMs),
+    store: o.store ?? new MemoryStore(),
+    maxInFlightPerLink: positive('maxInFlightPerLink', o.maxInFlightPerLink, d.maxInFlightPerLink),
+    maxInFlightBytesPerLink: positive('maxInFlightBytesPerLink', o.maxInFlightBytesPerLink, d.maxInFlightBytesPerLink),
+    queueHighWater: positive('queueHighWater', o.queueHighWater, d.queueHighWater),
+    maxQueueMessages: positive('maxQueueMessages', o.maxQueueMessages, d.maxQueueMessages),
+    maxQueueBytes: positive('maxQueueBytes', o.maxQueueBytes, d.maxQueueBytes),
+    maxStoredBytes: positive('maxStoredBytes', o.maxStoredBytes, d.maxStoredBytes),
+    maxMessageAgeMs,
+    dedupWindowMs,
+    maxUnreleasedPerLink: positive('maxUnreleasedPerLink', o.maxUnreleasedPerLink, d.maxUnreleasedPerLink),
+    maxSeenKeys: positive('maxSeenKeys', o.maxSeenKeys, d.maxSeenKeys),
     maxDomainsPerLink: positive('maxDomainsPerLink', o.maxDomainsPerLink, d.maxDomainsPerLink),
+    onFatal: o.onFatal ?? ((): void => undefined),
     clock: o.clock ?? systemClock,
     scheduler: o.scheduler ?? defaultScheduler,
     logger: o.logger ?? silentLogger,

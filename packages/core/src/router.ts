@@ -19,12 +19,13 @@ import {
 } from '@postern/protocol';
 import { claimsCoverDomain, type Claims } from './auth.js';
 import { Channel, type ChannelOptions } from './channel.js';
-import { Link, messageKey, type LinkKind, type RouteEntry } from './link.js';
+import { Delivery, type DeliveryStats } from './delivery.js';
+import { Link, type LinkKind, type RouteEntry } from './link.js';
 import { resolveRouterOptions, type ResolvedRouterOptions, type RouterOptions } from './options.js';
 import type { Duplex } from './transport.js';
 
 /** Counters since start; read by /healthz, metrics and the benchmarks. */
-export interface RouterStats {
+export interface RouterStats extends DeliveryStats {
   connections: number;
   agents: number;
   downlinks: number;
@@ -71,7 +72,9 @@ export class Router {
   readonly #bareAddresses = new Map<string, ParsedAddress | null>();
   #connections = 0;
   #closed = false;
-  #sweep: unknown;
+  readonly #delivery: Delivery;
+  /** Resolves when what the store kept has been loaded (messages arriving earlier wait for it). */
+  readonly ready: Promise<void>;
   readonly #stats = { msgsIn: 0, msgsDelivered: 0, msgsForwarded: 0, msgsDropped: 0, nacksSent: 0, protocolErrors: 0, pauses: 0 };
 
   constructor(options: RouterOptions) {
@@ -85,7 +88,25 @@ export class Router {
       scheduler: o.scheduler,
       report: (err) => o.logger.error('internal error while handling a frame; the connection was closed', { err: err instanceof Error ? (err.stack ?? err.message) : String(err) }),
     };
-    this.#armSweep();
+    this.#delivery = new Delivery(o, o.store, {
+      target: (q) => this.#target(q),
+      route: (address) => {
+        const a = this.#address(address, false);
+        if (a === undefined) return undefined;
+        return a.domain === this.domain ? { queue: `agent:${a.local}`, hops: o.hopLimit } : { queue: `domain:${a.domain}`, hops: o.hopLimit - 1 };
+      },
+      nack: (link, id, from, code, reason) => this.#nack(link, id, from, code, reason),
+      fatal: (err) => this.#fatal(err),
+    });
+    this.ready = this.#delivery.start();
+    this.ready.catch((err: unknown) => this.#fatal(err));
+  }
+
+  /** The store failed: nothing more can be promised, so stop taking messages. */
+  #fatal(err: unknown): void {
+    this.options.logger.error('the store failed; the router stops', { err: err instanceof Error ? err.message : String(err) });
+    this.close();
+    this.options.onFatal(err);
   }
 
   get domain(): string {
@@ -114,6 +135,7 @@ export class Router {
       uplinks: this.#uplinks.length,
       domains: this.#routes.size,
       ...this.#stats,
+      ...this.#delivery.stats(),
     };
   }
 
@@ -126,7 +148,7 @@ export class Router {
       domains: [...l.routes.keys()],
       transport: l.channel.duplex.kind,
       remote: l.channel.duplex.remote,
-      pending: l.pending.size,
+      pending: l.inflight.size,
     }));
   }
 
@@ -201,6 +223,7 @@ export class Router {
       const best = entries[0];
       if (best !== undefined) this.#announceUp(link, RouteOp.ADD, domain, best);
     }
+    this.#delivery.wakeDomains();
     this.options.logger.info('uplink up', { node: welcome.node, domain: welcome.domain });
     return link;
   }
@@ -219,7 +242,7 @@ export class Router {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.options.clock.clearTimeout(this.#sweep);
+    this.#delivery.close();
     for (const l of [...this.#links]) l.channel.close(WireCode.SHUTDOWN, 'router is shutting down');
   }
 
@@ -273,6 +296,7 @@ export class Router {
     this.#agentsById.set(id, link);
     this.#armExpiry(link);
     ready(link);
+    this.#delivery.wake(`agent:${id}`);
     channel.send({
       type: FrameType.WELCOME,
       version: PROTOCOL_VERSION,
@@ -363,7 +387,10 @@ export class Router {
   #setName(link: Link, name: string): void {
     if (link.name !== '' && this.#agentsByName.get(link.name) === link) this.#agentsByName.delete(link.name);
     link.name = name;
-    if (name !== '') this.#agentsByName.set(name, link);
+    if (name !== '') {
+      this.#agentsByName.set(name, link);
+      this.#delivery.wake(`agent:${name}`);
+    }
     link.address = `${name === '' ? link.id : name}@${this.domain}`;
   }
 
@@ -373,15 +400,14 @@ export class Router {
         this.#onMsg(link, f, raw);
         return;
       case FrameType.ACK:
-      case FrameType.NACK: {
-        const key = messageKey(f.from, f.id);
-        const p = link.pending.get(key);
-        if (p === undefined) return; // late, or already timed out: the sender has heard.
-        link.pending.delete(key);
-        p.origin.pendingOut--;
-        if (p.origin.up) p.origin.channel.send(f);
+        this.#delivery.onAck(link, f);
         return;
-      }
+      case FrameType.NACK:
+        this.#delivery.onNack(link, f);
+        return;
+      case FrameType.RELEASE:
+        this.#delivery.onRelease(link, f.count);
+        return;
       case FrameType.REGISTER:
         if (link.kind !== 'agent') break;
         this.#onRegister(link, f.ref, f.name.toLowerCase());
@@ -440,31 +466,38 @@ export class Router {
       this.#nack(link, f.id, from, WireCode.BAD_ADDRESS, `invalid recipient address "${f.to}"`);
       return;
     }
-    const volatile = (f.flags & MsgFlag.VOLATILE) !== 0;
-    let next: Link | undefined;
+    let queue: string;
     if (to.domain === this.domain) {
-      next = isId(to.local) ? this.#agentsById.get(to.local) : this.#agentsByName.get(to.local);
-      if (next === undefined) {
-        this.#nack(link, f.id, from, WireCode.NO_ROUTE, `no agent "${to.local}@${to.domain}" is connected`);
-        return;
-      }
+      queue = `agent:${to.local}`;
     } else {
-      next = this.#routes.get(to.domain)?.[0]?.link ?? this.#uplinks[0];
-      if (next === undefined || next === link) {
-        this.#nack(link, f.id, from, WireCode.NO_ROUTE, `no route to domain "${to.domain}"`);
-        return;
-      }
+      queue = `domain:${to.domain}`;
       if (hops <= 1) {
         this.#nack(link, f.id, from, WireCode.HOP_LIMIT, `hop limit reached on the way to "${to.domain}"`);
         return;
       }
       hops--;
     }
+    const next = this.#target(queue);
+    if (next === link) {
+      this.#nack(link, f.id, from, WireCode.NO_ROUTE, `no route to domain "${to.domain}" other than back where the message came from`);
+      return;
+    }
     // A frame the next hop would refuse would cost it its whole connection: refuse it here.
     // Addresses are ASCII, so string lengths are byte lengths.
     const size = raw.length - 4 + (from.length - f.from.length) + (to.text.length - f.to.length);
-    if (size > next.maxFrame) {
-      this.#nack(link, f.id, from, WireCode.FRAME_TOO_LARGE, `the next hop accepts frames of at most ${next.maxFrame} bytes; this one has ${size}`);
+    const maxFrame = next?.maxFrame ?? o.maxFrameBytes;
+    if (size > maxFrame) {
+      this.#nack(link, f.id, from, WireCode.FRAME_TOO_LARGE, `the next hop accepts frames of at most ${maxFrame} bytes; this one has ${size}`);
+      return;
+    }
+    if ((f.flags & MsgFlag.VOLATILE) === 0) {
+      // The body may be a view of a whole batch; a queued message must not pin that buffer.
+      this.#delivery.accept(link, { from, id: f.id, to: to.text, flags: f.flags, hops, body: f.body.slice() }, queue);
+      return;
+    }
+    // Volatile: at most once, never stored. Sent now or not at all.
+    if (next === undefined) {
+      this.#nack(link, f.id, from, WireCode.NO_ROUTE, to.domain === this.domain ? `no agent "${to.local}@${to.domain}" is connected` : `no route to domain "${to.domain}"`);
       return;
     }
     // A link to another router carries everyone behind it: when it falls behind, it must not
@@ -472,42 +505,27 @@ export class Router {
     // feeds it (TCP backpressure reaches the sender) until it drains; where the transport
     // cannot pause, shed load instead.
     if (next.kind !== 'agent' && next.channel.outboundBytes > o.maxOutboundBytes / 2) {
-      if (link.channel.canPause) {
-        this.#block(link, next);
-      } else if (volatile) {
+      if (!link.channel.canPause) {
         this.#stats.msgsDropped++;
         return;
-      } else {
-        this.#nack(link, f.id, from, WireCode.QUEUE_FULL, `the link towards "${to.domain}" is congested; try again later`);
-        return;
       }
-    }
-    if (!volatile) {
-      const key = messageKey(from, f.id);
-      const dup = next.pending.get(key);
-      if (dup !== undefined) {
-        // A retry while the first copy is in flight: its ack will answer the newest origin.
-        dup.origin.pendingOut--;
-        link.pendingOut++;
-        next.pending.set(key, { origin: link, id: f.id, from, at: dup.at });
-        return;
-      }
-      if (link.kind === 'agent' && link.pendingOut >= o.maxPendingPerAgent) {
-        this.#nack(link, f.id, from, WireCode.QUEUE_FULL, `this agent has ${o.maxPendingPerAgent} unacknowledged messages on their way`);
-        return;
-      }
-      if (next.pending.size >= o.maxPendingPerLink) {
-        this.#nack(link, f.id, from, WireCode.QUEUE_FULL, `the next hop has ${o.maxPendingPerLink} unacknowledged messages`);
-        return;
-      }
-      next.pending.set(key, { origin: link, id: f.id, from, at: o.clock.now() });
-      link.pendingOut++;
+      this.#block(link, next);
     }
     if (next.kind === 'agent') this.#stats.msgsDelivered++;
     else this.#stats.msgsForwarded++;
     // A frame from another router already carries the right sender: forward its bytes as they are.
     if (link.kind !== 'agent') next.channel.msgRaw(raw, hops);
     else next.channel.msg(f.flags, hops, f.id, from, to.text, f.body);
+  }
+
+  /** The link that carries a queue now: a connected agent, the best route to a domain, or the default uplink. */
+  #target(queue: string): Link | undefined {
+    if (queue.startsWith('agent:')) {
+      const local = queue.slice(6);
+      return isId(local) ? this.#agentsById.get(local) : this.#agentsByName.get(local);
+    }
+    const domain = queue.slice(7);
+    return this.#routes.get(domain)?.[0]?.link ?? this.#uplinks[0];
   }
 
   /**
@@ -565,6 +583,7 @@ export class Router {
     list.sort((a, b) => a.metric - b.metric);
     this.#routes.set(domain, list);
     if (list[0] === entry) for (const up of this.#uplinks) this.#announceUp(up, RouteOp.ADD, domain, entry);
+    this.#delivery.wake(`domain:${domain}`);
     o.logger.info('route added', { domain, via: link.node, metric: entry.metric });
   }
 
@@ -580,6 +599,7 @@ export class Router {
       const best = list[0];
       if (best !== undefined) for (const up of this.#uplinks) this.#announceUp(up, RouteOp.ADD, domain, best);
     }
+    this.#delivery.wake(`domain:${domain}`);
     this.options.logger.info('route removed', { domain, via: link.node });
   }
 
@@ -650,42 +670,13 @@ export class Router {
     }
     for (const domain of link.routes.keys()) this.#removeRoute(link, domain);
     link.routes.clear();
-    for (const p of link.pending.values()) {
-      p.origin.pendingOut--;
-      if (p.origin.up) {
-        this.#nack(p.origin, p.id, p.from, WireCode.LINK_LOST, `the next hop disconnected before acknowledging (${reason.message})`);
-      }
-    }
-    link.pending.clear();
+    this.#delivery.linkDown(link);
     this.options.logger.debug('link closed', { kind: link.kind, id: link.id, reason: reason.message });
   }
 
   #protocolError(channel: Channel, reason: string): void {
     this.#stats.protocolErrors++;
     channel.close(WireCode.PROTOCOL, reason);
-  }
-
-  #armSweep(): void {
-    const o = this.options;
-    const every = Math.max(10, Math.min(1000, Math.floor(o.ackTimeoutMs / 4)));
-    this.#sweep = o.clock.setTimeout(() => {
-      this.#expire();
-      if (!this.#closed) this.#armSweep();
-    }, every);
-  }
-
-  /** Nacks every forwarded message whose ack is overdue. Maps keep insertion order: oldest first. */
-  #expire(): void {
-    const o = this.options;
-    const cutoff = o.clock.now() - o.ackTimeoutMs;
-    for (const link of this.#links) {
-      for (const [key, p] of link.pending) {
-        if (p.at > cutoff) break;
-        link.pending.delete(key);
-        p.origin.pendingOut--;
-        if (p.origin.up) this.#nack(p.origin, p.id, p.from, WireCode.TIMEOUT, `no acknowledgement within ${o.ackTimeoutMs} ms`);
-      }
-    }
   }
 }
 

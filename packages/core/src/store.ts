@@ -5,8 +5,10 @@
  * Every implementation passes `storeSuite()` from @postern/testing.
  *
  * Contract: when `append()` resolves, the messages and their keys survive a crash of the
- * process (and, for stores that say so, of the machine). Calls made in the same tick may share
- * one commit; the order of `seq` follows the order of calls and of messages within a call.
+ * process (and, for stores that say so, of the machine); so do removals and forgotten keys when
+ * `remove()` and `forget()` resolve. Calls made in the same tick share one commit, atomically:
+ * after a crash either all of them happened or none. Commits resolve in the order of the calls;
+ * the order of `seq` follows the order of calls and of messages within a call.
  */
 export interface StoredMessage {
   /** Assigned by the store: increasing, never reused. */
@@ -26,6 +28,12 @@ export interface StoredMessage {
 }
 
 export type NewMessage = Omit<StoredMessage, 'seq'>;
+
+/** Names a message at every hop: the sender's address and the sender-made id. */
+export interface MessageKey {
+  readonly from: string;
+  readonly id: string;
+}
 
 /** A message key seen recently, for deduplication. */
 export interface SeenKey {
@@ -49,6 +57,11 @@ export interface Store {
   append(messages: readonly NewMessage[]): Promise<number[]>;
   /** Forgets messages that were handed on, or expired. Unknown seqs are ignored. */
   remove(seqs: readonly number[]): Promise<void>;
+  /**
+   * Forgets these keys: the hop that sent the messages has confirmed our acks (RELEASE), so it
+   * will not retry them. Shares the next commit with appends and removals made in the same tick.
+   */
+  forget(keys: readonly MessageKey[]): Promise<void>;
   /** Forgets keys accepted before `before` (epoch ms). */
   pruneSeen(before: number): Promise<void>;
   /** Small named values (the router's keys). */

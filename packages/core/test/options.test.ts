@@ -65,8 +65,10 @@ describe('resolveRouterOptions', () => {
     rejects({ ...base(), handshakeTimeoutMs: 0 }, 'handshakeTimeoutMs');
     rejects({ ...base(), pingIntervalMs: -1 }, 'pingIntervalMs');
     rejects({ ...base(), maxConnections: Number.NaN }, 'maxConnections');
-    rejects({ ...base(), maxPendingPerLink: 0 }, 'maxPendingPerLink');
-    rejects({ ...base(), ackTimeoutMs: Infinity }, 'ackTimeoutMs');
+    rejects({ ...base(), maxInFlightPerLink: 0 }, 'maxInFlightPerLink');
+    rejects({ ...base(), maxMessageAgeMs: Infinity }, 'maxMessageAgeMs');
+    rejects({ ...base(), maxMessageAgeMs: 10_000, dedupWindowMs: 5_000 }, 'dedupWindowMs');
+    rejects({ ...base(), maxQueueBytes: 0.5 }, 'maxQueueBytes');
     rejects({ ...base(), maxDomainsPerLink: -5 }, 'maxDomainsPerLink');
   });
 

@@ -148,6 +148,9 @@ export class FrameWriter {
         this.#str8(f.from, 'from');
         this.#str16(f.reason, 'reason');
         return;
+      case FrameType.RELEASE:
+        this.#u32(f.count);
+        return;
       case FrameType.PING:
       case FrameType.PONG:
         this.#u32(f.nonce);
@@ -350,6 +353,8 @@ export function decodeFrameAt(bytes: Uint8Array, start: number, end: number): Fr
       return { type: FrameType.ACK, id: r.str8(), from: r.str8() };
     case FrameType.NACK:
       return { type: FrameType.NACK, code: r.u16(), id: r.str8(), from: r.str8(), reason: r.str16() };
+    case FrameType.RELEASE:
+      return { type: FrameType.RELEASE, count: r.u32() };
     case FrameType.PING:
       return { type: FrameType.PING, nonce: r.u32() };
     case FrameType.PONG:

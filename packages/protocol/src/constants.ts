@@ -20,6 +20,7 @@ export const FrameType = {
   MSG: 0x10,
   ACK: 0x11,
   NACK: 0x12,
+  RELEASE: 0x13,
   PING: 0x20,
   PONG: 0x21,
   CLOSE: 0x30,
@@ -39,10 +40,16 @@ export type RoleValue = (typeof Role)[keyof typeof Role];
 export const MsgFlag = {
   /** At most once: no ack is sent for it at any hop, no retry. */
   VOLATILE: 0x01,
-  /** The sender asks for a delivery receipt from the recipient's application (reserved for #3). */
+  /** The sender asks for a delivery report once the recipient's application has the message. */
   RECEIPT: 0x02,
   /** The sender asks the router to hide its identity behind a reply handle (reserved). */
   ANONYMOUS: 0x04,
+  /**
+   * The message is a report about an earlier message (see `encodeReport`): `from` is the earlier
+   * message's recipient, `to` its sender. Reports are routed and stored like any reliable
+   * message; no report is ever made about a report.
+   */
+  REPORT: 0x08,
 } as const;
 
 /** ROUTE operation byte. */

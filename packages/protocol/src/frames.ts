@@ -98,6 +98,16 @@ export interface NackFrame {
   reason: string;
 }
 
+/**
+ * Sent by whoever receives ACKs on a connection: "I have durably settled the first `count`
+ * ACK frames you sent me on this connection; forget the message keys they acknowledged". Until
+ * then the ACK's sender keeps those keys to drop a retry (its ACK may have been lost).
+ */
+export interface ReleaseFrame {
+  type: typeof FrameType.RELEASE;
+  count: number;
+}
+
 export interface PingFrame {
   type: typeof FrameType.PING;
   nonce: number;
@@ -124,6 +134,7 @@ export type Frame =
   | MsgFrame
   | AckFrame
   | NackFrame
+  | ReleaseFrame
   | PingFrame
   | PongFrame
   | CloseFrame;

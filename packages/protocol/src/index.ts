@@ -19,6 +19,7 @@ export type {
   MsgFrame,
   AckFrame,
   NackFrame,
+  ReleaseFrame,
   PingFrame,
   PongFrame,
   CloseFrame,
@@ -37,5 +38,7 @@ export {
   AbortError,
 } from './errors.js';
 export type { ErrorCode } from './errors.js';
+export { encodeReport, decodeReport } from './report.js';
+export type { Report } from './report.js';
 export { parseAddress, formatAddress, isValidName, isValidId, isValidDomain, isId } from './address.js';
 export type { Address } from './address.js';

@@ -22,6 +22,7 @@ import {
   type MsgFrame,
   type NackFrame,
   type PingFrame,
+  type ReleaseFrame,
   type PongFrame,
   type RegisterFrame,
   type RegisteredFrame,
@@ -120,11 +121,12 @@ const msg: fc.Arbitrary<MsgFrame> = rec({
 });
 const ack: fc.Arbitrary<AckFrame> = rec({ type: fc.constant(FrameType.ACK), id: str8, from: str8 });
 const nack: fc.Arbitrary<NackFrame> = rec({ type: fc.constant(FrameType.NACK), code: u16, id: str8, from: str8, reason: str16 });
+const release: fc.Arbitrary<ReleaseFrame> = rec({ type: fc.constant(FrameType.RELEASE), count: u32 });
 const ping: fc.Arbitrary<PingFrame> = rec({ type: fc.constant(FrameType.PING), nonce: u32 });
 const pong: fc.Arbitrary<PongFrame> = rec({ type: fc.constant(FrameType.PONG), nonce: u32 });
 const close: fc.Arbitrary<CloseFrame> = rec({ type: fc.constant(FrameType.CLOSE), code: u16, reason: str16 });
 
-const anyFrame: fc.Arbitrary<Frame> = fc.oneof(hello, welcome, register, registered, route, msg, ack, nack, ping, pong, close);
+const anyFrame: fc.Arbitrary<Frame> = fc.oneof(hello, welcome, register, registered, route, msg, ack, nack, release, ping, pong, close);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
@@ -192,6 +194,7 @@ const minimal: Frame[] = [
   { type: FrameType.MSG, flags: 0, hops: 0, id: '', from: '', to: '', body: new Uint8Array(0) },
   { type: FrameType.ACK, id: '', from: '' },
   { type: FrameType.NACK, code: 0, id: '', from: '', reason: '' },
+  { type: FrameType.RELEASE, count: 0 },
   { type: FrameType.PING, nonce: 0 },
   { type: FrameType.PONG, nonce: 0 },
   { type: FrameType.CLOSE, code: 0, reason: '' },

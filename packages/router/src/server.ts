@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { Router, Uplink, type BackoffOptions, type Logger, type RouterOptions, type UplinkStatus } from '@postern/core';
+import { MemoryStore, Router, Uplink, armCrashPoint, type BackoffOptions, type Logger, type RouterOptions, type UplinkStatus } from '@postern/core';
 import { ConfigError } from '@postern/protocol';
 import { SqliteStore } from '@postern/store-sqlite';
 import { attachWsServer, createNodeWsDialer, type WsServer } from '@postern/transport-ws/node';
@@ -29,8 +29,9 @@ export interface RouterServerOptions extends Omit<RouterOptions, 'sessionTokens'
   /** Key for resume tokens; derived from `secret` when absent, else kept in `dataDir`, else random per process. */
   sessionKey?: Uint8Array;
   /**
-   * Directory for the router's durable state (`router.db`, SQLite). Today it keeps the resume
-   * key of a router without a secret, so agents keep their ids across its restarts.
+   * Directory for the router's durable state (`router.db`, SQLite): the messages it holds, the
+   * keys it deduplicates by, and (without a secret) the resume key. Without it (and without
+   * `store`) messages are held in memory and lost on restart.
    */
   dataDir?: string;
   /** Called with every uplink status change; returning true means it was reported, so the router does not log it. */
@@ -56,10 +57,16 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
   const { listen = [], secret, uplinks: uplinkConfigs = [], backoff, sessionKey, onUplinkStatus, dataDir, ...core } = options;
   const listens = listen.map((l) => (typeof l === 'string' ? parseListen(l) : l));
   if (secret !== undefined && secret.length === 0) throw new ConfigError('secret must not be empty');
-  const store = dataDir === undefined ? undefined : new SqliteStore(join(dataDir, 'router.db'));
+  const crashAt = process.env['POSTERN_CRASH_AT'];
+  if (crashAt !== undefined && crashAt !== '') {
+    armCrashPoint(crashAt, (point) => {
+      process.stderr.write(`postern: crash point ${point} reached (POSTERN_CRASH_AT)\n`);
+      process.kill(process.pid, 'SIGKILL');
+    });
+  }
+  const store = core.store ?? (dataDir === undefined ? new MemoryStore() : new SqliteStore(join(dataDir, 'router.db')));
   let key = sessionKey ?? (secret === undefined ? undefined : resumeKeyFromSecret(secret));
-  if (key === undefined && store !== undefined) {
-    await store.recover(Date.now());
+  if (key === undefined && dataDir !== undefined) {
     key = await store.getValue('session-key');
     if (key === undefined) {
       key = new Uint8Array(randomBytes(32));
@@ -68,6 +75,7 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
   }
   const router = new Router({
     ...core,
+    store,
     authenticator: secret === undefined ? undefined : createTokenAuthenticator(secret),
     sessionTokens: createHmacSessionTokens(
       key,
@@ -75,6 +83,13 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
     ),
   });
   const log: Logger = router.options.logger;
+  try {
+    await router.ready;
+  } catch (err) {
+    router.close();
+    await store.close();
+    throw err;
+  }
   const servers: Array<{ http: Server; ws: WsServer }> = [];
   const uplinks: Uplink[] = [];
   const health = (req: IncomingMessage, res: ServerResponse): void => {
@@ -118,7 +133,7 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
   } catch (err) {
     router.close();
     for (const s of servers) s.http.close();
-    await store?.close();
+    await store.close();
     throw err;
   }
   const dial = createNodeWsDialer({ maxPayload: router.options.maxFrameBytes + router.options.batchBytes + 1024 });
@@ -141,7 +156,7 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
     async close() {
       for (const u of uplinks) u.close();
       router.close();
-      await store?.close();
+      await store.close();
       await Promise.all(
         servers.map(
           (s) =>

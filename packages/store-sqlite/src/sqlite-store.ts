@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { NewMessage, Recovered, Store, StoredMessage } from '@postern/core';
+import { crashPoint, type MessageKey, type NewMessage, type Recovered, type Store, type StoredMessage } from '@postern/core';
 import { ConfigError, PosternError } from '@postern/protocol';
 import Database from 'better-sqlite3';
 
@@ -44,9 +44,11 @@ export class SqliteStore implements Store {
   readonly #insert: Database.Statement;
   readonly #seen: Database.Statement;
   readonly #delete: Database.Statement;
+  readonly #unsee: Database.Statement;
   #appends: Pending[] = [];
   #removals: number[] = [];
-  #removalWaiters: Array<() => void> = [];
+  #forgets: MessageKey[] = [];
+  #removalWaiters: Array<{ resolve(): void; reject(err: unknown): void }> = [];
   #scheduled = false;
   #closed = false;
 
@@ -61,6 +63,9 @@ export class SqliteStore implements Store {
       throw new ConfigError(`cannot open the store ${file}: ${(cause as Error).message}`, { cause });
     }
     const db = this.#db;
+    // One router per file: a second process on the same data dir would hand out the same
+    // messages twice. EXCLUSIVE holds the lock from the first write until close.
+    db.pragma('locking_mode = EXCLUSIVE');
     db.pragma('journal_mode = WAL');
     db.pragma(`synchronous = ${sync === 'full' ? 'FULL' : 'NORMAL'}`);
     db.pragma('foreign_keys = OFF');
@@ -88,6 +93,14 @@ export class SqliteStore implements Store {
     );
     this.#seen = db.prepare('INSERT OR REPLACE INTO seen (sender, id, at) VALUES (?, ?, ?)');
     this.#delete = db.prepare('DELETE FROM messages WHERE seq = ?');
+    this.#unsee = db.prepare('DELETE FROM seen WHERE sender = ? AND id = ?');
+    try {
+      // Takes the exclusive lock now, so that a second router on this file fails at start.
+      db.exec('BEGIN IMMEDIATE; COMMIT;');
+    } catch (cause) {
+      db.close();
+      throw new ConfigError(`the store ${file} is in use by another process (is another router running with this data dir?)`, { cause });
+    }
   }
 
   recover(seenSince: number): Promise<Recovered> {
@@ -122,8 +135,17 @@ export class SqliteStore implements Store {
   remove(seqs: readonly number[]): Promise<void> {
     this.#open();
     for (const s of seqs) this.#removals.push(s);
-    return new Promise((resolve) => {
-      this.#removalWaiters.push(resolve);
+    return new Promise((resolve, reject) => {
+      this.#removalWaiters.push({ resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  forget(keys: readonly MessageKey[]): Promise<void> {
+    this.#open();
+    for (const k of keys) this.#forgets.push(k);
+    return new Promise((resolve, reject) => {
+      this.#removalWaiters.push({ resolve, reject });
       this.#schedule();
     });
   }
@@ -166,10 +188,12 @@ export class SqliteStore implements Store {
     if (this.#closed) return;
     const appends = this.#appends;
     const removals = this.#removals;
+    const forgets = this.#forgets;
     const waiters = this.#removalWaiters;
-    if (appends.length === 0 && removals.length === 0) return;
+    if (appends.length === 0 && removals.length === 0 && forgets.length === 0 && waiters.length === 0) return;
     this.#appends = [];
     this.#removals = [];
+    this.#forgets = [];
     this.#removalWaiters = [];
     const results: number[][] = [];
     try {
@@ -180,19 +204,21 @@ export class SqliteStore implements Store {
             const r = this.#insert.run(m.queue, m.from, m.id, m.to, m.flags, m.hops, Buffer.from(m.body), m.storedAt, m.expiresAt);
             this.#seen.run(m.from, m.id, m.storedAt);
             seqs.push(Number(r.lastInsertRowid));
+            crashPoint('store.mid-commit');
           }
           results.push(seqs);
         }
         for (const s of removals) this.#delete.run(s);
+        for (const k of forgets) this.#unsee.run(k.from, k.id);
       })();
     } catch (cause) {
       const err = new PosternError('ERR_INTERNAL', `the store could not commit: ${(cause as Error).message}`, { cause });
       for (const a of appends) a.reject(err);
-      for (const w of waiters) w();
+      for (const w of waiters) w.reject(err);
       return;
     }
     appends.forEach((a, i) => a.resolve(results[i] ?? []));
-    for (const w of waiters) w();
+    for (const w of waiters) w.resolve();
   }
 
   #open(): void {

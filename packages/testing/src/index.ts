@@ -6,3 +6,5 @@ export { testSessionTokens } from './session-tokens.js';
 export { waitFor } from './wait-for.js';
 export { storeSuite } from './store-suite.js';
 export type { StoreHarness } from './store-suite.js';
+export { FaultProxy } from './fault-proxy.js';
+export type { FaultProxyOptions } from './fault-proxy.js';

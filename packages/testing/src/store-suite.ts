@@ -64,6 +64,29 @@ export function storeSuite(name: string, harness: StoreHarness): void {
       assert.deepEqual(r.seen.map((k) => k.id), [recent.id]);
     });
 
+    it('forgets released keys, and ignores unknown ones', async () => {
+      const s = await harness.create();
+      await s.recover(0);
+      const a = message('q', 'a', 1_000);
+      const b = message('q', 'b', 1_000);
+      await s.append([a, b]);
+      await s.forget([{ from: a.from, id: a.id }, { from: 'nobody@x', id: 'zz' }]);
+      const r = await (await harness.reopen(s)).recover(0);
+      assert.deepEqual(r.seen.map((k) => k.id), [b.id]);
+      assert.equal(r.messages.length, 2, 'forgetting a key keeps its message');
+    });
+
+    it('commits an append, a removal and a forget made in the same tick together', async () => {
+      const s = await harness.create();
+      await s.recover(0);
+      const [old] = await s.append([message('q', 'old')]);
+      const report = message('q', 'report');
+      const done = Promise.all([s.append([report]), s.remove([old!]), s.forget([{ from: report.from, id: 'gone' }])]);
+      await done;
+      const r = await (await harness.reopen(s)).recover(0);
+      assert.deepEqual(r.messages.map((m) => text(m.body)), ['report']);
+    });
+
     it('forgets removed messages and ignores unknown seqs', async () => {
       const s = await harness.create();
       await s.recover(0);

@@ -1,0 +1,555 @@
+import { FrameType, MsgFlag, WireCode, encodeReport, type AckFrame, type NackFrame } from '@postern/protocol';
+import { crashPoint } from './crash.js';
+import { messageKey, type Link } from './link.js';
+import type { ResolvedRouterOptions } from './options.js';
+import type { MessageKey, NewMessage, Store } from './store.js';
+
+/**
+ * Store-and-forward of reliable messages: custody moves hop by hop.
+ *
+ * 1. Accept: a reliable MSG is appended to the store (group commit, one per I/O phase) and only
+ *    then ACKed to the hop it came from. Its key (from, id) is kept so that a retry of it is
+ *    ACKed again and dropped, until that hop RELEASEs the ACK (or, if the link is lost first,
+ *    for `dedupWindowMs`).
+ * 2. Forward: each queue (one per local recipient, one per remote domain) sends in seq order
+ *    to the link that serves it, within the link's in-flight window, and resends from the
+ *    first unacked message when that link is lost. A queue never has messages in flight on
+ *    two links at once, so order per sender and recipient survives reconnects and reroutes.
+ * 3. Settle: on the next hop's ACK the copy is removed; once that removal is durable we
+ *    RELEASE the ACK so the next hop may forget the key. A NACK, or a message that outlives
+ *    `maxMessageAgeMs` while waiting, is removed and reported to its sender (a REPORT message,
+ *    stored and routed like any other). So is delivery, when the sender asked for a receipt.
+ */
+export interface DeliveryHost {
+  /** The link that carries queue `key` now, or undefined while there is none. */
+  target(queue: string): Link | undefined;
+  /** The queue and hop limit for a message this router originates to `address`. */
+  route(address: string): { queue: string; hops: number } | undefined;
+  nack(link: Link, id: string, from: string, code: number, reason: string): void;
+  /** The store failed: this router cannot keep its promises any more. */
+  fatal(err: unknown): void;
+}
+
+export interface DeliveryStats {
+  /** Reliable messages held (waiting or in flight). */
+  stored: number;
+  storedBytes: number;
+  queues: number;
+  /** Retries recognised by key and acked again without a second copy. */
+  duplicates: number;
+  /** Messages removed unsent after `maxMessageAgeMs`. */
+  expired: number;
+  /** Reports this router made (delivered receipts and failures). */
+  reports: number;
+  /** Reports that could not be made or routed (a report about a report is never made). */
+  reportsDropped: number;
+  /** Keys acked on a lost link whose sender never retried, dropped early because `maxSeenKeys` was reached. */
+  dedupEvicted: number;
+  /** Keys kept to drop retries. */
+  seenKeys: number;
+}
+
+export interface Incoming {
+  readonly from: string;
+  readonly id: string;
+  readonly to: string;
+  readonly flags: number;
+  readonly hops: number;
+  readonly body: Uint8Array;
+}
+
+const PENDING = 0;
+const UNSENT = 1;
+const SENT = 2;
+const DONE = 3;
+
+/** A message this router holds. */
+export class Entry {
+  seq = 0;
+  state = PENDING;
+  link: Link | undefined;
+  /** Hops that sent it (a retry may arrive while the first copy commits): each gets an ACK. */
+  origins: Link[] = [];
+  readonly key: string;
+  readonly size: number;
+
+  constructor(
+    readonly queue: Queue,
+    readonly m: Incoming,
+    readonly storedAt: number,
+    readonly expiresAt: number,
+  ) {
+    this.key = messageKey(m.from, m.id);
+    this.size = m.body.length + m.from.length + m.to.length + m.id.length + 16;
+  }
+}
+
+/** Messages for one destination, in seq order. */
+export class Queue {
+  readonly items: Entry[] = [];
+  /** items[0..head) are done; items[head..cursor) are sent or done. */
+  head = 0;
+  cursor = 0;
+  count = 0;
+  bytes = 0;
+  inflight = 0;
+  /** The link carrying this queue's in-flight messages. */
+  link: Link | undefined;
+  /** Senders paused because this queue backed up behind a connected but slow next hop. */
+  readonly blocked = new Set<Link>();
+
+  constructor(readonly key: string) {}
+}
+
+/** A key we accepted; `owner` is the link whose RELEASE will let us forget it. */
+export interface Seen extends MessageKey {
+  readonly key: string;
+  owner: Link | undefined;
+  /** While the first copy commits. */
+  entry: Entry | undefined;
+  /** When it became a leftover (its link was lost before RELEASE). */
+  at: number;
+}
+
+export class Delivery {
+  readonly #o: ResolvedRouterOptions;
+  readonly #store: Store;
+  readonly #host: DeliveryHost;
+  readonly #queues = new Map<string, Queue>();
+  readonly #seen = new Map<string, Seen>();
+  /** Keys whose link was lost before RELEASE, oldest first; pruned after `dedupWindowMs`. */
+  #leftovers: Seen[] = [];
+  #appends: Entry[] = [];
+  #removals: number[] = [];
+  #forgets: MessageKey[] = [];
+  readonly #releases = new Map<Link, number>();
+  readonly #wake = new Set<Queue>();
+  #scheduled = false;
+  #ready = false;
+  #closed = false;
+  #timer: unknown;
+  readonly #waitingForReady: Array<() => void> = [];
+  readonly #stats = { stored: 0, storedBytes: 0, duplicates: 0, expired: 0, reports: 0, reportsDropped: 0, dedupEvicted: 0 };
+
+  constructor(o: ResolvedRouterOptions, store: Store, host: DeliveryHost) {
+    this.#o = o;
+    this.#store = store;
+    this.#host = host;
+  }
+
+  stats(): DeliveryStats {
+    return { ...this.#stats, queues: this.#queues.size, seenKeys: this.#seen.size };
+  }
+
+  /** Loads what the store kept: every held message is queued again, every kept key drops retries. */
+  async start(): Promise<void> {
+    const o = this.#o;
+    const now = o.clock.now();
+    await this.#store.pruneSeen(now - o.dedupWindowMs);
+    const r = await this.#store.recover(now - o.dedupWindowMs);
+    for (const k of r.seen) {
+      const key = messageKey(k.from, k.id);
+      // After a restart no link owns a key: each waits out the window from now.
+      const s: Seen = { key, from: k.from, id: k.id, owner: undefined, entry: undefined, at: now };
+      this.#seen.set(key, s);
+      this.#leftovers.push(s);
+    }
+    for (const m of r.messages) {
+      const q = this.#queue(m.queue);
+      const e = new Entry(q, { from: m.from, id: m.id, to: m.to, flags: m.flags, hops: m.hops, body: m.body }, m.storedAt, m.expiresAt);
+      e.seq = m.seq;
+      e.state = UNSENT;
+      this.#hold(q, e);
+    }
+    this.#ready = true;
+    for (const fn of this.#waitingForReady.splice(0)) fn();
+    for (const q of this.#queues.values()) this.#wake.add(q);
+    this.#schedule();
+    this.#armTimer();
+  }
+
+  /**
+   * Takes custody of a reliable message for `queue`, from `origin` (undefined: made here). It is
+   * ACKed once stored; a retry of a stored or pending key is ACKed again and dropped.
+   */
+  accept(origin: Link | undefined, m: Incoming, queue: string): void {
+    if (!this.#ready) {
+      this.#waitingForReady.push(() => {
+        if (origin === undefined || origin.up) this.accept(origin, m, queue);
+      });
+      return;
+    }
+    const o = this.#o;
+    const key = messageKey(m.from, m.id);
+    const seen = this.#seen.get(key);
+    if (seen !== undefined) {
+      this.#stats.duplicates++;
+      if (origin === undefined) return;
+      if (seen.entry !== undefined) seen.entry.origins.push(origin);
+      else this.#ack(origin, seen);
+      return;
+    }
+    const q = this.#queue(queue);
+    const isReport = (m.flags & MsgFlag.REPORT) !== 0;
+    const now = o.clock.now();
+    const e = new Entry(q, m, now, now + o.maxMessageAgeMs);
+    // Reports are exempt from the limits: refusing one would leave its reader guessing.
+    if (!isReport && origin !== undefined) {
+      const refusal =
+        q.count >= o.maxQueueMessages
+          ? `the queue for "${m.to}" holds its limit of ${o.maxQueueMessages} messages`
+          : q.bytes + e.size > o.maxQueueBytes
+            ? `the queue for "${m.to}" holds its limit of ${o.maxQueueBytes} bytes`
+            : this.#stats.storedBytes + e.size > o.maxStoredBytes
+              ? `this router holds its limit of ${o.maxStoredBytes} bytes of messages`
+              : undefined;
+      if (refusal !== undefined) {
+        if (q.count === 0) this.#queues.delete(q.key);
+        this.#host.nack(origin, m.id, m.from, WireCode.QUEUE_FULL, refusal);
+        return;
+      }
+    }
+    if (origin !== undefined) e.origins.push(origin);
+    this.#seen.set(key, { key, from: m.from, id: m.id, owner: undefined, entry: e, at: now });
+    this.#hold(q, e);
+    this.#appends.push(e);
+    this.#schedule();
+    if (origin !== undefined) this.#backpressure(origin, q);
+  }
+
+  /** The next hop took custody (or, for an agent, its application took the message). */
+  onAck(link: Link, f: AckFrame): void {
+    link.acksIn++;
+    const e = link.inflight.get(messageKey(f.from, f.id));
+    if (e !== undefined) {
+      this.#landed(link, e);
+      crashPoint(link.kind === 'agent' ? 'deliver.after-ack' : 'forward.after-ack');
+      if (link.kind === 'agent' && (e.m.flags & MsgFlag.RECEIPT) !== 0) this.#report(e, WireCode.OK, '');
+      this.#finish(e);
+    }
+    // The agent SDK keeps no keys for us to release: its dedup window covers our resends.
+    if (link.kind !== 'agent') this.#releases.set(link, link.acksIn);
+    this.#schedule();
+  }
+
+  /** The next hop refused the message: it is dropped here and its sender told why. */
+  onNack(link: Link, f: NackFrame): void {
+    const e = link.inflight.get(messageKey(f.from, f.id));
+    if (e === undefined) return;
+    this.#landed(link, e);
+    this.#report(e, f.code, f.reason);
+    this.#finish(e);
+    this.#schedule();
+  }
+
+  /** The hop we acked has settled its first `count` ACKs on this link: forget their keys. */
+  onRelease(link: Link, count: number): void {
+    const n = Math.min(count - link.ackBase, link.acked.length);
+    if (n <= 0) return;
+    for (let i = 0; i < n; i++) {
+      const s = link.acked[i]!;
+      if (s.owner !== link) continue;
+      this.#seen.delete(s.key);
+      this.#forgets.push({ from: s.from, id: s.id });
+    }
+    link.acked = link.acked.slice(n);
+    link.ackBase += n;
+    this.#schedule();
+  }
+
+  /** Queues that may now have a link to send on (an agent connected, a route or uplink came up). */
+  wake(queue?: string): void {
+    if (queue === undefined) {
+      for (const q of this.#queues.values()) this.#wake.add(q);
+    } else {
+      const q = this.#queues.get(queue);
+      if (q !== undefined) this.#wake.add(q);
+    }
+    this.#schedule();
+  }
+
+  /** Wakes every domain queue (a route changed: any of them may go another way now). */
+  wakeDomains(): void {
+    for (const q of this.#queues.values()) if (q.key.startsWith('domain:')) this.#wake.add(q);
+    this.#schedule();
+  }
+
+  linkDown(link: Link): void {
+    for (const s of link.acked) if (s.owner === link) this.#orphan(s);
+    link.acked = [];
+    for (const e of link.inflight.values()) {
+      e.state = UNSENT;
+      e.link = undefined;
+      const q = e.queue;
+      q.inflight--;
+      if (q.cursor > q.head) q.cursor = q.head;
+      this.#wake.add(q);
+    }
+    link.inflight.clear();
+    link.inflightBytes = 0;
+    for (const q of link.waiting) this.#wake.add(q);
+    link.waiting.clear();
+    for (const q of this.#queues.values()) q.blocked.delete(link);
+    this.#releases.delete(link);
+    this.#schedule();
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#o.clock.clearTimeout(this.#timer);
+  }
+
+  #queue(key: string): Queue {
+    let q = this.#queues.get(key);
+    if (q === undefined) {
+      q = new Queue(key);
+      this.#queues.set(key, q);
+    }
+    return q;
+  }
+
+  #hold(q: Queue, e: Entry): void {
+    q.items.push(e);
+    q.count++;
+    q.bytes += e.size;
+    this.#stats.stored++;
+    this.#stats.storedBytes += e.size;
+  }
+
+  #ack(origin: Link, s: Seen): void {
+    if (!origin.up) {
+      this.#orphan(s);
+      return;
+    }
+    origin.channel.send({ type: FrameType.ACK, id: s.id, from: s.from });
+    s.owner = origin;
+    origin.acked.push(s);
+    // A peer that never releases (a minimal client) must not grow this without bound: its
+    // oldest keys wait out the window like those of a lost link.
+    if (origin.acked.length > this.#o.maxUnreleasedPerLink) {
+      const old = origin.acked.shift()!;
+      origin.ackBase++;
+      if (old.owner === origin) this.#orphan(old);
+    }
+  }
+
+  /** No live link will release `s`: it waits out the window from now. */
+  #orphan(s: Seen): void {
+    s.owner = undefined;
+    s.at = this.#o.clock.now();
+    this.#leftovers.push(s);
+  }
+
+  /** Pauses `origin` while `q` backs up behind a connected next hop that is slower than its senders. */
+  #backpressure(origin: Link, q: Queue): void {
+    if (q.count - q.inflight <= this.#o.queueHighWater || !origin.channel.canPause || q.blocked.has(origin)) return;
+    if (this.#host.target(q.key) === undefined) return; // offline: the queue limits apply instead
+    q.blocked.add(origin);
+    origin.channel.pause();
+  }
+
+  #unblock(q: Queue): void {
+    if (q.blocked.size === 0 || q.count - q.inflight > this.#o.queueHighWater / 2) return;
+    for (const l of q.blocked) if (l.up) l.channel.resume();
+    q.blocked.clear();
+  }
+
+  /** Removes `e` from its link's in-flight window. */
+  #landed(link: Link, e: Entry): void {
+    link.inflight.delete(e.key);
+    link.inflightBytes -= e.size;
+    e.link = undefined;
+    e.queue.inflight--;
+    this.#wake.add(e.queue);
+    for (const q of link.waiting) this.#wake.add(q);
+    link.waiting.clear();
+  }
+
+  /** `e` leaves this router: its copy is removed (in the next commit). */
+  #finish(e: Entry): void {
+    if (e.state === DONE) return;
+    const wasPending = e.state === PENDING;
+    e.state = DONE;
+    const q = e.queue;
+    q.count--;
+    q.bytes -= e.size;
+    this.#stats.stored--;
+    this.#stats.storedBytes -= e.size;
+    if (!wasPending) this.#removals.push(e.seq);
+    while (q.head < q.items.length && q.items[q.head]!.state === DONE) q.head++;
+    if (q.cursor < q.head) q.cursor = q.head;
+    if (q.head > 64 && q.head * 2 > q.items.length) {
+      q.items.splice(0, q.head);
+      q.cursor -= q.head;
+      q.head = 0;
+    }
+    if (q.count === 0 && q.inflight === 0) {
+      q.items.length = 0;
+      q.head = q.cursor = 0;
+      if (q.blocked.size === 0) this.#queues.delete(q.key);
+    }
+    this.#unblock(q);
+  }
+
+  /** Tells the sender of `e` what became of it, with a REPORT message. Never about a report. */
+  #report(e: Entry, code: number, reason: string): void {
+    const o = this.#o;
+    if ((e.m.flags & MsgFlag.REPORT) !== 0) {
+      this.#stats.reportsDropped++;
+      o.logger.warn('a report could not be delivered and was dropped', { from: e.m.from, to: e.m.to, code, reason });
+      return;
+    }
+    const r = this.#host.route(e.m.from);
+    if (r === undefined) {
+      this.#stats.reportsDropped++;
+      return;
+    }
+    this.#stats.reports++;
+    const body = encodeReport({ code, ref: e.m.id, reason: reason.slice(0, 1024) });
+    this.accept(undefined, { from: e.m.to, id: `~${e.m.id.slice(0, 100)}.${reportId()}`, to: e.m.from, flags: MsgFlag.REPORT, hops: r.hops, body }, r.queue);
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#closed) return;
+    this.#scheduled = true;
+    this.#o.scheduler(() => this.#flush());
+  }
+
+  /** Once per I/O phase: one store commit for everything decided in it, then sends. */
+  #flush(): void {
+    this.#scheduled = false;
+    if (this.#closed) return;
+    const appends = this.#appends;
+    if (appends.length > 0) {
+      this.#appends = [];
+      this.#store.append(appends.map(toNew)).then(
+        (seqs) => this.#stored(appends, seqs),
+        (err: unknown) => this.#host.fatal(err),
+      );
+    }
+    if (this.#removals.length > 0 || this.#forgets.length > 0 || this.#releases.size > 0) {
+      const removals = this.#removals;
+      const forgets = this.#forgets;
+      const releases = [...this.#releases];
+      this.#removals = [];
+      this.#forgets = [];
+      this.#releases.clear();
+      Promise.all([this.#store.remove(removals), this.#store.forget(forgets)]).then(
+        () => {
+          crashPoint('forward.after-remove');
+          for (const [link, count] of releases) if (link.up) link.channel.send({ type: FrameType.RELEASE, count });
+        },
+        (err: unknown) => this.#host.fatal(err),
+      );
+    }
+    for (const q of this.#wake) this.#pump(q);
+    this.#wake.clear();
+  }
+
+  #stored(entries: Entry[], seqs: number[]): void {
+    entries.forEach((e, i) => {
+      e.seq = seqs[i] ?? 0;
+      const s = this.#seen.get(e.key);
+      if (s !== undefined && s.entry === e) s.entry = undefined;
+      if (e.state === DONE) {
+        this.#removals.push(e.seq); // expired or refused while it committed
+        return;
+      }
+      e.state = UNSENT;
+      crashPoint('accept.after-store');
+      if (s !== undefined) {
+        for (const o of e.origins) this.#ack(o, s);
+        // Made here (a report), or every sender gone: nobody will release the key.
+        if (s.owner === undefined && e.origins.length === 0) this.#orphan(s);
+      }
+      e.origins = [];
+      crashPoint('accept.after-ack');
+      this.#wake.add(e.queue);
+    });
+    this.#schedule();
+  }
+
+  /** Sends what `q` may send now: in order, within the window of its link. */
+  #pump(q: Queue): void {
+    if (q.count === 0) return;
+    const link = this.#host.target(q.key);
+    if (link === undefined || !link.up) return;
+    if (q.inflight > 0 && q.link !== link) return; // the old path settles first, or order could break
+    const o = this.#o;
+    let i = q.cursor;
+    for (; i < q.items.length; i++) {
+      const e = q.items[i]!;
+      if (e.state === PENDING) break;
+      if (e.state !== UNSENT) continue;
+      if (link.inflight.size >= o.maxInFlightPerLink || (link.inflight.size > 0 && link.inflightBytes + e.size > o.maxInFlightBytesPerLink)) {
+        link.waiting.add(q);
+        break;
+      }
+      const m = e.m;
+      const frameSize = 8 + m.id.length + m.from.length + m.to.length + m.body.length;
+      if (frameSize > link.maxFrame) {
+        this.#report(e, WireCode.FRAME_TOO_LARGE, `the next hop accepts frames of at most ${link.maxFrame} bytes; this one has ${frameSize}`);
+        this.#finish(e);
+        continue;
+      }
+      e.state = SENT;
+      e.link = link;
+      link.inflight.set(e.key, e);
+      link.inflightBytes += e.size;
+      q.inflight++;
+      q.link = link;
+      link.channel.msg(m.flags, m.hops, m.id, m.from, m.to, m.body);
+      crashPoint(link.kind === 'agent' ? 'deliver.after-send' : 'forward.after-send');
+    }
+    q.cursor = i;
+    this.#unblock(q);
+  }
+
+  #armTimer(): void {
+    if (this.#closed) return;
+    this.#timer = this.#o.clock.setTimeout(() => {
+      this.#expire();
+      this.#armTimer();
+    }, 1000);
+  }
+
+  /** Drops messages that waited past their age and keys of lost links past the window. */
+  #expire(): void {
+    const o = this.#o;
+    const now = o.clock.now();
+    for (const q of [...this.#queues.values()]) {
+      for (let i = q.head; i < q.items.length; i++) {
+        const e = q.items[i]!;
+        if (e.expiresAt > now) break; // ages grow along a queue
+        if (e.state !== UNSENT) continue; // in flight: the next hop may have it
+        this.#stats.expired++;
+        this.#report(e, WireCode.EXPIRED, `not delivered within ${o.maxMessageAgeMs} ms`);
+        this.#finish(e);
+      }
+    }
+    const cutoff = now - o.dedupWindowMs;
+    let n = 0;
+    const over = this.#seen.size - o.maxSeenKeys;
+    for (const s of this.#leftovers) {
+      if (s.owner === undefined && s.at > cutoff && n >= over) break;
+      n++;
+      if (s.owner !== undefined || this.#seen.get(s.key) !== s || s.entry !== undefined) continue;
+      if (s.at > cutoff) this.#stats.dedupEvicted++;
+      this.#seen.delete(s.key);
+      this.#forgets.push({ from: s.from, id: s.id });
+    }
+    if (n > 0) this.#leftovers = this.#leftovers.slice(n);
+    this.#schedule();
+  }
+}
+
+function toNew(e: Entry): NewMessage {
+  const m = e.m;
+  return { queue: e.queue.key, from: m.from, id: m.id, to: m.to, flags: m.flags, hops: m.hops, body: m.body, storedAt: e.storedAt, expiresAt: e.expiresAt };
+}
+
+function reportId(): string {
+  const b = new Uint8Array(8);
+  crypto.getRandomValues(b);
+  return Array.from(b, (x) => x.toString(36)).join('');
+}
