@@ -97,7 +97,9 @@ describe('relay + gateway + agents in one process', () => {
     const inside = next(alice);
     await dave.send('alice', 'inside only');
     assert.equal((await inside).text(), 'inside only');
-    await assert.rejects(alice.send('bob@relay', 'x'), (e: Error & { code?: string }) => e.code === 'ERR_NO_ROUTE');
+    // Outward messages are accepted by the gateway and wait in it for the uplink.
+    await alice.send('bob@relay', 'sent during the outage');
+    assert.equal(gateway.router.stats().stored, 1);
 
     const relay2 = await startRouter({ domain: 'relay', listen: [`127.0.0.1:${port}`], secret });
     cleanup.push(() => relay2.close());
@@ -105,6 +107,7 @@ describe('relay + gateway + agents in one process', () => {
     assert.ok(statuses.some((s) => s.type === 'down' && !s.refused));
     const bob = await connect({ url: relay2.url, name: 'bob', token: await issueToken(secret, { domain: 'relay', name: 'bob' }) });
     cleanup.push(() => bob.close());
+    assert.equal((await next(bob)).text(), 'sent during the outage');
     const later = next(alice);
     await bob.send('alice@acme', 'after the outage');
     assert.equal((await later).text(), 'after the outage');
@@ -155,9 +158,15 @@ describe('relay + gateway + agents in one process', () => {
     assert.equal(got.from, `${id}@relay`, 'the restarted router recognised the session: same id');
     await queued;
 
-    // A message to an agent that is away is refused, not silently lost.
+    // A message to an agent that is away waits for it; a receipt says when it got there.
+    const eveToken = eve.resumeToken;
     await eve.close();
-    await assert.rejects(frank.send(`${id}@relay`, 'x'), (e: Error & { code?: string }) => e.code === 'ERR_NO_ROUTE');
+    const receipt = frank.send(`${id}@relay`, 'while you were away', { receipt: 'delivered' });
+    const back = await connect({ url, resume: eveToken });
+    cleanup.push(() => back.close());
+    assert.equal(back.id, id);
+    assert.equal((await next(back)).text(), 'while you were away');
+    await receipt;
   });
 
   it('keeps the resume key of a router without a secret in its data dir, so ids survive its restart', async () => {

@@ -4,8 +4,9 @@ import { out, untilSignal } from '../output.js';
 
 export const help = `Usage: postern listen --connect URL --as NAME [--token T] [--json] [--count N]
 
-Connects as NAME@DOMAIN and prints each message it receives; each is acknowledged as it is
-taken for printing.
+Connects as NAME@DOMAIN and prints each message it receives. Each is acknowledged once it
+was written to standard output, so a message is never lost between the router and the output
+(if listen dies first, the router sends it again on the next connection).
 Reconnects (same session) when the connection drops.
 
 Options:
@@ -18,6 +19,11 @@ Options:
   -h, --help         this help
 
 Plain output is one line per message: FROM: BODY`;
+
+/** Resolves when the line was handed to the OS (pipe, file or terminal). */
+function print(text: string): Promise<void> {
+  return new Promise((resolve, reject) => process.stdout.write(`${text}\n`, (err) => (err ? reject(err) : resolve())));
+}
 
 const fatal = new TextDecoder('utf-8', { fatal: true });
 
@@ -53,6 +59,7 @@ export async function listen(argv: string[]): Promise<number> {
     url,
     name,
     agent: 'postern-cli/listen',
+    autoAck: false,
     connectTimeoutMs: int('listen', p, 'timeout', 1) ?? 10_000,
     ...(token === undefined ? {} : { token }),
   });
@@ -65,7 +72,8 @@ export async function listen(argv: string[]): Promise<number> {
   const stop = untilSignal().then(() => client.close());
   try {
     for await (const m of client) {
-      out(line(m, json));
+      await print(line(m, json));
+      m.ack();
       if (count !== undefined && ++n >= count) break;
     }
   } finally {

@@ -8,8 +8,10 @@ import { UsageError } from '../usage-error.js';
 export const help = `Usage: postern send --connect URL --to ADDRESS [--as NAME] [--token T] [--count N] [TEXT]
 
 Sends TEXT, or each line of standard input, to ADDRESS (name@domain or _id@domain; a bare name
-means the connected router's domain). Waits until every message is acknowledged: exits 0 only
-when all were accepted, else prints the reason per message and exits 1.
+means the connected router's domain). Reliable by default: waits until the router has stored
+every message (it then delivers it, keeping it while the recipient is offline, for up to the
+router's --max-age), and exits 0 only when all were accepted, else prints the reason per
+message and exits 1. With --receipt it waits until each one reached the recipient's application.
 
 Options:
   --connect URL      a router (relay or gateway) [required]
@@ -17,8 +19,9 @@ Options:
   --as NAME          claim this name as the sender (else the router assigns an id)
   --token T          credential (or POSTERN_TOKEN)
   --count N          send N numbered copies: "TEXT 1" ... "TEXT N"
-  --volatile         at most once: do not wait for acknowledgements
-  --timeout MS       per message, fail when not acknowledged in this time [60000]
+  --receipt          wait for delivery to the recipient's application, not only acceptance
+  --volatile         at most once: not stored, not retried, no acknowledgement
+  --timeout MS       per message, fail when not accepted (or with --receipt, delivered) in this time [60000]
   --quiet            print nothing on success
   -h, --help         this help`;
 
@@ -47,6 +50,7 @@ export async function send(argv: string[]): Promise<number> {
       token: { type: 'string' },
       count: { type: 'string' },
       volatile: { type: 'boolean' },
+      receipt: { type: 'boolean' },
       timeout: { type: 'string' },
       quiet: { type: 'boolean' },
     },
@@ -62,6 +66,8 @@ export async function send(argv: string[]): Promise<number> {
   if (p.positionals.length > 1) throw new UsageError('send: give TEXT as one argument (quote it)');
   const text = p.positionals[0];
   const volatile = flag(p, 'volatile');
+  const receipt = flag(p, 'receipt');
+  if (volatile && receipt) throw new UsageError('send: --receipt and --volatile exclude each other (a volatile message has no receipt)');
   const client = await connect({
     url,
     agent: 'postern-cli/send',
@@ -76,7 +82,7 @@ export async function send(argv: string[]): Promise<number> {
     for await (const body of bodies(text, count)) {
       const n = ++i;
       results.push(
-        client.send(to, body, { volatile }).then(
+        client.send(to, body, { volatile, receipt: receipt ? 'delivered' : 'accepted' }).then(
           (r): [number, SendResult] => [n, r],
           (e: unknown): [number, PosternError] => [n, e instanceof PosternError ? e : new PosternError('ERR_UNKNOWN', String(e))],
         ),
@@ -91,7 +97,7 @@ export async function send(argv: string[]): Promise<number> {
       }
     }
     if (!flag(p, 'quiet')) {
-      out(`postern send: ${i - failed} of ${i} message${i === 1 ? '' : 's'} ${volatile ? 'sent (volatile)' : 'accepted'} as ${client.address}`);
+      out(`postern send: ${i - failed} of ${i} message${i === 1 ? '' : 's'} ${volatile ? 'sent (volatile)' : receipt ? 'delivered' : 'accepted'} as ${client.address}`);
     }
     return failed === 0 ? 0 : 1;
   } finally {
