@@ -1,8 +1,9 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { crashPoint, type MessageKey, type NewMessage, type Recovered, type Store, type StoredMessage } from '@postern/core';
+import { crashPoint, type NewMessage, type Recovered, type SeenKey, type Store, type StoredMessage } from '@postern/core';
 import { ConfigError, PosternError } from '@postern/protocol';
 import Database from 'better-sqlite3';
+import { decodeRow, encodeRow } from './row-codec.js';
 
 export interface SqliteStoreOptions {
   /**
@@ -13,20 +14,10 @@ export interface SqliteStoreOptions {
   sync?: 'full' | 'normal';
 }
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
-interface Row {
-  seq: number;
-  queue: string;
-  sender: string;
-  id: string;
-  dest: string;
-  flags: number;
-  hops: number;
-  body: Buffer;
-  stored_at: number;
-  expires_at: number;
-}
+/** Rows per multi-row statement: one call into SQLite for many rows. */
+const CHUNK = 64;
 
 interface Pending {
   messages: readonly NewMessage[];
@@ -34,21 +25,32 @@ interface Pending {
   reject(err: unknown): void;
 }
 
+interface Waiter {
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
 /**
- * A Store in one SQLite file (WAL mode). Appends and removals made during one I/O phase are
- * written in a single transaction: one fsync for all of them (group commit).
+ * A Store in one SQLite file (WAL mode, locked to this process). Appends, retirements and
+ * removals made during one I/O phase are written in a single transaction: one fsync for all
+ * of them (group commit). One table: a row is a message and its key (`held` = 1) or, once
+ * retired, the key alone (`held` = 0). No secondary index: lookups by key happen in memory.
  */
 export class SqliteStore implements Store {
   readonly file: string;
   readonly #db: Database.Database;
-  readonly #insert: Database.Statement;
-  readonly #seen: Database.Statement;
-  readonly #delete: Database.Statement;
-  readonly #unsee: Database.Statement;
+  readonly #insert1: Database.Statement;
+  readonly #insertN: Database.Statement;
+  readonly #delete1: Database.Statement;
+  readonly #deleteN: Database.Statement;
+  readonly #retire1: Database.Statement;
+  readonly #retireN: Database.Statement;
+  readonly #saveSeq: Database.Statement;
+  #next = 1;
   #appends: Pending[] = [];
+  #retires: number[] = [];
   #removals: number[] = [];
-  #forgets: MessageKey[] = [];
-  #removalWaiters: Array<{ resolve(): void; reject(err: unknown): void }> = [];
+  #waiters: Waiter[] = [];
   #scheduled = false;
   #closed = false;
 
@@ -58,69 +60,58 @@ export class SqliteStore implements Store {
     this.file = file;
     try {
       if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
-      this.#db = new Database(file);
+      // A second opener waits this long for the lock: enough for a dying predecessor to go.
+      this.#db = new Database(file, { timeout: 1000 });
     } catch (cause) {
       throw new ConfigError(`cannot open the store ${file}: ${(cause as Error).message}`, { cause });
     }
     const db = this.#db;
-    // One router per file: a second process on the same data dir would hand out the same
-    // messages twice. EXCLUSIVE holds the lock from the first write until close.
-    db.pragma('locking_mode = EXCLUSIVE');
-    db.pragma('journal_mode = WAL');
-    db.pragma(`synchronous = ${sync === 'full' ? 'FULL' : 'NORMAL'}`);
-    db.pragma('foreign_keys = OFF');
-    const version = db.pragma('user_version', { simple: true }) as number;
-    if (version > SCHEMA_VERSION) {
-      db.close();
-      throw new ConfigError(`the store ${file} was written by a newer Postern (schema ${version}, this one reads ${SCHEMA_VERSION})`);
-    }
-    db.exec(`
-      CREATE TABLE IF NOT EXISTS messages (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        queue TEXT NOT NULL, sender TEXT NOT NULL, id TEXT NOT NULL, dest TEXT NOT NULL,
-        flags INTEGER NOT NULL, hops INTEGER NOT NULL, body BLOB NOT NULL,
-        stored_at INTEGER NOT NULL, expires_at INTEGER NOT NULL
-      );
-      CREATE TABLE IF NOT EXISTS seen (
-        sender TEXT NOT NULL, id TEXT NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (sender, id)
-      ) WITHOUT ROWID;
-      CREATE INDEX IF NOT EXISTS seen_at ON seen (at);
-      CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL);
-      PRAGMA user_version = ${SCHEMA_VERSION};
-    `);
-    this.#insert = db.prepare(
-      'INSERT INTO messages (queue, sender, id, dest, flags, hops, body, stored_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
-    );
-    this.#seen = db.prepare('INSERT OR REPLACE INTO seen (sender, id, at) VALUES (?, ?, ?)');
-    this.#delete = db.prepare('DELETE FROM messages WHERE seq = ?');
-    this.#unsee = db.prepare('DELETE FROM seen WHERE sender = ? AND id = ?');
     try {
-      // Takes the exclusive lock now, so that a second router on this file fails at start.
+      // One router per file: a second process on the same data dir would hand out the same
+      // messages twice. EXCLUSIVE holds the lock from the first access until close.
+      db.pragma('locking_mode = EXCLUSIVE');
+      db.pragma('journal_mode = WAL');
+      db.pragma(`synchronous = ${sync === 'full' ? 'FULL' : 'NORMAL'}`);
+      db.pragma('foreign_keys = OFF');
+      const version = db.pragma('user_version', { simple: true }) as number;
+      if (version > SCHEMA_VERSION) {
+        throw new ConfigError(`the store ${file} was written by a newer Postern (schema ${version}, this one reads ${SCHEMA_VERSION})`);
+      }
+      // Takes the write lock now, so that a second router on this file fails at start.
       db.exec('BEGIN IMMEDIATE; COMMIT;');
+      db.transaction(() => migrate(db, version))();
     } catch (cause) {
       db.close();
-      throw new ConfigError(`the store ${file} is in use by another process (is another router running with this data dir?)`, { cause });
+      if (cause instanceof ConfigError) throw cause;
+      const busy = (cause as { code?: string }).code?.startsWith('SQLITE_BUSY') === true;
+      throw new ConfigError(
+        busy ? `the store ${file} is in use by another process (is another router running with this data dir?)` : `cannot open the store ${file}: ${(cause as Error).message}`,
+        { cause },
+      );
     }
+    const list = (n: number, item: string): string => Array.from({ length: n }, () => item).join(', ');
+    this.#insert1 = db.prepare('INSERT INTO messages (seq, held, data) VALUES (?, 1, ?)');
+    this.#insertN = db.prepare(`INSERT INTO messages (seq, held, data) VALUES ${list(CHUNK, '(?, 1, ?)')}`);
+    this.#delete1 = db.prepare('DELETE FROM messages WHERE seq = ?');
+    this.#deleteN = db.prepare(`DELETE FROM messages WHERE seq IN (${list(CHUNK, '?')})`);
+    this.#retire1 = db.prepare('UPDATE messages SET held = 0 WHERE seq = ?');
+    this.#retireN = db.prepare(`UPDATE messages SET held = 0 WHERE seq IN (${list(CHUNK, '?')})`);
+    this.#saveSeq = db.prepare("INSERT OR REPLACE INTO kv (key, value) VALUES ('next-seq', ?)");
+    const saved = db.prepare("SELECT value FROM kv WHERE key = 'next-seq'").get() as { value: Buffer } | undefined;
+    const max = (db.prepare('SELECT max(seq) AS m FROM messages').get() as { m: number | null }).m ?? 0;
+    this.#next = Math.max(max + 1, saved === undefined ? 1 : Number(saved.value.toString('utf8')));
   }
 
-  recover(seenSince: number): Promise<Recovered> {
+  recover(): Promise<Recovered> {
     this.#open();
-    const rows = this.#db.prepare('SELECT * FROM messages ORDER BY seq').all() as Row[];
-    const messages: StoredMessage[] = rows.map((r) => ({
-      seq: r.seq,
-      queue: r.queue,
-      from: r.sender,
-      id: r.id,
-      to: r.dest,
-      flags: r.flags,
-      hops: r.hops,
-      body: new Uint8Array(r.body.buffer, r.body.byteOffset, r.body.byteLength),
-      storedAt: r.stored_at,
-      expiresAt: r.expires_at,
-    }));
-    const seen = (this.#db.prepare('SELECT sender, id, at FROM seen WHERE at >= ?').all(seenSince) as Array<{ sender: string; id: string; at: number }>).map(
-      (k) => ({ from: k.sender, id: k.id, at: k.at }),
-    );
+    const rows = this.#db.prepare('SELECT seq, held, data FROM messages ORDER BY seq').all() as Array<{ seq: number; held: number; data: Buffer }>;
+    const messages: StoredMessage[] = [];
+    const seen: SeenKey[] = [];
+    for (const r of rows) {
+      const m = decodeRow(r.seq, r.data);
+      seen.push({ from: m.from, id: m.id, seq: r.seq, at: m.storedAt });
+      if (r.held === 1) messages.push(m);
+    }
     return Promise.resolve({ messages, seen });
   }
 
@@ -132,28 +123,12 @@ export class SqliteStore implements Store {
     });
   }
 
+  retire(seqs: readonly number[]): Promise<void> {
+    return this.#later(this.#retires, seqs);
+  }
+
   remove(seqs: readonly number[]): Promise<void> {
-    this.#open();
-    for (const s of seqs) this.#removals.push(s);
-    return new Promise((resolve, reject) => {
-      this.#removalWaiters.push({ resolve, reject });
-      this.#schedule();
-    });
-  }
-
-  forget(keys: readonly MessageKey[]): Promise<void> {
-    this.#open();
-    for (const k of keys) this.#forgets.push(k);
-    return new Promise((resolve, reject) => {
-      this.#removalWaiters.push({ resolve, reject });
-      this.#schedule();
-    });
-  }
-
-  pruneSeen(before: number): Promise<void> {
-    this.#open();
-    this.#db.prepare('DELETE FROM seen WHERE at < ?').run(before);
-    return Promise.resolve();
+    return this.#later(this.#removals, seqs);
   }
 
   getValue(key: string): Promise<Uint8Array | undefined> {
@@ -176,6 +151,15 @@ export class SqliteStore implements Store {
     return Promise.resolve();
   }
 
+  #later(into: number[], seqs: readonly number[]): Promise<void> {
+    this.#open();
+    for (const s of seqs) into.push(s);
+    return new Promise((resolve, reject) => {
+      this.#waiters.push({ resolve, reject });
+      this.#schedule();
+    });
+  }
+
   #schedule(): void {
     if (this.#scheduled) return;
     this.#scheduled = true;
@@ -187,31 +171,36 @@ export class SqliteStore implements Store {
     this.#scheduled = false;
     if (this.#closed) return;
     const appends = this.#appends;
+    const retires = this.#retires;
     const removals = this.#removals;
-    const forgets = this.#forgets;
-    const waiters = this.#removalWaiters;
-    if (appends.length === 0 && removals.length === 0 && forgets.length === 0 && waiters.length === 0) return;
+    const waiters = this.#waiters;
+    if (appends.length === 0 && waiters.length === 0) return;
     this.#appends = [];
+    this.#retires = [];
     this.#removals = [];
-    this.#forgets = [];
-    this.#removalWaiters = [];
+    this.#waiters = [];
+    const first = this.#next;
     const results: number[][] = [];
     try {
       this.#db.transaction(() => {
+        let next = first;
+        const rows: unknown[] = [];
         for (const a of appends) {
           const seqs: number[] = [];
           for (const m of a.messages) {
-            const r = this.#insert.run(m.queue, m.from, m.id, m.to, m.flags, m.hops, Buffer.from(m.body), m.storedAt, m.expiresAt);
-            this.#seen.run(m.from, m.id, m.storedAt);
-            seqs.push(Number(r.lastInsertRowid));
-            crashPoint('store.mid-commit');
+            seqs.push(next);
+            rows.push(next++, encodeRow(m));
           }
           results.push(seqs);
         }
-        for (const s of removals) this.#delete.run(s);
-        for (const k of forgets) this.#unsee.run(k.from, k.id);
+        chunked(rows, 2, this.#insert1, this.#insertN, () => crashPoint('store.mid-commit'));
+        chunked(retires, 1, this.#retire1, this.#retireN);
+        chunked(removals, 1, this.#delete1, this.#deleteN);
+        if (next !== first) this.#saveSeq.run(Buffer.from(String(next), 'utf8'));
+        this.#next = next;
       })();
     } catch (cause) {
+      this.#next = first;
       const err = new PosternError('ERR_INTERNAL', `the store could not commit: ${(cause as Error).message}`, { cause });
       for (const a of appends) a.reject(err);
       for (const w of waiters) w.reject(err);
@@ -224,4 +213,36 @@ export class SqliteStore implements Store {
   #open(): void {
     if (this.#closed) throw new PosternError('ERR_CLOSED', `the store ${this.file} is closed`);
   }
+}
+
+/** Runs `one` per item and `many` per CHUNK items; `params` holds `width` values per item. */
+function chunked(params: readonly unknown[], width: number, one: Database.Statement, many: Database.Statement, after?: () => void): void {
+  const n = params.length / width;
+  let i = 0;
+  for (; i + CHUNK <= n; i += CHUNK) {
+    many.run(params.slice(i * width, (i + CHUNK) * width));
+    after?.();
+  }
+  for (; i < n; i++) {
+    one.run(params.slice(i * width, (i + 1) * width));
+    after?.();
+  }
+}
+
+/** Brings a file of any earlier schema to this one, keeping the messages it holds. */
+function migrate(db: Database.Database, from: number): void {
+  db.exec('CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL)');
+  if (from === 1) db.exec('ALTER TABLE messages RENAME TO messages_v1; DROP TABLE IF EXISTS seen;');
+  db.exec('CREATE TABLE IF NOT EXISTS messages (seq INTEGER PRIMARY KEY, held INTEGER NOT NULL, data BLOB NOT NULL)');
+  if (from === 1) {
+    const old = db.prepare('SELECT * FROM messages_v1 ORDER BY seq').all() as Array<{
+      seq: number; queue: string; sender: string; id: string; dest: string; flags: number; hops: number; body: Buffer; stored_at: number; expires_at: number;
+    }>;
+    const insert = db.prepare('INSERT INTO messages (seq, held, data) VALUES (?, 1, ?)');
+    for (const r of old) {
+      insert.run(r.seq, encodeRow({ queue: r.queue, from: r.sender, id: r.id, to: r.dest, flags: r.flags, hops: r.hops, body: r.body, storedAt: r.stored_at, expiresAt: r.expires_at }));
+    }
+    db.exec('DROP TABLE messages_v1');
+  }
+  db.pragma(`user_version = ${SCHEMA_VERSION}`);
 }

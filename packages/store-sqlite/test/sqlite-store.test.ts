@@ -37,7 +37,7 @@ describe('SqliteStore', () => {
     const script = `
       const { SqliteStore } = await import(${JSON.stringify(entry)});
       const s = new SqliteStore(${JSON.stringify(file)});
-      await s.recover(0);
+      await s.recover();
       const m = (i) => ({ queue: 'q', from: 'a@b', id: 'k' + i, to: 'c@d', flags: 0, hops: 1, body: new TextEncoder().encode('v' + i), storedAt: 1, expiresAt: 0 });
       const seqs = await Promise.all(Array.from({ length: 100 }, (_, i) => s.append([m(i)])));
       process.stdout.write(JSON.stringify(seqs.flat()));
@@ -50,11 +50,30 @@ describe('SqliteStore', () => {
     const acknowledged = JSON.parse(r.stdout) as number[];
     assert.equal(acknowledged.length, 100);
     const s = new SqliteStore(file);
-    return s.recover(0).then(async (rec) => {
+    return s.recover().then(async (rec) => {
       assert.deepEqual(rec.messages.map((m) => m.seq), acknowledged);
       assert.equal(rec.seen.length, 100);
       await s.close();
     });
+  });
+
+  it('refuses a second process on the same file, naming the file', async () => {
+    const file = tempFile();
+    const s = new SqliteStore(file);
+    await s.recover();
+    const entry = fileURLToPath(new URL('../src/index.js', import.meta.url));
+    const script = `
+      const { SqliteStore } = await import(${JSON.stringify(entry)});
+      try { new SqliteStore(${JSON.stringify(file)}); process.stdout.write('opened'); }
+      catch (e) { process.stdout.write(e.code + ' ' + e.message); }
+    `;
+    const env = { ...process.env };
+    delete env.NODE_TEST_CONTEXT;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000, env });
+    assert.match(r.stdout, /^ERR_CONFIG .*in use by another process/);
+    await s.close();
+    const again = new SqliteStore(file);
+    await again.close();
   });
 
   it('refuses a bad option and a store written by a newer schema, with a clear error', () => {
