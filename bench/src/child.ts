@@ -1,7 +1,10 @@
 // One benchmark role per process: `node child.js <role>`, driven by run.js over IPC.
 //   forwarder, ws-sender, ws-receiver           the baseline (a minimal ws forwarder)
 //   relay, gateway, agent-sender, agent-receiver the Postern firewall path
+import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connect, type Client, type ClientOptions } from '@postern/client';
 import { createConsoleLogger, issueToken, startRouter, type RouterServer } from '@postern/router';
 import { createNodeWsDialer, createWsDialer, type WebSocketLike } from '@postern/transport-ws/node';
@@ -224,12 +227,26 @@ function routerStats(server: RouterServer, extra: Record<string, unknown>): Hand
   return () => Promise.resolve({ ...server.router.stats(), links: server.router.links().map((l) => ({ kind: l.kind, pending: l.pending })), ...extra });
 }
 
+/** A fresh data dir for this process's router, removed when the process exits. */
+function dataDir(role: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `postern-bench-${role}-`));
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** POSTERN_BENCH_SYNC=normal measures the store without an fsync per commit (diagnostic). */
+function syncOption(): { sync?: 'full' | 'normal' } {
+  const s = process.env['POSTERN_BENCH_SYNC'];
+  return s === 'normal' || s === 'full' ? { sync: s } : {};
+}
+
 function relay(): void {
   const handlers: Record<string, Handler> = {
     ...common,
     init: async (args) => {
       const { secret } = args as { secret: string };
-      const server = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret, logger: silent });
+      // The default durable store (SQLite, fsync per group commit), as a relay runs in production.
+      const server = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret, logger: silent, dataDir: dataDir('relay'), ...syncOption() });
       closers.push(() => server.close());
       handlers.stats = routerStats(server, {});
       return { url: server.url };
@@ -251,6 +268,8 @@ function gateway(): void {
         listen: ['127.0.0.1:0'],
         uplinks: [{ url: relayUrl, token }],
         logger: silent,
+        dataDir: dataDir('gateway'),
+        ...syncOption(),
         onUplinkStatus: (_url, s) => {
           if (s.type === 'up') {
             uplinkEvents.up++;

@@ -16,7 +16,9 @@ class GatedStore extends MemoryStore {
   override append(messages: readonly NewMessage[]): Promise<number[]> {
     if (this.#open) return super.append(messages);
     this.waiting += messages.length;
-    return new Promise((resolve, reject) => this.#held.push(() => super.append(messages).then(resolve, reject)));
+    return new Promise((resolve, reject) => {
+      this.#held.push(() => void super.append(messages).then(resolve, reject));
+    });
   }
   open(): void {
     this.#open = true;
@@ -161,8 +163,8 @@ describe('client SDK against a real router', () => {
     const it2 = rx2[Symbol.asyncIterator]();
     const again = await it2.next();
     assert.equal(again.done, false);
-    assert.equal((again.value as Message).text(), 'ack me');
-    (again.value as Message).ack();
+    assert.equal(again.value.text(), 'ack me');
+    again.value.ack();
     await sent;
   });
 

@@ -28,6 +28,10 @@ export interface DeliveryHost {
   nack(link: Link, id: string, from: string, code: number, reason: string): void;
   /** The store failed: this router cannot keep its promises any more. */
   fatal(err: unknown): void;
+  /** A reliable message was written to `link` (for the router's counters). */
+  sent(link: Link): void;
+  /** A sender was paused behind a backed-up queue. */
+  paused(): void;
 }
 
 export interface DeliveryStats {
@@ -105,8 +109,10 @@ export class Queue {
 export interface Seen extends MessageKey {
   readonly key: string;
   owner: Link | undefined;
-  /** While the first copy commits. */
+  /** Its message, while this router holds it (the key lives in the message's store row). */
   entry: Entry | undefined;
+  /** The store row of the key (0 until the first commit). */
+  seq: number;
   /** When it became a leftover (its link was lost before RELEASE). */
   at: number;
 }
@@ -120,8 +126,8 @@ export class Delivery {
   /** Keys whose link was lost before RELEASE, oldest first; pruned after `dedupWindowMs`. */
   #leftovers: Seen[] = [];
   #appends: Entry[] = [];
+  #retires: number[] = [];
   #removals: number[] = [];
-  #forgets: MessageKey[] = [];
   readonly #releases = new Map<Link, number>();
   readonly #wake = new Set<Queue>();
   #scheduled = false;
@@ -143,14 +149,12 @@ export class Delivery {
 
   /** Loads what the store kept: every held message is queued again, every kept key drops retries. */
   async start(): Promise<void> {
-    const o = this.#o;
-    const now = o.clock.now();
-    await this.#store.pruneSeen(now - o.dedupWindowMs);
-    const r = await this.#store.recover(now - o.dedupWindowMs);
+    const now = this.#o.clock.now();
+    const r = await this.#store.recover();
     for (const k of r.seen) {
       const key = messageKey(k.from, k.id);
       // After a restart no link owns a key: each waits out the window from now.
-      const s: Seen = { key, from: k.from, id: k.id, owner: undefined, entry: undefined, at: now };
+      const s: Seen = { key, from: k.from, id: k.id, owner: undefined, entry: undefined, seq: k.seq, at: now };
       this.#seen.set(key, s);
       this.#leftovers.push(s);
     }
@@ -159,6 +163,8 @@ export class Delivery {
       const e = new Entry(q, { from: m.from, id: m.id, to: m.to, flags: m.flags, hops: m.hops, body: m.body }, m.storedAt, m.expiresAt);
       e.seq = m.seq;
       e.state = UNSENT;
+      const s = this.#seen.get(e.key);
+      if (s !== undefined && s.seq === e.seq) s.entry = e;
       this.#hold(q, e);
     }
     this.#ready = true;
@@ -185,7 +191,7 @@ export class Delivery {
     if (seen !== undefined) {
       this.#stats.duplicates++;
       if (origin === undefined) return;
-      if (seen.entry !== undefined) seen.entry.origins.push(origin);
+      if (seen.entry !== undefined && seen.entry.state === PENDING) seen.entry.origins.push(origin);
       else this.#ack(origin, seen);
       return;
     }
@@ -210,7 +216,7 @@ export class Delivery {
       }
     }
     if (origin !== undefined) e.origins.push(origin);
-    this.#seen.set(key, { key, from: m.from, id: m.id, owner: undefined, entry: e, at: now });
+    this.#seen.set(key, { key, from: m.from, id: m.id, owner: undefined, entry: e, seq: 0, at: now });
     this.#hold(q, e);
     this.#appends.push(e);
     this.#schedule();
@@ -248,9 +254,7 @@ export class Delivery {
     if (n <= 0) return;
     for (let i = 0; i < n; i++) {
       const s = link.acked[i]!;
-      if (s.owner !== link) continue;
-      this.#seen.delete(s.key);
-      this.#forgets.push({ from: s.from, id: s.id });
+      if (s.owner === link) this.#dropKey(s);
     }
     link.acked = link.acked.slice(n);
     link.ackBase += n;
@@ -289,12 +293,23 @@ export class Delivery {
     link.inflightBytes = 0;
     for (const q of link.waiting) this.#wake.add(q);
     link.waiting.clear();
-    for (const q of this.#queues.values()) q.blocked.delete(link);
+    for (const q of this.#queues.values()) {
+      q.blocked.delete(link);
+      // Its next hop is gone: the queue now waits for an offline recipient, where its limits
+      // apply instead of holding the senders up.
+      if (q.blocked.size > 0 && (q.link === link || this.#host.target(q.key) === link)) {
+        for (const l of q.blocked) l.letGo();
+        q.blocked.clear();
+      }
+    }
     this.#releases.delete(link);
     this.#schedule();
   }
 
+  /** Hands what was decided to the store (a durable store commits it when closed), then stops. */
   close(): void {
+    if (this.#closed) return;
+    if (this.#ready) this.#flush();
     this.#closed = true;
     this.#o.clock.clearTimeout(this.#timer);
   }
@@ -333,6 +348,12 @@ export class Delivery {
     }
   }
 
+  /** Forgets a key; its row goes too unless its message is still held (then it goes with it). */
+  #dropKey(s: Seen): void {
+    this.#seen.delete(s.key);
+    if (s.entry === undefined && s.seq !== 0) this.#removals.push(s.seq);
+  }
+
   /** No live link will release `s`: it waits out the window from now. */
   #orphan(s: Seen): void {
     s.owner = undefined;
@@ -345,12 +366,13 @@ export class Delivery {
     if (q.count - q.inflight <= this.#o.queueHighWater || !origin.channel.canPause || q.blocked.has(origin)) return;
     if (this.#host.target(q.key) === undefined) return; // offline: the queue limits apply instead
     q.blocked.add(origin);
-    origin.channel.pause();
+    origin.hold();
+    this.#host.paused();
   }
 
   #unblock(q: Queue): void {
     if (q.blocked.size === 0 || q.count - q.inflight > this.#o.queueHighWater / 2) return;
-    for (const l of q.blocked) if (l.up) l.channel.resume();
+    for (const l of q.blocked) l.letGo();
     q.blocked.clear();
   }
 
@@ -375,7 +397,16 @@ export class Delivery {
     q.bytes -= e.size;
     this.#stats.stored--;
     this.#stats.storedBytes -= e.size;
-    if (!wasPending) this.#removals.push(e.seq);
+    if (!wasPending) {
+      // The key stays in the row while it may still be retried; else the row goes.
+      const s = this.#seen.get(e.key);
+      if (s !== undefined && s.entry === e) {
+        s.entry = undefined;
+        this.#retires.push(e.seq);
+      } else {
+        this.#removals.push(e.seq);
+      }
+    }
     while (q.head < q.items.length && q.items[q.head]!.state === DONE) q.head++;
     if (q.cursor < q.head) q.cursor = q.head;
     if (q.head > 64 && q.head * 2 > q.items.length) {
@@ -427,14 +458,16 @@ export class Delivery {
         (err: unknown) => this.#host.fatal(err),
       );
     }
-    if (this.#removals.length > 0 || this.#forgets.length > 0 || this.#releases.size > 0) {
+    if (this.#retires.length > 0 || this.#removals.length > 0 || this.#releases.size > 0) {
+      const retires = this.#retires;
       const removals = this.#removals;
-      const forgets = this.#forgets;
       const releases = [...this.#releases];
+      this.#retires = [];
       this.#removals = [];
-      this.#forgets = [];
       this.#releases.clear();
-      Promise.all([this.#store.remove(removals), this.#store.forget(forgets)]).then(
+      // Released only once durable: after a crash we must not send again what the next hop
+      // may then forget.
+      Promise.all([this.#store.retire(retires), this.#store.remove(removals)]).then(
         () => {
           crashPoint('forward.after-remove');
           for (const [link, count] of releases) if (link.up) link.channel.send({ type: FrameType.RELEASE, count });
@@ -450,7 +483,7 @@ export class Delivery {
     entries.forEach((e, i) => {
       e.seq = seqs[i] ?? 0;
       const s = this.#seen.get(e.key);
-      if (s !== undefined && s.entry === e) s.entry = undefined;
+      if (s !== undefined && s.entry === e) s.seq = e.seq;
       if (e.state === DONE) {
         this.#removals.push(e.seq); // expired or refused while it committed
         return;
@@ -499,6 +532,7 @@ export class Delivery {
       q.inflight++;
       q.link = link;
       link.channel.msg(m.flags, m.hops, m.id, m.from, m.to, m.body);
+      this.#host.sent(link);
       crashPoint(link.kind === 'agent' ? 'deliver.after-send' : 'forward.after-send');
     }
     q.cursor = i;
@@ -533,10 +567,9 @@ export class Delivery {
     for (const s of this.#leftovers) {
       if (s.owner === undefined && s.at > cutoff && n >= over) break;
       n++;
-      if (s.owner !== undefined || this.#seen.get(s.key) !== s || s.entry !== undefined) continue;
+      if (s.owner !== undefined || this.#seen.get(s.key) !== s || s.entry?.state === PENDING) continue;
       if (s.at > cutoff) this.#stats.dedupEvicted++;
-      this.#seen.delete(s.key);
-      this.#forgets.push({ from: s.from, id: s.id });
+      this.#dropKey(s);
     }
     if (n > 0) this.#leftovers = this.#leftovers.slice(n);
     this.#schedule();

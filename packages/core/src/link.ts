@@ -42,8 +42,20 @@ export class Link {
   ackBase = 0;
   /** Sender side: ACK frames received on this link (RELEASE counts them). */
   acksIn = 0;
+  /** Reasons reading from this link is paused (a congested router link, a backed-up queue). */
+  #holds = 0;
   /** Domains this link announced (downlinks). */
   readonly routes = new Map<string, RouteEntry>();
+
+  /** Stops reading from this link for one more reason; reading resumes when every reason let go. */
+  hold(): void {
+    if (this.#holds++ === 0) this.channel.pause();
+  }
+
+  letGo(): void {
+    if (this.#holds === 0) return;
+    if (--this.#holds === 0 && this.up) this.channel.resume();
+  }
 
   constructor(kind: LinkKind, channel: Channel, id: string, claims: Claims | undefined, node = '') {
     this.kind = kind;

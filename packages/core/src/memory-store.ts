@@ -1,22 +1,23 @@
 import { PosternError } from '@postern/protocol';
-import type { MessageKey, NewMessage, Recovered, SeenKey, Store, StoredMessage } from './store.js';
+import type { NewMessage, Recovered, SeenKey, Store, StoredMessage } from './store.js';
 
 /**
  * A Store in memory: the same contract as a durable one while the process lives, nothing after.
  * Several routers in one test can share one instance to simulate a restart.
  */
 export class MemoryStore implements Store {
-  readonly #messages = new Map<number, StoredMessage>();
-  readonly #seen = new Map<string, SeenKey>();
+  /** By seq; a retired message keeps its row without a body. */
+  readonly #rows = new Map<number, { message: StoredMessage; held: boolean }>();
   readonly #values = new Map<string, Uint8Array>();
   #seq = 0;
   #closed = false;
 
-  recover(seenSince: number): Promise<Recovered> {
+  recover(): Promise<Recovered> {
     this.#closed = false;
+    const rows = [...this.#rows.values()].sort((a, b) => a.message.seq - b.message.seq);
     return Promise.resolve({
-      messages: [...this.#messages.values()].sort((a, b) => a.seq - b.seq),
-      seen: [...this.#seen.values()].filter((k) => k.at >= seenSince),
+      messages: rows.filter((r) => r.held).map((r) => r.message),
+      seen: rows.map((r): SeenKey => ({ from: r.message.from, id: r.message.id, seq: r.message.seq, at: r.message.storedAt })),
     });
   }
 
@@ -25,28 +26,24 @@ export class MemoryStore implements Store {
     const seqs: number[] = [];
     for (const m of messages) {
       const seq = ++this.#seq;
-      this.#messages.set(seq, { ...m, seq, body: m.body.slice() });
-      this.#seen.set(`${m.from} ${m.id}`, { from: m.from, id: m.id, at: m.storedAt });
+      this.#rows.set(seq, { message: { ...m, seq, body: m.body.slice() }, held: true });
       seqs.push(seq);
     }
     return Promise.resolve(seqs);
   }
 
+  retire(seqs: readonly number[]): Promise<void> {
+    this.#open();
+    for (const s of seqs) {
+      const r = this.#rows.get(s);
+      if (r !== undefined) r.held = false;
+    }
+    return Promise.resolve();
+  }
+
   remove(seqs: readonly number[]): Promise<void> {
     this.#open();
-    for (const s of seqs) this.#messages.delete(s);
-    return Promise.resolve();
-  }
-
-  forget(keys: readonly MessageKey[]): Promise<void> {
-    this.#open();
-    for (const k of keys) this.#seen.delete(`${k.from} ${k.id}`);
-    return Promise.resolve();
-  }
-
-  pruneSeen(before: number): Promise<void> {
-    this.#open();
-    for (const [k, v] of this.#seen) if (v.at < before) this.#seen.delete(k);
+    for (const s of seqs) this.#rows.delete(s);
     return Promise.resolve();
   }
 

@@ -97,6 +97,12 @@ export function resolveRouterOptions(o: RouterOptions): ResolvedRouterOptions {
   if (dedupWindowMs < maxMessageAgeMs) {
     throw new ConfigError(`dedupWindowMs (${dedupWindowMs}) must be at least maxMessageAgeMs (${maxMessageAgeMs}): a hop retries a message until it expires, and the window must cover the longest retry`);
   }
+  const maxOutboundBytes = positive('maxOutboundBytes', o.maxOutboundBytes, d.maxOutboundBytes, 1024);
+  const maxInFlightBytesPerLink = positive('maxInFlightBytesPerLink', o.maxInFlightBytesPerLink, Math.min(d.maxInFlightBytesPerLink, Math.floor(maxOutboundBytes / 2)));
+  if (maxInFlightBytesPerLink > maxOutboundBytes / 2) {
+    // Reliable traffic alone must never reach the slow-consumer cap of a router link.
+    throw new ConfigError(`maxInFlightBytesPerLink (${maxInFlightBytesPerLink}) must be at most half of maxOutboundBytes (${maxOutboundBytes})`);
+  }
   return Object.freeze({
     domain: o.domain.toLowerCase(),
     sessionTokens: o.sessionTokens,
@@ -104,7 +110,7 @@ export function resolveRouterOptions(o: RouterOptions): ResolvedRouterOptions {
     node,
     allowAnonymousAgents: o.allowAnonymousAgents ?? d.allowAnonymousAgents,
     maxFrameBytes: positive('maxFrameBytes', o.maxFrameBytes, d.maxFrameBytes, 1024),
-    maxOutboundBytes: positive('maxOutboundBytes', o.maxOutboundBytes, d.maxOutboundBytes, 1024),
+    maxOutboundBytes,
     batchBytes: positive('batchBytes', o.batchBytes, d.batchBytes, 512),
     handshakeTimeoutMs: positive('handshakeTimeoutMs', o.handshakeTimeoutMs, d.handshakeTimeoutMs),
     pingIntervalMs: positive('pingIntervalMs', o.pingIntervalMs, d.pingIntervalMs, 0),
@@ -112,7 +118,7 @@ export function resolveRouterOptions(o: RouterOptions): ResolvedRouterOptions {
     maxConnections: positive('maxConnections', o.maxConnections, d.maxConnections),
     store: o.store ?? new MemoryStore(),
     maxInFlightPerLink: positive('maxInFlightPerLink', o.maxInFlightPerLink, d.maxInFlightPerLink),
-    maxInFlightBytesPerLink: positive('maxInFlightBytesPerLink', o.maxInFlightBytesPerLink, d.maxInFlightBytesPerLink),
+    maxInFlightBytesPerLink,
     queueHighWater: positive('queueHighWater', o.queueHighWater, d.queueHighWater),
     maxQueueMessages: positive('maxQueueMessages', o.maxQueueMessages, d.maxQueueMessages),
     maxQueueBytes: positive('maxQueueBytes', o.maxQueueBytes, d.maxQueueBytes),

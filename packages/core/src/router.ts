@@ -96,6 +96,11 @@ export class Router {
         return a.domain === this.domain ? { queue: `agent:${a.local}`, hops: o.hopLimit } : { queue: `domain:${a.domain}`, hops: o.hopLimit - 1 };
       },
       nack: (link, id, from, code, reason) => this.#nack(link, id, from, code, reason),
+      sent: (link) => {
+        if (link.kind === 'agent') this.#stats.msgsDelivered++;
+        else this.#stats.msgsForwarded++;
+      },
+      paused: () => this.#stats.pauses++,
       fatal: (err) => this.#fatal(err),
     });
     this.ready = this.#delivery.start();
@@ -478,7 +483,7 @@ export class Router {
       hops--;
     }
     const next = this.#target(queue);
-    if (next === link) {
+    if (next === link && link.kind !== 'agent') {
       this.#nack(link, f.id, from, WireCode.NO_ROUTE, `no route to domain "${to.domain}" other than back where the message came from`);
       return;
     }
@@ -616,7 +621,7 @@ export class Router {
   #block(ingress: Link, egress: Link): void {
     if (!egress.blocked.has(ingress)) {
       egress.blocked.add(ingress);
-      ingress.channel.pause();
+      ingress.hold();
       this.#stats.pauses++;
     }
     if (egress.drainTimer === undefined) this.#watchDrain(egress);
@@ -637,7 +642,7 @@ export class Router {
   #unblock(egress: Link): void {
     if (egress.drainTimer !== undefined) this.options.clock.clearTimeout(egress.drainTimer);
     egress.drainTimer = undefined;
-    for (const l of egress.blocked) if (l.up) l.channel.resume();
+    for (const l of egress.blocked) l.letGo();
     egress.blocked.clear();
   }
 

@@ -34,6 +34,8 @@ export interface RouterServerOptions extends Omit<RouterOptions, 'sessionTokens'
    * `store`) messages are held in memory and lost on restart.
    */
   dataDir?: string;
+  /** How the SQLite store in `dataDir` syncs each commit (see SqliteStoreOptions.sync). @default 'full' */
+  sync?: 'full' | 'normal';
   /** Called with every uplink status change; returning true means it was reported, so the router does not log it. */
   onUplinkStatus?: (url: string, status: UplinkStatus) => boolean | void;
 }
@@ -54,7 +56,7 @@ export interface RouterServer {
  * configurations of this one function.
  */
 export async function startRouter(options: RouterServerOptions): Promise<RouterServer> {
-  const { listen = [], secret, uplinks: uplinkConfigs = [], backoff, sessionKey, onUplinkStatus, dataDir, ...core } = options;
+  const { listen = [], secret, uplinks: uplinkConfigs = [], backoff, sessionKey, onUplinkStatus, dataDir, sync, ...core } = options;
   const listens = listen.map((l) => (typeof l === 'string' ? parseListen(l) : l));
   if (secret !== undefined && secret.length === 0) throw new ConfigError('secret must not be empty');
   const crashAt = process.env['POSTERN_CRASH_AT'];
@@ -64,7 +66,7 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
       process.kill(process.pid, 'SIGKILL');
     });
   }
-  const store = core.store ?? (dataDir === undefined ? new MemoryStore() : new SqliteStore(join(dataDir, 'router.db')));
+  const store = core.store ?? (dataDir === undefined ? new MemoryStore() : new SqliteStore(join(dataDir, 'router.db'), sync === undefined ? {} : { sync }));
   let key = sessionKey ?? (secret === undefined ? undefined : resumeKeyFromSecret(secret));
   if (key === undefined && dataDir !== undefined) {
     key = await store.getValue('session-key');
