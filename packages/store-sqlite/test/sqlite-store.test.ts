@@ -57,6 +57,19 @@ describe('SqliteStore', () => {
     });
   });
 
+  it('keeps non-ASCII ids and every field through a reopen', async () => {
+    const s = new SqliteStore(tempFile());
+    await s.recover();
+    const m = { queue: 'agent:bob', from: 'ålice@acme', id: 'идентификатор-1', to: 'bob@acme', flags: 6, hops: 200, body: new Uint8Array([0, 255, 7]), storedAt: 1_700_000_000_123, expiresAt: 1_700_086_400_123 };
+    const [seq] = await s.append([m]);
+    const file = s.file;
+    await s.close();
+    const again = new SqliteStore(file);
+    const r = await again.recover();
+    assert.deepEqual({ ...r.messages[0]!, body: [...r.messages[0]!.body] }, { ...m, seq, body: [0, 255, 7] });
+    await again.close();
+  });
+
   it('refuses a second process on the same file, naming the file', async () => {
     const file = tempFile();
     const s = new SqliteStore(file);
