@@ -37,7 +37,7 @@ export const routerFlagsHelp = `  --secret S              signs and checks token
                           told ERR_EXPIRED [86400000]
   --max-queue N           messages one recipient (or domain) may have waiting [100000]
   --max-queue-bytes B     bytes one recipient (or domain) may have waiting [67108864]
-  --max-stored-bytes B    bytes of messages held in all [1073741824]
+  --max-stored-bytes B    bytes of messages held in all (in memory and on disk) [268435456]
   --require-token         refuse agents that present no token (default: they get an id, no name)
   --log-level LEVEL       debug, info, warn, error or silent [info]
   --ping-interval MS      ping after this much silence; drop a link silent twice as long [20000]

@@ -43,7 +43,7 @@ export interface RouterOptions {
   maxQueueMessages?: number;
   /** Bytes one queue may hold. @default 64 MiB */
   maxQueueBytes?: number;
-  /** Bytes of messages the router may hold in all. @default 1 GiB */
+  /** Bytes of messages the router may hold in all (held in memory as well as in the store). @default 256 MiB */
   maxStoredBytes?: number;
   /** A message not delivered to the next hop within this time is dropped and reported EXPIRED to its sender. @default 24 h */
   maxMessageAgeMs?: number;
