@@ -79,6 +79,8 @@ async function scenario(name: string, faults: Faults, crashAt?: { role: Role; sp
   if (process.env['POSTERN_CHAOS_VERBOSE'] === '1') console.log(t.describe());
   assert.ok(counts.accepted > 0, `nothing was accepted: the run proves nothing\n${context}`);
   assert.ok(clean(counts), context);
+  // Nothing may be stuck either: every send the agents made settled once the faults healed.
+  assert.equal(counts.pending, 0, `sends never settled\n${context}`);
 }
 
 /** Kills `roles` together at a random moment and restarts them (in random order), twice. */

@@ -91,6 +91,7 @@ describe('SqliteStore', () => {
 
   it('refuses a bad option and a store written by a newer schema, with a clear error', () => {
     assert.throws(() => new SqliteStore(tempFile(), { sync: 'sometimes' as 'full' }), { code: 'ERR_CONFIG' });
+    assert.throws(() => new SqliteStore(tempFile(), { commitIntervalMs: -1 }), { code: 'ERR_CONFIG' });
     const file = tempFile();
     const s = new SqliteStore(file);
     void s.close();
