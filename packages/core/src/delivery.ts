@@ -74,6 +74,8 @@ export class Entry {
   link: Link | undefined;
   /** Hops that sent it (a retry may arrive while the first copy commits): each gets an ACK. */
   origins: Link[] = [];
+  /** Made by this router (a report), not received. */
+  local = false;
   readonly key: string;
   readonly size: number;
 
@@ -216,6 +218,7 @@ export class Delivery {
       }
     }
     if (origin !== undefined) e.origins.push(origin);
+    else e.local = true;
     this.#seen.set(key, { key, from: m.from, id: m.id, owner: undefined, entry: e, seq: 0, at: now });
     this.#hold(q, e);
     this.#appends.push(e);
@@ -297,7 +300,9 @@ export class Delivery {
       q.blocked.delete(link);
       // Its next hop is gone: the queue now waits for an offline recipient, where its limits
       // apply instead of holding the senders up.
-      if (q.blocked.size > 0 && (q.link === link || this.#host.target(q.key) === link)) {
+      if (q.blocked.size === 0) continue;
+      const next = this.#host.target(q.key);
+      if (next === undefined || next === link) {
         for (const l of q.blocked) l.letGo();
         q.blocked.clear();
       }
@@ -492,8 +497,10 @@ export class Delivery {
       crashPoint('accept.after-store');
       if (s !== undefined) {
         for (const o of e.origins) this.#ack(o, s);
-        // Made here (a report), or every sender gone: nobody will release the key.
-        if (s.owner === undefined && e.origins.length === 0) this.#orphan(s);
+        // Made here (a report): nobody will retry it to us, so its key is not needed. Every
+        // sender gone: nobody will release the key, so it waits out the window.
+        if (e.local) this.#dropKey(s);
+        else if (s.owner === undefined) this.#orphan(s);
       }
       e.origins = [];
       crashPoint('accept.after-ack');
