@@ -51,7 +51,7 @@ export interface SendOptions {
   timeoutMs?: number;
   /**
    * The message id. Leave it out for a new message; give the id of an earlier send whose outcome
-   * is unknown (ERR_TIMEOUT, ERR_LINK_LOST) to retry it safely: the recipient drops duplicates.
+   * is unknown (ERR_TIMEOUT, ERR_CLOSED) to retry it safely: every hop and the recipient drop duplicates.
    */
   id?: string;
 }

@@ -243,7 +243,7 @@ export class Router {
     this.#detach(link, reason);
   }
 
-  /** Closes every connection with SHUTDOWN. Pending messages are nacked to their senders first. */
+  /** Closes every connection with SHUTDOWN. What the router holds stays in its store for the next start. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
