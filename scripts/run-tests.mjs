@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Runs every compiled test file with node's own test runner (no runner to install).
 // Usage: node scripts/run-tests.mjs [substring ...]  (only files whose path contains one)
+//        POSTERN_TEST_EXCLUDE=a,b leaves out files whose path contains one of those
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,7 +26,11 @@ function walk(dir, out) {
 
 const files = [];
 for (const pkg of readdirSync(join(root, 'packages'))) walk(join(root, 'packages', pkg, 'dist', 'test'), files);
-const chosen = files.filter((f) => filters.length === 0 || filters.some((s) => f.includes(s))).sort();
+const exclude = (process.env.POSTERN_TEST_EXCLUDE ?? '').split(',').filter(Boolean);
+const chosen = files
+  .filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)))
+  .filter((f) => !exclude.some((s) => f.includes(s)))
+  .sort();
 if (chosen.length === 0) {
   console.error('run-tests: no test files found; run `tsc -b` first');
   process.exit(1);
