@@ -224,7 +224,7 @@ function wsReceiver(): void {
 const silent = createConsoleLogger('silent');
 
 function routerStats(server: RouterServer, extra: Record<string, unknown>): Handler {
-  return () => Promise.resolve({ ...server.router.stats(), links: server.router.links().map((l) => ({ kind: l.kind, pending: l.pending })), ...extra });
+  return () => Promise.resolve({ ...server.router.stats(), links: server.router.links().map((l) => ({ kind: l.kind, transport: l.transport, pending: l.pending })), ...extra });
 }
 
 /** A fresh data dir for this process's router, removed when the process exits. */
@@ -259,14 +259,14 @@ function gateway(): void {
   const handlers: Record<string, Handler> = {
     ...common,
     init: async (args) => {
-      const { secret, relayUrl } = args as { secret: string; relayUrl: string };
+      const { secret, relayUrl, transport } = args as { secret: string; relayUrl: string; transport?: 'ws' | 'http' };
       const token = await issueToken(secret, { domain: 'acme' });
       const uplinkEvents = { up: 0, down: 0, lastError: '' };
       let onUp: (() => void) | undefined;
       const server = await startRouter({
         domain: 'acme',
         listen: ['127.0.0.1:0'],
-        uplinks: [{ url: relayUrl, token }],
+        uplinks: [{ url: relayUrl, token, ...(transport === undefined ? {} : { transport }) }],
         logger: silent,
         dataDir: dataDir('gateway'),
         ...syncOption(),

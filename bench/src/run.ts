@@ -19,7 +19,7 @@ const repoDir = join(benchDir, '..');
 
 const { values: opt } = parseArgs({
   options: {
-    cases: { type: 'string', default: 'a,b,c' },
+    cases: { type: 'string', default: 'a,b,c,d' },
     sizes: { type: 'string', default: '64,1024' },
     n64: { type: 'string', default: '300000' },
     n1k: { type: 'string', default: '100000' },
@@ -40,12 +40,13 @@ const { values: opt } = parseArgs({
 
 if (opt.help) {
   console.log(`Usage: node bench/dist/run.js [options]
-  --cases a,b,c     a = baseline ws forwarder, b = Postern volatile, c = Postern reliable
+  --cases a,b,c,d   a = baseline ws forwarder, b = Postern volatile, c = Postern reliable,
+                    d = Postern volatile with the gateway's uplink on HTTP long-poll
   --sizes 64,1024   payload sizes in bytes
   --n64 N --n1k N   throughput message counts (64 B, 1 KiB) [300000, 100000]
   --cap-s S         time cap per throughput run [20]
-  --cap-reliable-s S  time cap per throughput run of case c [10]
-  --repeat N        throughput runs per row for a and b; the median is reported [3]
+  --cap-reliable-s S  time cap per throughput run of cases c and d [10]
+  --repeat N        throughput runs per row for a and b (c and d: one); the median is reported [3]
   --window-kib K    extra flow-controlled throughput run for a and b: at most K KiB of
                     payload sent and not yet received (0 = skip that run) [2048]
   --latency-s S     paced run length after a 0.5 s warm-up [3]
@@ -83,7 +84,7 @@ const CONFIG = {
 };
 
 interface CaseDef {
-  id: 'a' | 'b' | 'c';
+  id: 'a' | 'b' | 'c' | 'd';
   label: string;
   /** Processes between sender and receiver, in start order. */
   middle: string[];
@@ -95,6 +96,7 @@ const CASES: CaseDef[] = [
   { id: 'a', label: 'BASELINE ws forwarder', middle: ['forwarder'], sender: 'ws-sender', receiver: 'ws-receiver' },
   { id: 'b', label: 'POSTERN volatile', middle: ['relay', 'gateway'], sender: 'agent-sender', receiver: 'agent-receiver' },
   { id: 'c', label: 'POSTERN-RELIABLE (extra)', middle: ['relay', 'gateway'], sender: 'agent-sender', receiver: 'agent-receiver' },
+  { id: 'd', label: 'POSTERN volatile, uplink on long-poll', middle: ['relay', 'gateway'], sender: 'agent-sender', receiver: 'agent-receiver' },
 ];
 
 interface Measured {
@@ -225,7 +227,8 @@ async function startTopology(c: CaseDef, size: number, profileDir: string | unde
     const { url: relayUrl } = await relay.call<{ url: string }>('init', { secret }, 10_000);
     const gateway = await spawn('gateway', tag, profileDir);
     all.push(gateway);
-    const { url: gatewayUrl } = await gateway.call<{ url: string }>('init', { secret, relayUrl }, 15_000);
+    // Case d: the tunnel between gateway and relay is HTTP long-poll (the agents stay on WebSocket).
+    const { url: gatewayUrl } = await gateway.call<{ url: string }>('init', { secret, relayUrl, transport: c.id === 'd' ? 'http' : 'ws' }, 15_000);
     const receiver = await spawn(c.receiver, tag, profileDir);
     all.push(receiver);
     await receiver.call('init', { url: gatewayUrl, dedupWindow: CONFIG.dedupWindow }, 15_000);
@@ -287,9 +290,11 @@ async function runCase(c: CaseDef, size: number, profileDir: string | undefined)
   let t: Topology | undefined;
   try {
     t = await startTopology(c, size, profileDir);
-    const window = c.id === 'c' || CONFIG.windowBytes === 0 ? 0 : Math.max(64, Math.floor(CONFIG.windowBytes / size));
-    const cap = c.id === 'c' ? CONFIG.capReliableMs : CONFIG.capMs;
-    const repeat = c.id === 'c' ? 1 : CONFIG.repeat;
+    // c and d are extra rows: one run each, no windowed run, the shorter cap (the time budget).
+    const extra = c.id === 'c' || c.id === 'd';
+    const window = extra || CONFIG.windowBytes === 0 ? 0 : Math.max(64, Math.floor(CONFIG.windowBytes / size));
+    const cap = extra ? CONFIG.capReliableMs : CONFIG.capMs;
+    const repeat = extra ? 1 : CONFIG.repeat;
     await throughput(t, size, Math.round(n * CONFIG.warmupFraction), window, cap); // JIT warm-up, discarded
     // Alternate plain and windowed runs so that drift on a shared machine hits both alike.
     const plain: Measured[] = [];
@@ -369,6 +374,7 @@ function ratios(rows: Row[]): Record<string, number | undefined> {
     out[`b/a@${size}`] = div(rate(rows, 'b', size, false), rate(rows, 'a', size, false));
     out[`b/a@${size} e2e-window`] = div(rate(rows, 'b', size, true), rate(rows, 'a', size, true));
     out[`c/b@${size}`] = div(rate(rows, 'c', size, false), rate(rows, 'b', size, false));
+    out[`d/b@${size}`] = div(rate(rows, 'd', size, false), rate(rows, 'b', size, false));
   }
   return out;
 }
@@ -454,6 +460,9 @@ async function main(): Promise<number> {
   }
   for (const size of CONFIG.sizes) {
     console.log(`throughput c/b (Postern reliable / volatile)  at ${size} B: ${fmt(r[`c/b@${size}`], 2)}`);
+  }
+  for (const size of CONFIG.sizes) {
+    console.log(`throughput d/b (uplink long-poll / WebSocket) at ${size} B: ${fmt(r[`d/b@${size}`], 2)}`);
   }
   for (const line of lossNotes(rows)) console.log(line);
   const target = r['b/a@64'];

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
 import { createConsoleLogger, type LogLevel, type RouterServerOptions } from '@postern/router';
 import { int, str, type Parsed } from './args.js';
+import { readPemFile } from './read-file.js';
 import { UsageError } from './usage-error.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -26,9 +27,14 @@ export const routerFlags: Options = {
   'max-outbound': { type: 'string' },
   'max-connections': { type: 'string' },
   'hop-limit': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
 };
 
 export const routerFlagsHelp = `  --secret S              signs and checks tokens (or set POSTERN_SECRET)
+  --tls-cert FILE         serve TLS (wss://, https://) on every --listen with this certificate
+                          (PEM, any intermediates after it); needs --tls-key
+  --tls-key FILE          the certificate's private key (PEM)
   --data DIR              keep durable state there (router.db, SQLite): the messages this router
                           holds, and without --secret the key that lets agents resume with the
                           same id [$POSTERN_DATA, else ~/.local/state/postern/<command>-<domain>]
@@ -68,6 +74,12 @@ export function routerOptions(command: string, p: Parsed, domain: string, prefix
     // The router logged why; a supervisor restarts it and it recovers from its store.
     onFatal: () => process.exit(70),
   };
+  const cert = str(p, 'tls-cert');
+  const key = str(p, 'tls-key');
+  if ((cert === undefined) !== (key === undefined)) throw new UsageError(`${command}: give --tls-cert and --tls-key together`);
+  if (cert !== undefined && key !== undefined) {
+    o.tls = { cert: readPemFile(command, '--tls-cert', cert, /CERTIFICATE/, 'certificate'), key: readPemFile(command, '--tls-key', key, /[A-Z ]*PRIVATE KEY/, 'private key') };
+  }
   const secret = str(p, 'secret', 'POSTERN_SECRET');
   if (secret !== undefined) o.secret = secret;
   if (secret === undefined && p.values['require-token'] === true) throw new UsageError(`${command}: --require-token needs --secret (tokens are checked with it)`);

@@ -46,6 +46,33 @@ export interface ClientOptions {
   agent?: string;
 }
 
+/**
+ * What the Node entry's `connect()` takes besides ClientOptions: how to reach and trust the
+ * router. A browser's WebSocket decides these itself (system proxy and CAs).
+ */
+export interface NodeClientOptions extends ClientOptions {
+  /** PEM CA certificate(s) trusted for wss:// instead of the system CAs. @default the system CAs */
+  ca?: string | string[];
+  /**
+   * SHA-256 of the router's leaf certificate (DER), 64 hex digits, colons optional, any case.
+   * Pinned, the chain need not verify (self-signed is fine) but the leaf must match exactly.
+   */
+  fingerprint?: string;
+  /**
+   * HTTP CONNECT proxy, `http://[user:password@]host:port`; `false`: connect directly whatever
+   * the environment says. @default from HTTPS_PROXY / HTTP_PROXY / NO_PROXY, read at connect()
+   */
+  proxy?: string | false;
+  /**
+   * How to reach the router: 'ws' (WebSocket only), 'http' (HTTP long-poll only), or 'auto':
+   * WebSocket, falling back to long-poll where WebSocket is blocked (a middlebox refusing the
+   * upgrade) and reconnecting over WebSocket once a probe gets through. @default 'auto'
+   */
+  transport?: 'auto' | 'ws' | 'http';
+  /** With transport 'auto', while on long-poll: how often to try WebSocket again (doubling after each failure). @default 30000 */
+  wsProbeIntervalMs?: number;
+}
+
 export type ResolvedClientOptions = Readonly<
   Required<Omit<ClientOptions, 'name' | 'token' | 'resume' | 'backoff' | 'dialer'>> & {
     name: string;

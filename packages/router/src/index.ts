@@ -1,5 +1,5 @@
 export { startRouter } from './server.js';
-export type { RouterServer, RouterServerOptions, UplinkConfig } from './server.js';
+export type { RouterServer, RouterServerOptions, TlsConfig, UplinkConfig } from './server.js';
 export { issueToken, createTokenAuthenticator } from './credentials.js';
 export type { TokenRequest } from './credentials.js';
 export { createHmacSessionTokens, resumeKeyFromSecret } from './session-tokens.js';

@@ -1,11 +1,14 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import { createSecureContext } from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { MemoryStore, Router, Uplink, armCrashPoint, type BackoffOptions, type Logger, type RouterOptions, type UplinkStatus } from '@postern/core';
+import { MemoryStore, Router, Uplink, armCrashPoint, type BackoffOptions, type Dialer, type Logger, type RouterOptions, type UplinkStatus } from '@postern/core';
 import { ConfigError } from '@postern/protocol';
 import { SqliteStore } from '@postern/store-sqlite';
 import { attachWsServer, createNodeWsDialer, type WsServer } from '@postern/transport-ws/node';
+import { createAutoDialer, createLongPollServer, createNodeHttpDialer, type LongPollServer, type LongPollServerOptions } from '@postern/transport-http/node';
 import { createTokenAuthenticator } from './credentials.js';
 import { formatListen, parseListen, type ListenAddress } from './listen.js';
 import { createHmacSessionTokens, resumeKeyFromSecret } from './session-tokens.js';
@@ -15,11 +18,36 @@ export interface UplinkConfig {
   url: string;
   /** A domain credential signed by that router's secret. */
   token: string;
+  /** PEM CA certificate(s) trusted for a wss:// url instead of the system CAs. */
+  ca?: string | string[];
+  /** SHA-256 of the router's leaf certificate (hex, colons optional): pinned, the chain need not verify. */
+  fingerprint?: string;
+  /**
+   * HTTP CONNECT proxy, `http://[user:password@]host:port`; `false`: connect directly.
+   * @default from HTTPS_PROXY / HTTP_PROXY / NO_PROXY
+   */
+  proxy?: string | false;
+  /**
+   * How to reach the router: 'ws' (WebSocket only), 'http' (HTTP long-poll only), or 'auto':
+   * WebSocket, falling back to long-poll where WebSocket is blocked and returning to WebSocket
+   * once a probe gets through. @default 'auto'
+   */
+  transport?: 'auto' | 'ws' | 'http';
+  /** With transport 'auto', while on long-poll: how often to try WebSocket again (doubling after each failure). @default 30000 */
+  wsProbeIntervalMs?: number;
+}
+
+/** A certificate (PEM; the chain may follow the leaf) and its private key (PEM). */
+export interface TlsConfig {
+  cert: string;
+  key: string;
 }
 
 export interface RouterServerOptions extends Omit<RouterOptions, 'sessionTokens' | 'authenticator'> {
   /** Where to accept connections: `HOST:PORT` strings or objects. May be empty for a router that only dials. */
   listen?: Array<string | ListenAddress>;
+  /** Serve TLS (wss:// and https://) on every listen address with this certificate and key. */
+  tls?: TlsConfig;
   /** Verifies credentials; without it the router is open and accepts no router links. */
   secret?: string;
   /** Routers to dial and keep as default routes (a gateway's relay). */
@@ -38,16 +66,37 @@ export interface RouterServerOptions extends Omit<RouterOptions, 'sessionTokens'
   sync?: 'full' | 'normal';
   /** Called with every uplink status change; returning true means it was reported, so the router does not log it. */
   onUplinkStatus?: (url: string, status: UplinkStatus) => boolean | void;
+  /**
+   * The HTTP long-poll API on every listener, for clients whose network refuses WebSocket;
+   * `false` turns it off. @default on, under /postern/http, sends up to maxFrameBytes + batchBytes
+   */
+  longPoll?: LongPollServerOptions | false;
 }
 
 export interface RouterServer {
   readonly router: Router;
   /** Bound addresses, in the order of `listen` (real ports when 0 was asked). */
   readonly addresses: ListenAddress[];
-  /** `ws://HOST:PORT` of the first listener. */
+  /** `ws://HOST:PORT` (`wss://` with `tls`) of the first listener. */
   readonly url: string;
   readonly uplinks: readonly Uplink[];
   close(): Promise<void>;
+}
+
+/** The dialer of one uplink: WebSocket, long-poll, or both ('auto'), with its TLS and proxy settings. */
+function uplinkDialer(u: UplinkConfig, maxPayload: number): Dialer {
+  const transport = u.transport ?? 'auto';
+  if (transport !== 'auto' && transport !== 'ws' && transport !== 'http') throw new ConfigError(`uplink ${u.url}: transport must be auto, ws or http, got "${String(transport)}"`);
+  const reach = {
+    ...(u.ca === undefined ? {} : { ca: u.ca }),
+    ...(u.fingerprint === undefined ? {} : { fingerprint: u.fingerprint }),
+    ...(u.proxy === undefined ? {} : { proxy: u.proxy }),
+  };
+  const ws = transport === 'http' ? undefined : createNodeWsDialer({ maxPayload, ...reach });
+  const http = transport === 'ws' ? undefined : createNodeHttpDialer(reach);
+  if (ws === undefined) return http!;
+  if (http === undefined) return ws;
+  return createAutoDialer({ ws, http, ...(u.wsProbeIntervalMs === undefined ? {} : { wsProbeIntervalMs: u.wsProbeIntervalMs }) });
 }
 
 /**
@@ -56,9 +105,16 @@ export interface RouterServer {
  * configurations of this one function.
  */
 export async function startRouter(options: RouterServerOptions): Promise<RouterServer> {
-  const { listen = [], secret, uplinks: uplinkConfigs = [], backoff, sessionKey, onUplinkStatus, dataDir, sync, ...core } = options;
+  const { listen = [], secret, uplinks: uplinkConfigs = [], backoff, sessionKey, onUplinkStatus, dataDir, sync, tls, longPoll: longPollOptions, ...core } = options;
   const listens = listen.map((l) => (typeof l === 'string' ? parseListen(l) : l));
   if (secret !== undefined && secret.length === 0) throw new ConfigError('secret must not be empty');
+  if (tls !== undefined) {
+    try {
+      createSecureContext({ cert: tls.cert, key: tls.key });
+    } catch (cause) {
+      throw new ConfigError(`tls: the certificate and key are not usable: ${(cause as Error).message}`, { cause });
+    }
+  }
   const crashAt = process.env['POSTERN_CRASH_AT'];
   if (crashAt !== undefined && crashAt !== '') {
     armCrashPoint(crashAt, (point) => {
@@ -92,9 +148,12 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
     await store.close();
     throw err;
   }
-  const servers: Array<{ http: Server; ws: WsServer }> = [];
+  const servers: Array<{ http: Server | HttpsServer; ws: WsServer }> = [];
   const uplinks: Uplink[] = [];
+  const maxPayload = router.options.maxFrameBytes + router.options.batchBytes + 1024;
+  let longPoll: LongPollServer | undefined;
   const health = (req: IncomingMessage, res: ServerResponse): void => {
+    if (longPoll?.handle(req, res) === true) return;
     const path = (req.url ?? '/').split('?')[0];
     if (req.method === 'GET' && path === '/healthz') {
       const body = JSON.stringify({
@@ -103,6 +162,7 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
         node: router.node,
         stats: router.stats(),
         uplinks: uplinks.map((u) => ({ url: u.url, connected: u.connected })),
+        longPollSessions: longPoll?.sessions ?? 0,
       });
       res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(body);
       return;
@@ -112,14 +172,21 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
       .end(`Postern router for domain "${router.domain}". Connect with a WebSocket client (postern listen --connect ...).\n`);
   };
   const addresses: ListenAddress[] = [];
+  let dialers: Dialer[];
   try {
+    // One long-poll server for every listener: sessions are the router's, whichever port opened them.
+    if (longPollOptions !== false) {
+      longPoll = createLongPollServer((d) => router.accept(d), { maxBodyBytes: maxPayload, maxSessions: router.options.maxConnections, ...longPollOptions });
+    }
+    // Bad TLS or proxy settings of an uplink (or in the environment) fail here, at start.
+    dialers = uplinkConfigs.map((u) => uplinkDialer(u, maxPayload));
     for (const l of listens) {
-      const http = createServer(health);
+      const http = tls === undefined ? createServer(health) : createHttpsServer({ cert: tls.cert, key: tls.key }, health);
       // Upgrades and long requests are ours to time out, not node:http's.
       http.requestTimeout = 0;
       http.headersTimeout = 10_000;
       const ws = attachWsServer(http, (d) => router.accept(d), {
-        maxPayload: router.options.maxFrameBytes + router.options.batchBytes + 1024,
+        maxPayload,
       });
       servers.push({ http, ws });
       await new Promise<void>((resolve, reject) => {
@@ -130,17 +197,17 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
       });
       const a = http.address() as AddressInfo;
       addresses.push({ host: a.address, port: a.port });
-      log.info('listening', { address: formatListen({ host: a.address, port: a.port }), domain: router.domain });
+      log.info('listening', { address: formatListen({ host: a.address, port: a.port }), domain: router.domain, ...(tls === undefined ? {} : { tls: true }) });
     }
   } catch (err) {
     router.close();
+    longPoll?.close();
     for (const s of servers) s.http.close();
     await store.close();
     throw err;
   }
-  const dial = createNodeWsDialer({ maxPayload: router.options.maxFrameBytes + router.options.batchBytes + 1024 });
-  for (const u of uplinkConfigs) {
-    const uplink = new Uplink(router, { url: u.url, token: u.token, dial, backoff, agent: 'postern-router/0.1' });
+  for (const [i, u] of uplinkConfigs.entries()) {
+    const uplink = new Uplink(router, { url: u.url, token: u.token, dial: dialers[i]!, backoff, agent: 'postern-router/0.1' });
     uplink.onStatus((s) => {
       if (onUplinkStatus?.(u.url, s) === true) return;
       if (s.type === 'up') log.info('uplink connected', { url: u.url, relay: s.domain });
@@ -153,11 +220,13 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
   return {
     router,
     addresses,
-    url: first === undefined ? '' : `ws://${formatListen({ host: first.host === '0.0.0.0' ? '127.0.0.1' : first.host === '::' ? '::1' : first.host, port: first.port })}`,
+    url: first === undefined ? '' : `${tls === undefined ? 'ws' : 'wss'}://${formatListen({ host: first.host === '0.0.0.0' ? '127.0.0.1' : first.host === '::' ? '::1' : first.host, port: first.port })}`,
     uplinks,
     async close() {
       for (const u of uplinks) u.close();
       router.close();
+      // After router.close(): a poll waiting on a session takes its CLOSE frame with it.
+      longPoll?.close();
       await store.close();
       await Promise.all(
         servers.map(

@@ -8,3 +8,7 @@ export { storeSuite } from './store-suite.js';
 export type { StoreHarness } from './store-suite.js';
 export { FaultProxy } from './fault-proxy.js';
 export type { FaultProxyOptions } from './fault-proxy.js';
+export { ConnectProxy } from './connect-proxy.js';
+export type { ConnectProxyOptions, ConnectRecord } from './connect-proxy.js';
+export { makeTestPki, hasOpenssl } from './test-pki.js';
+export type { TestPki, TestCert } from './test-pki.js';

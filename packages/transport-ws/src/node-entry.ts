@@ -4,3 +4,7 @@ export { attachWsServer } from './server.js';
 export type { WsServer, WsServerOptions } from './server.js';
 export { createNodeWsDialer } from './node.js';
 export type { NodeWsDialerOptions } from './node.js';
+export { openTunnel, parseProxyUrl, readEnvProxies, envProxyFor, bypassesProxy } from './proxy.js';
+export type { ProxyConfig, EnvProxies } from './proxy.js';
+export { startTls, parseFingerprint, formatFingerprint, certificateFingerprint } from './tls-verify.js';
+export type { TlsTrust } from './tls-verify.js';

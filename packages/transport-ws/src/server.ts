@@ -1,4 +1,5 @@
 import type { IncomingMessage, Server } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
 import type { Duplex as NetDuplex } from 'node:stream';
 import type { Duplex } from '@postern/core';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -18,11 +19,11 @@ export interface WsServer {
 }
 
 /**
- * Accepts WebSocket upgrades on an existing node:http server and hands each connection over
- * as a Duplex. No compression: frames are small and batched, and deflate costs more CPU than
- * it saves on the wire.
+ * Accepts WebSocket upgrades on an existing node:http or node:https server and hands each
+ * connection over as a Duplex. No compression: frames are small and batched, and deflate costs
+ * more CPU than it saves on the wire.
  */
-export function attachWsServer(server: Server, onDuplex: (d: Duplex) => void, options: WsServerOptions): WsServer {
+export function attachWsServer(server: Server | HttpsServer, onDuplex: (d: Duplex) => void, options: WsServerOptions): WsServer {
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayload, perMessageDeflate: false, clientTracking: true });
   const onUpgrade = (req: IncomingMessage, socket: NetDuplex, head: Buffer): void => {
     if (options.match !== undefined && !options.match(req)) {

@@ -108,7 +108,8 @@ function isTransportError(re: RegExp): (e: unknown) => boolean {
   };
 }
 
-const dial = createNodeWsDialer();
+// proxy: false: these dials go straight to loopback whatever proxy the environment names.
+const dial = createNodeWsDialer({ proxy: false });
 
 let shared: Promise<Listener> | undefined;
 transportSuite('ws', {

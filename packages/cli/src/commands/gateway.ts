@@ -3,14 +3,16 @@ import type { UplinkStatus } from '@postern/core';
 import { PosternError } from '@postern/protocol';
 import { parse, required } from '../args.js';
 import { out, untilSignal } from '../output.js';
+import { dialFlags, dialFlagsHelp, dialSettings } from '../dial-flags.js';
 import { routerFlags, routerFlagsHelp, routerOptions } from '../router-flags.js';
 import { UsageError } from '../usage-error.js';
 
 export const help = `Usage: postern gateway --relay URL --domain NAME --token T --listen HOST:PORT [options]
 
 Runs a gateway: a router inside the firewall. It dials out to the relay over one WebSocket
-(no inbound port), claims its --domain there with a token from the relay's operator, and carries all
-traffic of the agents that connect to it on --listen, both ways, over that one connection.
+(or HTTP long-poll where WebSocket is blocked; no inbound port), claims its --domain there with
+a token from the relay's operator, and carries all traffic of the agents that connect to it on
+--listen, both ways, over that one connection.
 It reconnects with backoff when the tunnel drops; internal agents keep reaching each other
 meanwhile. A refused credential at start exits with status 1.
 
@@ -20,6 +22,8 @@ Options:
   --domain NAME           the domain this gateway serves, e.g. acme [required]
   --token T               domain token from 'postern token' (or set POSTERN_TOKEN) [required]
   --listen HOST:PORT      where internal agents connect; repeatable [required]
+${dialFlagsHelp(26)}
+                          (these five apply to the connection to --relay)
 ${routerFlagsHelp}
                           (--secret here checks the tokens of internal agents; without it the
                           LAN side is open: any agent, any free name)
@@ -28,18 +32,20 @@ Example:
   postern gateway --relay wss://relay.example.com --domain acme --token "$TOKEN" --listen 10.0.0.5:7000`;
 
 export async function gateway(argv: string[]): Promise<number> {
-  const p = parse('gateway', argv, { ...routerFlags, relay: { type: 'string', multiple: true }, token: { type: 'string' } });
+  const p = parse('gateway', argv, { ...routerFlags, ...dialFlags, relay: { type: 'string', multiple: true }, token: { type: 'string' } });
   if (p.values.help) return out(help), 0;
   const relays = p.values.relay as unknown as string[] | undefined;
   if (relays === undefined) throw new UsageError('gateway: --relay URL is required');
   const domain = required('gateway', p, 'domain');
   const token = required('gateway', p, 'token', 'POSTERN_TOKEN');
   if (p.values.listen === undefined) throw new UsageError('gateway: --listen HOST:PORT is required');
+  const dial = dialSettings('gateway', p);
+  const options = routerOptions('gateway', p, domain, 'gateway: ');
   let first: ((s: UplinkStatus) => void) | undefined;
   const firstResult = new Promise<UplinkStatus>((resolve) => (first = resolve));
   const server: RouterServer = await startRouter({
-    ...routerOptions('gateway', p, domain, 'gateway: '),
-    uplinks: relays.map((url) => ({ url, token })),
+    ...options,
+    uplinks: relays.map((url) => ({ url, token, ...dial })),
     onUplinkStatus: (_url, s) => {
       if (s.type !== 'up' && s.type !== 'down') return false;
       const settle = first;
@@ -50,7 +56,7 @@ export async function gateway(argv: string[]): Promise<number> {
     },
   });
   for (const a of server.addresses) {
-    out(`postern gateway: domain "${server.router.domain}" listening on ws://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`);
+    out(`postern gateway: domain "${server.router.domain}" listening on ${options.tls === undefined ? 'ws' : 'wss'}://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`);
   }
   const s = await Promise.race([firstResult, untilSignal()]);
   if (typeof s === 'object' && s.type === 'down' && s.refused) {

@@ -1,5 +1,6 @@
 import { connect, type Message } from '@postern/client';
 import { flag, int, parse, required, str } from '../args.js';
+import { dialFlags, dialFlagsHelp, dialSettings } from '../dial-flags.js';
 import { out, untilSignal } from '../output.js';
 
 export const help = `Usage: postern listen --connect URL --as NAME [--token T] [--json] [--count N]
@@ -16,6 +17,7 @@ Options:
   --json             one JSON object per line: id, from, to, body (UTF-8 text), volatile
   --count N          exit 0 after N messages
   --timeout MS       give up connecting after this long [10000]
+${dialFlagsHelp(21)}
   -h, --help         this help
 
 Plain output is one line per message: FROM: BODY`;
@@ -48,6 +50,7 @@ export async function listen(argv: string[]): Promise<number> {
     json: { type: 'boolean' },
     count: { type: 'string' },
     timeout: { type: 'string' },
+    ...dialFlags,
   });
   if (p.values.help) return out(help), 0;
   const url = required('listen', p, 'connect');
@@ -55,7 +58,9 @@ export async function listen(argv: string[]): Promise<number> {
   const token = str(p, 'token', 'POSTERN_TOKEN');
   const count = int('listen', p, 'count', 1);
   const json = flag(p, 'json');
+  const dial = dialSettings('listen', p);
   const client = await connect({
+    ...dial,
     url,
     name,
     agent: 'postern-cli/listen',

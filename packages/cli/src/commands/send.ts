@@ -2,6 +2,7 @@ import { createInterface } from 'node:readline';
 import { connect, type SendResult } from '@postern/client';
 import { PosternError } from '@postern/protocol';
 import { flag, int, parse, required, str } from '../args.js';
+import { dialFlags, dialFlagsHelp, dialSettings } from '../dial-flags.js';
 import { out } from '../output.js';
 import { UsageError } from '../usage-error.js';
 
@@ -23,6 +24,7 @@ Options:
   --volatile         at most once: not stored, not retried, no acknowledgement
   --timeout MS       per message, fail when not accepted (or with --receipt, delivered) in this time [60000]
   --quiet            print nothing on success
+${dialFlagsHelp(21)}
   -h, --help         this help`;
 
 async function* bodies(text: string | undefined, count: number | undefined): AsyncGenerator<string> {
@@ -53,6 +55,7 @@ export async function send(argv: string[]): Promise<number> {
       receipt: { type: 'boolean' },
       timeout: { type: 'string' },
       quiet: { type: 'boolean' },
+      ...dialFlags,
     },
     true,
   );
@@ -68,7 +71,9 @@ export async function send(argv: string[]): Promise<number> {
   const volatile = flag(p, 'volatile');
   const receipt = flag(p, 'receipt');
   if (volatile && receipt) throw new UsageError('send: --receipt and --volatile exclude each other (a volatile message has no receipt)');
+  const dial = dialSettings('send', p);
   const client = await connect({
+    ...dial,
     url,
     agent: 'postern-cli/send',
     reconnect: true,

@@ -1,0 +1,20 @@
+import { readFileSync } from 'node:fs';
+import { ConfigError } from '@postern/protocol';
+
+/** A text file named by a flag; one line naming the flag and the file when it cannot be read. */
+export function readFlagFile(command: string, flag: string, file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : e.code === 'EISDIR' ? 'is a directory' : (e.code ?? e.message);
+    throw new ConfigError(`${command}: cannot read ${flag} ${file}: ${why}`, { cause: err });
+  }
+}
+
+/** A PEM file: readable and holding a `-----BEGIN <label>` block, else one line naming it. */
+export function readPemFile(command: string, flag: string, file: string, label: RegExp, what: string): string {
+  const text = readFlagFile(command, flag, file);
+  if (!new RegExp(`-----BEGIN ${label.source}-----`).test(text)) throw new ConfigError(`${command}: ${flag} ${file} holds no PEM ${what}`);
+  return text;
+}

@@ -1,0 +1,10 @@
+export { Lab, LAB, POSTERN_BIN, REPO_ROOT, labNamespaces, removeStale } from './lab.js';
+export type { Lan, LabOptions, LabTls, Site } from './lab.js';
+export { makeLabCa } from './pki.js';
+export type { LabCa, LabCert } from './pki.js';
+export { LabProc, labEnv } from './proc.js';
+export type { Exit } from './proc.js';
+export { findProgram, prerequisites } from './prereqs.js';
+export type { Prerequisites, Tool, Tools } from './prereqs.js';
+export { LabCommandError, sh } from './sh.js';
+export type { ShOptions, ShResult } from './sh.js';
