@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { crashPoint, type NewMessage, type Recovered, type SeenKey, type Store, type StoredMessage } from '@postern/core';
 import { ConfigError, PosternError } from '@postern/protocol';
-import Database from 'better-sqlite3';
+import { Database, type Statement } from './driver.js';
 import { decodeRow, encodeRow } from './row-codec.js';
 
 export interface SqliteStoreOptions {
@@ -45,14 +45,14 @@ interface Waiter {
  */
 export class SqliteStore implements Store {
   readonly file: string;
-  readonly #db: Database.Database;
-  readonly #insert1: Database.Statement;
-  readonly #insertN: Database.Statement;
-  readonly #delete1: Database.Statement;
-  readonly #deleteN: Database.Statement;
-  readonly #retire1: Database.Statement;
-  readonly #retireN: Database.Statement;
-  readonly #saveSeq: Database.Statement;
+  readonly #db: Database;
+  readonly #insert1: Statement;
+  readonly #insertN: Statement;
+  readonly #delete1: Statement;
+  readonly #deleteN: Statement;
+  readonly #retire1: Statement;
+  readonly #retireN: Statement;
+  readonly #saveSeq: Statement;
   #next = 1;
   #appends: Pending[] = [];
   #retires: number[] = [];
@@ -231,7 +231,7 @@ export class SqliteStore implements Store {
 }
 
 /** Runs `one` per item and `many` per CHUNK items; `params` holds `width` values per item. */
-function chunked(params: readonly unknown[], width: number, one: Database.Statement, many: Database.Statement, after?: () => void): void {
+function chunked(params: readonly unknown[], width: number, one: Statement, many: Statement, after?: () => void): void {
   const n = params.length / width;
   let i = 0;
   for (; i + CHUNK <= n; i += CHUNK) {
@@ -245,7 +245,7 @@ function chunked(params: readonly unknown[], width: number, one: Database.Statem
 }
 
 /** Brings a file of any earlier schema to this one, keeping the messages it holds. */
-function migrate(db: Database.Database, from: number): void {
+function migrate(db: Database, from: number): void {
   db.exec('CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL)');
   if (from === 1) db.exec('ALTER TABLE messages RENAME TO messages_v1; DROP TABLE IF EXISTS seen;');
   db.exec('CREATE TABLE IF NOT EXISTS messages (seq INTEGER PRIMARY KEY, held INTEGER NOT NULL, data BLOB NOT NULL)');

@@ -1,16 +1,14 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { Store } from '@postern/core';
-import { SqliteStore } from '@postern/store-sqlite';
+import { SqliteStore, sqliteModule, sqliteModulePath } from '@postern/store-sqlite';
 import { storeSuite } from '@postern/testing';
 
-const require_ = createRequire(import.meta.url).resolve;
 const dirs: string[] = [];
 after(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
@@ -89,6 +87,22 @@ describe('SqliteStore', () => {
     await again.close();
   });
 
+  it('loads the Node-API build of better-sqlite3 where the runtime has Node-API 10, and survives the garbage collector finalizing statements', () => {
+    const napi = Number(process.versions.napi);
+    assert.equal(sqliteModule, napi >= 10 ? 'better-sqlite3-napi' : 'better-sqlite3');
+    // better-sqlite3 12 on Node 24 aborted the process when a GC run from a microtask
+    // finalized a statement (about every run of this child): make 100k garbage statements
+    // between awaits, and expect a clean exit.
+    const file = tempFile();
+    mkdirSync(dirname(file), { recursive: true });
+    const code = `const D=require(${JSON.stringify(sqliteModulePath)});const d=new D(${JSON.stringify(file)});` +
+      `(async()=>{for(let k=0;k<20;k++){await null;for(let i=0;i<5000;i++)d.prepare('SELECT '+i)}` +
+      `d.close();console.log(require(${JSON.stringify(join(dirname(dirname(sqliteModulePath)), 'package.json'))}).version)})()`;
+    const child = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8' });
+    assert.equal(child.status, 0, `exit ${String(child.status)} signal ${String(child.signal)}: ${child.stderr}`);
+    assert.match(child.stdout.trim(), napi >= 10 ? /^13\./ : /^12\./);
+  });
+
   it('refuses a bad option and a store written by a newer schema, with a clear error', () => {
     assert.throws(() => new SqliteStore(tempFile(), { sync: 'sometimes' as 'full' }), { code: 'ERR_CONFIG' });
     assert.throws(() => new SqliteStore(tempFile(), { commitIntervalMs: -1 }), { code: 'ERR_CONFIG' });
@@ -100,7 +114,7 @@ describe('SqliteStore', () => {
     const newer = new SqliteStore(tempFile());
     const f2 = newer.file;
     void newer.close();
-    const raw = spawnSync(process.execPath, ['-e', `const D=require(${JSON.stringify(require_('better-sqlite3'))});const d=new D(${JSON.stringify(f2)});d.pragma('user_version = 99');d.close()`]);
+    const raw = spawnSync(process.execPath, ['-e', `const D=require(${JSON.stringify(sqliteModulePath)});const d=new D(${JSON.stringify(f2)});d.pragma('user_version = 99');d.close()`]);
     assert.equal(raw.status, 0, String(raw.stderr));
     assert.throws(() => new SqliteStore(f2), (e: Error & { code?: string }) => e.code === 'ERR_CONFIG' && /newer/.test(e.message));
   });
