@@ -1,5 +1,5 @@
 import type { ParseArgsConfig } from 'node:util';
-import { str, type Parsed } from './args.js';
+import { int, str, type Parsed } from './args.js';
 import { readPemFile } from './read-file.js';
 import { UsageError } from './usage-error.js';
 
@@ -12,6 +12,7 @@ export const dialFlags: Options = {
   proxy: { type: 'string' },
   'no-proxy': { type: 'boolean' },
   transport: { type: 'string' },
+  'ws-probe-interval': { type: 'string' },
 };
 
 /** Help lines for `dialFlags`, descriptions starting at column `width`. */
@@ -35,6 +36,7 @@ export function dialFlagsHelp(width: number): string {
         '(back to WebSocket once it gets through); ws; http [auto]',
       ],
     ],
+    ['--ws-probe-interval MS', ['on long-poll (auto), try WebSocket again this often; doubles after', 'each failed try, up to 10 minutes [30000]']],
   ];
   const lines: string[] = [];
   for (const [flag, text] of rows) {
@@ -51,6 +53,7 @@ export interface DialSettings {
   fingerprint?: string;
   proxy?: string | false;
   transport?: 'auto' | 'ws' | 'http';
+  wsProbeIntervalMs?: number;
 }
 
 const TRANSPORTS = new Set(['auto', 'ws', 'http']);
@@ -75,6 +78,11 @@ export function dialSettings(command: string, p: Parsed): DialSettings {
   if (transport !== undefined) {
     if (!TRANSPORTS.has(transport)) throw new UsageError(`${command}: --transport must be auto, ws or http, got "${transport}"`);
     o.transport = transport as DialSettings['transport'];
+  }
+  const probe = int(command, p, 'ws-probe-interval', 100);
+  if (probe !== undefined) {
+    if (o.transport !== undefined && o.transport !== 'auto') throw new UsageError(`${command}: --ws-probe-interval applies to --transport auto only`);
+    o.wsProbeIntervalMs = probe;
   }
   return o;
 }

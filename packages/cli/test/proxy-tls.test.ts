@@ -94,15 +94,18 @@ describe('postern CLI with TLS and proxies', { skip: hasOpenssl() ? false : 'the
     assert.ok(!`${gw.stdout}${gw.stderr}`.includes(PASSWORD), 'the gateway never prints the proxy password');
   });
 
-  it('wrong proxy credentials: the gateway logs the 407 naming the proxy, never the password', async () => {
+  it('wrong proxy credentials: the gateway exits 1 at start with the 407 naming the proxy, never the password, without trying long-poll', async () => {
     const relay = await tlsRelay();
-    const gw = start([
+    const tunnels = proxy.tunnels;
+    const gw = await finish([
       'gateway', '--relay', relay.url, '--domain', 'acme', '--token', await token('--domain', 'acme'), '--listen', '127.0.0.1:0',
       '--proxy', proxy.url(USER, 'wrong-password'), '--ca', pki.caPath,
     ]);
-    await gw.waitFor('stderr', /uplink down/);
-    assert.ok(gw.stderr.includes(`proxy http://127.0.0.1:${proxy.port} refused the tunnel: 407 Proxy Authentication Required (check the proxy credentials)`), gw.describe());
+    assert.equal(gw.exit?.code, 1, gw.describe());
+    assert.doesNotMatch(gw.stderr, NO_STACK, gw.describe());
+    assert.match(gw.lines('stderr').at(-1)!, new RegExp(`^postern: error: cannot reach the relay: proxy http://127\\.0\\.0\\.1:${proxy.port} refused the tunnel: 407 Proxy Authentication Required \\(check the proxy credentials\\) \\[ERR_TRANSPORT\\]$`), gw.describe());
     assert.ok(!`${gw.stdout}${gw.stderr}`.includes('wrong-password'), gw.describe());
+    assert.equal(proxy.tunnels, tunnels, 'no tunnel was opened');
   });
 
   it('agents take HTTPS_PROXY from the environment; NO_PROXY and --no-proxy bypass it', async () => {

@@ -22,6 +22,7 @@ export interface UplinkOptions {
 export type UplinkStatus =
   | { type: 'connecting'; attempt: number }
   | { type: 'up'; node: string; domain: string }
+  /** refused: retrying with the same settings cannot help (credential refused, proxy 4xx, untrusted certificate); retries wait the longest backoff. */
   | { type: 'down'; error: PosternError; retryInMs: number; refused: boolean }
   | { type: 'closed' };
 
@@ -149,7 +150,8 @@ export class Uplink {
 
   #retry(error: PosternError): void {
     if (this.#closed) return;
-    const refused = REFUSALS.has(error.code);
+    // A proxy's 4xx or an untrusted certificate will not pass by itself either.
+    const refused = REFUSALS.has(error.code) || (error instanceof TransportError && error.permanent);
     // Back off from scratch only after a link that held (see the client for why).
     const now = this.#router.options.clock.now();
     if (this.#upSince > 0 && now - this.#upSince >= STABLE_MS) this.#backoff.reset();

@@ -45,9 +45,17 @@ export class RemoteError extends PosternError {
 
 /** A connection could not be opened or broke. */
 export class TransportError extends PosternError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('ERR_TRANSPORT', message, options);
+  /**
+   * Trying again with the same settings fails the same way until someone changes them: a proxy
+   * refused the tunnel with a 4xx (wrong or missing credentials, port not allowed), or the
+   * router's certificate is not trusted. Dialers do not fall back to another transport on such
+   * an error, and a gateway treats it like a refused credential.
+   */
+  readonly permanent: boolean;
+  constructor(message: string, options?: { cause?: unknown; permanent?: boolean }) {
+    super('ERR_TRANSPORT', message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'TransportError';
+    this.permanent = options?.permanent === true;
   }
 }
 

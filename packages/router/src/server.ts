@@ -84,7 +84,7 @@ export interface RouterServer {
 }
 
 /** The dialer of one uplink: WebSocket, long-poll, or both ('auto'), with its TLS and proxy settings. */
-function uplinkDialer(u: UplinkConfig, maxPayload: number): Dialer {
+function uplinkDialer(u: UplinkConfig, maxPayload: number, log: Logger): Dialer {
   const transport = u.transport ?? 'auto';
   if (transport !== 'auto' && transport !== 'ws' && transport !== 'http') throw new ConfigError(`uplink ${u.url}: transport must be auto, ws or http, got "${String(transport)}"`);
   const reach = {
@@ -96,7 +96,16 @@ function uplinkDialer(u: UplinkConfig, maxPayload: number): Dialer {
   const http = transport === 'ws' ? undefined : createNodeHttpDialer(reach);
   if (ws === undefined) return http!;
   if (http === undefined) return ws;
-  return createAutoDialer({ ws, http, ...(u.wsProbeIntervalMs === undefined ? {} : { wsProbeIntervalMs: u.wsProbeIntervalMs }) });
+  return createAutoDialer({
+    ws,
+    http,
+    ...(u.wsProbeIntervalMs === undefined ? {} : { wsProbeIntervalMs: u.wsProbeIntervalMs }),
+    onEvent: (e) => {
+      if (e.type === 'fallback') log.warn('uplink falls back to HTTP long-poll', { url: u.url, reason: e.reason });
+      else if (e.type === 'upgrade') log.info('uplink goes back to WebSocket: a probe got through', { url: u.url });
+      else log.debug('WebSocket probe failed', { url: u.url, reason: e.reason, next_ms: e.nextInMs });
+    },
+  });
 }
 
 /**
@@ -179,7 +188,7 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
       longPoll = createLongPollServer((d) => router.accept(d), { maxBodyBytes: maxPayload, maxSessions: router.options.maxConnections, ...longPollOptions });
     }
     // Bad TLS or proxy settings of an uplink (or in the environment) fail here, at start.
-    dialers = uplinkConfigs.map((u) => uplinkDialer(u, maxPayload));
+    dialers = uplinkConfigs.map((u) => uplinkDialer(u, maxPayload, log));
     for (const l of listens) {
       const http = tls === undefined ? createServer(health) : createHttpsServer({ cert: tls.cert, key: tls.key }, health);
       // Upgrades and long requests are ours to time out, not node:http's.

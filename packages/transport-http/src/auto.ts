@@ -91,7 +91,8 @@ function positive(name: string, v: number | undefined, dflt: number): number {
  *
  * - WebSocket first. When it cannot be opened (upgrade refused with a non-101 answer, reset,
  *   no answer within wsTimeoutMs) the same dial opens a long-poll session instead; when that
- *   fails too, the dial fails with both reasons. WebSocket links that keep breaking soon after
+ *   fails too, the dial fails with both reasons. A permanent TransportError (a proxy's 4xx to
+ *   CONNECT, an untrusted certificate) would stop long-poll just the same: it fails the dial as is. WebSocket links that keep breaking soon after
  *   opening (wsFailures in a row) switch later dials to long-poll as well.
  * - On long-poll, later dials go straight to long-poll, and a WebSocket handshake is tried every
  *   wsProbeIntervalMs (doubling after each failure). When one succeeds, the probe is closed, and
@@ -194,6 +195,8 @@ export function createAutoDialer(options: AutoDialerOptions): Dialer {
       return first === 'ws' ? await dialWs(url, o) : await dialHttp(url, o, started);
     } catch (firstErr) {
       if (o.signal?.aborted) throw firstErr;
+      // A proxy refusing us, or a certificate we do not trust, is in the way of either transport.
+      if (firstErr instanceof TransportError && firstErr.permanent) throw firstErr;
       // WebSocket blocked, or the router down: long-poll tells which. On long-poll, a failed
       // dial tries WebSocket in case the network changed.
       try {

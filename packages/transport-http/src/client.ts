@@ -354,7 +354,8 @@ export function createLongPollDialer(requester: (base: string) => HttpRequester,
     } catch (cause) {
       http.close();
       if (signal.aborted) throw new TransportError(`dial to ${base} aborted`, { cause });
-      throw new TransportError(`cannot open a long-poll session at ${base}: ${(cause as Error).message}`, { cause });
+      const permanent = cause instanceof TransportError && cause.permanent;
+      throw new TransportError(`cannot open a long-poll session at ${base}: ${(cause as Error).message}`, { cause, permanent });
     }
     if (a.status !== 201 && a.status !== 200) {
       http.close();

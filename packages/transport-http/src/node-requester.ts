@@ -96,7 +96,8 @@ class NodeRequester implements HttpRequester {
         req.signal.removeEventListener('abort', onAbort);
       };
       req.signal.addEventListener('abort', onAbort, { once: true });
-      r.on('error', (err: NodeJS.ErrnoException) => fail(new Error(err.code ?? err.message, { cause: err })));
+      // Our own connect (proxy, TLS) fails with a worded TransportError: keep it whole.
+      r.on('error', (err: NodeJS.ErrnoException) => fail(err instanceof TransportError ? err : new Error(err.message, { cause: err })));
       r.on('response', (res) => {
         const chunks: Buffer[] = [];
         let n = 0;

@@ -76,6 +76,16 @@ describe('createAutoDialer', () => {
     });
   });
 
+  it('does not fall back when WebSocket failed permanently (proxy refusal, untrusted certificate): long-poll would meet the same', async () => {
+    const http = fake('http', true);
+    const events: AutoDialerEvent[] = [];
+    const refusal = new TransportError('proxy http://p:3128 refused the tunnel: 407 Proxy Authentication Required', { permanent: true });
+    const dial = createAutoDialer({ ws: () => Promise.reject(refusal), http: http.dial, onEvent: (e) => events.push(e) });
+    await assert.rejects(dial('ws://x', { timeoutMs: 4000 }), (e: unknown) => e === refusal);
+    assert.equal(http.calls.length, 0);
+    assert.deepEqual(events, []);
+  });
+
   it('probes WebSocket with backoff while on long-poll, and closes the long-poll link with UPGRADE_REASON when a probe opens', async () => {
     const ws = fake('ws', false);
     const http = fake('http', true);

@@ -187,14 +187,14 @@ export function openTunnel(proxy: ProxyConfig, host: string, port: number, signa
       socket.off('end', onEnd);
       socket.off('close', onEnd);
     };
-    const fail = (message: string, cause?: unknown): void => {
+    const fail = (message: string, cause?: unknown, permanent = false): void => {
       if (settled) return;
       settled = true;
       cleanup();
       // A late 'error' from the destroyed socket must not go unhandled.
       socket.on('error', () => {});
       socket.destroy();
-      reject(new TransportError(message, cause === undefined ? undefined : { cause }));
+      reject(new TransportError(message, { cause, permanent }));
     };
     const onAbort = (): void => fail(`CONNECT to ${target} through proxy ${proxy.display} aborted`);
     const onError = (err: NodeJS.ErrnoException): void => {
@@ -231,11 +231,13 @@ export function openTunnel(proxy: ProxyConfig, host: string, port: number, signa
             proxy.authorization === undefined
               ? 'the proxy wants credentials: give them in the proxy URL, http://USER:PASSWORD@host:port'
               : 'check the proxy credentials';
-          fail(`proxy ${proxy.display} refused the tunnel: 407 ${m[2] || 'Proxy Authentication Required'} (${hint})`);
+          fail(`proxy ${proxy.display} refused the tunnel: 407 ${m[2] || 'Proxy Authentication Required'} (${hint})`, undefined, true);
           return;
         }
         if (status < 200 || status > 299) {
-          fail(`proxy ${proxy.display} refused CONNECT to ${target}: ${statusLine}`);
+          // 4xx: this proxy will not tunnel for us (credentials, policy); 5xx: it could not
+          // reach the target right now, which may pass.
+          fail(`proxy ${proxy.display} refused CONNECT to ${target}: ${statusLine}`, undefined, status >= 400 && status < 500);
           return;
         }
         settled = true;

@@ -70,14 +70,14 @@ export function startTls(socket: net.Socket | undefined, host: string, port: num
       ALPNProtocols: ['http/1.1'],
     });
     let settled = false;
-    const fail = (message: string, cause?: unknown): void => {
+    const fail = (message: string, cause?: unknown, permanent = false): void => {
       if (settled) return;
       settled = true;
       signal.removeEventListener('abort', onAbort);
       s.on('error', () => {});
       s.destroy();
       socket?.destroy();
-      reject(new TransportError(message, cause === undefined ? undefined : { cause }));
+      reject(new TransportError(message, { cause, permanent }));
     };
     const onAbort = (): void => fail(`TLS handshake with ${where} aborted`);
     signal.addEventListener('abort', onAbort, { once: true });
@@ -88,6 +88,7 @@ export function startTls(socket: net.Socket | undefined, host: string, port: num
         fail(
           `TLS to ${where}: certificate not trusted: ${err.message}${err.code !== undefined ? ` [${err.code}]` : ''}; trust its CA (ca, --ca FILE) or pin it (fingerprint, --fingerprint SHA256)`,
           err,
+          true,
         );
       } else {
         fail(`TLS to ${where} failed: ${err.code ?? err.message}${err.code !== undefined && err.message !== '' ? ` (${err.message})` : ''}`, err);
@@ -99,7 +100,7 @@ export function startTls(socket: net.Socket | undefined, host: string, port: num
         const raw = s.getPeerCertificate().fingerprint256;
         const got = raw === undefined || raw === '' ? '' : parseFingerprint(raw);
         if (got !== pinned) {
-          fail(`TLS to ${where}: certificate fingerprint mismatch: expected ${formatFingerprint(pinned)}, got ${got === '' ? 'no certificate' : formatFingerprint(got)}`);
+          fail(`TLS to ${where}: certificate fingerprint mismatch: expected ${formatFingerprint(pinned)}, got ${got === '' ? 'no certificate' : formatFingerprint(got)}`, undefined, true);
           return;
         }
       }

@@ -58,12 +58,14 @@ async function roundTrip(d: Duplex, text: string): Promise<void> {
   await d.done;
 }
 
-function transportError(re: RegExp, not?: RegExp): (e: unknown) => boolean {
+/** `permanent`: whether retrying with the same settings is pointless (proxy 4xx, untrusted certificate). */
+function transportError(re: RegExp, not?: RegExp, permanent = false): (e: unknown) => boolean {
   return (e: unknown) => {
     assert.ok(e instanceof TransportError, `expected TransportError, got ${String(e)}`);
     assert.equal(e.code, 'ERR_TRANSPORT');
     assert.match(e.message, re);
     if (not !== undefined) assert.doesNotMatch(e.message, not);
+    assert.equal(e.permanent, permanent, `permanent for "${e.message}"`);
     return true;
   };
 }
@@ -106,14 +108,14 @@ describe('TLS verification of the Node dialer', { skip: openssl ? false : 'the o
   it('without the CA, fails verification with the reason, naming the host', async () => {
     await assert.rejects(
       dialer()(`wss://127.0.0.1:${server.port}`, { timeoutMs: 5000 }),
-      transportError(new RegExp(`TLS to 127\\.0\\.0\\.1:${server.port}: certificate not trusted: .*(unable to verify|UNABLE_TO_VERIFY_LEAF_SIGNATURE)`)),
+      transportError(new RegExp(`TLS to 127\\.0\\.0\\.1:${server.port}: certificate not trusted: .*(unable to verify|UNABLE_TO_VERIFY_LEAF_SIGNATURE)`), undefined, true),
     );
   });
 
   it('refuses a certificate for another name even from a trusted CA', async () => {
     await assert.rejects(
       dialer({ ca: pki.ca })(`wss://127.0.0.1:${other.port}`, { timeoutMs: 5000 }),
-      transportError(/TLS to 127\.0\.0\.1:\d+: certificate not trusted: .*ERR_TLS_CERT_ALTNAME_INVALID/),
+      transportError(/TLS to 127\.0\.0\.1:\d+: certificate not trusted: .*ERR_TLS_CERT_ALTNAME_INVALID/, undefined, true),
     );
   });
 
@@ -130,7 +132,7 @@ describe('TLS verification of the Node dialer', { skip: openssl ? false : 'the o
     const wrong = pki.otherName.fingerprint;
     await assert.rejects(
       dialer({ ca: pki.ca, fingerprint: wrong })(`wss://127.0.0.1:${server.port}`, { timeoutMs: 5000 }),
-      transportError(new RegExp(`TLS to 127\\.0\\.0\\.1:${server.port}: certificate fingerprint mismatch: expected ${wrong}, got ${pki.server.fingerprint}$`)),
+      transportError(new RegExp(`TLS to 127\\.0\\.0\\.1:${server.port}: certificate fingerprint mismatch: expected ${wrong}, got ${pki.server.fingerprint}$`), undefined, true),
     );
     const accepted = server.accepted;
     await new Promise((r) => setTimeout(r, 50));
@@ -190,20 +192,26 @@ describe('HTTP CONNECT proxies in the Node dialer', () => {
   it('wrong credentials: one 407 error naming the proxy, never the password', async () => {
     await assert.rejects(
       dialer({ proxy: proxy.url(USER, 'wrong-secret') })(`ws://127.0.0.1:${plain.port}`, { timeoutMs: 5000 }),
-      transportError(new RegExp(`^proxy http://127\\.0\\.0\\.1:${proxy.port} refused the tunnel: 407 Proxy Authentication Required \\(check the proxy credentials\\)$`), /wrong-secret|agent/),
+      transportError(new RegExp(`^proxy http://127\\.0\\.0\\.1:${proxy.port} refused the tunnel: 407 Proxy Authentication Required \\(check the proxy credentials\\)$`), /wrong-secret|agent/, true),
     );
     await assert.rejects(
       dialer({ proxy: proxy.url() })(`ws://127.0.0.1:${plain.port}`, { timeoutMs: 5000 }),
-      transportError(/refused the tunnel: 407 .*wants credentials/),
+      transportError(/refused the tunnel: 407 .*wants credentials/, undefined, true),
     );
   });
 
-  it('a refused CONNECT names the proxy, the target and the status line', async () => {
+  it('a refused CONNECT names the proxy, the target and the status line; a 4xx is permanent, a 5xx is not', async () => {
     const strict = await ConnectProxy.start({ allowPort: (p) => p === 443 });
     try {
       await assert.rejects(
         dialer({ proxy: strict.url() })(`ws://127.0.0.1:${plain.port}`, { timeoutMs: 5000 }),
-        transportError(new RegExp(`^proxy http://127\\.0\\.0\\.1:${strict.port} refused CONNECT to 127\\.0\\.0\\.1:${plain.port}: HTTP/1\\.1 403 Forbidden$`)),
+        transportError(new RegExp(`^proxy http://127\\.0\\.0\\.1:${strict.port} refused CONNECT to 127\\.0\\.0\\.1:${plain.port}: HTTP/1\\.1 403 Forbidden$`), undefined, true),
+      );
+      // The proxy could not reach the target: that may pass, so it is not permanent.
+      const port = await closedPort();
+      await assert.rejects(
+        dialer({ proxy: proxy.url(USER, PASSWORD) })(`ws://127.0.0.1:${port}`, { timeoutMs: 5000 }),
+        transportError(new RegExp(`^proxy http://127\\.0\\.0\\.1:${proxy.port} refused CONNECT to 127\\.0\\.0\\.1:${port}: HTTP/1\\.1 502 Bad Gateway$`)),
       );
     } finally {
       await strict.close();
@@ -250,7 +258,7 @@ describe('HTTP CONNECT proxies in the Node dialer', () => {
     assert.equal(proxy.tunnels, n, 'NO_PROXY and proxy: false bypass the proxy');
     await assert.rejects(
       createNodeWsDialer({ env: { HTTP_PROXY: proxy.url(USER, 'nope') } })(target, { timeoutMs: 5000 }),
-      transportError(/refused the tunnel: 407/, /nope/),
+      transportError(/refused the tunnel: 407/, /nope/, true),
     );
     if (secure === undefined || pki === undefined) return t.skip('the openssl command is not installed');
     await roundTrip(await createNodeWsDialer({ env: { HTTPS_PROXY: url }, ca: pki.ca })(`wss://127.0.0.1:${secure.port}`, { timeoutMs: 5000 }), 'env wss');

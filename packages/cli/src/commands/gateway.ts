@@ -14,7 +14,8 @@ Runs a gateway: a router inside the firewall. It dials out to the relay over one
 a token from the relay's operator, and carries all traffic of the agents that connect to it on
 --listen, both ways, over that one connection.
 It reconnects with backoff when the tunnel drops; internal agents keep reaching each other
-meanwhile. A refused credential at start exits with status 1.
+meanwhile. At start, a refused credential, a proxy refusing the tunnel (4xx) or a relay
+certificate that is not trusted exits with status 1; later they are retried at the longest backoff.
 
 Options:
   --relay URL             the relay, e.g. wss://relay.example.com [required]; repeatable: the gateway
@@ -23,7 +24,7 @@ Options:
   --token T               domain token from 'postern token' (or set POSTERN_TOKEN) [required]
   --listen HOST:PORT      where internal agents connect; repeatable [required]
 ${dialFlagsHelp(26)}
-                          (these five apply to the connection to --relay)
+                          (these apply to the connection to --relay)
 ${routerFlagsHelp}
                           (--secret here checks the tokens of internal agents; without it the
                           LAN side is open: any agent, any free name)
@@ -61,7 +62,8 @@ export async function gateway(argv: string[]): Promise<number> {
   const s = await Promise.race([firstResult, untilSignal()]);
   if (typeof s === 'object' && s.type === 'down' && s.refused) {
     await server.close();
-    throw new PosternError(s.error.code, `the relay refused this gateway: ${s.error.message}`);
+    // A transport error here is a proxy or certificate refusal: its message names what refused.
+    throw new PosternError(s.error.code, s.error.code === 'ERR_TRANSPORT' ? `cannot reach the relay: ${s.error.message}` : `the relay refused this gateway: ${s.error.message}`);
   }
   if (typeof s === 'object' && s.type === 'up') out(`postern gateway: uplink to ${relays.join(', ')} is up`);
   if (typeof s === 'object') await untilSignal();
