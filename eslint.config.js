@@ -18,7 +18,7 @@ export default tseslint.config(
   },
   {
     // The wire format and routing core run in browsers too.
-    files: ['packages/protocol/src/**', 'packages/core/src/**', 'packages/client/src/index.browser.ts', 'packages/transport-ws/src/index.ts', 'packages/transport-ws/src/client.ts', 'packages/transport-ws/src/duplex.ts'],
+    files: ['packages/protocol/src/**', 'packages/core/src/**', 'packages/client/src/index.browser.ts', 'packages/transport-ws/src/index.ts', 'packages/transport-ws/src/client.ts', 'packages/transport-ws/src/duplex.ts', 'packages/transport-http/src/{index,client,auto,constants,wire,requester,fetch-requester,fetch-dialer}.ts'],
     rules: {
       'no-restricted-imports': ['error', { patterns: [{ group: ['node:*', 'ws'], message: 'No Node-only imports here: this code runs in browsers.' }] }],
     },

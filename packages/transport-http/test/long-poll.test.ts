@@ -8,7 +8,7 @@ import { after, describe, it } from 'node:test';
 import type { Duplex } from '@postern/core';
 import { TransportError } from '@postern/protocol';
 import { transportSuite, waitFor } from '@postern/testing';
-import { createLongPollServer, createNodeHttpDialer, encodeEnvelopes, type LongPollServer, type LongPollServerOptions } from '@postern/transport-http/node';
+import { createFetchHttpDialer, createLongPollServer, createNodeHttpDialer, encodeEnvelopes, type LongPollServer, type LongPollServerOptions } from '@postern/transport-http/node';
 import { Middlebox } from './middlebox.js';
 
 interface Listener {
@@ -104,6 +104,22 @@ transportSuite('http long-poll', {
   },
   async close() {
     if (shared !== undefined) await (await shared).close();
+  },
+});
+
+// The browser's client half (fetch), against the same server: Node has fetch too.
+let sharedFetch: Promise<Listener> | undefined;
+const fetchDial = createFetchHttpDialer();
+transportSuite('http long-poll over fetch', {
+  async pair() {
+    sharedFetch ??= listen();
+    const l = await sharedFetch;
+    const accepted = l.accepted();
+    const a = await fetchDial(l.url, { timeoutMs: 3000 });
+    return [a, await accepted];
+  },
+  async close() {
+    if (sharedFetch !== undefined) await (await sharedFetch).close();
   },
 });
 
