@@ -424,7 +424,7 @@ async function main(): Promise<number> {
   console.log(`bench: node ${process.version}, ${os.cpus().length} x ${cpu}, commit ${git(['rev-parse', '--short', 'HEAD'])}`);
   console.log(
     `bench: throughput ${CONFIG.sizes.map((s) => `${CONFIG.count[s] ?? '?'} x ${s} B`).join(', ')} ` +
-      `(cap ${CONFIG.capMs / 1000} s, c: ${CONFIG.capReliableMs / 1000} s; median of ${CONFIG.repeat} runs for a and b); ` +
+      `(cap ${CONFIG.capMs / 1000} s, c and d: ${CONFIG.capReliableMs / 1000} s; median of ${CONFIG.repeat} runs for a and b); ` +
       `latency ${CONFIG.paced.rate} msg/s for ${CONFIG.paced.durationMs / 1000} s after ${CONFIG.paced.warmupMs} ms warm-up\n`,
   );
   const rows: Row[] = [];

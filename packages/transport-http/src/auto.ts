@@ -206,7 +206,9 @@ export function createAutoDialer(options: AutoDialerOptions): Dialer {
         return duplex;
       } catch (secondErr) {
         const [wsErr, httpErr] = (first === 'ws' ? [firstErr, secondErr] : [secondErr, firstErr]) as [Error, Error];
-        throw new TransportError(`${wsErr.message}; HTTP long-poll failed too: ${httpErr.message}`, { cause: firstErr });
+        // A permanent second failure (the proxy or the certificate) is what the user must fix.
+        const permanent = secondErr instanceof TransportError && secondErr.permanent;
+        throw new TransportError(`${wsErr.message}; HTTP long-poll failed too: ${httpErr.message}`, { cause: firstErr, permanent });
       }
     }
   };

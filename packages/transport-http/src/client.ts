@@ -234,7 +234,7 @@ export class LongPollClientDuplex implements Duplex {
         if (!(await this.#backoff(attempt++, `send answered ${a.status}`))) return;
         continue;
       }
-      this.#finish(this.#refusal('send', a));
+      this.#giveUp('send', a);
       return;
     }
   }
@@ -270,7 +270,7 @@ export class LongPollClientDuplex implements Duplex {
         if (a.header(HEADER_END) === '1') {
           // The router closed the session and we have all of it: end, and confirm so that it
           // can let go at once.
-          this.#finish(undefined, () => this.#request('DELETE', this.#session, undefined, 2000, new AbortController().signal));
+          this.#finish(undefined, this.#deleteSession);
           return;
         }
         continue;
@@ -284,7 +284,7 @@ export class LongPollClientDuplex implements Duplex {
         if (!(await this.#backoff(attempt++, `poll answered ${a.status}`))) return;
         continue;
       }
-      this.#finish(this.#refusal('poll', a));
+      this.#giveUp('poll', a);
       return;
     }
   }
@@ -293,7 +293,7 @@ export class LongPollClientDuplex implements Duplex {
   #take(a: HttpAnswer): boolean {
     const start = parseCount(a.header(HEADER_OFFSET));
     if (start === undefined || start > this.#received) {
-      this.#finish(new TransportError(`long-poll answer starts at offset ${String(a.header(HEADER_OFFSET))}, after the ${this.#received} bytes received: bytes were lost`));
+      this.#finish(new TransportError(`long-poll answer starts at offset ${String(a.header(HEADER_OFFSET))}, after the ${this.#received} bytes received: bytes were lost`), this.#deleteSession);
       return false;
     }
     const skip = this.#received - start;
@@ -301,7 +301,7 @@ export class LongPollClientDuplex implements Duplex {
     const fresh = a.body.subarray(skip);
     const messages = decodeEnvelopes(fresh);
     if (messages === undefined) {
-      this.#finish(new TransportError('long-poll answer is not a sequence of length-prefixed messages'));
+      this.#finish(new TransportError('long-poll answer is not a sequence of length-prefixed messages'), this.#deleteSession);
       return false;
     }
     this.#received += fresh.length;
@@ -313,10 +313,20 @@ export class LongPollClientDuplex implements Duplex {
     return true;
   }
 
-  #refusal(what: string, a: HttpAnswer): TransportError {
-    if (a.status === 404 || a.status === 410) return new TransportError(`the router ended the long-poll session (${what} answered ${a.status}${bodyText(a)})`);
-    return new TransportError(`the router refused a long-poll ${what}: ${a.status}${bodyText(a)}`);
+  /**
+   * Ends the duplex on an answer that retrying cannot fix. A session the router still holds
+   * (400, 409, 413, ...) is deleted, so that it does not wait out its expiry.
+   */
+  #giveUp(what: string, a: HttpAnswer): void {
+    if (a.status === 404 || a.status === 410) {
+      this.#finish(new TransportError(`the router ended the long-poll session (${what} answered ${a.status}${bodyText(a)})`));
+    } else {
+      this.#finish(new TransportError(`the router refused a long-poll ${what}: ${a.status}${bodyText(a)}`), this.#deleteSession);
+    }
   }
+
+  /** The last request of a session the router still holds; not cancelled by the end of the duplex. */
+  readonly #deleteSession = (): Promise<HttpAnswer> => this.#request('DELETE', this.#session, undefined, 2000, new AbortController().signal);
 
   /** Ends the duplex; `last`, a final request, goes out before the connections are released. */
   #finish(err: Error | undefined, last?: () => Promise<unknown>): void {

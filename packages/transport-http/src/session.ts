@@ -185,14 +185,18 @@ export class LongPollSession implements Duplex {
       this.#reply(res, 409, `ack ${ack} is outside the unconfirmed bytes [${this.#outStart}, ${end}]`);
       return;
     }
-    while (this.#out.length > 0 && this.#outStart + this.#out[0]!.length <= ack) {
-      const e = this.#out.shift()!;
-      this.#outStart += e.length;
-      this.#outBytes -= e.length;
-    }
-    if (this.#outStart !== ack) {
+    // Checked before anything is let go: a refused poll confirms nothing.
+    let confirmed = 0;
+    let at = this.#outStart;
+    while (confirmed < this.#out.length && at + this.#out[confirmed]!.length <= ack) at += this.#out[confirmed++]!.length;
+    if (at !== ack) {
       this.#reply(res, 400, `ack ${ack} is not at a message boundary`);
       return;
+    }
+    if (confirmed > 0) {
+      this.#out.splice(0, confirmed);
+      this.#outBytes -= at - this.#outStart;
+      this.#outStart = at;
     }
     const older = this.#poll;
     if (older !== undefined) {

@@ -72,6 +72,19 @@ describe('createAutoDialer', () => {
     await assert.rejects(dial('ws://x', { timeoutMs: 4000 }), (e: unknown) => {
       assert.ok(e instanceof TransportError);
       assert.match(e.message, /ws refused; HTTP long-poll failed too: http refused/);
+      assert.equal(e.permanent, false, 'both down is worth retrying soon');
+      return true;
+    });
+  });
+
+  it('fails permanently when WebSocket failed for a passing reason and long-poll met a proxy refusal', async () => {
+    const ws = fake('ws', false);
+    const refusal = new TransportError('proxy http://p:3128 refused the tunnel: 407 Proxy Authentication Required', { permanent: true });
+    const dial = createAutoDialer({ ws: ws.dial, http: () => Promise.reject(refusal) });
+    await assert.rejects(dial('ws://x', { timeoutMs: 4000 }), (e: unknown) => {
+      assert.ok(e instanceof TransportError);
+      assert.match(e.message, /ws refused; HTTP long-poll failed too: proxy http:\/\/p:3128 refused the tunnel: 407/);
+      assert.equal(e.permanent, true);
       return true;
     });
   });

@@ -181,6 +181,10 @@ describe('long-poll HTTP API', () => {
     assert.equal(again.headers['postern-offset'], '5');
     assert.deepEqual([...again.body], [0, 0, 0, 2, 8, 9]);
     assert.equal((await raw(l.port, 'GET', `/postern/http/sessions/${s.session}/poll?ack=7`)).status, 400); // not a message boundary
+    server.send(bytes(3));
+    // Past one boundary but not at the next: refused, and nothing is confirmed by it.
+    assert.equal((await raw(l.port, 'GET', `/postern/http/sessions/${s.session}/poll?ack=13`)).status, 400);
+    assert.deepEqual([...(await raw(l.port, 'GET', `/postern/http/sessions/${s.session}/poll?ack=5`)).body], [0, 0, 0, 2, 8, 9, 0, 0, 0, 1, 3]);
     assert.equal((await raw(l.port, 'GET', `/postern/http/sessions/${s.session}/poll?ack=3`)).status, 409); // already confirmed
     assert.equal((await raw(l.port, 'GET', `/postern/http/sessions/${s.session}/poll?ack=99`)).status, 409); // never sent
 
@@ -242,6 +246,21 @@ describe('long-poll HTTP API', () => {
     const err = await rc.closed;
     assert.ok(err instanceof TransportError);
     assert.match(err.message, /ended the long-poll session|refused/);
+  });
+
+  it('deletes its session when the router refuses a send (413): the session does not wait out its expiry', async () => {
+    const l = await start({ maxBodyBytes: 1024, sessionTimeoutMs: 60_000 });
+    const accepted = l.accepted();
+    const client = await dial(l.url, { timeoutMs: 3000 });
+    const rs = collect(await accepted);
+    const rc = collect(client);
+    assert.equal(l.lp.sessions, 1);
+    client.send(new Uint8Array(2000));
+    const err = await rc.closed;
+    assert.ok(err instanceof TransportError);
+    assert.match(err.message, /refused a long-poll send: 413/);
+    await waitFor(() => l.lp.sessions === 0, 'the session deleted', 3000);
+    await rs.closed;
   });
 
   it('rejects a dial where no long-poll API answers, naming the status', async () => {
