@@ -574,7 +574,10 @@ export class Client implements AsyncIterable<Message> {
     // after WELCOME (a flapping network, a router that rejects us later) must not hammer.
     if (this.#upSince > 0 && Date.now() - this.#upSince >= STABLE_MS) this.#backoff.reset();
     this.#upSince = 0;
-    const wait = Math.round(this.#backoff.next());
+    // A proxy refusing us or an untrusted certificate fails the same way until someone changes
+    // the settings: retry at the longest interval, as an uplink does.
+    const permanent = reason instanceof TransportError && reason.permanent;
+    const wait = permanent ? this.#o.backoff.maxMs : Math.round(this.#backoff.next());
     this.#status.emit({ type: 'disconnected', error: reason, willReconnect: true, retryInMs: wait });
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined;

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { connect, type Client, type ClientStatus, type Message } from '@postern/client';
+import { TransportError, connect, type Client, type ClientStatus, type Message } from '@postern/client';
+import type { Dialer, Duplex } from '@postern/core';
+import { createNodeWsDialer } from '@postern/transport-ws/node';
 import { issueToken, startRouter, type RouterServer } from '@postern/router';
 import { MemoryStore, type NewMessage } from '@postern/core';
 import { waitFor } from '@postern/testing';
@@ -224,6 +226,30 @@ describe('client SDK against a real router', () => {
     await reader;
     assert.deepEqual(seen, ['closed']);
     await assert.rejects(c.send('x@relay', 'y'), { code: 'ERR_CLOSED' });
+  });
+
+  it('after a permanent transport error (a proxy refusing it), retries at the longest backoff, not the next step', async () => {
+    const ws = createNodeWsDialer({ proxy: false });
+    let refuse = false;
+    let link: Duplex | undefined;
+    const dialer: Dialer = async (url, o) => {
+      if (refuse) throw new TransportError('proxy http://p:3128 refused the tunnel: 407 Proxy Authentication Required', { permanent: true });
+      link = await ws(url, o);
+      return link;
+    };
+    const c = await open({ url: relay.url, dialer, backoff: { initialMs: 20, maxMs: 60_000 } });
+    const events: ClientStatus[] = [];
+    void (async () => {
+      for await (const s of c.status()) events.push(s);
+    })();
+    refuse = true;
+    link!.close();
+    await waitFor(() => events.filter((e) => e.type === 'disconnected').length >= 2, 'the link lost, then a refused redial', 5000);
+    const [lost, refused] = events.filter((e): e is Extract<ClientStatus, { type: 'disconnected' }> => e.type === 'disconnected');
+    assert.ok(lost!.retryInMs < 1000, `a lost link is retried soon (${lost!.retryInMs} ms)`);
+    assert.equal(refused!.retryInMs, 60_000);
+    assert.equal(refused!.willReconnect, true);
+    assert.match(refused!.error.message, /407/);
   });
 
   it('delivers volatile messages without acks', async () => {
