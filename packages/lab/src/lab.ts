@@ -70,6 +70,8 @@ export const LAB = Object.freeze({
   proxyPort: 8888,
   proxyUser: 'labuser',
   proxyPassword: 'lab-pw-7d1c',
+  /** tinyproxy closes a tunnel idle this long (its Timeout): shorter than real ones, longer than the lab's pings. */
+  proxyIdleTimeoutS: 6,
   middleboxPort: 8080,
 });
 
@@ -304,7 +306,7 @@ export class Lab {
       [
         `Port ${LAB.proxyPort}`,
         `Listen ${LAB.router('strict')}`,
-        'Timeout 600',
+        `Timeout ${LAB.proxyIdleTimeoutS}`,
         'MaxClients 100',
         `Allow ${LAB.router('strict').replace(/\.1$/, '.0')}/24`,
         `BasicAuth ${LAB.proxyUser} ${LAB.proxyPassword}`,

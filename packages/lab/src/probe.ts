@@ -4,6 +4,9 @@
 //     connected | refused | timeout | error CODE: whether a TCP connection opens within MS.
 //   node probe.js connect PROXY_HOST PROXY_PORT TARGET USER:PASS|- MS
 //     status NNN | refused | timeout | error CODE: the proxy's answer to CONNECT TARGET.
+//   node probe.js idle PROXY_HOST PROXY_PORT TARGET USER:PASS|- MS
+//     closed after N ms | open after MS ms | status NNN | ...: CONNECT TARGET, then say nothing
+//     and tell when the proxy closes the tunnel (its idle timeout).
 //   node probe.js get HOST PORT PATH MS [websocket]
 //     status NNN | ...: the answer to GET PATH, with WebSocket upgrade headers when asked.
 //   node probe.js tlsget HOST PORT PATH MS CA_FILE [websocket]
@@ -48,6 +51,40 @@ function exchange(host: string, port: number, request: string | undefined, ms: n
   });
 }
 
+/** CONNECTs through a proxy, then stays silent: when does the proxy close the idle tunnel? */
+function idleTunnel(host: string, port: number, request: string, ms: number): Promise<Outcome> {
+  return new Promise((resolve) => {
+    const sock = net.connect({ host, port });
+    let data = '';
+    let since = 0;
+    let settled = false;
+    const finish = (o: Outcome): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(o);
+    };
+    let timer = setTimeout(() => finish('timeout'), 10_000);
+    sock.on('connect', () => sock.write(request));
+    sock.setEncoding('latin1');
+    sock.on('data', (d: string) => {
+      if (since > 0) return finish(`bad answer: ${d.length} bytes in the idle tunnel`);
+      data += d;
+      if (!data.includes('\r\n\r\n')) return;
+      const m = /^HTTP\/1\.[01] (\d{3})/.exec(data);
+      if (m?.[1] !== '200') return finish(m === null ? `bad answer ${JSON.stringify(data.slice(0, 80))}` : `status ${m[1]}`);
+      since = Date.now();
+      clearTimeout(timer);
+      timer = setTimeout(() => finish(`open after ${ms} ms`), ms);
+    });
+    const closed = (): void => finish(since > 0 ? `closed after ${Date.now() - since} ms` : 'closed');
+    sock.on('end', closed);
+    sock.on('close', closed);
+    sock.on('error', (e: NodeJS.ErrnoException) => finish(e.code === 'ECONNREFUSED' ? 'refused' : `error ${e.code ?? e.message}`));
+  });
+}
+
 /** GET https://HOST:PORT/PATH trusting `ca`: the status and the body on one line. */
 function fetchBody(host: string, port: number, path: string, ms: number, ca: string): Promise<Outcome> {
   return new Promise((resolve) => {
@@ -76,6 +113,11 @@ async function main(argv: string[]): Promise<Outcome> {
     const [host, port, target, cred, ms] = a;
     const auth = cred === undefined || cred === '-' ? '' : `Proxy-Authorization: Basic ${Buffer.from(cred).toString('base64')}\r\n`;
     return exchange(host!, Number(port), `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n${auth}\r\n`, Number(ms));
+  }
+  if (mode === 'idle') {
+    const [host, port, target, cred, ms] = a;
+    const auth = cred === undefined || cred === '-' ? '' : `Proxy-Authorization: Basic ${Buffer.from(cred).toString('base64')}\r\n`;
+    return idleTunnel(host!, Number(port), `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n${auth}\r\n`, Number(ms));
   }
   if (mode === 'get' || mode === 'tlsget') {
     const [host, port, path, ms, ...rest] = a;

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { issueToken } from '@postern/router';
 import { LAB, type Lab, type LabProc } from '../src/index.js';
 import {
+  PING_MS,
   RELAY_URL,
   SECRET,
   Stream,
@@ -122,6 +123,28 @@ labSuite('lab: proxies', { lans: ['strict', 'nows'], tools: ['ip', 'ss', 'tc', '
         `strict agent -> relay agent delivered with --proxy and with HTTPS_PROXY (wss, --ca); wrong credentials: send exited ${String(badExit.code)}: "${sendError}"; gateway exited ${String(badGwExit.code)}: "${gatewayError}"`,
     );
     assert.ok(tunnels >= 3, `tinyproxy logged ${tunnels} tunnels\n${context(gw, relay)}`);
+  });
+
+  test('(b, idle) tinyproxy closes idle tunnels; pings keep the uplink through it up while nothing is sent', 60_000, async (_t, lab) => {
+    const relay = await startRelay(lab);
+    const idleS = LAB.proxyIdleTimeoutS;
+    // A tunnel nobody speaks in: the proxy's idle timeout is real.
+    const silent = lab.probe('strict', 'idle', LAB.router('strict'), String(LAB.proxyPort), RELAY_AT, `${LAB.proxyUser}:${LAB.proxyPassword}`, String(idleS * 3000));
+    const gw = await startGateway(lab, 'strict', 'strict', ['--proxy', proxyUrl(LAB.proxyPassword)]);
+    const tunnels0 = (lab.proxyLog.match(/Established connection to host/g) ?? []).length;
+    await sleep(idleS * 3000);
+    const probe = await silent;
+    const tunnels = (lab.proxyLog.match(/Established connection to host/g) ?? []).length - tunnels0;
+    const downs = gw.stderr.split('\n').filter((l) => /uplink (down|refused)/.test(l));
+    const traffic = await bothWays(lab, 'strict', 'strict', 20);
+    console.log(
+      `lab (b, idle): tinyproxy Timeout ${idleS} s: a silent CONNECT tunnel ${probe}; the gateway's uplink through it, ` +
+        `idle ${idleS * 3} s with pings every ${PING_MS} ms: ${downs.length} uplink down event(s), ${tunnels} new tunnel(s); then ${traffic}`,
+    );
+    const m = /^closed after (\d+) ms$/.exec(probe);
+    assert.ok(m !== null && Number(m[1]) >= (idleS - 1) * 1000, `tinyproxy should close a silent tunnel after about ${idleS} s: ${probe}\n${lab.proxyLog.slice(-2000)}`);
+    assert.deepEqual(downs, [], `the uplink went down while idle\n${context(gw, relay)}`);
+    assert.equal(tunnels, 0, `the gateway opened new tunnels while idle\n${context(gw, relay)}`);
   });
 
   test('nows LAN: the middlebox inspects TLS, forwards HTTP to the relay and refuses WebSocket', 30_000, async (_t, lab) => {
