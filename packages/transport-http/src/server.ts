@@ -7,7 +7,7 @@ import { LongPollSession, type Reply } from './session.js';
 import { DEFAULT_PATH, HEADER_END, HEADER_OFFSET, LONG_POLL_VERSION, normalizePath, parseCount, type OpenAnswer } from './wire.js';
 
 export interface LongPollServerOptions {
-  /** Path prefix the API is served under. @default '/postern/http' */
+  /** Path the API is served under, after any prefix (`/x/postern/http/...` too). @default '/postern/http' */
   path?: string;
   /** Largest body of one send; larger ones are refused with 413. @default 2 MiB */
   maxBodyBytes?: number;
@@ -171,8 +171,8 @@ export function createLongPollServer(onDuplex: (d: Duplex) => void, options: Lon
 
   const handle = (req: IncomingMessage, res: ServerResponse): boolean => {
     const url = new URL(req.url ?? '/', 'http://x');
-    const path = url.pathname;
-    if (path !== o.path && !path.startsWith(`${o.path}/`)) return false;
+    const path = apiPath(url.pathname, o.path);
+    if (path === undefined) return false;
     const method = req.method ?? 'GET';
     if (method === 'OPTIONS') {
       // CORS preflight of a browser client (its sends carry application/octet-stream).
@@ -231,4 +231,17 @@ export function createLongPollServer(onDuplex: (d: Duplex) => void, options: Lon
       for (const s of [...sessions.values()]) s.terminate(new TransportError('the router is shutting down'));
     },
   };
+}
+
+/**
+ * The part of `pathname` from the API's `path` on, or undefined when it is not under it. Any
+ * prefix before it is accepted: clients append the API's path to their router URL's own path,
+ * and a router takes WebSocket upgrades on any path, so `wss://host/x` works for both.
+ */
+function apiPath(pathname: string, path: string): string | undefined {
+  for (let at = pathname.indexOf(path); at >= 0; at = pathname.indexOf(path, at + 1)) {
+    const end = at + path.length;
+    if (end === pathname.length || pathname[end] === '/') return pathname.slice(at);
+  }
+  return undefined;
 }

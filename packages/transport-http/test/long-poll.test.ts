@@ -264,12 +264,26 @@ describe('long-poll HTTP API', () => {
   });
 
   it('rejects a dial where no long-poll API answers, naming the status', async () => {
-    const l = await start();
-    await assert.rejects(dial(`${l.url}/other-prefix`, { timeoutMs: 3000 }), (e: unknown) => {
+    const l = await start({ path: '/elsewhere' });
+    await assert.rejects(dial(l.url, { timeoutMs: 3000 }), (e: unknown) => {
       assert.ok(e instanceof TransportError);
       assert.match(e.message, /404/);
       return true;
     });
+  });
+
+  it('serves the API after any path prefix, as a router takes WebSocket upgrades on any path', async () => {
+    const l = await start();
+    const accepted = l.accepted();
+    const client = await dial(`${l.url}/some/prefix`, { timeoutMs: 3000 });
+    const rs = collect(await accepted);
+    const rc = collect(client);
+    client.send(bytes(1, 2));
+    await waitFor(() => rs.messages.length === 1, 'the message at the server', 3000);
+    assert.deepEqual([...rs.messages[0]!], [1, 2]);
+    assert.equal((await raw(l.port, 'POST', '/postern/httpx/sessions')).status, 404, 'a longer segment is not the API');
+    client.close();
+    await Promise.all([rc.closed, rs.closed]);
   });
 
   it('applies a send whose answer was lost once, and sends a lost poll answer again: nothing lost or doubled', async () => {
