@@ -76,6 +76,8 @@ export class Entry {
   origins: Link[] = [];
   /** Made by this router (a report), not received. */
   local = false;
+  /** Written to a next hop at least once: that hop may have it even if no ACK came back. */
+  sentOnce = false;
   readonly key: string;
   readonly size: number;
 
@@ -533,6 +535,7 @@ export class Delivery {
         continue;
       }
       e.state = SENT;
+      e.sentOnce = true;
       e.link = link;
       link.inflight.set(e.key, e);
       link.inflightBytes += e.size;
@@ -564,7 +567,13 @@ export class Delivery {
         if (e.expiresAt > now) break; // ages grow along a queue
         if (e.state !== UNSENT) continue; // in flight: the next hop may have it
         this.#stats.expired++;
-        this.#report(e, WireCode.EXPIRED, `not delivered within ${o.maxMessageAgeMs} ms`);
+        this.#report(
+          e,
+          WireCode.EXPIRED,
+          e.sentOnce
+            ? `not confirmed within ${o.maxMessageAgeMs} ms; it was sent to the next hop once, before that link was lost, so it may still arrive`
+            : `not delivered within ${o.maxMessageAgeMs} ms`,
+        );
         this.#finish(e);
       }
     }
