@@ -23,6 +23,7 @@ export const routerFlags: Options = {
   'log-level': { type: 'string' },
   'ping-interval': { type: 'string' },
   'handshake-timeout': { type: 'string' },
+  'request-timeout': { type: 'string' },
   'max-frame': { type: 'string' },
   'max-outbound': { type: 'string' },
   'max-connections': { type: 'string' },
@@ -48,6 +49,8 @@ export const routerFlagsHelp = `  --secret S              signs and checks token
   --log-level LEVEL       debug, info, warn, error or silent [info]
   --ping-interval MS      ping after this much silence; drop a link silent twice as long [20000]
   --handshake-timeout MS  HELLO must arrive within this time [10000]
+  --request-timeout MS    an HTTP request (a long-poll send with its body) must arrive
+                          within this time [60000]
   --max-frame BYTES       largest frame accepted [1048576]
   --max-outbound BYTES    per connection; a slower reader is disconnected [8388608]
   --max-connections N     connections at once [10000]
@@ -95,6 +98,7 @@ export function routerOptions(command: string, p: Parsed, domain: string, prefix
   };
   set('pingIntervalMs', 'ping-interval', 0);
   set('handshakeTimeoutMs', 'handshake-timeout');
+  set('requestTimeoutMs', 'request-timeout', 1000);
   set('maxFrameBytes', 'max-frame', 1024);
   set('maxOutboundBytes', 'max-outbound', 1024);
   set('maxConnections', 'max-connections');

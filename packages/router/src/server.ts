@@ -71,6 +71,12 @@ export interface RouterServerOptions extends Omit<RouterOptions, 'sessionTokens'
    * `false` turns it off. @default on, under /postern/http, sends up to maxFrameBytes + batchBytes
    */
   longPoll?: LongPollServerOptions | false;
+  /**
+   * Time a client has to send a whole HTTP request, headers and body (node:http's
+   * `requestTimeout`): a long-poll send whose body stops arriving is answered 408 and its
+   * connection closed. Held polls and WebSocket links are not requests still arriving. @default 60000
+   */
+  requestTimeoutMs?: number;
 }
 
 export interface RouterServer {
@@ -114,7 +120,8 @@ function uplinkDialer(u: UplinkConfig, maxPayload: number, log: Logger): Dialer 
  * configurations of this one function.
  */
 export async function startRouter(options: RouterServerOptions): Promise<RouterServer> {
-  const { listen = [], secret, uplinks: uplinkConfigs = [], backoff, sessionKey, onUplinkStatus, dataDir, sync, tls, longPoll: longPollOptions, ...core } = options;
+  const { listen = [], secret, uplinks: uplinkConfigs = [], backoff, sessionKey, onUplinkStatus, dataDir, sync, tls, longPoll: longPollOptions, requestTimeoutMs = 60_000, ...core } = options;
+  if (!Number.isSafeInteger(requestTimeoutMs) || requestTimeoutMs < 1000) throw new ConfigError(`requestTimeoutMs must be an integer of at least 1000, got ${String(requestTimeoutMs)}`);
   const listens = listen.map((l) => (typeof l === 'string' ? parseListen(l) : l));
   if (secret !== undefined && secret.length === 0) throw new ConfigError('secret must not be empty');
   if (tls !== undefined) {
@@ -162,6 +169,16 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
   const maxPayload = router.options.maxFrameBytes + router.options.batchBytes + 1024;
   let longPoll: LongPollServer | undefined;
   const health = (req: IncomingMessage, res: ServerResponse): void => {
+    try {
+      serve(req, res);
+    } catch (err) {
+      // A bug in handling one request must cost that request, not the router.
+      log.error('an HTTP request failed', { url: (req.url ?? '').slice(0, 200), error: (err as Error).message });
+      if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
+      res.end('internal error\n');
+    }
+  };
+  const serve = (req: IncomingMessage, res: ServerResponse): void => {
     if (longPoll?.handle(req, res) === true) return;
     const path = (req.url ?? '/').split('?')[0];
     if (req.method === 'GET' && path === '/healthz') {
@@ -190,10 +207,13 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
     // Bad TLS or proxy settings of an uplink (or in the environment) fail here, at start.
     dialers = uplinkConfigs.map((u) => uplinkDialer(u, maxPayload, log));
     for (const l of listens) {
-      const http = tls === undefined ? createServer(health) : createHttpsServer({ cert: tls.cert, key: tls.key }, health);
-      // Upgrades and long requests are ours to time out, not node:http's.
-      http.requestTimeout = 0;
-      http.headersTimeout = 10_000;
+      // Checked this often (node:http's default is 30 s): a timeout shorter than that must still hold.
+      const checking = { connectionsCheckingInterval: Math.max(100, Math.min(30_000, Math.floor(requestTimeoutMs / 4))) };
+      const http = tls === undefined ? createServer(checking, health) : createHttpsServer({ ...checking, cert: tls.cert, key: tls.key }, health);
+      // Whole requests must arrive in time; held answers (long polls) and upgraded sockets
+      // (WebSocket links) are timed by their own rules.
+      http.requestTimeout = requestTimeoutMs;
+      http.headersTimeout = Math.min(10_000, requestTimeoutMs);
       const ws = attachWsServer(http, (d) => router.accept(d), {
         maxPayload,
       });

@@ -114,6 +114,8 @@ export function createAutoDialer(options: AutoDialerOptions): Dialer {
   let mode: 'ws' | 'http' = 'ws';
   let quickFailures = 0;
   let probeDelay = probeMs;
+  /** On WebSocket because a probe opened, and no link has lasted wsStableMs since. */
+  let upgradedByProbe = false;
 
   const fallback = (reason: string): void => {
     if (mode === 'http') return;
@@ -128,12 +130,16 @@ export function createAutoDialer(options: AutoDialerOptions): Dialer {
         stable = true;
         quickFailures = 0;
         probeDelay = probeMs;
+        upgradedByProbe = false;
       }, wsStableMs),
     );
     return new WatchedDuplex(inner, (err) => {
       clearTimeout(timer);
       if (err !== undefined && !stable && ++quickFailures >= wsFailures) {
         quickFailures = 0;
+        // A probe only sees the handshake: where WebSocket opens and is then cut, the upgrade
+        // it led to was a failed probe, or the dialer would flap every probe interval.
+        if (upgradedByProbe) probeDelay = Math.min(maxProbeMs, probeDelay * 2);
         fallback(`${wsFailures} WebSocket links in a row broke within ${wsStableMs} ms of opening (last: ${err.message})`);
       }
       return err;
@@ -145,6 +151,13 @@ export function createAutoDialer(options: AutoDialerOptions): Dialer {
     let upgraded = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const probes = new AbortController();
+    const stop = (): void => {
+      ended = true;
+      clearTimeout(timer);
+      probes.abort();
+    };
+    // However it ends (closed by its owner before start(), too), its probes end with it.
+    void inner.done.then(stop, stop);
     const schedule = (): void => {
       if (ended) return;
       timer = unref(setTimeout(() => void probe(), probeDelay * (0.8 + 0.4 * Math.random())));
@@ -166,14 +179,13 @@ export function createAutoDialer(options: AutoDialerOptions): Dialer {
       if (ended) return;
       mode = 'ws';
       upgraded = true;
+      upgradedByProbe = true;
       emit({ type: 'upgrade' });
       inner.close();
     };
     schedule();
     return new WatchedDuplex(inner, (err) => {
-      ended = true;
-      clearTimeout(timer);
-      probes.abort();
+      stop();
       return upgraded ? new TransportError(UPGRADE_REASON, err === undefined ? undefined : { cause: err }) : err;
     });
   };

@@ -154,7 +154,7 @@ export function createNodeHttpDialer(options: NodeLongPollDialerOptions = {}): D
     const port = u.port === '' ? (secure ? 443 : 80) : Number(u.port);
     const proxy: ProxyConfig | undefined = fromEnv === undefined ? fixed : envProxyFor(fromEnv, secure, host, port);
     const connect: Connect = (signal) => {
-      if (proxy === undefined && !secure) return net.connect({ host, port });
+      if (proxy === undefined && !secure) return connectPlain(host, port, signal);
       return (async () => {
         const tunnel = proxy === undefined ? undefined : await openTunnel(proxy, host, port, signal);
         return secure ? startTls(tunnel, host, port, trust, signal) : tunnel!;
@@ -165,4 +165,28 @@ export function createNodeHttpDialer(options: NodeLongPollDialerOptions = {}): D
     return new NodeRequester(connect, headers);
   };
   return createLongPollDialer(requester, options);
+}
+
+/** A TCP connection, given up (and destroyed) when `signal` aborts first: the connect timeout. */
+function connectPlain(host: string, port: number, signal: AbortSignal): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host, port });
+    const onAbort = (): void => {
+      s.destroy();
+      const timedOut = (signal.reason as { name?: string } | undefined)?.name === 'TimeoutError';
+      reject(new TransportError(timedOut ? `no TCP connection to ${host}:${port} within ${CONNECT_TIMEOUT_MS} ms` : 'the long-poll session was closed'));
+    };
+    const onError = (err: Error): void => {
+      signal.removeEventListener('abort', onAbort);
+      reject(err);
+    };
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    s.once('error', onError);
+    s.once('connect', () => {
+      signal.removeEventListener('abort', onAbort);
+      s.removeListener('error', onError);
+      resolve(s);
+    });
+  });
 }

@@ -170,7 +170,13 @@ export function createLongPollServer(onDuplex: (d: Duplex) => void, options: Lon
   };
 
   const handle = (req: IncomingMessage, res: ServerResponse): boolean => {
-    const url = new URL(req.url ?? '/', 'http://x');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://x');
+    } catch {
+      // node:http takes request targets that URL does not (`//[`): not ours, and no crash.
+      return false;
+    }
     const path = apiPath(url.pathname, o.path);
     if (path === undefined) return false;
     const method = req.method ?? 'GET';

@@ -136,6 +136,45 @@ describe('createAutoDialer', () => {
     assert.equal(ws.calls.length, calls);
   });
 
+  it('stops probing when the long-poll link is closed by its owner before start()', async () => {
+    const ws = fake('ws', false);
+    const http = fake('http', true);
+    const dial = createAutoDialer({ ws: ws.dial, http: http.dial, wsProbeIntervalMs: 20 });
+    const d = await dial('ws://x', {});
+    d.close(); // an uplink closing while the dial finished: start() never comes
+    await d.done;
+    const calls = ws.calls.length;
+    await new Promise((r) => setTimeout(r, 150));
+    assert.equal(ws.calls.length, calls);
+  });
+
+  it('where WebSocket opens and is then cut, an upgrade that ends in a fallback doubles the probe interval (no flapping)', async () => {
+    const ws = fake('ws', false);
+    const http = fake('http', true);
+    const events: AutoDialerEvent[] = [];
+    const dial = createAutoDialer({ ws: ws.dial, http: http.dial, wsFailures: 2, wsStableMs: 5000, wsProbeIntervalMs: 40, onEvent: (e) => events.push(e) });
+    // On long-poll; then the middlebox lets handshakes through and cuts every stream.
+    let d = await dial('ws://x', {});
+    ws.works = true;
+    for (let round = 0; round < 2; round++) {
+      const t0 = Date.now();
+      await ended(d); // a probe opened: upgrade
+      const upgradedAfter = Date.now() - t0;
+      assert.ok(upgradedAfter >= 40 * 0.8 * 2 ** round - 5, `round ${round}: upgraded after ${upgradedAfter} ms`);
+      for (let i = 0; i < 2; i++) {
+        const w = await dial('ws://x', {});
+        const end = ended(w);
+        ws.peers.at(-1)!.destroy(new Error('cut by middlebox'));
+        await end;
+      }
+      d = await dial('ws://x', {}); // back on long-poll
+      assert.equal(d.kind, 'memory');
+    }
+    d.close();
+    const kinds = events.map((e) => e.type);
+    assert.deepEqual(kinds, ['fallback', 'upgrade', 'fallback', 'upgrade', 'fallback']);
+  });
+
   it('switches to long-poll when WebSocket links keep breaking soon after opening', async () => {
     const ws = fake('ws', true);
     const http = fake('http', true);

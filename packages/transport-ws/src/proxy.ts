@@ -16,9 +16,15 @@ export function authority(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
-/** The URL with any userinfo replaced, for messages about a URL we could not parse. */
+/**
+ * The URL with everything up to its last `@` replaced, for messages about a URL we could not
+ * parse: a password may hold any character, `/` and `@` included, when it is not percent-encoded.
+ */
 function redact(text: string): string {
-  return text.replace(/\/\/[^/@]*@/, '//***@');
+  const at = text.lastIndexOf('@');
+  if (at < 0) return text;
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(text)?.[0] ?? '';
+  return `${scheme}***${text.slice(at)}`;
 }
 
 /**

@@ -271,6 +271,10 @@ describe('HTTP CONNECT proxies in the Node dialer', () => {
     bad({ proxy: 'socks5://u:hunter2@127.0.0.1:1080' }, /^proxy: only http:\/\/ proxies/);
     bad({ env: { HTTPS_PROXY: 'https://u:hunter2@127.0.0.1:3128' } }, /^HTTPS_PROXY: only http:\/\//);
     bad({ proxy: 'http://u:hunter2@[bad' }, /not a proxy URL: "http:\/\/\*\*\*@\[bad"/);
+    // Unencoded `/` or `@` in a password: nothing before the last `@` is shown.
+    bad({ proxy: 'http://alice:hunter2/x@proxy.example:3128' }, /^proxy: not a proxy URL: "http:\/\/\*\*\*@proxy\.example:3128"/);
+    bad({ env: { HTTPS_PROXY: 'http://bob:hunter2/@x@10.0.0.1:8080' } }, /^HTTPS_PROXY: not a proxy URL: "http:\/\/\*\*\*@10\.0\.0\.1:8080"/);
+    bad({ env: { HTTP_PROXY: 'bob:hunter2/x@10.0.0.1:8080' } }, /^HTTP_PROXY: not a proxy URL: "\*\*\*@10\.0\.0\.1:8080"/);
     const p = parseProxyUrl('u%40corp:pa%3Ass@proxy.corp:3128', 'proxy');
     assert.equal(p.display, 'http://proxy.corp:3128');
     assert.equal(p.authorization, `Basic ${Buffer.from('u@corp:pa:ss').toString('base64')}`);
