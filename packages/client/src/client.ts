@@ -22,6 +22,7 @@ import {
   WireCode,
   decodeReport,
   parseAddress,
+  utf8Length,
   type Frame,
   type Report,
   type MsgFrame,
@@ -100,6 +101,8 @@ const STABLE_MS = 10_000;
 const DRAIN_CHECK_MS = 5;
 /** Bytes of a MSG frame that are not body, at most: header, flags, hops and three str8. */
 const MSG_OVERHEAD = 5 + 2 + 3 * 256;
+/** A message id's field on the wire is a str8. */
+const MAX_ID_BYTES = 255;
 
 /**
  * An agent's connection to a router. Messages arrive through `for await (const m of client)`;
@@ -246,7 +249,9 @@ export class Client implements AsyncIterable<Message> {
     if (bytes.length > max) throw new PosternError('ERR_FRAME_TOO_LARGE', `the body is ${bytes.length} bytes; at most ${max} fit in a frame`);
     const target = this.#target(to);
     const id = options.id ?? `${this.#prefix}${(this.#seq++).toString(36)}`;
-    if (id.length === 0 || id.length > 128 || /\s/.test(id)) throw new PosternError('ERR_BAD_ADDRESS', 'a message id is 1-128 characters without spaces');
+    if (id.length === 0 || id.length > 128 || /\s/.test(id) || utf8Length(id) > MAX_ID_BYTES) {
+      throw new PosternError('ERR_BAD_ADDRESS', `a message id is 1-128 characters without spaces, at most ${MAX_ID_BYTES} bytes in UTF-8`);
+    }
     if (volatile) {
       const ch = this.#channel;
       if (ch === undefined) throw new TransportError('not connected; a volatile message is not queued');
@@ -307,7 +312,12 @@ export class Client implements AsyncIterable<Message> {
         cleanup: () => signal?.removeEventListener('abort', onAbort),
       });
       this.#outstandingBytes += bytes.length;
-      this.#channel?.msg(flags, 0, id, '', target, bytes);
+      try {
+        this.#channel?.msg(flags, 0, id, '', target, bytes);
+      } catch (err) {
+        this.#forget(id);
+        reject(err instanceof Error ? err : new PosternError('ERR_INTERNAL', String(err)));
+      }
     });
   }
 
@@ -439,7 +449,15 @@ export class Client implements AsyncIterable<Message> {
     this.#upSince = Date.now();
     // What was sent and not acknowledged went down with the old connection: send it again, in order.
     this.#acksIn = 0;
-    for (const m of this.#outstanding.values()) channel.msg(m.flags, 0, m.id, '', m.to, m.body);
+    for (const m of this.#outstanding.values()) {
+      try {
+        channel.msg(m.flags, 0, m.id, '', m.to, m.body);
+      } catch (err) {
+        // Checked in send(), so a bug: that send fails, the connection and the others go on.
+        this.#forget(m.id);
+        m.reject(err instanceof PosternError ? err : new PosternError('ERR_INTERNAL', String(err), { cause: err }));
+      }
+    }
     // 'connected' before anything that happened after WELCOME (an early close) is replayed.
     this.#status.emit({ type: 'connected', id: est.welcome.id, address: this.address, resumed });
     est.attach({ frame: (f) => this.#onFrame(channel, f), closed: (r) => this.#onClosed(channel, r) });

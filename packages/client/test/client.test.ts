@@ -50,6 +50,9 @@ describe('client SDK against a real router', () => {
     const c = await open({ url: relay.url });
     await assert.rejects(c.send('not an address!', 'x'), { code: 'ERR_BAD_ADDRESS' });
     await assert.rejects(c.send('x@y', new Uint8Array(2 * 1024 * 1024)), { code: 'ERR_FRAME_TOO_LARGE' });
+    // 100 characters, 300 bytes: more than the wire's 255-byte id field. Refused, and not left in flight.
+    await assert.rejects(c.send('x@relay', 'y', { id: '€'.repeat(100) }), (e: unknown) => (e as { code?: string }).code === 'ERR_BAD_ADDRESS' && /255 bytes/.test((e as Error).message));
+    assert.equal(c.inFlight, 0);
     const ac = new AbortController();
     ac.abort();
     await assert.rejects(c.send('x@relay', 'y', { signal: ac.signal }), { code: 'ERR_ABORTED' });

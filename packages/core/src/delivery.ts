@@ -1,4 +1,4 @@
-import { FrameType, MsgFlag, WireCode, encodeReport, type AckFrame, type NackFrame } from '@postern/protocol';
+import { FrameType, MsgFlag, WireCode, encodeReport, truncateUtf8, utf8Length, type AckFrame, type NackFrame } from '@postern/protocol';
 import { crashPoint } from './crash.js';
 import { messageKey, type Link } from './link.js';
 import type { ResolvedRouterOptions } from './options.js';
@@ -444,7 +444,8 @@ export class Delivery {
     }
     this.#stats.reports++;
     const body = encodeReport({ code, ref: e.m.id, reason: reason.slice(0, 1024) });
-    this.accept(undefined, { from: e.m.to, id: `~${e.m.id.slice(0, 100)}.${reportId()}`, to: e.m.from, flags: MsgFlag.REPORT, hops: r.hops, body }, r.queue);
+    // In bytes, on a code point: the id must fit its 255-byte field, and read back the same.
+    this.accept(undefined, { from: e.m.to, id: `~${truncateUtf8(e.m.id, 200)}.${reportId()}`, to: e.m.from, flags: MsgFlag.REPORT, hops: r.hops, body }, r.queue);
   }
 
   #schedule(): void {
@@ -528,9 +529,17 @@ export class Delivery {
         break;
       }
       const m = e.m;
-      const frameSize = 8 + m.id.length + m.from.length + m.to.length + m.body.length;
+      const frameSize = 8 + utf8Length(m.id) + utf8Length(m.from) + utf8Length(m.to) + m.body.length;
       if (frameSize > link.maxFrame) {
         this.#report(e, WireCode.FRAME_TOO_LARGE, `the next hop accepts frames of at most ${link.maxFrame} bytes; this one has ${frameSize}`);
+        this.#finish(e);
+        continue;
+      }
+      try {
+        link.channel.msg(m.flags, m.hops, m.id, m.from, m.to, m.body);
+      } catch (err) {
+        // A message the codec cannot write (a bug above it): refuse that one, not the router.
+        this.#report(e, WireCode.INTERNAL, `this router could not write the message: ${(err as Error).message}`);
         this.#finish(e);
         continue;
       }
@@ -541,7 +550,6 @@ export class Delivery {
       link.inflightBytes += e.size;
       q.inflight++;
       q.link = link;
-      link.channel.msg(m.flags, m.hops, m.id, m.from, m.to, m.body);
       this.#host.sent(link);
       crashPoint(link.kind === 'agent' ? 'deliver.after-send' : 'forward.after-send');
     }

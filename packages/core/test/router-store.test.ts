@@ -359,6 +359,24 @@ describe('Router: store and forward', () => {
     assert.deepEqual(back.peer.all(FrameType.MSG), []);
   });
 
+  it('makes reports about ids of any UTF-8 (up to 255 bytes, or cut inside a surrogate pair) that fit the wire and settle', async (t) => {
+    const ctx = setup(t);
+    const alice = await ctx.agent({ name: 'alice' });
+    const bob = await ctx.agent({ name: 'bob' });
+    const long = '€'.repeat(85); // 255 bytes: a report id of the whole would not fit
+    const pair = `${'a'.repeat(99)}😀x`; // a cut at 100 UTF-16 units would split the emoji
+    alice.peer.send(msg('bob', long, { flags: MsgFlag.RECEIPT }), msg('bob', pair, { flags: MsgFlag.RECEIPT }));
+    for (const id of [long, pair]) bob.peer.ack(await bob.peer.next(FrameType.MSG, (m) => m.id === id));
+    for (const id of [long, pair]) {
+      const r = await alice.peer.next(FrameType.MSG, (m) => reportOf(m).ref === id);
+      assert.equal(reportOf(r).code, WireCode.OK);
+      assert.ok(new TextEncoder().encode(r.id).length <= 255);
+      assert.doesNotMatch(r.id, /\uFFFD/, 'no half of a surrogate pair replaced on the wire');
+      alice.peer.ack(r);
+    }
+    await waitFor(() => ctx.router.stats().stored === 0, 'the reports settled (their ACKs matched)', 2000, 1);
+  });
+
   it('reports delivery (OK) for a message sent with RECEIPT once the recipient acks it, and the recipient NACK code when it refuses', async (t) => {
     const ctx = setup(t);
     const alice = await ctx.agent({ name: 'alice' });

@@ -42,3 +42,4 @@ export { encodeReport, decodeReport } from './report.js';
 export type { Report } from './report.js';
 export { parseAddress, formatAddress, isValidName, isValidId, isValidDomain, isId } from './address.js';
 export type { Address } from './address.js';
+export { utf8Length, truncateUtf8 } from './utf8.js';
