@@ -50,6 +50,7 @@ export class Channel {
   #closed = false;
   #closing = false;
   #lastRx: number;
+  #paused = false;
   #pingedAt = -1;
   #timer: unknown = undefined;
   #nonce = 0;
@@ -109,13 +110,23 @@ export class Channel {
     return typeof this.duplex.pause === 'function';
   }
 
-  /** Stops reading inbound messages until `resume()`; the peer feels backpressure. */
+  /**
+   * Stops reading inbound messages until `resume()`; the peer feels backpressure. Silence while
+   * we do not read is ours, not the peer's: it does not count towards IDLE_TIMEOUT.
+   */
   pause(): void {
-    if (!this.#closed) this.duplex.pause?.();
+    if (this.#closed) return;
+    this.#paused = true;
+    this.duplex.pause?.();
   }
 
   resume(): void {
-    if (!this.#closed) this.duplex.resume?.();
+    if (this.#closed) return;
+    if (this.#paused) {
+      this.#paused = false;
+      this.#lastRx = this.#o.clock.now();
+    }
+    this.duplex.resume?.();
   }
 
   /** Sends what is queued now rather than at the end of the I/O phase. */
@@ -211,6 +222,12 @@ export class Channel {
     const p = this.#o.pingMs;
     if (p <= 0 || this.#closed) return;
     const now = this.#o.clock.now();
+    if (this.#paused) {
+      // Not reading: a PONG could not be seen. Look again after resume() restarted the count.
+      this.#lastRx = now;
+      this.#timer = this.#o.clock.setTimeout(() => this.#arm(), p);
+      return;
+    }
     const idle = now - this.#lastRx;
     let wait: number;
     if (idle >= 2 * p) {

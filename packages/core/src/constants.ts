@@ -10,6 +10,7 @@ export const ROUTER_DEFAULTS = Object.freeze({
   maxInFlightPerLink: 4096,
   maxInFlightBytesPerLink: 4 * 1024 * 1024,
   queueHighWater: 4096,
+  maxStallMs: 10_000,
   maxQueueMessages: 100_000,
   maxQueueBytes: 64 * 1024 * 1024,
   maxStoredBytes: 256 * 1024 * 1024,

@@ -105,6 +105,10 @@ export class Queue {
   link: Link | undefined;
   /** Senders paused because this queue backed up behind a connected but slow next hop. */
   readonly blocked = new Set<Link>();
+  /** When the queue last saw its next hop answer (ACK or NACK), or began to block senders. */
+  progressAt = 0;
+  /** Its next hop answered nothing for maxStallMs while it blocked senders: it blocks none until it does. */
+  stalled = false;
 
   constructor(readonly key: string) {}
 }
@@ -370,8 +374,9 @@ export class Delivery {
 
   /** Pauses `origin` while `q` backs up behind a connected next hop that is slower than its senders. */
   #backpressure(origin: Link, q: Queue): void {
-    if (q.count - q.inflight <= this.#o.queueHighWater || !origin.channel.canPause || q.blocked.has(origin)) return;
+    if (q.count - q.inflight <= this.#o.queueHighWater || !origin.channel.canPause || q.blocked.has(origin) || q.stalled) return;
     if (this.#host.target(q.key) === undefined) return; // offline: the queue limits apply instead
+    if (q.blocked.size === 0) q.progressAt = this.#o.clock.now();
     q.blocked.add(origin);
     origin.hold();
     this.#host.paused();
@@ -389,6 +394,8 @@ export class Delivery {
     link.inflightBytes -= e.size;
     e.link = undefined;
     e.queue.inflight--;
+    e.queue.progressAt = this.#o.clock.now();
+    e.queue.stalled = false;
     this.#wake.add(e.queue);
     for (const q of link.waiting) this.#wake.add(q);
     link.waiting.clear();
@@ -570,6 +577,14 @@ export class Delivery {
     const o = this.#o;
     const now = o.clock.now();
     for (const q of [...this.#queues.values()]) {
+      if (q.blocked.size > 0 && now - q.progressAt >= o.maxStallMs) {
+        // A hung recipient must not hold its senders (or a tunnel) for ever.
+        q.stalled = true;
+        o.logger.warn('a queue lets its senders go: its next hop acknowledged nothing', { queue: q.key, stalled_ms: now - q.progressAt, waiting: q.count - q.inflight });
+        for (const l of q.blocked) l.letGo();
+        q.blocked.clear();
+        if (q.count === 0 && q.inflight === 0) this.#queues.delete(q.key);
+      }
       for (let i = q.head; i < q.items.length; i++) {
         const e = q.items[i]!;
         if (e.expiresAt > now) break; // ages grow along a queue

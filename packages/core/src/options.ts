@@ -39,6 +39,13 @@ export interface RouterOptions {
   maxInFlightBytesPerLink?: number;
   /** Messages waiting in one queue while its next hop is connected, past which the senders feeding it are paused. @default 4096 */
   queueHighWater?: number;
+  /**
+   * A queue that pauses its senders and whose next hop then acknowledges nothing for this long
+   * (a hung recipient) lets them go: from then on it fills up to its limits (QUEUE_FULL) until
+   * its next hop acknowledges again. Bounds how long one stuck recipient can hold up a sender,
+   * and a router link with everyone behind it. @default 10000
+   */
+  maxStallMs?: number;
   /** Messages one queue (a recipient, or a domain) may hold; more are refused with QUEUE_FULL. @default 100000 */
   maxQueueMessages?: number;
   /** Bytes one queue may hold. @default 64 MiB */
@@ -120,6 +127,7 @@ export function resolveRouterOptions(o: RouterOptions): ResolvedRouterOptions {
     maxInFlightPerLink: positive('maxInFlightPerLink', o.maxInFlightPerLink, d.maxInFlightPerLink),
     maxInFlightBytesPerLink,
     queueHighWater: positive('queueHighWater', o.queueHighWater, d.queueHighWater),
+    maxStallMs: positive('maxStallMs', o.maxStallMs, d.maxStallMs),
     maxQueueMessages: positive('maxQueueMessages', o.maxQueueMessages, d.maxQueueMessages),
     maxQueueBytes: positive('maxQueueBytes', o.maxQueueBytes, d.maxQueueBytes),
     maxStoredBytes: positive('maxStoredBytes', o.maxStoredBytes, d.maxStoredBytes),

@@ -518,6 +518,51 @@ describe('Router: store and forward', () => {
     assert.equal(alice.peer.ended, false);
   });
 
+  it('does not close a sender it paused as idle: the silence is the router\'s own', async (t) => {
+    const ctx = setup(t, { queueHighWater: 4, maxInFlightPerLink: 2, pingIntervalMs: 1000, maxStallMs: 600_000 });
+    const alice = await ctx.agent({ name: 'alice' });
+    const bob = await ctx.agent({ name: 'bob' });
+    alice.peer.sendBatch(...ids('p', 8).map((id) => msg('bob', id)));
+    await waitFor(() => alice.peer.routerEnd.paused, 'alice paused', 2000, 1);
+    for (let i = 0; i < 10; i++) {
+      ctx.clock.tick(500); // 5 s in all: more than twice the ping interval
+      await bob.peer.sync(); // bob is alive, and slow
+    }
+    assert.equal(alice.peer.ended, false, 'alice was not closed for IDLE_TIMEOUT');
+    assert.equal(alice.peer.routerEnd.paused, true);
+    let acked = 0;
+    for (let round = 0; round < 8 && acked < 8; round++) {
+      await waitFor(() => bob.peer.msgIds().length > acked, 'more for bob', 2000, 1);
+      const got = bob.peer.all(FrameType.MSG);
+      bob.peer.ack(...got.slice(acked));
+      acked = got.length;
+    }
+    await waitFor(() => !alice.peer.routerEnd.paused, 'alice resumed', 2000, 1);
+    assert.deepEqual(bob.peer.msgIds(), ids('p', 8));
+    assert.equal(alice.peer.ended, false);
+  });
+
+  it('lets paused senders go when the recipient acknowledges nothing for maxStallMs; its queue then fills to its limits', async (t) => {
+    const ctx = setup(t, { queueHighWater: 4, maxInFlightPerLink: 2, pingIntervalMs: 0, maxStallMs: 5000 });
+    const alice = await ctx.agent({ name: 'alice' });
+    const bob = await ctx.agent({ name: 'bob' }); // never acks: a hung recipient
+    const carol = await ctx.agent({ name: 'carol' });
+    alice.peer.sendBatch(...ids('p', 8).map((id) => msg('bob', id)));
+    await waitFor(() => alice.peer.routerEnd.paused, 'alice paused', 2000, 1);
+    ctx.clock.tick(4000);
+    await settle();
+    assert.equal(alice.peer.routerEnd.paused, true, 'not before maxStallMs');
+    ctx.clock.tick(2000);
+    await waitFor(() => !alice.peer.routerEnd.paused, 'alice let go', 2000, 1);
+    // Bob's hang holds up nobody now: alice reaches carol, and more for bob is taken (queued).
+    alice.peer.send(msg('carol', 'c1'));
+    await carol.peer.next(FrameType.MSG, (m) => m.id === 'c1');
+    alice.peer.sendBatch(...ids('q', 8).map((id) => msg('bob', id)));
+    await waitFor(() => alice.peer.all(FrameType.ACK).filter((f) => f.id.startsWith('q')).length === 8, 'q1-q8 acked', 2000, 1);
+    assert.equal(alice.peer.routerEnd.paused, false);
+    assert.equal(bob.peer.msgIds().length, 2, 'bob still has only his window');
+  });
+
   it('does not pause a sender for a recipient that is offline (the queue limits apply instead)', async (t) => {
     const ctx = setup(t, { queueHighWater: 4 });
     const alice = await ctx.agent({ name: 'alice' });
