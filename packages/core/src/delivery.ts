@@ -51,6 +51,8 @@ export interface DeliveryStats {
   dedupEvicted: number;
   /** Keys kept to drop retries. */
   seenKeys: number;
+  /** Of those, keys no live link will release (lost links, restarts), waiting out dedupWindowMs. */
+  orphanKeys: number;
 }
 
 export interface Incoming {
@@ -123,6 +125,8 @@ export interface Seen extends MessageKey {
   seq: number;
   /** When it became a leftover (its link was lost before RELEASE). */
   at: number;
+  /** In #leftovers now: a key orphaned again (a peer repeating a message it never releases) is not added twice. */
+  listed?: boolean;
 }
 
 export class Delivery {
@@ -152,7 +156,7 @@ export class Delivery {
   }
 
   stats(): DeliveryStats {
-    return { ...this.#stats, queues: this.#queues.size, seenKeys: this.#seen.size };
+    return { ...this.#stats, queues: this.#queues.size, seenKeys: this.#seen.size, orphanKeys: this.#leftovers.length };
   }
 
   /** Loads what the store kept: every held message is queued again, every kept key drops retries. */
@@ -162,7 +166,7 @@ export class Delivery {
     for (const k of r.seen) {
       const key = messageKey(k.from, k.id);
       // After a restart no link owns a key: each waits out the window from now.
-      const s: Seen = { key, from: k.from, id: k.id, owner: undefined, entry: undefined, seq: k.seq, at: now };
+      const s: Seen = { key, from: k.from, id: k.id, owner: undefined, entry: undefined, seq: k.seq, at: now, listed: true };
       this.#seen.set(key, s);
       this.#leftovers.push(s);
     }
@@ -369,6 +373,8 @@ export class Delivery {
   #orphan(s: Seen): void {
     s.owner = undefined;
     s.at = this.#o.clock.now();
+    if (s.listed === true) return;
+    s.listed = true;
     this.#leftovers.push(s);
   }
 
@@ -606,6 +612,7 @@ export class Delivery {
     for (const s of this.#leftovers) {
       if (s.owner === undefined && s.at > cutoff && n >= over) break;
       n++;
+      s.listed = false;
       if (s.owner !== undefined || this.#seen.get(s.key) !== s || s.entry?.state === PENDING) continue;
       if (s.at > cutoff) this.#stats.dedupEvicted++;
       this.#dropKey(s);

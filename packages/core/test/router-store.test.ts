@@ -228,6 +228,15 @@ describe('Router: store and forward', () => {
     assert.equal(ctx.router.stats().dedupEvicted, 0);
   });
 
+  it('does not grow with a peer that repeats one message without ever releasing: the key is kept once', async (t) => {
+    const ctx = setup(t, { maxUnreleasedPerLink: 4, pingIntervalMs: 0 });
+    const alice = await ctx.agent({ name: 'alice' });
+    for (let i = 0; i < 5; i++) alice.peer.sendBatch(...Array.from({ length: 10 }, () => msg('bob', 'again')));
+    await waitFor(() => alice.peer.all(FrameType.ACK).length === 50, 'fifty ACKs', 2000, 1);
+    const s = ctx.router.stats();
+    assert.deepEqual({ seenKeys: s.seenKeys, orphanKeys: s.orphanKeys, stored: s.stored, duplicates: s.duplicates }, { seenKeys: 1, orphanKeys: 1, stored: 1, duplicates: 49 });
+  });
+
   it('lets the oldest keys of a peer that never releases wait out the window (maxUnreleasedPerLink)', async (t) => {
     const ctx = setup(t, { maxUnreleasedPerLink: 2, maxMessageAgeMs: 10_000, dedupWindowMs: 30_000, pingIntervalMs: 0 });
     const alice = await ctx.agent({ name: 'alice' });
