@@ -349,9 +349,11 @@ export class Router {
       return;
     }
     // The same router again (it reconnected while we still hold its old, half-open link): the
-    // new link replaces the old one, or the old one would keep winning the route.
+    // new link replaces the old one, or the old one would keep winning the route. Same node id
+    // and the same domain: a node id alone is the peer's word, and must not let a router with a
+    // credential for another domain cut this one's link.
     for (const old of this.#links) {
-      if (old.kind === 'downlink' && old.node === h.node) old.channel.close(WireCode.REPLACED, 'the router linked again');
+      if (old.kind === 'downlink' && old.node === h.node && old.address === domain) old.channel.close(WireCode.REPLACED, 'the router linked again');
     }
     const link = new Link('downlink', channel, newId(), claims, h.node);
     link.maxFrame = h.maxFrame;

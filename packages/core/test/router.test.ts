@@ -748,6 +748,15 @@ describe('Router: robustness', () => {
     assert.equal(ctx.router.stats().connections, 1);
   });
 
+  it('does not let a router with a credential for another domain replace a link by claiming its node id', async (t) => {
+    const ctx = setup(t, { authenticator: fakeAuthenticator(TOKENS) });
+    const globex = await ctx.downlink('globex', 'globex-domain', 'r2');
+    await ctx.downlink('initech', 'any-domain', 'r2'); // the same node id, another domain
+    await globex.sync();
+    assert.equal(globex.ended, false, 'the globex link is still up');
+    assert.deepEqual(ctx.router.routes().get('globex'), ['r2']);
+  });
+
   it('replaces the old link when the same router links again', async (t) => {
     const ctx = setup(t, { authenticator: fakeAuthenticator(TOKENS) });
     const first = await ctx.downlink('globex', 'globex-domain', 'r2');
