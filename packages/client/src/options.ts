@@ -32,7 +32,7 @@ export interface ClientOptions {
    * QUEUE_FULL (the sender hears it) and volatile ones are dropped. @default 65536
    */
   maxQueued?: number;
-  /** Received message ids remembered to drop duplicates. @default 65536 */
+  /** Received message ids remembered to drop duplicates; at least maxQueued and 4096. @default 65536 */
   dedupWindow?: number;
   /** Ping after this much inbound silence; close after twice as much. @default 20000 */
   pingIntervalMs?: number;
@@ -89,6 +89,9 @@ function int(name: string, v: number | undefined, dflt: number, min: number): nu
   return x;
 }
 
+/** The router's default maxInFlightPerLink: what it may resend after a lost connection. */
+const MIN_DEDUP_WINDOW = 4096;
+
 export function resolveClientOptions(o: ClientOptions, dialer: Dialer | undefined): ResolvedClientOptions {
   if (typeof o.url !== 'string' || o.url.length === 0) throw new ConfigError('url is required');
   const name = (o.name ?? '').toLowerCase();
@@ -97,6 +100,13 @@ export function resolveClientOptions(o: ClientOptions, dialer: Dialer | undefine
   }
   const d = o.dialer ?? dialer;
   if (d === undefined) throw new ConfigError('no dialer: use the Node or browser entry of @postern/client, or pass one');
+  const maxQueued = int('maxQueued', o.maxQueued, 65_536, 1);
+  const dedupWindow = int('dedupWindow', o.dedupWindow, 65_536, 1);
+  // Every key of a message not yet taken must still be in the window when a router resends it,
+  // and so must the last router window's worth (4,096 by default) of those taken.
+  if (dedupWindow < Math.max(MIN_DEDUP_WINDOW, maxQueued)) {
+    throw new ConfigError(`dedupWindow (${dedupWindow}) must be at least maxQueued (${maxQueued}) and at least ${MIN_DEDUP_WINDOW}, the router's default maxInFlightPerLink`);
+  }
   return Object.freeze({
     url: o.url,
     name,
@@ -113,8 +123,8 @@ export function resolveClientOptions(o: ClientOptions, dialer: Dialer | undefine
     sendTimeoutMs: int('sendTimeoutMs', o.sendTimeoutMs, 60_000, 1),
     maxInFlight: int('maxInFlight', o.maxInFlight, 4096, 1),
     maxInFlightBytes: int('maxInFlightBytes', o.maxInFlightBytes, 4 * 1024 * 1024, 1),
-    maxQueued: int('maxQueued', o.maxQueued, 65_536, 1),
-    dedupWindow: int('dedupWindow', o.dedupWindow, 65_536, 1),
+    maxQueued,
+    dedupWindow,
     pingIntervalMs: int('pingIntervalMs', o.pingIntervalMs, 20_000, 0),
     maxFrameBytes: int('maxFrameBytes', o.maxFrameBytes, DEFAULT_MAX_FRAME_BYTES, 1024),
     maxOutboundBytes: int('maxOutboundBytes', o.maxOutboundBytes, 8 * 1024 * 1024, 1024),

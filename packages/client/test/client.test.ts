@@ -58,6 +58,9 @@ describe('client SDK against a real router', () => {
     await assert.rejects(c.send('x@relay', 'y', { signal: ac.signal }), { code: 'ERR_ABORTED' });
     await assert.rejects(connect({ url: relay.url, name: 'Not Valid' }), { code: 'ERR_CONFIG' });
     await assert.rejects(connect({ url: '' }), { code: 'ERR_CONFIG' });
+    // A window that could forget a message not yet taken would let its resend through twice.
+    await assert.rejects(connect({ url: relay.url, dedupWindow: 1000 }), { code: 'ERR_CONFIG' });
+    await assert.rejects(connect({ url: relay.url, maxQueued: 100_000 }), /dedupWindow \(65536\) must be at least maxQueued \(100000\)/);
     // The connection is still fine after all of that.
     assert.equal(c.connected, true);
   });
