@@ -80,6 +80,8 @@ export class Entry {
   local = false;
   /** Written to a next hop at least once: that hop may have it even if no ACK came back. */
   sentOnce = false;
+  /** The node id of the router it came from (not after a restart): it is never sent back there. */
+  cameFrom: string | undefined;
   readonly key: string;
   readonly size: number;
 
@@ -199,14 +201,7 @@ export class Delivery {
     }
     const o = this.#o;
     const key = messageKey(m.from, m.id);
-    const seen = this.#seen.get(key);
-    if (seen !== undefined) {
-      this.#stats.duplicates++;
-      if (origin === undefined) return;
-      if (seen.entry !== undefined && seen.entry.state === PENDING) seen.entry.origins.push(origin);
-      else this.#ack(origin, seen);
-      return;
-    }
+    if (this.#retried(origin, key)) return;
     const q = this.#queue(queue);
     const isReport = (m.flags & MsgFlag.REPORT) !== 0;
     const now = o.clock.now();
@@ -227,13 +222,34 @@ export class Delivery {
         return;
       }
     }
-    if (origin !== undefined) e.origins.push(origin);
-    else e.local = true;
+    if (origin !== undefined) {
+      e.origins.push(origin);
+      if (origin.kind !== 'agent' && origin.node !== '') e.cameFrom = origin.node;
+    } else e.local = true;
     this.#seen.set(key, { key, from: m.from, id: m.id, owner: undefined, entry: e, seq: 0, at: now });
     this.#hold(q, e);
     this.#appends.push(e);
     this.#schedule();
     if (origin !== undefined) this.#backpressure(origin, q);
+  }
+
+  /**
+   * A retry of a message this router already took custody of is ACKed again (once stored) and
+   * dropped: true then. Checked before routing, so that a route or limit that changed since
+   * cannot refuse a message that is on its way.
+   */
+  retry(origin: Link, from: string, id: string): boolean {
+    return this.#ready && this.#retried(origin, messageKey(from, id));
+  }
+
+  #retried(origin: Link | undefined, key: string): boolean {
+    const seen = this.#seen.get(key);
+    if (seen === undefined) return false;
+    this.#stats.duplicates++;
+    if (origin === undefined) return true;
+    if (seen.entry !== undefined && seen.entry.state === PENDING) seen.entry.origins.push(origin);
+    else this.#ack(origin, seen);
+    return true;
   }
 
   /** The next hop took custody (or, for an agent, its application took the message). */
@@ -542,6 +558,13 @@ export class Delivery {
         break;
       }
       const m = e.m;
+      if (e.cameFrom !== undefined && link.kind !== 'agent' && link.node === e.cameFrom) {
+        // The route now leads back to where it came from. That router may still hold its key,
+        // and would ACK it as a duplicate and drop it: refuse it here, out loud.
+        this.#report(e, WireCode.NO_ROUTE, `no route to "${m.to}" other than back to the router it came from`);
+        this.#finish(e);
+        continue;
+      }
       const frameSize = 8 + utf8Length(m.id) + utf8Length(m.from) + utf8Length(m.to) + m.body.length;
       if (frameSize > link.maxFrame) {
         this.#report(e, WireCode.FRAME_TOO_LARGE, `the next hop accepts frames of at most ${link.maxFrame} bytes; this one has ${frameSize}`);

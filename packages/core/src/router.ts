@@ -473,6 +473,7 @@ export class Router {
       this.#nack(link, f.id, from, WireCode.BAD_ADDRESS, `invalid recipient address "${f.to}"`);
       return;
     }
+    if ((f.flags & MsgFlag.VOLATILE) === 0 && this.#delivery.retry(link, from, f.id)) return;
     let queue: string;
     if (to.domain === this.domain) {
       queue = `agent:${to.local}`;

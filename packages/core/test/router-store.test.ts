@@ -432,6 +432,23 @@ describe('Router: store and forward', () => {
     assert.equal(r2.all(FrameType.RELEASE).length, 2, 'a NACK is not released');
   });
 
+  it('acks a retry of a message it holds even when the route changed meanwhile (no NACK for a message on its way)', async (t) => {
+    const ctx = setup(t, { authenticator: auth });
+    const r2 = await ctx.downlink('globex', 'any-domain', 'r2');
+    r2.send(msg('x@initech', 'm1', { from: 'bot@globex', hops: 9 }));
+    await r2.next(FrameType.ACK, (f) => f.id === 'm1'); // held: nobody reaches initech yet
+    r2.send(route('initech', ['r2'])); // now only back through r2
+    r2.send(msg('x@initech', 'm1', { from: 'bot@globex', hops: 9 })); // r2 retries it
+    await r2.sync();
+    assert.deepEqual(r2.all(FrameType.NACK), [], 'the retry is not refused with NO_ROUTE');
+    assert.equal(r2.all(FrameType.ACK).filter((f) => f.id === 'm1').length, 2);
+    assert.equal(ctx.router.stats().duplicates, 1);
+    // The held copy is not sent back where it came from (r2 could drop it as a duplicate): its sender hears why.
+    const report = await r2.next(FrameType.MSG, (m) => (m.flags & MsgFlag.REPORT) !== 0);
+    assert.deepEqual({ to: report.to, code: errorCodeOf(reportOf(report).code), ref: reportOf(report).ref }, { to: 'bot@globex', code: 'ERR_NO_ROUTE', ref: 'm1' });
+    assert.equal(r2.all(FrameType.MSG).filter((m) => m.id === 'm1').length, 0);
+  });
+
   it('acks a downlink once stored, forgets the key on its RELEASE, and sends a receipt back through it', async (t) => {
     const ctx = setup(t, { authenticator: auth });
     const r2 = await ctx.downlink();
