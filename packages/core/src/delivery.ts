@@ -192,7 +192,7 @@ export class Delivery {
    * Takes custody of a reliable message for `queue`, from `origin` (undefined: made here). It is
    * ACKed once stored; a retry of a stored or pending key is ACKed again and dropped.
    */
-  accept(origin: Link | undefined, m: Incoming, queue: string): void {
+  accept(origin: Link | undefined, m: Incoming, queue: string, unseen = false): void {
     if (!this.#ready) {
       this.#waitingForReady.push(() => {
         if (origin === undefined || origin.up) this.accept(origin, m, queue);
@@ -201,7 +201,8 @@ export class Delivery {
     }
     const o = this.#o;
     const key = messageKey(m.from, m.id);
-    if (this.#retried(origin, key)) return;
+    // `unseen`: the caller's retry() just found no key, in this same tick.
+    if (!unseen && this.#retried(origin, key)) return;
     const q = this.#queue(queue);
     const isReport = (m.flags & MsgFlag.REPORT) !== 0;
     const now = o.clock.now();

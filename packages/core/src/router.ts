@@ -500,7 +500,7 @@ export class Router {
     }
     if ((f.flags & MsgFlag.VOLATILE) === 0) {
       // The body may be a view of a whole batch; a queued message must not pin that buffer.
-      this.#delivery.accept(link, { from, id: f.id, to: to.text, flags: f.flags, hops, body: f.body.slice() }, queue);
+      this.#delivery.accept(link, { from, id: f.id, to: to.text, flags: f.flags, hops, body: f.body.slice() }, queue, true);
       return;
     }
     // Volatile: at most once, never stored. Sent now or not at all.
