@@ -48,6 +48,13 @@ async function main(argv: string[]): Promise<number> {
   return entry[0](rest);
 }
 
+// A reader that went away (`postern listen | head -1`) is not a crash: the write's own callback
+// fails too, and the command ends with one line (listen acknowledges only what was written).
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+  process.exitCode = 1;
+});
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

@@ -1,4 +1,4 @@
-import { connect, type Message } from '@postern/client';
+import { connect, type Client, type Message } from '@postern/client';
 import { flag, int, parse, required, str } from '../args.js';
 import { dialFlags, dialFlagsHelp, dialSettings } from '../dial-flags.js';
 import { out, untilSignal } from '../output.js';
@@ -22,9 +22,17 @@ ${dialFlagsHelp(21)}
 
 Plain output is one line per message: FROM: BODY`;
 
+/** After a signal, how long the message being written may take before listen closes anyway. */
+const STOP_GRACE_MS = 2000;
+
 /** Resolves when the line was handed to the OS (pipe, file or terminal). */
 function print(text: string): Promise<void> {
-  return new Promise((resolve, reject) => process.stdout.write(`${text}\n`, (err) => (err ? reject(err) : resolve())));
+  return new Promise((resolve, reject) =>
+    process.stdout.write(`${text}\n`, (err) => {
+      if (err === null || err === undefined) resolve();
+      else reject((err as NodeJS.ErrnoException).code === 'EPIPE' ? new Error('standard output was closed') : err);
+    }),
+  );
 }
 
 const fatal = new TextDecoder('utf-8', { fatal: true });
@@ -59,31 +67,54 @@ export async function listen(argv: string[]): Promise<number> {
   const count = int('listen', p, 'count', 1);
   const json = flag(p, 'json');
   const dial = dialSettings('listen', p);
-  const client = await connect({
-    ...dial,
-    url,
-    name,
-    agent: 'postern-cli/listen',
-    autoAck: false,
-    connectTimeoutMs: int('listen', p, 'timeout', 1) ?? 10_000,
-    ...(token === undefined ? {} : { token }),
-  });
+  // Installed before connecting: Ctrl-C while the first connection is made is a normal stop.
+  const signal = untilSignal();
+  const giveUp = new AbortController();
+  void signal.then(() => giveUp.abort());
+  let client: Client;
+  try {
+    client = await connect({
+      ...dial,
+      url,
+      name,
+      agent: 'postern-cli/listen',
+      autoAck: false,
+      connectTimeoutMs: int('listen', p, 'timeout', 1) ?? 10_000,
+      signal: giveUp.signal,
+      ...(token === undefined ? {} : { token }),
+    });
+  } catch (err) {
+    if (giveUp.signal.aborted) return 0;
+    throw err;
+  }
   process.stderr.write(`postern listen: connected as ${client.address}\n`);
   client.onStatus((s) => {
     if (s.type === 'disconnected' && s.willReconnect) process.stderr.write(`postern listen: connection lost (${s.error.message}); reconnecting in ${s.retryInMs} ms\n`);
     else if (s.type === 'connected') process.stderr.write(`postern listen: connected as ${s.address}${s.resumed ? ' (resumed)' : ''}\n`);
   });
   let n = 0;
-  const stop = untilSignal().then(() => client.close());
+  // On a signal, the message being written is finished and acknowledged, and nothing after it is
+  // printed: a message printed after the connection closed could not be acknowledged, and the
+  // router would send it again to the next listen.
+  let stopping = false;
+  let busy = false;
+  void signal.then(() => {
+    stopping = true;
+    if (!busy) void client.close();
+    // An output that never drains must not keep listen from stopping.
+    else setTimeout(() => void client.close(), STOP_GRACE_MS).unref();
+  });
   try {
     for await (const m of client) {
+      if (stopping) break;
+      busy = true;
       await print(line(m, json));
       m.ack();
-      if (count !== undefined && ++n >= count) break;
+      busy = false;
+      if (stopping || (count !== undefined && ++n >= count)) break;
     }
   } finally {
     await client.close();
-    void stop;
   }
   return 0;
 }
