@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { MemoryStore, Router, Uplink, armCrashPoint, type BackoffOptions, type Dialer, type Logger, type RouterOptions, type UplinkStatus } from '@postern/core';
-import { ConfigError } from '@postern/protocol';
+import { ConfigError, isValidDomain } from '@postern/protocol';
 import { SqliteStore } from '@postern/store-sqlite';
 import { attachWsServer, createNodeWsDialer, type WsServer } from '@postern/transport-ws/node';
 import { createAutoDialer, createLongPollServer, createNodeHttpDialer, type LongPollServer, type LongPollServerOptions } from '@postern/transport-http/node';
@@ -122,6 +122,10 @@ function uplinkDialer(u: UplinkConfig, maxPayload: number, log: Logger): Dialer 
 export async function startRouter(options: RouterServerOptions): Promise<RouterServer> {
   const { listen = [], secret, uplinks: uplinkConfigs = [], backoff, sessionKey, onUplinkStatus, dataDir, sync, tls, longPoll: longPollOptions, requestTimeoutMs = 60_000, ...core } = options;
   if (!Number.isSafeInteger(requestTimeoutMs) || requestTimeoutMs < 1000) throw new ConfigError(`requestTimeoutMs must be an integer of at least 1000, got ${String(requestTimeoutMs)}`);
+  // Before anything is created on disk: a bad domain must not leave a data dir behind.
+  if (typeof core.domain !== 'string' || !isValidDomain(core.domain.toLowerCase())) {
+    throw new ConfigError(`domain must be a DNS-style name like "acme" or "eu.acme.com", got ${JSON.stringify(core.domain)}`);
+  }
   const listens = listen.map((l) => (typeof l === 'string' ? parseListen(l) : l));
   if (secret !== undefined && secret.length === 0) throw new ConfigError('secret must not be empty');
   if (tls !== undefined) {
@@ -147,23 +151,35 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
       await store.setValue('session-key', key);
     }
   }
-  const router = new Router({
-    ...core,
-    store,
-    authenticator: secret === undefined ? undefined : createTokenAuthenticator(secret),
-    sessionTokens: createHmacSessionTokens(
-      key,
-      core.domain.toLowerCase(),
-    ),
-  });
+  // A store that cannot be loaded fails startRouter() (the caller reports it), not onFatal, which
+  // is for failures of a running router (a supervisor may restart it: the store is fine).
+  let started = false;
+  let router: Router;
+  try {
+    router = new Router({
+      ...core,
+      onFatal: (err) => {
+        if (started) core.onFatal?.(err);
+      },
+      store,
+      authenticator: secret === undefined ? undefined : createTokenAuthenticator(secret),
+      sessionTokens: createHmacSessionTokens(key, core.domain.toLowerCase()),
+    });
+  } catch (err) {
+    // Bad options: the store's file lock must not outlive the failed start.
+    await store.close().catch(() => undefined);
+    throw err;
+  }
   const log: Logger = router.options.logger;
   try {
     await router.ready;
   } catch (err) {
     router.close();
-    await store.close();
-    throw err;
+    await store.close().catch(() => undefined);
+    if (dataDir === undefined || err instanceof ConfigError) throw err;
+    throw new ConfigError(`cannot load the store in ${dataDir}: ${(err as Error).message}`, { cause: err });
   }
+  started = true;
   const servers: Array<{ http: Server | HttpsServer; ws: WsServer }> = [];
   const uplinks: Uplink[] = [];
   const maxPayload = router.options.maxFrameBytes + router.options.batchBytes + 1024;
