@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { MemoryStore, Router, Uplink, armCrashPoint, type BackoffOptions, type Dialer, type Logger, type RouterOptions, type UplinkStatus } from '@postern/core';
 import { ConfigError, isValidDomain } from '@postern/protocol';
 import { SqliteStore } from '@postern/store-sqlite';
-import { attachWsServer, createNodeWsDialer, type WsServer } from '@postern/transport-ws/node';
+import { attachWsServer, createNodeWsDialer, toWebSocketUrl, type WsServer } from '@postern/transport-ws/node';
 import { createAutoDialer, createLongPollServer, createNodeHttpDialer, type LongPollServer, type LongPollServerOptions } from '@postern/transport-http/node';
 import { createTokenAuthenticator } from './credentials.js';
 import { formatListen, parseListen, type ListenAddress } from './listen.js';
@@ -127,6 +127,8 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
     throw new ConfigError(`domain must be a DNS-style name like "acme" or "eu.acme.com", got ${JSON.stringify(core.domain)}`);
   }
   const listens = listen.map((l) => (typeof l === 'string' ? parseListen(l) : l));
+  // A URL no dial could ever use is a setting to fix, not a failure to retry.
+  for (const u of uplinkConfigs) checkUplinkUrl(u.url);
   if (secret !== undefined && secret.length === 0) throw new ConfigError('secret must not be empty');
   if (tls !== undefined) {
     try {
@@ -285,4 +287,15 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
       );
     },
   };
+}
+
+function checkUplinkUrl(url: unknown): void {
+  if (typeof url !== 'string' || url.trim() === '') throw new ConfigError(`an uplink needs a URL (ws://, wss://, http://, https:// or HOST:PORT), got ${JSON.stringify(url)}`);
+  let parsed: URL;
+  try {
+    parsed = new URL(toWebSocketUrl(url));
+  } catch (cause) {
+    throw new ConfigError(`uplink URL ${JSON.stringify(url)} is not usable: ${(cause as Error).message}`, { cause });
+  }
+  if (parsed.hostname === '') throw new ConfigError(`uplink URL ${JSON.stringify(url)} has no host`);
 }

@@ -21,6 +21,16 @@ describe('startRouter refusing to start', () => {
     assert.equal(existsSync(dataDir), false);
   });
 
+  it('refuses an uplink URL no dial could use, instead of retrying it for ever', async () => {
+    for (const url of ['foo://127.0.0.1:7443', 'not a url', '']) {
+      await assert.rejects(startRouter({ domain: 'acme', uplinks: [{ url, token: 't' }] }), (e: unknown) => {
+        assert.equal((e as { code?: string }).code, 'ERR_CONFIG');
+        assert.match((e as Error).message, /uplink/);
+        return true;
+      });
+    }
+  });
+
   it('fails with ERR_CONFIG naming the store when it cannot be loaded, without calling onFatal', async () => {
     const dataDir = join(root, 'corrupt');
     const store = new SqliteStore(join(dataDir, 'router.db'));
