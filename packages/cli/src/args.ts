@@ -41,11 +41,16 @@ export function required(command: string, p: Parsed, name: string, env?: string)
   return v;
 }
 
-export function int(command: string, p: Parsed, name: string, min = 0): number | undefined {
+/** The longest delay a Node timer takes (longer ones fire after 1 ms). */
+export const MAX_TIMER_MS = 2_147_483_647;
+
+export function int(command: string, p: Parsed, name: string, min = 0, max = Number.MAX_SAFE_INTEGER): number | undefined {
   const v = str(p, name);
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`${command}: --${name} must be a whole number >= ${min}, got "${v}"`);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new UsageError(`${command}: --${name} must be a whole number ${max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`}, got "${v}"`);
+  }
   return n;
 }
 

@@ -1,5 +1,5 @@
 import type { ParseArgsConfig } from 'node:util';
-import { int, str, type Parsed } from './args.js';
+import { MAX_TIMER_MS, int, str, type Parsed } from './args.js';
 import { readPemFile } from './read-file.js';
 import { UsageError } from './usage-error.js';
 
@@ -79,7 +79,7 @@ export function dialSettings(command: string, p: Parsed): DialSettings {
     if (!TRANSPORTS.has(transport)) throw new UsageError(`${command}: --transport must be auto, ws or http, got "${transport}"`);
     o.transport = transport as DialSettings['transport'];
   }
-  const probe = int(command, p, 'ws-probe-interval', 100);
+  const probe = int(command, p, 'ws-probe-interval', 100, MAX_TIMER_MS);
   if (probe !== undefined) {
     if (o.transport !== undefined && o.transport !== 'auto') throw new UsageError(`${command}: --ws-probe-interval applies to --transport auto only`);
     o.wsProbeIntervalMs = probe;

@@ -2,7 +2,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
 import { createConsoleLogger, type LogLevel, type RouterServerOptions } from '@postern/router';
-import { int, str, type Parsed } from './args.js';
+import { MAX_TIMER_MS, int, str, type Parsed } from './args.js';
 import { readPemFile } from './read-file.js';
 import { UsageError } from './usage-error.js';
 
@@ -92,13 +92,13 @@ export function routerOptions(command: string, p: Parsed, domain: string, prefix
   } else {
     o.dataDir = data ?? defaultDataDir(command, domain);
   }
-  const set = <K extends keyof RouterServerOptions>(key: K, flag: string, min = 1): void => {
-    const v = int(command, p, flag, min);
+  const set = <K extends keyof RouterServerOptions>(key: K, flag: string, min = 1, max?: number): void => {
+    const v = int(command, p, flag, min, max);
     if (v !== undefined) (o as unknown as Record<string, unknown>)[key] = v;
   };
-  set('pingIntervalMs', 'ping-interval', 0);
-  set('handshakeTimeoutMs', 'handshake-timeout');
-  set('requestTimeoutMs', 'request-timeout', 1000);
+  set('pingIntervalMs', 'ping-interval', 0, MAX_TIMER_MS / 2);
+  set('handshakeTimeoutMs', 'handshake-timeout', 1, MAX_TIMER_MS);
+  set('requestTimeoutMs', 'request-timeout', 1000, MAX_TIMER_MS);
   set('maxFrameBytes', 'max-frame', 1024);
   set('maxOutboundBytes', 'max-outbound', 1024);
   set('maxConnections', 'max-connections');

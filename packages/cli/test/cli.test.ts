@@ -364,6 +364,18 @@ describe('postern CLI, as processes', () => {
       });
     });
 
+    it('a time longer than a timer can wait exits 2 instead of firing at once', async () => {
+      const cases: Array<[string[], string]> = [
+        [['relay', '--listen', '127.0.0.1:0', '--memory', '--handshake-timeout', '3000000000'], 'relay'],
+        [['listen', '--connect', 'ws://127.0.0.1:9', '--as', 'x', '--timeout', '3000000000'], 'listen'],
+      ];
+      const ps = await Promise.all(cases.map(([args]) => run(args)));
+      ps.forEach((p, i) => {
+        usageError(p, cases[i]![1]);
+        assert.match(p.stderr, /from 1 to 2147483647/, p.describe());
+      });
+    });
+
     it('a flag missing its value exits 2 with one line', async () => {
       // `--connect` directly followed by another flag: the value was forgotten.
       const p = await run(['send', '--connect', '--to', 'a@b', 'hi']);

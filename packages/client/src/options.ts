@@ -83,9 +83,12 @@ export type ResolvedClientOptions = Readonly<
   }
 >;
 
-function int(name: string, v: number | undefined, dflt: number, min: number): number {
+/** The longest delay a timer takes (longer ones fire at once). */
+const MAX_TIMER_MS = 2_147_483_647;
+
+function int(name: string, v: number | undefined, dflt: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   const x = v ?? dflt;
-  if (!Number.isInteger(x) || x < min) throw new ConfigError(`${name} must be an integer >= ${min}, got ${String(v)}`);
+  if (!Number.isInteger(x) || x < min || x > max) throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got ${String(v)}`);
   return x;
 }
 
@@ -119,13 +122,13 @@ export function resolveClientOptions(o: ClientOptions, dialer: Dialer | undefine
       maxMs: int('backoff.maxMs', o.backoff?.maxMs, BACKOFF_DEFAULTS.maxMs, 1),
       factor: o.backoff?.factor ?? BACKOFF_DEFAULTS.factor,
     }),
-    connectTimeoutMs: int('connectTimeoutMs', o.connectTimeoutMs, 10_000, 1),
-    sendTimeoutMs: int('sendTimeoutMs', o.sendTimeoutMs, 60_000, 1),
+    connectTimeoutMs: int('connectTimeoutMs', o.connectTimeoutMs, 10_000, 1, MAX_TIMER_MS),
+    sendTimeoutMs: int('sendTimeoutMs', o.sendTimeoutMs, 60_000, 1, MAX_TIMER_MS),
     maxInFlight: int('maxInFlight', o.maxInFlight, 4096, 1),
     maxInFlightBytes: int('maxInFlightBytes', o.maxInFlightBytes, 4 * 1024 * 1024, 1),
     maxQueued,
     dedupWindow,
-    pingIntervalMs: int('pingIntervalMs', o.pingIntervalMs, 20_000, 0),
+    pingIntervalMs: int('pingIntervalMs', o.pingIntervalMs, 20_000, 0, Math.floor(MAX_TIMER_MS / 2)),
     maxFrameBytes: int('maxFrameBytes', o.maxFrameBytes, DEFAULT_MAX_FRAME_BYTES, 1024),
     maxOutboundBytes: int('maxOutboundBytes', o.maxOutboundBytes, 8 * 1024 * 1024, 1024),
     dialer: d,

@@ -76,9 +76,12 @@ export type ResolvedRouterOptions = Readonly<
   Required<Omit<RouterOptions, 'authenticator'>> & { authenticator: Authenticator | undefined }
 >;
 
-function positive(name: string, v: number | undefined, dflt: number, min = 1): number {
+/** The longest delay a timer takes (longer ones fire at once). */
+const MAX_TIMER_MS = 2_147_483_647;
+
+function positive(name: string, v: number | undefined, dflt: number, min = 1, max = Number.MAX_SAFE_INTEGER): number {
   const x = v ?? dflt;
-  if (!Number.isInteger(x) || x < min) throw new ConfigError(`${name} must be an integer >= ${min}, got ${String(v)}`);
+  if (!Number.isInteger(x) || x < min || x > max) throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got ${String(v)}`);
   return x;
 }
 
@@ -119,8 +122,8 @@ export function resolveRouterOptions(o: RouterOptions): ResolvedRouterOptions {
     maxFrameBytes: positive('maxFrameBytes', o.maxFrameBytes, d.maxFrameBytes, 1024),
     maxOutboundBytes,
     batchBytes: positive('batchBytes', o.batchBytes, d.batchBytes, 512),
-    handshakeTimeoutMs: positive('handshakeTimeoutMs', o.handshakeTimeoutMs, d.handshakeTimeoutMs),
-    pingIntervalMs: positive('pingIntervalMs', o.pingIntervalMs, d.pingIntervalMs, 0),
+    handshakeTimeoutMs: positive('handshakeTimeoutMs', o.handshakeTimeoutMs, d.handshakeTimeoutMs, 1, MAX_TIMER_MS),
+    pingIntervalMs: positive('pingIntervalMs', o.pingIntervalMs, d.pingIntervalMs, 0, Math.floor(MAX_TIMER_MS / 2)),
     hopLimit,
     maxConnections: positive('maxConnections', o.maxConnections, d.maxConnections),
     store: o.store ?? new MemoryStore(),

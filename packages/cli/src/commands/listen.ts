@@ -1,5 +1,5 @@
 import { connect, type Client, type Message } from '@postern/client';
-import { flag, int, parse, required, str } from '../args.js';
+import { MAX_TIMER_MS, flag, int, parse, required, str } from '../args.js';
 import { dialFlags, dialFlagsHelp, dialSettings } from '../dial-flags.js';
 import { out, untilSignal } from '../output.js';
 
@@ -79,7 +79,7 @@ export async function listen(argv: string[]): Promise<number> {
       name,
       agent: 'postern-cli/listen',
       autoAck: false,
-      connectTimeoutMs: int('listen', p, 'timeout', 1) ?? 10_000,
+      connectTimeoutMs: int('listen', p, 'timeout', 1, MAX_TIMER_MS) ?? 10_000,
       signal: giveUp.signal,
       ...(token === undefined ? {} : { token }),
     });

@@ -1,7 +1,7 @@
 import { createInterface } from 'node:readline';
 import { connect, type SendResult } from '@postern/client';
 import { PosternError } from '@postern/protocol';
-import { flag, int, parse, required, str } from '../args.js';
+import { MAX_TIMER_MS, flag, int, parse, required, str } from '../args.js';
 import { dialFlags, dialFlagsHelp, dialSettings } from '../dial-flags.js';
 import { out } from '../output.js';
 import { UsageError } from '../usage-error.js';
@@ -65,7 +65,7 @@ export async function send(argv: string[]): Promise<number> {
   const name = str(p, 'as');
   const token = str(p, 'token', 'POSTERN_TOKEN');
   const count = int('send', p, 'count', 1);
-  const timeout = int('send', p, 'timeout', 1);
+  const timeout = int('send', p, 'timeout', 1, MAX_TIMER_MS);
   if (p.positionals.length > 1) throw new UsageError('send: give TEXT as one argument (quote it)');
   const text = p.positionals[0];
   const volatile = flag(p, 'volatile');
