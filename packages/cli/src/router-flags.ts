@@ -1,7 +1,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
-import { createConsoleLogger, type LogLevel, type RouterServerOptions } from '@postern/router';
+import { createConsoleLogger, parseListen, type LogLevel, type RouterServerOptions } from '@postern/router';
 import { MAX_TIMER_MS, int, str, type Parsed } from './args.js';
 import { readPemFile } from './read-file.js';
 import { UsageError } from './usage-error.js';
@@ -59,7 +59,9 @@ export const routerFlagsHelp = `  --secret S              signs and checks token
 
 /** Per command and domain, so that a relay and a gateway on one machine keep apart. */
 function defaultDataDir(command: string, domain: string): string {
-  const base = process.env['XDG_STATE_HOME'] ?? join(homedir(), '.local', 'state');
+  // Empty counts as unset (the XDG spec), or the store would land in the current directory.
+  const xdg = process.env['XDG_STATE_HOME'];
+  const base = xdg !== undefined && xdg !== '' ? xdg : join(homedir(), '.local', 'state');
   return join(base, 'postern', `${command}-${domain.toLowerCase()}`);
 }
 
@@ -69,6 +71,14 @@ export function routerOptions(command: string, p: Parsed, domain: string, prefix
   const level = str(p, 'log-level') ?? 'info';
   if (!LEVELS.has(level)) throw new UsageError(`${command}: --log-level must be one of debug, info, warn, error, silent`);
   const listen = p.values.listen as unknown as string[] | undefined;
+  // A bad flag value is a usage error (exit 2), found before anything starts.
+  for (const l of listen ?? []) {
+    try {
+      parseListen(l);
+    } catch {
+      throw new UsageError(`${command}: --listen must be HOST:PORT (e.g. 0.0.0.0:7443 or [::1]:7443), got "${l}"`);
+    }
+  }
   const o: RouterServerOptions = {
     domain,
     listen: listen ?? [],
@@ -86,6 +96,7 @@ export function routerOptions(command: string, p: Parsed, domain: string, prefix
   const secret = str(p, 'secret', 'POSTERN_SECRET');
   if (secret !== undefined) o.secret = secret;
   if (secret === undefined && p.values['require-token'] === true) throw new UsageError(`${command}: --require-token needs --secret (tokens are checked with it)`);
+  if (p.values.data === '') throw new UsageError(`${command}: --data needs a directory`);
   const data = str(p, 'data', 'POSTERN_DATA');
   if (p.values.memory === true) {
     if (str(p, 'data') !== undefined) throw new UsageError(`${command}: give --data or --memory, not both`);

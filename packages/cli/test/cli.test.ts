@@ -376,6 +376,19 @@ describe('postern CLI, as processes', () => {
       });
     });
 
+    it('a bad flag value (listen address, name, empty --data) exits 2 before anything starts', async () => {
+      const cases: Array<[string[], string, RegExp]> = [
+        [['relay', '--listen', '7000', '--memory'], 'relay', /--listen must be HOST:PORT/],
+        [['relay', '--listen', '127.0.0.1:0', '--data', ''], 'relay', /--data needs a directory/],
+        [['listen', '--connect', 'ws://127.0.0.1:9', '--as', 'Bad Name'], 'listen', /--as must be a name/],
+      ];
+      const ps = await Promise.all(cases.map(([args]) => run(args)));
+      ps.forEach((p, i) => {
+        usageError(p, cases[i]![1]);
+        assert.match(p.stderr, cases[i]![2], p.describe());
+      });
+    });
+
     it('a flag missing its value exits 2 with one line', async () => {
       // `--connect` directly followed by another flag: the value was forgotten.
       const p = await run(['send', '--connect', '--to', 'a@b', 'hi']);

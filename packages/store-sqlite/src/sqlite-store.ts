@@ -82,22 +82,29 @@ export class SqliteStore implements Store {
       // One router per file: a second process on the same data dir would hand out the same
       // messages twice. EXCLUSIVE holds the lock from the first access until close.
       db.pragma('locking_mode = EXCLUSIVE');
-      db.pragma('journal_mode = WAL');
-      db.pragma(`synchronous = ${sync === 'full' ? 'FULL' : 'NORMAL'}`);
-      db.pragma('foreign_keys = OFF');
+      // Before anything is written to it: a newer Postern's file is left as it was.
       const version = db.pragma('user_version', { simple: true }) as number;
       if (version > SCHEMA_VERSION) {
         throw new ConfigError(`the store ${file} was written by a newer Postern (schema ${version}, this one reads ${SCHEMA_VERSION})`);
       }
+      db.pragma('journal_mode = WAL');
+      db.pragma(`synchronous = ${sync === 'full' ? 'FULL' : 'NORMAL'}`);
+      db.pragma('foreign_keys = OFF');
       // Takes the write lock now, so that a second router on this file fails at start.
       db.exec('BEGIN IMMEDIATE; COMMIT;');
       db.transaction(() => migrate(db, version))();
     } catch (cause) {
       db.close();
       if (cause instanceof ConfigError) throw cause;
-      const busy = (cause as { code?: string }).code?.startsWith('SQLITE_BUSY') === true;
+      const code = (cause as { code?: string }).code ?? '';
+      const busy = code.startsWith('SQLITE_BUSY');
+      const denied = code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_CANTOPEN') || code.startsWith('SQLITE_IOERR') || code.startsWith('SQLITE_PERM');
       throw new ConfigError(
-        busy ? `the store ${file} is in use by another process (is another router running with this data dir?)` : `cannot open the store ${file}: ${(cause as Error).message}`,
+        busy
+          ? `the store ${file} is in use by another process (is another router running with this data dir?)`
+          : denied
+            ? `cannot write the store ${file} (${(cause as Error).message}): check that the data dir and its files are writable by this user`
+            : `cannot open the store ${file}: ${(cause as Error).message}`,
         { cause },
       );
     }

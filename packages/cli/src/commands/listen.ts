@@ -1,4 +1,6 @@
 import { connect, type Client, type Message } from '@postern/client';
+import { isValidName } from '@postern/protocol';
+import { UsageError } from '../usage-error.js';
 import { MAX_TIMER_MS, flag, int, parse, required, str } from '../args.js';
 import { dialFlags, dialFlagsHelp, dialSettings } from '../dial-flags.js';
 import { out, untilSignal } from '../output.js';
@@ -63,6 +65,7 @@ export async function listen(argv: string[]): Promise<number> {
   if (p.values.help) return out(help), 0;
   const url = required('listen', p, 'connect');
   const name = required('listen', p, 'as');
+  if (!isValidName(name.toLowerCase())) throw new UsageError(`listen: --as must be a name of 1-64 of a-z 0-9 . _ -, starting with a letter or digit, got "${name}"`);
   const token = str(p, 'token', 'POSTERN_TOKEN');
   const count = int('listen', p, 'count', 1);
   const json = flag(p, 'json');

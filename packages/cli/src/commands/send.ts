@@ -98,7 +98,9 @@ export async function send(argv: string[]): Promise<number> {
     for (const [n, r] of await Promise.all(results)) {
       if (r instanceof PosternError) {
         failed++;
-        process.stderr.write(`postern send: message ${n} to ${to} failed: ${r.message} [${r.code}]\n`);
+        // The SDK's advice (send again with the same id) cannot be followed from here: each run makes new ids.
+        const why = r.code === 'ERR_TIMEOUT' ? r.message.replace(/: send again with the same id to retry safely$/, ' (sending it again may deliver it twice)') : r.message;
+        process.stderr.write(`postern send: message ${n} to ${to} failed: ${why} [${r.code}]\n`);
       }
     }
     if (!flag(p, 'quiet')) {
