@@ -41,8 +41,6 @@ export function required(command: string, p: Parsed, name: string, env?: string)
   return v;
 }
 
-/** The longest delay a Node timer takes (longer ones fire after 1 ms). */
-export const MAX_TIMER_MS = 2_147_483_647;
 
 export function int(command: string, p: Parsed, name: string, min = 0, max = Number.MAX_SAFE_INTEGER): number | undefined {
   const v = str(p, name);

@@ -1,5 +1,6 @@
 import type { ParseArgsConfig } from 'node:util';
-import { MAX_TIMER_MS, int, str, type Parsed } from './args.js';
+import { MAX_TIMER_MS } from '@postern/protocol';
+import { int, str, type Parsed } from './args.js';
 import { readPemFile } from './read-file.js';
 import { UsageError } from './usage-error.js';
 

@@ -2,7 +2,8 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
 import { createConsoleLogger, parseListen, type LogLevel, type RouterServerOptions } from '@postern/router';
-import { MAX_TIMER_MS, int, str, type Parsed } from './args.js';
+import { MAX_TIMER_MS } from '@postern/protocol';
+import { int, str, type Parsed } from './args.js';
 import { readPemFile } from './read-file.js';
 import { UsageError } from './usage-error.js';
 

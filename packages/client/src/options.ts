@@ -1,5 +1,5 @@
 import { BACKOFF_DEFAULTS, type BackoffOptions, type Dialer } from '@postern/core';
-import { ConfigError, DEFAULT_MAX_FRAME_BYTES, isValidName } from '@postern/protocol';
+import { ConfigError, DEFAULT_MAX_FRAME_BYTES, MAX_TIMER_MS, isValidName } from '@postern/protocol';
 
 export interface ClientOptions {
   /** Router to connect to: `ws://`, `wss://`, `http(s)://` or `host:port`. */
@@ -82,9 +82,6 @@ export type ResolvedClientOptions = Readonly<
     dialer: Dialer;
   }
 >;
-
-/** The longest delay a timer takes (longer ones fire at once). */
-const MAX_TIMER_MS = 2_147_483_647;
 
 function int(name: string, v: number | undefined, dflt: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   const x = v ?? dflt;

@@ -566,7 +566,8 @@ export class Delivery {
         this.#finish(e);
         continue;
       }
-      const frameSize = 8 + utf8Length(m.id) + utf8Length(m.from) + utf8Length(m.to) + m.body.length;
+      // Addresses are ASCII; an id may not be.
+      const frameSize = 8 + utf8Length(m.id) + m.from.length + m.to.length + m.body.length;
       if (frameSize > link.maxFrame) {
         this.#report(e, WireCode.FRAME_TOO_LARGE, `the next hop accepts frames of at most ${link.maxFrame} bytes; this one has ${frameSize}`);
         this.#finish(e);
@@ -613,7 +614,6 @@ export class Delivery {
         o.logger.warn('a queue lets its senders go: its next hop acknowledged nothing', { queue: q.key, stalled_ms: now - q.progressAt, waiting: q.count - q.inflight });
         for (const l of q.blocked) l.letGo();
         q.blocked.clear();
-        if (q.count === 0 && q.inflight === 0) this.#queues.delete(q.key);
       }
       for (let i = q.head; i < q.items.length; i++) {
         const e = q.items[i]!;

@@ -1,4 +1,4 @@
-import { ConfigError, isValidDomain } from '@postern/protocol';
+import { ConfigError, MAX_TIMER_MS, isValidDomain } from '@postern/protocol';
 import type { Authenticator, SessionTokens } from './auth.js';
 import { defaultScheduler, systemClock, type Clock, type Scheduler } from './clock.js';
 import { ROUTER_DEFAULTS } from './constants.js';
@@ -75,9 +75,6 @@ export interface RouterOptions {
 export type ResolvedRouterOptions = Readonly<
   Required<Omit<RouterOptions, 'authenticator'>> & { authenticator: Authenticator | undefined }
 >;
-
-/** The longest delay a timer takes (longer ones fire at once). */
-const MAX_TIMER_MS = 2_147_483_647;
 
 function positive(name: string, v: number | undefined, dflt: number, min = 1, max = Number.MAX_SAFE_INTEGER): number {
   const x = v ?? dflt;

@@ -109,15 +109,11 @@ async function main(argv: string[]): Promise<Outcome> {
     const [host, port, ms] = a;
     return exchange(host!, Number(port), undefined, Number(ms));
   }
-  if (mode === 'connect') {
+  if (mode === 'connect' || mode === 'idle') {
     const [host, port, target, cred, ms] = a;
     const auth = cred === undefined || cred === '-' ? '' : `Proxy-Authorization: Basic ${Buffer.from(cred).toString('base64')}\r\n`;
-    return exchange(host!, Number(port), `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n${auth}\r\n`, Number(ms));
-  }
-  if (mode === 'idle') {
-    const [host, port, target, cred, ms] = a;
-    const auth = cred === undefined || cred === '-' ? '' : `Proxy-Authorization: Basic ${Buffer.from(cred).toString('base64')}\r\n`;
-    return idleTunnel(host!, Number(port), `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n${auth}\r\n`, Number(ms));
+    const request = `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n${auth}\r\n`;
+    return mode === 'connect' ? exchange(host!, Number(port), request, Number(ms)) : idleTunnel(host!, Number(port), request, Number(ms));
   }
   if (mode === 'get' || mode === 'tlsget') {
     const [host, port, path, ms, ...rest] = a;

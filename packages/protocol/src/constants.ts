@@ -10,6 +10,9 @@ export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024;
 /** @default 16: hop limit a router stamps on a message that arrives without one. */
 export const DEFAULT_HOP_LIMIT = 16;
 
+/** The longest delay a timer takes (Node fires longer ones after 1 ms): the bound of every time option. */
+export const MAX_TIMER_MS = 2_147_483_647;
+
 /** Frame type byte. Values are stable: they are the wire format. */
 export const FrameType = {
   HELLO: 0x01,

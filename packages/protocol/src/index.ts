@@ -3,6 +3,7 @@ export {
   FRAME_HEADER_BYTES,
   DEFAULT_MAX_FRAME_BYTES,
   DEFAULT_HOP_LIMIT,
+  MAX_TIMER_MS,
   FrameType,
   Role,
   MsgFlag,

@@ -1,7 +1,7 @@
 import { connect, type Client, type Message } from '@postern/client';
-import { isValidName } from '@postern/protocol';
+import { MAX_TIMER_MS, isValidName } from '@postern/protocol';
 import { UsageError } from '../usage-error.js';
-import { MAX_TIMER_MS, flag, int, parse, required, str } from '../args.js';
+import { flag, int, parse, required, str } from '../args.js';
 import { dialFlags, dialFlagsHelp, dialSettings } from '../dial-flags.js';
 import { out, untilSignal } from '../output.js';
 

@@ -1,7 +1,7 @@
 import { createInterface } from 'node:readline';
 import { connect, type SendResult } from '@postern/client';
-import { PosternError } from '@postern/protocol';
-import { MAX_TIMER_MS, flag, int, parse, required, str } from '../args.js';
+import { MAX_TIMER_MS, PosternError } from '@postern/protocol';
+import { flag, int, parse, required, str } from '../args.js';
 import { dialFlags, dialFlagsHelp, dialSettings } from '../dial-flags.js';
 import { out } from '../output.js';
 import { UsageError } from '../usage-error.js';
