@@ -1,5 +1,6 @@
-import { FrameType, MsgFlag, WireCode, encodeReport, truncateUtf8, utf8Length, type AckFrame, type NackFrame } from '@postern/protocol';
+import { FrameType, MsgFlag, PosternError, WireCode, encodeReport, truncateUtf8, utf8Length, type AckFrame, type NackFrame } from '@postern/protocol';
 import { crashPoint } from './crash.js';
+import { parseDestinationKey, type Destination } from './destination.js';
 import { messageKey, type Link } from './link.js';
 import type { ResolvedRouterOptions } from './options.js';
 import type { MessageKey, NewMessage, Store } from './store.js';
@@ -21,10 +22,10 @@ import type { MessageKey, NewMessage, Store } from './store.js';
  *    stored and routed like any other). So is delivery, when the sender asked for a receipt.
  */
 export interface DeliveryHost {
-  /** The link that carries queue `key` now, or undefined while there is none. */
-  target(queue: string): Link | undefined;
-  /** The queue and hop limit for a message this router originates to `address`. */
-  route(address: string): { queue: string; hops: number } | undefined;
+  /** The link that carries messages for `dest` now, or undefined while there is none. */
+  nextHop(dest: Destination): Link | undefined;
+  /** The destination and hop limit for a message this router originates to `address`. */
+  route(address: string): { dest: Destination; hops: number } | undefined;
   nack(link: Link, id: string, from: string, code: number, reason: string): void;
   /** The store failed: this router cannot keep its promises any more. */
   fatal(err: unknown): void;
@@ -98,6 +99,7 @@ export class Entry {
 
 /** Messages for one destination, in seq order. */
 export class Queue {
+  readonly key: string;
   readonly items: Entry[] = [];
   /** items[0..head) are done; items[head..cursor) are sent or done. */
   head = 0;
@@ -114,7 +116,27 @@ export class Queue {
   /** Its next hop answered nothing for maxStallMs while it blocked senders: it blocks none until it does. */
   stalled = false;
 
-  constructor(readonly key: string) {}
+  constructor(readonly dest: Destination) {
+    this.key = dest.key;
+  }
+}
+
+/**
+ * What Delivery keeps per link: its in-flight window as the sending side, and as the receiving
+ * side the keys it acked and must keep until the other end RELEASEs them. Lives here, not on
+ * the Link: routing owns links, delivery owns custody.
+ */
+class Hop {
+  /** Reliable messages sent on this link and not yet acked by the other end, by (from, id). */
+  readonly inflight = new Map<string, Entry>();
+  inflightBytes = 0;
+  /** Queues waiting for room in this link's in-flight window. */
+  readonly waiting = new Set<Queue>();
+  /** Receiver side: keys we acked on this link, in ACK order; `acked[i]` is ACK number `ackBase + i`. */
+  acked: Seen[] = [];
+  ackBase = 0;
+  /** Sender side: ACK frames received on this link (RELEASE counts them). */
+  acksIn = 0;
 }
 
 /** A key we accepted; `owner` is the link whose RELEASE will let us forget it. */
@@ -136,6 +158,7 @@ export class Delivery {
   readonly #store: Store;
   readonly #host: DeliveryHost;
   readonly #queues = new Map<string, Queue>();
+  readonly #hops = new Map<Link, Hop>();
   readonly #seen = new Map<string, Seen>();
   /** Keys whose link was lost before RELEASE, oldest first; pruned after `dedupWindowMs`. */
   #leftovers: Seen[] = [];
@@ -173,7 +196,9 @@ export class Delivery {
       this.#leftovers.push(s);
     }
     for (const m of r.messages) {
-      const q = this.#queue(m.queue);
+      const dest = parseDestinationKey(m.queue);
+      if (dest === undefined) throw new PosternError('ERR_INTERNAL', `the store holds a message for queue "${m.queue}", which this version does not know`);
+      const q = this.#queue(dest);
       const e = new Entry(q, { from: m.from, id: m.id, to: m.to, flags: m.flags, hops: m.hops, body: m.body }, m.storedAt, m.expiresAt);
       e.seq = m.seq;
       e.state = UNSENT;
@@ -192,10 +217,10 @@ export class Delivery {
    * Takes custody of a reliable message for `queue`, from `origin` (undefined: made here). It is
    * ACKed once stored; a retry of a stored or pending key is ACKed again and dropped.
    */
-  accept(origin: Link | undefined, m: Incoming, queue: string, unseen = false): void {
+  accept(origin: Link | undefined, m: Incoming, dest: Destination, unseen = false): void {
     if (!this.#ready) {
       this.#waitingForReady.push(() => {
-        if (origin === undefined || origin.up) this.accept(origin, m, queue);
+        if (origin === undefined || origin.up) this.accept(origin, m, dest);
       });
       return;
     }
@@ -203,7 +228,7 @@ export class Delivery {
     const key = messageKey(m.from, m.id);
     // `unseen`: the caller's retry() just found no key, in this same tick.
     if (!unseen && this.#retried(origin, key)) return;
-    const q = this.#queue(queue);
+    const q = this.#queue(dest);
     const isReport = (m.flags & MsgFlag.REPORT) !== 0;
     const now = o.clock.now();
     const e = new Entry(q, m, now, now + o.maxMessageAgeMs);
@@ -255,24 +280,26 @@ export class Delivery {
 
   /** The next hop took custody (or, for an agent, its application took the message). */
   onAck(link: Link, f: AckFrame): void {
-    link.acksIn++;
-    const e = link.inflight.get(messageKey(f.from, f.id));
+    const hop = this.#hop(link);
+    hop.acksIn++;
+    const e = hop.inflight.get(messageKey(f.from, f.id));
     if (e !== undefined) {
-      this.#landed(link, e);
+      this.#landed(link, hop, e);
       crashPoint(link.kind === 'agent' ? 'deliver.after-ack' : 'forward.after-ack');
       if (link.kind === 'agent' && (e.m.flags & MsgFlag.RECEIPT) !== 0) this.#report(e, WireCode.OK, '');
       this.#finish(e);
     }
     // The agent SDK keeps no keys for us to release: its dedup window covers our resends.
-    if (link.kind !== 'agent') this.#releases.set(link, link.acksIn);
+    if (link.kind !== 'agent') this.#releases.set(link, hop.acksIn);
     this.#schedule();
   }
 
   /** The next hop refused the message: it is dropped here and its sender told why. */
   onNack(link: Link, f: NackFrame): void {
-    const e = link.inflight.get(messageKey(f.from, f.id));
-    if (e === undefined) return;
-    this.#landed(link, e);
+    const hop = this.#hops.get(link);
+    const e = hop?.inflight.get(messageKey(f.from, f.id));
+    if (hop === undefined || e === undefined) return;
+    this.#landed(link, hop, e);
     this.#report(e, f.code, f.reason);
     this.#finish(e);
     this.#schedule();
@@ -280,23 +307,25 @@ export class Delivery {
 
   /** The hop we acked has settled its first `count` ACKs on this link: forget their keys. */
   onRelease(link: Link, count: number): void {
-    const n = Math.min(count - link.ackBase, link.acked.length);
+    const hop = this.#hops.get(link);
+    if (hop === undefined) return;
+    const n = Math.min(count - hop.ackBase, hop.acked.length);
     if (n <= 0) return;
     for (let i = 0; i < n; i++) {
-      const s = link.acked[i]!;
+      const s = hop.acked[i]!;
       if (s.owner === link) this.#dropKey(s);
     }
-    link.acked = link.acked.slice(n);
-    link.ackBase += n;
+    hop.acked = hop.acked.slice(n);
+    hop.ackBase += n;
     this.#schedule();
   }
 
   /** Queues that may now have a link to send on (an agent connected, a route or uplink came up). */
-  wake(queue?: string): void {
-    if (queue === undefined) {
+  wake(dest?: Destination): void {
+    if (dest === undefined) {
       for (const q of this.#queues.values()) this.#wake.add(q);
     } else {
-      const q = this.#queues.get(queue);
+      const q = this.#queues.get(dest.key);
       if (q !== undefined) this.#wake.add(q);
     }
     this.#schedule();
@@ -304,14 +333,15 @@ export class Delivery {
 
   /** Wakes every domain queue (a route changed: any of them may go another way now). */
   wakeDomains(): void {
-    for (const q of this.#queues.values()) if (q.key.startsWith('domain:')) this.#wake.add(q);
+    for (const q of this.#queues.values()) if (q.dest.kind === 'domain') this.#wake.add(q);
     this.#schedule();
   }
 
   linkDown(link: Link): void {
-    for (const s of link.acked) if (s.owner === link) this.#orphan(s);
-    link.acked = [];
-    for (const e of link.inflight.values()) {
+    const hop = this.#hops.get(link);
+    this.#hops.delete(link);
+    for (const s of hop?.acked ?? []) if (s.owner === link) this.#orphan(s);
+    for (const e of hop?.inflight.values() ?? []) {
       e.state = UNSENT;
       e.link = undefined;
       const q = e.queue;
@@ -319,16 +349,13 @@ export class Delivery {
       if (q.cursor > q.head) q.cursor = q.head;
       this.#wake.add(q);
     }
-    link.inflight.clear();
-    link.inflightBytes = 0;
-    for (const q of link.waiting) this.#wake.add(q);
-    link.waiting.clear();
+    for (const q of hop?.waiting ?? []) this.#wake.add(q);
     for (const q of this.#queues.values()) {
       q.blocked.delete(link);
       // Its next hop is gone: the queue now waits for an offline recipient, where its limits
       // apply instead of holding the senders up.
       if (q.blocked.size === 0) continue;
-      const next = this.#host.target(q.key);
+      const next = this.#host.nextHop(q.dest);
       if (next === undefined || next === link) {
         for (const l of q.blocked) l.letGo();
         q.blocked.clear();
@@ -346,13 +373,27 @@ export class Delivery {
     this.#o.clock.clearTimeout(this.#timer);
   }
 
-  #queue(key: string): Queue {
-    let q = this.#queues.get(key);
+  #queue(dest: Destination): Queue {
+    let q = this.#queues.get(dest.key);
     if (q === undefined) {
-      q = new Queue(key);
-      this.#queues.set(key, q);
+      q = new Queue(dest);
+      this.#queues.set(dest.key, q);
     }
     return q;
+  }
+
+  #hop(link: Link): Hop {
+    let h = this.#hops.get(link);
+    if (h === undefined) {
+      h = new Hop();
+      this.#hops.set(link, h);
+    }
+    return h;
+  }
+
+  /** Reliable messages in flight on `link` (for operators). */
+  inflightOn(link: Link): number {
+    return this.#hops.get(link)?.inflight.size ?? 0;
   }
 
   #hold(q: Queue, e: Entry): void {
@@ -370,12 +411,13 @@ export class Delivery {
     }
     origin.channel.send({ type: FrameType.ACK, id: s.id, from: s.from });
     s.owner = origin;
-    origin.acked.push(s);
+    const hop = this.#hop(origin);
+    hop.acked.push(s);
     // A peer that never releases (a minimal client) must not grow this without bound: its
     // oldest keys wait out the window like those of a lost link.
-    if (origin.acked.length > this.#o.maxUnreleasedPerLink) {
-      const old = origin.acked.shift()!;
-      origin.ackBase++;
+    if (hop.acked.length > this.#o.maxUnreleasedPerLink) {
+      const old = hop.acked.shift()!;
+      hop.ackBase++;
       if (old.owner === origin) this.#orphan(old);
     }
   }
@@ -398,7 +440,7 @@ export class Delivery {
   /** Pauses `origin` while `q` backs up behind a connected next hop that is slower than its senders. */
   #backpressure(origin: Link, q: Queue): void {
     if (q.count - q.inflight <= this.#o.queueHighWater || !origin.channel.canPause || q.blocked.has(origin) || q.stalled) return;
-    if (this.#host.target(q.key) === undefined) return; // offline: the queue limits apply instead
+    if (this.#host.nextHop(q.dest) === undefined) return; // offline: the queue limits apply instead
     if (q.blocked.size === 0) q.progressAt = this.#o.clock.now();
     q.blocked.add(origin);
     origin.hold();
@@ -412,16 +454,16 @@ export class Delivery {
   }
 
   /** Removes `e` from its link's in-flight window. */
-  #landed(link: Link, e: Entry): void {
-    link.inflight.delete(e.key);
-    link.inflightBytes -= e.size;
+  #landed(link: Link, hop: Hop, e: Entry): void {
+    hop.inflight.delete(e.key);
+    hop.inflightBytes -= e.size;
     e.link = undefined;
     e.queue.inflight--;
     e.queue.progressAt = this.#o.clock.now();
     e.queue.stalled = false;
     this.#wake.add(e.queue);
-    for (const q of link.waiting) this.#wake.add(q);
-    link.waiting.clear();
+    for (const q of hop.waiting) this.#wake.add(q);
+    hop.waiting.clear();
   }
 
   /** `e` leaves this router: its copy is removed (in the next commit). */
@@ -475,7 +517,7 @@ export class Delivery {
     this.#stats.reports++;
     const body = encodeReport({ code, ref: e.m.id, reason: reason.slice(0, 1024) });
     // In bytes, on a code point: the id must fit its 255-byte field, and read back the same.
-    this.accept(undefined, { from: e.m.to, id: `~${truncateUtf8(e.m.id, 200)}.${reportId()}`, to: e.m.from, flags: MsgFlag.REPORT, hops: r.hops, body }, r.queue);
+    this.accept(undefined, { from: e.m.to, id: `~${truncateUtf8(e.m.id, 200)}.${reportId()}`, to: e.m.from, flags: MsgFlag.REPORT, hops: r.hops, body }, r.dest);
   }
 
   #schedule(): void {
@@ -545,8 +587,9 @@ export class Delivery {
   /** Sends what `q` may send now: in order, within the window of its link. */
   #pump(q: Queue): void {
     if (q.count === 0) return;
-    const link = this.#host.target(q.key);
+    const link = this.#host.nextHop(q.dest);
     if (link === undefined || !link.up) return;
+    const hop = this.#hop(link);
     if (q.inflight > 0 && q.link !== link) return; // the old path settles first, or order could break
     const o = this.#o;
     let i = q.cursor;
@@ -554,8 +597,8 @@ export class Delivery {
       const e = q.items[i]!;
       if (e.state === PENDING) break;
       if (e.state !== UNSENT) continue;
-      if (link.inflight.size >= o.maxInFlightPerLink || (link.inflight.size > 0 && link.inflightBytes + e.size > o.maxInFlightBytesPerLink)) {
-        link.waiting.add(q);
+      if (hop.inflight.size >= o.maxInFlightPerLink || (hop.inflight.size > 0 && hop.inflightBytes + e.size > o.maxInFlightBytesPerLink)) {
+        hop.waiting.add(q);
         break;
       }
       const m = e.m;
@@ -584,8 +627,8 @@ export class Delivery {
       e.state = SENT;
       e.sentOnce = true;
       e.link = link;
-      link.inflight.set(e.key, e);
-      link.inflightBytes += e.size;
+      hop.inflight.set(e.key, e);
+      hop.inflightBytes += e.size;
       q.inflight++;
       q.link = link;
       this.#host.sent(link);

@@ -1,7 +1,6 @@
 import { DEFAULT_MAX_FRAME_BYTES } from '@postern/protocol';
 import type { Claims } from './auth.js';
 import type { Channel } from './channel.js';
-import type { Entry, Queue, Seen } from './delivery.js';
 
 /** agent: an application endpoint; downlink: a router that dialed us; uplink: one we dialed. */
 export type LinkKind = 'agent' | 'downlink' | 'uplink';
@@ -32,16 +31,6 @@ export class Link {
   /** Largest frame the other end accepts (its HELLO, or the WELCOME of an uplink). */
   maxFrame = DEFAULT_MAX_FRAME_BYTES;
   up = true;
-  /** Reliable messages sent on this link and not yet acked by the other end, by (from, id). */
-  readonly inflight = new Map<string, Entry>();
-  inflightBytes = 0;
-  /** Queues waiting for room in this link's in-flight window. */
-  readonly waiting = new Set<Queue>();
-  /** Receiver side: keys we acked on this link, in ACK order; `acked[i]` is ACK number `ackBase + i`. */
-  acked: Seen[] = [];
-  ackBase = 0;
-  /** Sender side: ACK frames received on this link (RELEASE counts them). */
-  acksIn = 0;
   /** Reasons reading from this link is paused (a congested router link, a backed-up queue). */
   #holds = 0;
   /** Domains this link announced (downlinks). */

@@ -20,6 +20,7 @@ import {
 import { claimsCoverDomain, type Claims } from './auth.js';
 import { Channel, type ChannelOptions } from './channel.js';
 import { Delivery, type DeliveryStats } from './delivery.js';
+import { agentDestination, domainDestination, type Destination } from './destination.js';
 import { Link, type LinkKind, type RouteEntry } from './link.js';
 import { resolveRouterOptions, type ResolvedRouterOptions, type RouterOptions } from './options.js';
 import type { Duplex } from './transport.js';
@@ -89,11 +90,10 @@ export class Router {
       report: (err) => o.logger.error('internal error while handling a frame; the connection was closed', { err: err instanceof Error ? (err.stack ?? err.message) : String(err) }),
     };
     this.#delivery = new Delivery(o, o.store, {
-      target: (q) => this.#target(q),
+      nextHop: (dest) => this.#nextHop(dest),
       route: (address) => {
         const a = this.#address(address, false);
-        if (a === undefined) return undefined;
-        return a.domain === this.domain ? { queue: `agent:${a.local}`, hops: o.hopLimit } : { queue: `domain:${a.domain}`, hops: o.hopLimit - 1 };
+        return a === undefined ? undefined : { dest: this.#destination(a), hops: a.domain === this.domain ? o.hopLimit : o.hopLimit - 1 };
       },
       nack: (link, id, from, code, reason) => this.#nack(link, id, from, code, reason),
       sent: (link) => {
@@ -153,7 +153,7 @@ export class Router {
       domains: [...l.routes.keys()],
       transport: l.channel.duplex.kind,
       remote: l.channel.duplex.remote,
-      pending: l.inflight.size,
+      pending: this.#delivery.inflightOn(l),
     }));
   }
 
@@ -301,7 +301,7 @@ export class Router {
     this.#agentsById.set(id, link);
     this.#armExpiry(link);
     ready(link);
-    this.#delivery.wake(`agent:${id}`);
+    this.#delivery.wake(agentDestination(id));
     channel.send({
       type: FrameType.WELCOME,
       version: PROTOCOL_VERSION,
@@ -396,7 +396,7 @@ export class Router {
     link.name = name;
     if (name !== '') {
       this.#agentsByName.set(name, link);
-      this.#delivery.wake(`agent:${name}`);
+      this.#delivery.wake(agentDestination(name));
     }
     link.address = `${name === '' ? link.id : name}@${this.domain}`;
   }
@@ -474,18 +474,15 @@ export class Router {
       return;
     }
     if ((f.flags & MsgFlag.VOLATILE) === 0 && this.#delivery.retry(link, from, f.id)) return;
-    let queue: string;
-    if (to.domain === this.domain) {
-      queue = `agent:${to.local}`;
-    } else {
-      queue = `domain:${to.domain}`;
+    const dest = this.#destination(to);
+    if (dest.kind === 'domain') {
       if (hops <= 1) {
         this.#nack(link, f.id, from, WireCode.HOP_LIMIT, `hop limit reached on the way to "${to.domain}"`);
         return;
       }
       hops--;
     }
-    const next = this.#target(queue);
+    const next = this.#nextHop(dest);
     if (next === link && link.kind !== 'agent') {
       this.#nack(link, f.id, from, WireCode.NO_ROUTE, `no route to domain "${to.domain}" other than back where the message came from`);
       return;
@@ -500,7 +497,7 @@ export class Router {
     }
     if ((f.flags & MsgFlag.VOLATILE) === 0) {
       // The body may be a view of a whole batch; a queued message must not pin that buffer.
-      this.#delivery.accept(link, { from, id: f.id, to: to.text, flags: f.flags, hops, body: f.body.slice() }, queue, true);
+      this.#delivery.accept(link, { from, id: f.id, to: to.text, flags: f.flags, hops, body: f.body.slice() }, dest, true);
       return;
     }
     // Volatile: at most once, never stored. Sent now or not at all.
@@ -526,14 +523,23 @@ export class Router {
     else next.channel.msg(f.flags, hops, f.id, from, to.text, f.body);
   }
 
-  /** The link that carries a queue now: a connected agent, the best route to a domain, or the default uplink. */
-  #target(queue: string): Link | undefined {
-    if (queue.startsWith('agent:')) {
-      const local = queue.slice(6);
-      return isId(local) ? this.#agentsById.get(local) : this.#agentsByName.get(local);
+  /** Where a message for `to` waits: the queue of a local agent, or of its domain. */
+  #destination(to: Address): Destination {
+    return to.domain === this.domain ? agentDestination(to.local) : domainDestination(to.domain);
+  }
+
+  /**
+   * The one next-hop decision, for volatile and reliable messages alike: the link that carries
+   * `dest` now (a connected agent, the best route to a domain, or the default uplink), or
+   * undefined while there is none.
+   */
+  #nextHop(dest: Destination): Link | undefined {
+    switch (dest.kind) {
+      case 'agent':
+        return isId(dest.local) ? this.#agentsById.get(dest.local) : this.#agentsByName.get(dest.local);
+      case 'domain':
+        return this.#routes.get(dest.domain)?.[0]?.link ?? this.#uplinks[0];
     }
-    const domain = queue.slice(7);
-    return this.#routes.get(domain)?.[0]?.link ?? this.#uplinks[0];
   }
 
   /**
@@ -591,7 +597,7 @@ export class Router {
     list.sort((a, b) => a.metric - b.metric);
     this.#routes.set(domain, list);
     if (list[0] === entry) for (const up of this.#uplinks) this.#announceUp(up, RouteOp.ADD, domain, entry);
-    this.#delivery.wake(`domain:${domain}`);
+    this.#delivery.wake(domainDestination(domain));
     o.logger.info('route added', { domain, via: link.node, metric: entry.metric });
   }
 
@@ -607,7 +613,7 @@ export class Router {
       const best = list[0];
       if (best !== undefined) for (const up of this.#uplinks) this.#announceUp(up, RouteOp.ADD, domain, best);
     }
-    this.#delivery.wake(`domain:${domain}`);
+    this.#delivery.wake(domainDestination(domain));
     this.options.logger.info('route removed', { domain, via: link.node });
   }
 
