@@ -12,6 +12,7 @@ import {
 import {
   AbortError,
   FrameType,
+  HandleOp,
   MsgFlag,
   PROTOCOL_VERSION,
   PosternError,
@@ -55,6 +56,28 @@ export interface SendOptions {
    * is unknown (ERR_TIMEOUT, ERR_CLOSED) to retry it safely: every hop and the recipient drop duplicates.
    */
   id?: string;
+  /**
+   * Hide who sends: the router replaces this agent's address with a reply handle only it can map
+   * back, the id with a sealed one and the hop limit with its own; a relay above a gateway wraps
+   * the handle again so that the organisation is hidden too. The recipient can reply to the
+   * handle (`Message.from`). Receipts and reports still reach this client. See PROTOCOL.md
+   * section 5.4 for what it protects against and what not. @default false
+   */
+  anonymous?: boolean;
+  /**
+   * With `anonymous`: use this agent's one long-lived handle, so that the recipient can tell
+   * these messages come from one sender (and reply to it for days), instead of a fresh,
+   * unlinkable handle per message. @default false
+   */
+  sticky?: boolean;
+}
+
+/** An address that reaches this agent without revealing it: see `Client.pseudonym()`. */
+export interface Pseudonym {
+  /** `~token@domain`: give it to whoever should be able to write first. */
+  address: string;
+  /** Epoch ms after which it no longer reaches this agent. */
+  expiresAt: number;
 }
 
 export interface SendResult {
@@ -125,6 +148,9 @@ export class Client implements AsyncIterable<Message> {
   #releaseDue = false;
   readonly #slotWaiters: Array<() => void> = [];
   readonly #registers = new Map<number, { resolve(): void; reject(e: Error): void }>();
+  readonly #handles = new Map<number, { resolve(p: Pseudonym): void; reject(e: Error): void }>();
+  /** The router refused protocol version 2: speak version 1 to it. */
+  #v1 = false;
   readonly #backoff: Backoff;
   readonly #prefix: string;
   readonly #dials = new AbortController();
@@ -257,8 +283,9 @@ export class Client implements AsyncIterable<Message> {
       if (ch === undefined) throw new TransportError('not connected; a volatile message is not queued');
       // Backpressure: while the connection does not drain, volatile sends wait their turn (in
       // order) instead of filling memory or being dropped.
+      const vflags = MsgFlag.VOLATILE | this.#anonymityFlags(options);
       if (this.#waiting.length === 0 && ch.outboundBytes <= this.#o.maxOutboundBytes / 2) {
-        ch.msg(MsgFlag.VOLATILE, 0, id, '', target, bytes);
+        ch.msg(vflags, 0, id, '', target, bytes);
         return { id };
       }
       return new Promise<SendResult>((resolve, reject) => {
@@ -266,7 +293,7 @@ export class Client implements AsyncIterable<Message> {
         const entry = {
           send: (c: Channel): void => {
             signal?.removeEventListener('abort', onAbort);
-            c.msg(MsgFlag.VOLATILE, 0, id, '', target, bytes);
+            c.msg(vflags, 0, id, '', target, bytes);
             resolve({ id });
           },
           reject: (e: Error): void => {
@@ -293,7 +320,7 @@ export class Client implements AsyncIterable<Message> {
       if (this.#closed) throw new PosternError('ERR_CLOSED', 'the client is closed');
     }
     if (this.#outstanding.has(id) || this.#receipts.has(id)) throw new PosternError('ERR_BAD_ADDRESS', `a message with id "${id}" is already on its way`);
-    const flags = options.receipt === 'delivered' ? MsgFlag.RECEIPT : 0;
+    const flags = (options.receipt === 'delivered' ? MsgFlag.RECEIPT : 0) | this.#anonymityFlags(options);
     return new Promise<SendResult>((resolve, reject) => {
       const signal = options.signal;
       const onAbort = (): void => {
@@ -318,6 +345,47 @@ export class Client implements AsyncIterable<Message> {
         this.#forget(id);
         reject(err instanceof Error ? err : new PosternError('ERR_INTERNAL', String(err)));
       }
+    });
+  }
+
+  #anonymityFlags(options: SendOptions): number {
+    if (options.anonymous !== true) {
+      if (options.sticky === true) throw new PosternError('ERR_CONFIG', 'sticky applies to anonymous sends only');
+      return 0;
+    }
+    if (this.#welcome !== undefined && this.#welcome.version < 2) throw new PosternError('ERR_FORBIDDEN', 'the router speaks protocol 1, which has no anonymous messages');
+    return MsgFlag.ANONYMOUS | (options.sticky === true ? MsgFlag.STICKY : 0);
+  }
+
+  /**
+   * Asks the router for a pseudonym: an address (`~token@domain`) that reaches this agent without
+   * revealing its name, id or (behind a gateway, whose relay wraps it) its organisation, for
+   * `ttlMs` (the router's default otherwise; it may shorten it). Messages to it arrive like any
+   * other, while this session (its id or name) lives; they wait while it is briefly away.
+   */
+  async pseudonym(options: { ttlMs?: number; signal?: AbortSignal } = {}): Promise<Pseudonym> {
+    const ch = this.#channel;
+    if (ch === undefined) throw new TransportError('not connected');
+    if (this.#welcome !== undefined && this.#welcome.version < 2) throw new PosternError('ERR_FORBIDDEN', 'the router speaks protocol 1, which has no pseudonyms');
+    const ttl = options.ttlMs === undefined ? 0 : Math.max(1, Math.ceil(options.ttlMs / 1000));
+    const ref = (this.#ref = (this.#ref + 1) >>> 0);
+    return new Promise<Pseudonym>((resolve, reject) => {
+      const onAbort = (): void => {
+        this.#handles.delete(ref);
+        reject(new AbortError());
+      };
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+      this.#handles.set(ref, {
+        resolve: (p) => {
+          options.signal?.removeEventListener('abort', onAbort);
+          resolve(p);
+        },
+        reject: (e) => {
+          options.signal?.removeEventListener('abort', onAbort);
+          reject(e);
+        },
+      });
+      ch.send({ type: FrameType.HANDLE, ref, op: HandleOp.PSEUDONYM, ttl, address: '' });
     });
   }
 
@@ -427,11 +495,29 @@ export class Client implements AsyncIterable<Message> {
       est = await openChannel(
         duplex,
         this.#channelOptions,
-        { type: FrameType.HELLO, version: PROTOCOL_VERSION, role: Role.AGENT, token: o.token, resume: this.#resume, name: this.#name, node: '', agent: o.agent, maxFrame: o.maxFrameBytes },
+        {
+          type: FrameType.HELLO,
+          version: this.#v1 ? 1 : PROTOCOL_VERSION,
+          role: Role.AGENT,
+          token: o.token,
+          resume: this.#resume,
+          name: this.#name,
+          node: '',
+          agent: o.agent,
+          maxFrame: o.maxFrameBytes,
+          features: 0,
+          nonce: '',
+          link: 0,
+        },
         o.connectTimeoutMs,
       );
     } catch (err) {
       if (signals.aborted) throw new AbortError('connect aborted', { cause: err });
+      if (err instanceof PosternError && err.code === 'ERR_VERSION' && !this.#v1) {
+        // A router that speaks version 1 only: speak it (no anonymity, no pseudonyms there).
+        this.#v1 = true;
+        return this.#open(signal);
+      }
       throw err;
     } finally {
       signals.removeEventListener('abort', onAbort);
@@ -485,6 +571,14 @@ export class Client implements AsyncIterable<Message> {
       case FrameType.NACK:
         this.#forget(f.id)?.reject(new RemoteError(f.code, f.reason));
         return;
+      case FrameType.HANDLED: {
+        const h = this.#handles.get(f.ref);
+        if (h === undefined) return;
+        this.#handles.delete(f.ref);
+        if (f.code === WireCode.OK) h.resolve({ address: f.address, expiresAt: f.expires * 1000 });
+        else h.reject(new RemoteError(f.code, f.reason));
+        return;
+      }
       case FrameType.REGISTERED: {
         const r = this.#registers.get(f.ref);
         if (r === undefined) return;
@@ -578,6 +672,8 @@ export class Client implements AsyncIterable<Message> {
     this.#channel = undefined;
     for (const r of this.#registers.values()) r.reject(reason);
     this.#registers.clear();
+    for (const h of this.#handles.values()) h.reject(reason);
+    this.#handles.clear();
     if (this.#closed) return;
     if (FATAL.has(reason.code) || !this.#o.reconnect) {
       this.#status.emit({ type: 'disconnected', error: reason, willReconnect: false, retryInMs: 0 });

@@ -1,5 +1,5 @@
 export { Client } from './client.js';
-export type { ClientStatus, SendOptions, SendResult, Undeliverable } from './client.js';
+export type { ClientStatus, SendOptions, SendResult, Undeliverable, Pseudonym } from './client.js';
 export type { Message } from './message.js';
 export type { ClientOptions } from './options.js';
 export {

@@ -20,6 +20,14 @@ export const ROUTER_DEFAULTS = Object.freeze({
   maxSeenKeys: 1_000_000,
   maxDomainsPerLink: 1024,
   allowAnonymousAgents: true,
+  allowAnonymous: true,
+  handleTtlMs: 24 * 3600_000,
+  stickyHandleTtlMs: 7 * 24 * 3600_000,
+  pseudonymTtlMs: 7 * 24 * 3600_000,
+  maxPseudonymTtlMs: 30 * 24 * 3600_000,
+  maxHandles: 100_000,
+  anonymousRate: 100,
+  maxAnonymousBodyBytes: 64 * 1024,
 });
 
 /** Defaults for reconnecting dialers (uplinks and the client SDK). */

@@ -13,10 +13,17 @@ import type { MessageKey, NewMessage, Store } from './store.js';
  *    ACKed again and dropped, until that hop RELEASEs the ACK (or, if the link is lost first,
  *    for `dedupWindowMs`).
  * 2. Forward: each queue (one per local recipient, one per remote domain) sends in seq order
- *    to the link that serves it, within the link's in-flight window, and resends from the
- *    first unacked message when that link is lost. A queue never has messages in flight on
- *    two links at once, so order per sender and recipient survives reconnects and reroutes.
- * 3. Settle: on the next hop's ACK the copy is removed; once that removal is durable we
+ *    to the link that serves it now, within the link's in-flight window. A message written to
+ *    a router is **pinned** to that router (its node id) until it answers: the router may have
+ *    taken custody although its ACK was lost, so the message is sent again only to it, after a
+ *    lost link or a restart, never along another route (that would make a second copy on a
+ *    second path). Where the message is about to go is stored with it (`via`) before it is
+ *    written, so a restarted router knows which messages may be elsewhere already.
+ * 3. Order per sender: a sender's messages (a *flow*, by `from`) in one queue leave in order
+ *    and are never in flight on two links at once. When the route changes, flows with nothing
+ *    in flight or pinned take the new route at once; the others wait until their pinned
+ *    messages are settled.
+ * 4. Settle: on the next hop's ACK the copy is removed; once that removal is durable we
  *    RELEASE the ACK so the next hop may forget the key. A NACK, or a message that outlives
  *    `maxMessageAgeMs` while waiting, is removed and reported to its sender (a REPORT message,
  *    stored and routed like any other). So is delivery, when the sender asked for a receipt.
@@ -24,8 +31,13 @@ import type { MessageKey, NewMessage, Store } from './store.js';
 export interface DeliveryHost {
   /** The link that carries messages for `dest` now, or undefined while there is none. */
   nextHop(dest: Destination): Link | undefined;
-  /** The destination and hop limit for a message this router originates to `address`. */
-  route(address: string): { dest: Destination; hops: number } | undefined;
+  /** The live router link to node `node`, if any (where messages pinned to it go). */
+  linkTo(node: string): Link | undefined;
+  /**
+   * Where a report to `address` goes: its destination, hop limit, the recipient address to
+   * write (a reply handle of ours resolved), and how to name the reported message to it.
+   */
+  route(address: string): { dest: Destination; hops: number; to: string; ref(id: string): string } | undefined;
   nack(link: Link, id: string, from: string, code: number, reason: string): void;
   /** The store failed: this router cannot keep its promises any more. */
   fatal(err: unknown): void;
@@ -54,6 +66,8 @@ export interface DeliveryStats {
   seenKeys: number;
   /** Of those, keys no live link will release (lost links, restarts), waiting out dedupWindowMs. */
   orphanKeys: number;
+  /** Messages waiting for the router they are pinned to (it may hold them already) while it is not connected. */
+  pinned: number;
 }
 
 export interface Incoming {
@@ -65,10 +79,19 @@ export interface Incoming {
   readonly body: Uint8Array;
 }
 
+/** How the router names a message to the hop it came from, when not as it stores it (an anonymous sender's own id). */
+export interface AckAs {
+  readonly id: string;
+  readonly from: string;
+}
+
 const PENDING = 0;
 const UNSENT = 1;
 const SENT = 2;
 const DONE = 3;
+
+/** Entries a pump looks at past the first it had to skip: bounds the work of one pass while flows wait. */
+const MAX_SCAN = 16_384;
 
 /** A message this router holds. */
 export class Entry {
@@ -79,10 +102,19 @@ export class Entry {
   origins: Link[] = [];
   /** Made by this router (a report), not received. */
   local = false;
-  /** Written to a next hop at least once: that hop may have it even if no ACK came back. */
+  /**
+   * The router (node id) it is meant for or was written to; '' for none (an agent's queue, or
+   * no route yet). Stored with it: after a restart a message with a `via` may be there already.
+   */
+  via = '';
+  /** It may be at `via` already (written there, or recovered with one): it goes nowhere else until answered. */
+  pinned = false;
+  /** A new `via` is being committed; it is written only once that is durable. */
+  repinning = false;
+  /** Written to a next hop at least once (this process): that hop may have it even if no ACK came back. */
   sentOnce = false;
-  /** The node id of the router it came from (not after a restart): it is never sent back there. */
-  cameFrom: string | undefined;
+  /** The node id of the router it came from ('' from an agent or made here): never sent back there. */
+  cameFrom = '';
   readonly key: string;
   readonly size: number;
 
@@ -107,8 +139,10 @@ export class Queue {
   count = 0;
   bytes = 0;
   inflight = 0;
-  /** The link carrying this queue's in-flight messages. */
-  link: Link | undefined;
+  /** In-flight messages per link (usually one link). */
+  readonly links = new Map<Link, number>();
+  /** Unsent messages pinned to a router (they may be there already). */
+  pinned = 0;
   /** Senders paused because this queue backed up behind a connected but slow next hop. */
   readonly blocked = new Set<Link>();
   /** When the queue last saw its next hop answer (ACK or NACK), or began to block senders. */
@@ -151,6 +185,8 @@ export interface Seen extends MessageKey {
   at: number;
   /** In #leftovers now: a key orphaned again (a peer repeating a message it never releases) is not added twice. */
   listed?: boolean;
+  /** How its ACK names it to the hop it came from, when not as stored (an anonymous sender's own id). */
+  ackAs?: AckAs;
 }
 
 export class Delivery {
@@ -165,6 +201,7 @@ export class Delivery {
   #appends: Entry[] = [];
   #retires: number[] = [];
   #removals: number[] = [];
+  #repins: Entry[] = [];
   readonly #releases = new Map<Link, number>();
   readonly #wake = new Set<Queue>();
   #scheduled = false;
@@ -181,7 +218,9 @@ export class Delivery {
   }
 
   stats(): DeliveryStats {
-    return { ...this.#stats, queues: this.#queues.size, seenKeys: this.#seen.size, orphanKeys: this.#leftovers.length };
+    let pinned = 0;
+    for (const q of this.#queues.values()) pinned += q.pinned;
+    return { ...this.#stats, queues: this.#queues.size, seenKeys: this.#seen.size, orphanKeys: this.#leftovers.length, pinned };
   }
 
   /** Loads what the store kept: every held message is queued again, every kept key drops retries. */
@@ -202,6 +241,11 @@ export class Delivery {
       const e = new Entry(q, { from: m.from, id: m.id, to: m.to, flags: m.flags, hops: m.hops, body: m.body }, m.storedAt, m.expiresAt);
       e.seq = m.seq;
       e.state = UNSENT;
+      e.cameFrom = m.cameFrom;
+      // It may have been written to `via` before the restart: it goes there or nowhere.
+      e.via = m.via;
+      e.pinned = m.via !== '';
+      if (e.pinned) q.pinned++;
       const s = this.#seen.get(e.key);
       if (s !== undefined && s.seq === e.seq) s.entry = e;
       this.#hold(q, e);
@@ -214,13 +258,14 @@ export class Delivery {
   }
 
   /**
-   * Takes custody of a reliable message for `queue`, from `origin` (undefined: made here). It is
-   * ACKed once stored; a retry of a stored or pending key is ACKed again and dropped.
+   * Takes custody of a reliable message for `dest`, from `origin` (undefined: made here). It is
+   * ACKed once stored (as `ackAs` names it, when given); a retry of a stored or pending key is
+   * ACKed again and dropped.
    */
-  accept(origin: Link | undefined, m: Incoming, dest: Destination, unseen = false): void {
+  accept(origin: Link | undefined, m: Incoming, dest: Destination, unseen = false, ackAs?: AckAs): void {
     if (!this.#ready) {
       this.#waitingForReady.push(() => {
-        if (origin === undefined || origin.up) this.accept(origin, m, dest);
+        if (origin === undefined || origin.up) this.accept(origin, m, dest, false, ackAs);
       });
       return;
     }
@@ -244,15 +289,20 @@ export class Delivery {
               : undefined;
       if (refusal !== undefined) {
         if (q.count === 0) this.#queues.delete(q.key);
-        this.#host.nack(origin, m.id, m.from, WireCode.QUEUE_FULL, refusal);
+        this.#host.nack(origin, ackAs?.id ?? m.id, ackAs?.from ?? m.from, WireCode.QUEUE_FULL, refusal);
         return;
       }
     }
     if (origin !== undefined) {
       e.origins.push(origin);
-      if (origin.kind !== 'agent' && origin.node !== '') e.cameFrom = origin.node;
+      if (origin.isRouter) e.cameFrom = origin.node;
     } else e.local = true;
-    this.#seen.set(key, { key, from: m.from, id: m.id, owner: undefined, entry: e, seq: 0, at: now });
+    // Where it will most likely go, written with it: then sending it there needs no second commit.
+    const next = this.#host.nextHop(dest);
+    if (next !== undefined && next.isRouter && next.node !== e.cameFrom) e.via = next.node;
+    const s: Seen = { key, from: m.from, id: m.id, owner: undefined, entry: e, seq: 0, at: now };
+    if (ackAs !== undefined) s.ackAs = ackAs;
+    this.#seen.set(key, s);
     this.#hold(q, e);
     this.#appends.push(e);
     this.#schedule();
@@ -290,7 +340,7 @@ export class Delivery {
       this.#finish(e);
     }
     // The agent SDK keeps no keys for us to release: its dedup window covers our resends.
-    if (link.kind !== 'agent') this.#releases.set(link, hop.acksIn);
+    if (link.isRouter) this.#releases.set(link, hop.acksIn);
     this.#schedule();
   }
 
@@ -337,6 +387,11 @@ export class Delivery {
     this.#schedule();
   }
 
+  /** Reliable messages in flight on `link` (for operators). */
+  inflightOn(link: Link): number {
+    return this.#hops.get(link)?.inflight.size ?? 0;
+  }
+
   linkDown(link: Link): void {
     const hop = this.#hops.get(link);
     this.#hops.delete(link);
@@ -346,6 +401,9 @@ export class Delivery {
       e.link = undefined;
       const q = e.queue;
       q.inflight--;
+      forgetLink(q, link);
+      // Still pinned to that router (it may have it); an agent's queue just sends again.
+      if (e.pinned) q.pinned++;
       if (q.cursor > q.head) q.cursor = q.head;
       this.#wake.add(q);
     }
@@ -362,6 +420,13 @@ export class Delivery {
       }
     }
     this.#releases.delete(link);
+    this.#schedule();
+  }
+
+  /** A router link came up: messages pinned to its node can go back to it. */
+  linkUp(link: Link): void {
+    if (!link.isRouter) return;
+    for (const q of this.#queues.values()) if (q.pinned > 0) this.#wake.add(q);
     this.#schedule();
   }
 
@@ -391,11 +456,6 @@ export class Delivery {
     return h;
   }
 
-  /** Reliable messages in flight on `link` (for operators). */
-  inflightOn(link: Link): number {
-    return this.#hops.get(link)?.inflight.size ?? 0;
-  }
-
   #hold(q: Queue, e: Entry): void {
     q.items.push(e);
     q.count++;
@@ -409,7 +469,7 @@ export class Delivery {
       this.#orphan(s);
       return;
     }
-    origin.channel.send({ type: FrameType.ACK, id: s.id, from: s.from });
+    origin.channel.send({ type: FrameType.ACK, id: s.ackAs?.id ?? s.id, from: s.ackAs?.from ?? s.from });
     s.owner = origin;
     const hop = this.#hop(origin);
     hop.acked.push(s);
@@ -458,11 +518,13 @@ export class Delivery {
     hop.inflight.delete(e.key);
     hop.inflightBytes -= e.size;
     e.link = undefined;
-    e.queue.inflight--;
-    e.queue.progressAt = this.#o.clock.now();
-    e.queue.stalled = false;
-    this.#wake.add(e.queue);
-    for (const q of hop.waiting) this.#wake.add(q);
+    const q = e.queue;
+    q.inflight--;
+    forgetLink(q, link);
+    q.progressAt = this.#o.clock.now();
+    q.stalled = false;
+    this.#wake.add(q);
+    for (const w of hop.waiting) this.#wake.add(w);
     hop.waiting.clear();
   }
 
@@ -470,8 +532,9 @@ export class Delivery {
   #finish(e: Entry): void {
     if (e.state === DONE) return;
     const wasPending = e.state === PENDING;
-    e.state = DONE;
     const q = e.queue;
+    if (e.state === UNSENT && e.pinned) q.pinned--;
+    e.state = DONE;
     q.count--;
     q.bytes -= e.size;
     this.#stats.stored--;
@@ -515,9 +578,10 @@ export class Delivery {
       return;
     }
     this.#stats.reports++;
-    const body = encodeReport({ code, ref: e.m.id, reason: reason.slice(0, 1024) });
+    const ref = r.ref(e.m.id);
+    const body = encodeReport({ code, ref, reason: reason.slice(0, 1024) });
     // In bytes, on a code point: the id must fit its 255-byte field, and read back the same.
-    this.accept(undefined, { from: e.m.to, id: `~${truncateUtf8(e.m.id, 200)}.${reportId()}`, to: e.m.from, flags: MsgFlag.REPORT, hops: r.hops, body }, r.dest);
+    this.accept(undefined, { from: e.m.to, id: `~${truncateUtf8(ref, 200)}.${reportId()}`, to: r.to, flags: MsgFlag.REPORT, hops: r.hops, body }, r.dest);
   }
 
   #schedule(): void {
@@ -535,6 +599,21 @@ export class Delivery {
       this.#appends = [];
       this.#store.append(appends.map(toNew)).then(
         (seqs) => this.#stored(appends, seqs),
+        (err: unknown) => this.#host.fatal(err),
+      );
+    }
+    if (this.#repins.length > 0) {
+      const repins = this.#repins;
+      this.#repins = [];
+      // Written only once durable: a restarted router must know where they may be.
+      this.#store.repin(repins.map((e) => ({ seq: e.seq, via: e.via }))).then(
+        () => {
+          for (const e of repins) {
+            e.repinning = false;
+            this.#wake.add(e.queue);
+          }
+          this.#schedule();
+        },
         (err: unknown) => this.#host.fatal(err),
       );
     }
@@ -584,58 +663,110 @@ export class Delivery {
     this.#schedule();
   }
 
-  /** Sends what `q` may send now: in order, within the window of its link. */
+  /** Sends what `q` may send now: in order per flow, within the window of each link. */
   #pump(q: Queue): void {
     if (q.count === 0) return;
-    const link = this.#host.nextHop(q.dest);
-    if (link === undefined || !link.up) return;
-    const hop = this.#hop(link);
-    if (q.inflight > 0 && q.link !== link) return; // the old path settles first, or order could break
+    const target = this.#host.nextHop(q.dest);
+    if (q.pinned > 0) this.#pumpPinned(q, target);
+    if (target === undefined || !target.up) return;
+    // The common case: nothing pinned elsewhere, nothing in flight on another link. Then every
+    // message before the cursor is sent or done and the pass starts there.
+    const fast = q.pinned === 0 && (q.links.size === 0 || (q.links.size === 1 && q.links.has(target)));
+    const hop = this.#hop(target);
     const o = this.#o;
-    let i = q.cursor;
+    let waitFlows: Set<string> | undefined;
+    let firstWaiting = -1;
+    let scanned = 0;
+    let i = fast ? q.cursor : q.head;
     for (; i < q.items.length; i++) {
       const e = q.items[i]!;
       if (e.state === PENDING) break;
-      if (e.state !== UNSENT) continue;
+      if (e.state === DONE) continue;
+      if (e.state === SENT) {
+        // In flight elsewhere: its flow may not overtake it on this link.
+        if (e.link !== target) (waitFlows ??= new Set()).add(e.m.from);
+        continue;
+      }
+      if (firstWaiting >= 0 && ++scanned > MAX_SCAN) break;
+      const flow = e.m.from;
+      let wait = waitFlows?.has(flow) === true || e.repinning || (e.pinned && e.via !== target.node);
+      // A route that leads back where the message came from: it waits for another.
+      if (!wait && target.isRouter && e.cameFrom !== '' && target.node === e.cameFrom) wait = true;
+      if (!wait && target.isRouter && e.via !== target.node) {
+        // Never written anywhere (else it would be pinned): record where it goes, durably, first.
+        e.via = target.node;
+        e.repinning = true;
+        this.#repins.push(e);
+        this.#schedule();
+        wait = true;
+      }
+      if (wait) {
+        (waitFlows ??= new Set()).add(flow);
+        if (firstWaiting < 0) firstWaiting = i;
+        continue;
+      }
       if (hop.inflight.size >= o.maxInFlightPerLink || (hop.inflight.size > 0 && hop.inflightBytes + e.size > o.maxInFlightBytesPerLink)) {
         hop.waiting.add(q);
         break;
       }
-      const m = e.m;
-      if (e.cameFrom !== undefined && link.kind !== 'agent' && link.node === e.cameFrom) {
-        // The route now leads back to where it came from. That router may still hold its key,
-        // and would ACK it as a duplicate and drop it: refuse it here, out loud.
-        this.#report(e, WireCode.NO_ROUTE, `no route to "${m.to}" other than back to the router it came from`);
-        this.#finish(e);
-        continue;
-      }
-      // Addresses are ASCII; an id may not be.
-      const frameSize = 8 + utf8Length(m.id) + m.from.length + m.to.length + m.body.length;
-      if (frameSize > link.maxFrame) {
-        this.#report(e, WireCode.FRAME_TOO_LARGE, `the next hop accepts frames of at most ${link.maxFrame} bytes; this one has ${frameSize}`);
-        this.#finish(e);
-        continue;
-      }
-      try {
-        link.channel.msg(m.flags, m.hops, m.id, m.from, m.to, m.body);
-      } catch (err) {
-        // A message the codec cannot write (a bug above it): refuse that one, not the router.
-        this.#report(e, WireCode.INTERNAL, `this router could not write the message: ${(err as Error).message}`);
-        this.#finish(e);
-        continue;
-      }
-      e.state = SENT;
-      e.sentOnce = true;
-      e.link = link;
-      hop.inflight.set(e.key, e);
-      hop.inflightBytes += e.size;
-      q.inflight++;
-      q.link = link;
-      this.#host.sent(link);
-      crashPoint(link.kind === 'agent' ? 'deliver.after-send' : 'forward.after-send');
+      if (!this.#send(q, e, target, hop)) continue;
     }
-    q.cursor = i;
+    q.cursor = firstWaiting >= 0 ? firstWaiting : i;
     this.#unblock(q);
+  }
+
+  /** Messages pinned to a router other than the queue's next hop go back to it while it is connected. */
+  #pumpPinned(q: Queue, target: Link | undefined): void {
+    const o = this.#o;
+    let scanned = 0;
+    // A flow whose earlier message could not go now: its later ones may not overtake it.
+    let held: Set<string> | undefined;
+    for (let i = q.head; i < q.items.length && scanned < MAX_SCAN; i++) {
+      const e = q.items[i]!;
+      if (e.state === PENDING) break;
+      if (e.state !== UNSENT || !e.pinned || e.via === target?.node) continue;
+      scanned++;
+      if (held?.has(e.m.from) === true) continue;
+      const link = this.#host.linkTo(e.via);
+      const hop = link === undefined || !link.up ? undefined : this.#hop(link);
+      if (link === undefined || hop === undefined || hop.inflight.size >= o.maxInFlightPerLink || (hop.inflight.size > 0 && hop.inflightBytes + e.size > o.maxInFlightBytesPerLink)) {
+        hop?.waiting.add(q);
+        (held ??= new Set()).add(e.m.from);
+        continue;
+      }
+      this.#send(q, e, link, hop);
+    }
+  }
+
+  /** Writes `e` to `link`; false when it was refused here instead (too large, not encodable). */
+  #send(q: Queue, e: Entry, link: Link, hop: Hop): boolean {
+    const m = e.m;
+    const frameSize = msgLength(m.id, m.from, m.to, m.body.length);
+    if (frameSize > link.maxFrame) {
+      this.#report(e, WireCode.FRAME_TOO_LARGE, `the next hop accepts frames of at most ${link.maxFrame} bytes; this one has ${frameSize}`);
+      this.#finish(e);
+      return false;
+    }
+    try {
+      link.channel.msg(m.flags, m.hops, m.id, m.from, m.to, m.body);
+    } catch (err) {
+      // A message the codec cannot write (a bug above it): refuse that one, not the router.
+      this.#report(e, WireCode.INTERNAL, `this router could not write the message: ${(err as Error).message}`);
+      this.#finish(e);
+      return false;
+    }
+    if (e.pinned) q.pinned--;
+    e.state = SENT;
+    e.sentOnce = true;
+    if (link.isRouter) e.pinned = true;
+    e.link = link;
+    hop.inflight.set(e.key, e);
+    hop.inflightBytes += e.size;
+    q.inflight++;
+    q.links.set(link, (q.links.get(link) ?? 0) + 1);
+    this.#host.sent(link);
+    crashPoint(link.kind === 'agent' ? 'deliver.after-send' : 'forward.after-send');
+    return true;
   }
 
   #armTimer(): void {
@@ -666,7 +797,7 @@ export class Delivery {
         this.#report(
           e,
           WireCode.EXPIRED,
-          e.sentOnce
+          e.sentOnce || e.pinned
             ? `not confirmed within ${o.maxMessageAgeMs} ms; it was sent to the next hop once, before that link was lost, so it may still arrive`
             : `not delivered within ${o.maxMessageAgeMs} ms`,
         );
@@ -689,9 +820,20 @@ export class Delivery {
   }
 }
 
+/** The `length` of a MSG frame (type byte and body): addresses are ASCII, an id may not be. */
+export function msgLength(id: string, from: string, to: string, bodyBytes: number): number {
+  return 6 + utf8Length(id) + from.length + to.length + bodyBytes;
+}
+
+function forgetLink(q: Queue, link: Link): void {
+  const n = (q.links.get(link) ?? 0) - 1;
+  if (n > 0) q.links.set(link, n);
+  else q.links.delete(link);
+}
+
 function toNew(e: Entry): NewMessage {
   const m = e.m;
-  return { queue: e.queue.key, from: m.from, id: m.id, to: m.to, flags: m.flags, hops: m.hops, body: m.body, storedAt: e.storedAt, expiresAt: e.expiresAt };
+  return { queue: e.queue.key, from: m.from, id: m.id, to: m.to, flags: m.flags, hops: m.hops, body: m.body, storedAt: e.storedAt, expiresAt: e.expiresAt, cameFrom: e.cameFrom, via: e.via };
 }
 
 function reportId(): string {

@@ -2,15 +2,12 @@ import { DEFAULT_MAX_FRAME_BYTES } from '@postern/protocol';
 import type { Claims } from './auth.js';
 import type { Channel } from './channel.js';
 
-/** agent: an application endpoint; downlink: a router that dialed us; uplink: one we dialed. */
-export type LinkKind = 'agent' | 'downlink' | 'uplink';
-
-
-export interface RouteEntry {
-  readonly link: Link;
-  readonly metric: number;
-  readonly path: readonly string[];
-}
+/**
+ * agent: an application endpoint. downlink: a router that dialed us and uses us as its default
+ * route (a gateway). uplink: a router we dialed as our default route (our relay). peer: a router
+ * link either side dialed, symmetric: both announce, both forward, neither is a default route.
+ */
+export type LinkKind = 'agent' | 'downlink' | 'uplink' | 'peer';
 
 /** One established connection of the router, whatever is on the other end. */
 export class Link {
@@ -23,6 +20,25 @@ export class Link {
   readonly node: string;
   name = '';
   address = '';
+  /** Protocol version spoken on this link. */
+  version = 1;
+  /** Feature bits both ends have (version 2). */
+  features = 0;
+  /** Uplinks: their place in the configuration; the lowest connected one is the default route. */
+  rank = 0;
+  /** The node id of the side that dialed (router links): decides which of two links between the same routers stays. */
+  dialer = '';
+  /**
+   * Router links: domains this router may speak for on its credential or the operator's word
+   * (patterns: each covers the domains below it, `*` all).
+   */
+  entitled: readonly string[] = [];
+  /** Router links: the link's credentials as route proofs for the domains it serves ('' for none). */
+  proof = '';
+  /** Peers: domains this link announced and we accepted (with a proof), so it may send from them. */
+  readonly validated = new Set<string>();
+  /** Domains whose refused announcement was logged already (once per link). */
+  readonly refusedLogged = new Set<string>();
   /** Links whose reading is paused until this (congested) link drains. */
   readonly blocked = new Set<Link>();
   drainTimer: unknown = undefined;
@@ -33,8 +49,6 @@ export class Link {
   up = true;
   /** Reasons reading from this link is paused (a congested router link, a backed-up queue). */
   #holds = 0;
-  /** Domains this link announced (downlinks). */
-  readonly routes = new Map<string, RouteEntry>();
 
   /** Stops reading from this link for one more reason; reading resumes when every reason let go. */
   hold(): void {
@@ -52,6 +66,11 @@ export class Link {
     this.id = id;
     this.claims = claims;
     this.node = node;
+  }
+
+  /** A link to another router (not an agent). */
+  get isRouter(): boolean {
+    return this.kind !== 'agent';
   }
 }
 

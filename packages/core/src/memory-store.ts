@@ -47,6 +47,15 @@ export class MemoryStore implements Store {
     return Promise.resolve();
   }
 
+  repin(changes: ReadonlyArray<{ readonly seq: number; readonly via: string }>): Promise<void> {
+    this.#open();
+    for (const c of changes) {
+      const r = this.#rows.get(c.seq);
+      if (r !== undefined) r.message = { ...r.message, via: c.via };
+    }
+    return Promise.resolve();
+  }
+
   getValue(key: string): Promise<Uint8Array | undefined> {
     return Promise.resolve(this.#values.get(key)?.slice());
   }
@@ -55,6 +64,18 @@ export class MemoryStore implements Store {
     this.#open();
     this.#values.set(key, value.slice());
     return Promise.resolve();
+  }
+
+  deleteValues(keys: readonly string[]): Promise<void> {
+    this.#open();
+    for (const k of keys) this.#values.delete(k);
+    return Promise.resolve();
+  }
+
+  listValues(prefix: string): Promise<Array<[string, Uint8Array]>> {
+    const out = [...this.#values].filter(([k]) => k.startsWith(prefix)).map(([k, v]): [string, Uint8Array] => [k, v.slice()]);
+    out.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    return Promise.resolve(out);
   }
 
   close(): Promise<void> {

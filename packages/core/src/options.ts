@@ -1,5 +1,5 @@
-import { ConfigError, MAX_TIMER_MS, isValidDomain } from '@postern/protocol';
-import type { Authenticator, SessionTokens } from './auth.js';
+import { ConfigError, MAX_TIMER_MS, isValidDomain, isValidNodeId } from '@postern/protocol';
+import type { Anonymizer, Authenticator, NodeIdentity, SessionTokens, TrustPolicy } from './auth.js';
 import { defaultScheduler, systemClock, type Clock, type Scheduler } from './clock.js';
 import { ROUTER_DEFAULTS } from './constants.js';
 import { silentLogger, type Logger } from './logger.js';
@@ -13,8 +13,34 @@ export interface RouterOptions {
   sessionTokens: SessionTokens;
   /** Verifies credentials. Without one the router is open: any agent, any free name, no router links. */
   authenticator?: Authenticator;
-  /** Node id, unique among linked routers; random when absent. */
+  /**
+   * The router's key pair; its public key is its node id. Needed for version 2 router links
+   * (both ends prove their key). Without one the router has a random node id per start and
+   * takes no version 2 router links.
+   */
+  identity?: NodeIdentity;
+  /** Node id when there is no identity (tests, version 1 only); random when absent. */
   node?: string;
+  /** The operator's trust in other routers' keys (peers) and in the signers of route proofs. */
+  trust?: TrustPolicy;
+  /** Keyed functions for anonymous messages; without it anonymous messages are refused (FORBIDDEN). */
+  anonymizer?: Anonymizer;
+  /** Agents may send anonymously and hold pseudonyms (needs `anonymizer`). @default true */
+  allowAnonymous?: boolean;
+  /** How long the reply handle of one anonymous message lives. @default 24 h */
+  handleTtlMs?: number;
+  /** How long a sender's sticky handle lives after its last use. @default 7 days */
+  stickyHandleTtlMs?: number;
+  /** A pseudonym's life when the agent asks for none. @default 7 days */
+  pseudonymTtlMs?: number;
+  /** The longest life of a pseudonym. @default 30 days */
+  maxPseudonymTtlMs?: number;
+  /** Reply handles held at once; past it anonymous messages are refused (RATE_LIMITED). @default 100000 */
+  maxHandles?: number;
+  /** Anonymous messages (and pseudonym requests) per second per agent connection; bursts of twice that. @default 100 */
+  anonymousRate?: number;
+  /** Largest body of an anonymous message. @default 64 KiB */
+  maxAnonymousBodyBytes?: number;
   /** Agents without a token may connect (id only, no name) when an authenticator is set. @default true */
   allowAnonymousAgents?: boolean;
   /** @default 1 MiB */
@@ -73,7 +99,12 @@ export interface RouterOptions {
 }
 
 export type ResolvedRouterOptions = Readonly<
-  Required<Omit<RouterOptions, 'authenticator'>> & { authenticator: Authenticator | undefined }
+  Required<Omit<RouterOptions, 'authenticator' | 'identity' | 'trust' | 'anonymizer'>> & {
+    authenticator: Authenticator | undefined;
+    identity: NodeIdentity | undefined;
+    trust: TrustPolicy | undefined;
+    anonymizer: Anonymizer | undefined;
+  }
 >;
 
 function positive(name: string, v: number | undefined, dflt: number, min = 1, max = Number.MAX_SAFE_INTEGER): number {
@@ -94,8 +125,9 @@ export function resolveRouterOptions(o: RouterOptions): ResolvedRouterOptions {
     throw new ConfigError(`domain must be a DNS-style name like "acme" or "eu.acme.com", got ${JSON.stringify(o.domain)}`);
   }
   if (o.sessionTokens === undefined) throw new ConfigError('sessionTokens is required');
-  const node = o.node ?? randomNode();
-  if (!/^[A-Za-z0-9._-]{1,64}$/.test(node)) throw new ConfigError(`node must be 1-64 of [A-Za-z0-9._-], got ${JSON.stringify(node)}`);
+  const node = o.identity?.node ?? o.node ?? randomNode();
+  if (!isValidNodeId(node)) throw new ConfigError(`node must be 1-64 of [A-Za-z0-9._-], got ${JSON.stringify(node)}`);
+  if (o.identity !== undefined && o.node !== undefined && o.node !== o.identity.node) throw new ConfigError('node must be left out with an identity: the node id is its public key');
   const d = ROUTER_DEFAULTS;
   const hopLimit = positive('hopLimit', o.hopLimit, d.hopLimit);
   if (hopLimit > 255) throw new ConfigError('hopLimit must be at most 255');
@@ -114,6 +146,17 @@ export function resolveRouterOptions(o: RouterOptions): ResolvedRouterOptions {
     domain: o.domain.toLowerCase(),
     sessionTokens: o.sessionTokens,
     authenticator: o.authenticator,
+    identity: o.identity,
+    trust: o.trust,
+    anonymizer: o.anonymizer,
+    allowAnonymous: o.allowAnonymous ?? d.allowAnonymous,
+    handleTtlMs: positive('handleTtlMs', o.handleTtlMs, d.handleTtlMs, 1000, MAX_TIMER_MS),
+    stickyHandleTtlMs: positive('stickyHandleTtlMs', o.stickyHandleTtlMs, d.stickyHandleTtlMs, 1000),
+    pseudonymTtlMs: positive('pseudonymTtlMs', o.pseudonymTtlMs, d.pseudonymTtlMs, 1000),
+    maxPseudonymTtlMs: positive('maxPseudonymTtlMs', o.maxPseudonymTtlMs, d.maxPseudonymTtlMs, 1000),
+    maxHandles: positive('maxHandles', o.maxHandles, d.maxHandles),
+    anonymousRate: positive('anonymousRate', o.anonymousRate, d.anonymousRate),
+    maxAnonymousBodyBytes: positive('maxAnonymousBodyBytes', o.maxAnonymousBodyBytes, d.maxAnonymousBodyBytes, 0),
     node,
     allowAnonymousAgents: o.allowAnonymousAgents ?? d.allowAnonymousAgents,
     maxFrameBytes: positive('maxFrameBytes', o.maxFrameBytes, d.maxFrameBytes, 1024),

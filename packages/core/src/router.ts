@@ -1,37 +1,49 @@
 import {
   FrameType,
+  HandleOp,
+  KNOWN_FEATURES,
+  LinkMode,
+  MIN_PROTOCOL_VERSION,
   MsgFlag,
   PROTOCOL_VERSION,
   PosternError,
   Role,
-  RouteOp,
   WireCode,
+  decodeReport,
+  encodeReport,
+  isHandle,
   isId,
   isValidDomain,
   isValidName,
+  isValidNodeId,
   parseAddress,
   type Address,
+  type AuthFrame,
   type Frame,
+  type HandleFrame,
+  type HandledFrame,
   type HelloFrame,
   type MsgFrame,
-  type RouteFrame,
   type WelcomeFrame,
 } from '@postern/protocol';
-import { claimsCoverDomain, type Claims } from './auth.js';
+import { anyCovers, claimedDomains, type Claims } from './auth.js';
 import { Channel, type ChannelOptions } from './channel.js';
-import { Delivery, type DeliveryStats } from './delivery.js';
+import { Delivery, msgLength, type AckAs, type DeliveryStats } from './delivery.js';
 import { agentDestination, domainDestination, type Destination } from './destination.js';
-import { Link, type LinkKind, type RouteEntry } from './link.js';
+import { Handles, type Handle } from './handles.js';
+import { Link, type LinkKind } from './link.js';
+import { acceptPayload, dialPayload, isNonce, newNonce } from './link-auth.js';
 import { resolveRouterOptions, type ResolvedRouterOptions, type RouterOptions } from './options.js';
+import { Routing, type RoutingStats } from './routing.js';
 import type { Duplex } from './transport.js';
 
 /** Counters since start; read by /healthz, metrics and the benchmarks. */
-export interface RouterStats extends DeliveryStats {
+export interface RouterStats extends DeliveryStats, RoutingStats {
   connections: number;
   agents: number;
   downlinks: number;
   uplinks: number;
-  domains: number;
+  peers: number;
   msgsIn: number;
   msgsDelivered: number;
   msgsForwarded: number;
@@ -41,6 +53,13 @@ export interface RouterStats extends DeliveryStats {
   pauses: number;
   nacksSent: number;
   protocolErrors: number;
+  /** Messages a router link sent from a domain it may not speak for (NACKed FORBIDDEN). */
+  forbidden: number;
+  /** Anonymous messages taken from agents (their sender replaced by a handle) and wrapped for routers below. */
+  anonymous: number;
+  anonymousWrapped: number;
+  /** Reply handles held. */
+  handles: number;
 }
 
 /** What a router knows of a link, for operators (never bodies). */
@@ -53,13 +72,36 @@ export interface LinkInfo {
   transport: string;
   remote: string;
   pending: number;
+  version: number;
+}
+
+/** How a router link we dialed is used: as our default route, or as a peer. */
+export interface DialedLink {
+  mode: 'uplink' | 'peer';
+  /** Uplinks: their place in the configuration; the lowest connected one is the default route. */
+  rank: number;
+}
+
+interface ParsedAddress extends Address {
+  /** `local@domain`, normalised. */
+  readonly text: string;
+}
+
+interface PendingWrap {
+  readonly agent: Link;
+  readonly ref: number;
+  readonly inner: string;
+  readonly expires: number;
+  readonly timer: unknown;
 }
 
 /**
  * The routing core. Every Postern process is one: it accepts connections (agents, other
- * routers), may hold uplinks it dialed, and routes each MSG to a local agent (by id or name),
- * to the link that announced the destination domain, or up its default route. It writes `from`
- * itself, so an agent cannot send as another. It sees frames only; transports are given to it.
+ * routers), may hold links it dialed (uplinks, peers), and routes each MSG to a local agent
+ * (by id or name), to the link with the best route to the destination domain, or up its
+ * default route. It writes `from` itself, so an agent cannot send as another, and checks that
+ * a router link speaks only for domains it is entitled to. It sees frames only; transports
+ * are given to it.
  */
 export class Router {
   readonly options: ResolvedRouterOptions;
@@ -67,16 +109,23 @@ export class Router {
   readonly #links = new Set<Link>();
   readonly #agentsById = new Map<string, Link>();
   readonly #agentsByName = new Map<string, Link>();
-  readonly #routes = new Map<string, RouteEntry[]>();
+  /** Router links by node id (the newest up link to each). */
+  readonly #routers = new Map<string, Link>();
   readonly #uplinks: Link[] = [];
   readonly #addresses = new Map<string, ParsedAddress | null>();
   readonly #bareAddresses = new Map<string, ParsedAddress | null>();
+  readonly #routing: Routing;
+  readonly #handles: Handles;
+  readonly #anonBuckets = new WeakMap<Link, { tokens: number; at: number }>();
+  readonly #pendingWraps = new Map<number, PendingWrap>();
+  #wrapRef = 0;
+  #sweepTimer: unknown;
   #connections = 0;
   #closed = false;
   readonly #delivery: Delivery;
   /** Resolves when what the store kept has been loaded (messages arriving earlier wait for it). */
   readonly ready: Promise<void>;
-  readonly #stats = { msgsIn: 0, msgsDelivered: 0, msgsForwarded: 0, msgsDropped: 0, nacksSent: 0, protocolErrors: 0, pauses: 0 };
+  readonly #stats = { msgsIn: 0, msgsDelivered: 0, msgsForwarded: 0, msgsDropped: 0, nacksSent: 0, protocolErrors: 0, pauses: 0, forbidden: 0, anonymous: 0, anonymousWrapped: 0 };
 
   constructor(options: RouterOptions) {
     const o = (this.options = resolveRouterOptions(options));
@@ -89,11 +138,32 @@ export class Router {
       scheduler: o.scheduler,
       report: (err) => o.logger.error('internal error while handling a frame; the connection was closed', { err: err instanceof Error ? (err.stack ?? err.message) : String(err) }),
     };
+    this.#routing = new Routing({
+      node: o.node,
+      domain: o.domain,
+      ownProof: o.identity?.proof ?? '',
+      trust: o.trust,
+      maxDomainsPerLink: o.maxDomainsPerLink,
+      logger: o.logger,
+      routerLinks: () => this.#routerLinks(),
+      changed: (domain) => this.#delivery.wake(domainDestination(domain)),
+    });
+    this.#handles = new Handles(o.store, o.clock, o.logger);
     this.#delivery = new Delivery(o, o.store, {
       nextHop: (dest) => this.#nextHop(dest),
+      linkTo: (node) => this.#routers.get(node),
       route: (address) => {
-        const a = this.#address(address, false);
-        return a === undefined ? undefined : { dest: this.#destination(a), hops: a.domain === this.domain ? o.hopLimit : o.hopLimit - 1 };
+        const parsed = this.#address(address, false);
+        const a = parsed === undefined ? undefined : this.#resolveHandle(parsed);
+        if (a === undefined || a === 'unknown') return undefined;
+        // A report to an anonymous sender of ours names its message by the id we sealed: unseal it.
+        const sealed = a.handle !== undefined && (a.handle.kind === 'message' || a.handle.kind === 'sticky');
+        return {
+          dest: this.#destination(a.to),
+          hops: a.to.domain === this.domain ? o.hopLimit : o.hopLimit - 1,
+          to: a.to.text,
+          ref: (id) => (sealed ? (o.anonymizer?.openId(id) ?? id) : id),
+        };
       },
       nack: (link, id, from, code, reason) => this.#nack(link, id, from, code, reason),
       sent: (link) => {
@@ -103,8 +173,12 @@ export class Router {
       paused: () => this.#stats.pauses++,
       fatal: (err) => this.#fatal(err),
     });
-    this.ready = this.#delivery.start();
-    this.ready.catch((err: unknown) => this.#fatal(err));
+    // Handles first: a message recovered from the store may be a reply to one.
+    this.ready = this.#handles.load().then(() => this.#delivery.start());
+    this.ready.then(
+      () => this.#armSweep(),
+      (err: unknown) => this.#fatal(err),
+    );
   }
 
   /** The store failed: nothing more can be promised, so stop taking messages. */
@@ -129,18 +203,22 @@ export class Router {
   stats(): RouterStats {
     let agents = 0;
     let downlinks = 0;
+    let peers = 0;
     for (const l of this.#links) {
       if (l.kind === 'agent') agents++;
       else if (l.kind === 'downlink') downlinks++;
+      else if (l.kind === 'peer') peers++;
     }
     return {
       connections: this.#connections,
       agents,
       downlinks,
       uplinks: this.#uplinks.length,
-      domains: this.#routes.size,
+      peers,
       ...this.#stats,
+      handles: this.#handles.size,
       ...this.#delivery.stats(),
+      ...this.#routing.stats(),
     };
   }
 
@@ -150,16 +228,28 @@ export class Router {
       id: l.id,
       address: l.address,
       node: l.node,
-      domains: [...l.routes.keys()],
+      domains: [...this.#routing.learnedFrom(l)],
       transport: l.channel.duplex.kind,
       remote: l.channel.duplex.remote,
       pending: this.#delivery.inflightOn(l),
+      version: l.version,
     }));
   }
 
-  /** Domains reachable through linked routers, with the links that announced them. */
+  /** Domains reachable through linked routers, with the node ids of the links that announced them, best first. */
   routes(): Map<string, string[]> {
-    return new Map([...this.#routes].map(([d, es]) => [d, es.map((e) => e.link.node)]));
+    return new Map([...this.#routing.table()].map(([d, rs]) => [d, rs.map((r) => r.link.node)]));
+  }
+
+  /** The best route to `domain`: the neighbour's node id, the metric and the path; undefined when there is none. */
+  route(domain: string): { node: string; kind: LinkKind; metric: number; path: readonly string[] } | undefined {
+    const r = this.#routing.best(domain.toLowerCase());
+    return r === undefined ? undefined : { node: r.link.node, kind: r.link.kind, metric: r.metric, path: r.path };
+  }
+
+  /** True while a router link to node `node` is up (either side dialed it). */
+  hasLinkTo(node: string): boolean {
+    return this.#routers.get(node)?.up === true;
   }
 
   /**
@@ -169,7 +259,10 @@ export class Router {
   accept(duplex: Duplex): void {
     const o = this.options;
     let link: Link | undefined;
-    let state: 'hello' | 'auth' | 'ready' = 'hello';
+    // hello: waiting for HELLO; checking: its credential is being verified; proof: a dialing
+    // router must answer our nonce (AUTH) before anything else; ready: a link.
+    let state: 'hello' | 'checking' | 'proof' | 'ready' = 'hello';
+    let onAuth: ((f: AuthFrame) => void) | undefined;
     this.#connections++;
     const channel = new Channel(duplex, this.#channelOptions, {
       frame: (f, raw) => {
@@ -177,24 +270,34 @@ export class Router {
           this.#onFrame(link, f, raw);
           return;
         }
-        if (state === 'auth' || f.type !== FrameType.HELLO) {
-          this.#protocolError(channel, `expected HELLO${state === 'auth' ? ' once, then WELCOME before anything else' : ''}, got frame 0x${f.type.toString(16)}`);
+        if (state === 'proof' && f.type === FrameType.AUTH && onAuth !== undefined) {
+          const fn = onAuth;
+          onAuth = undefined;
+          fn(f);
           return;
         }
-        state = 'auth';
-        o.clock.clearTimeout(timer);
+        if (state !== 'hello' || f.type !== FrameType.HELLO) {
+          this.#protocolError(channel, state === 'proof' ? `expected AUTH after WELCOME, got frame 0x${f.type.toString(16)}` : `expected HELLO${state === 'checking' ? ' once, then WELCOME before anything else' : ''}, got frame 0x${f.type.toString(16)}`);
+          return;
+        }
+        state = 'checking';
         // The link must be known before WELCOME leaves and before the next frame of the same
         // batch is read, or a close in between would leave it registered forever.
-        const ready = (l: Link): void => {
-          link = l;
-          state = 'ready';
-        };
-        this.#hello(channel, f, ready).catch(
-          (err: unknown) => {
-            o.logger.error('handshake failed', { err: String(err) });
-            channel.close(WireCode.INTERNAL, 'internal error');
+        const hooks: HelloHooks = {
+          ready: (l) => {
+            link = l;
+            state = 'ready';
+            o.clock.clearTimeout(timer);
           },
-        );
+          awaitProof: (fn) => {
+            state = 'proof';
+            onAuth = fn;
+          },
+        };
+        this.#hello(channel, f, hooks).catch((err: unknown) => {
+          o.logger.error('handshake failed', { err: String(err) });
+          channel.close(WireCode.INTERNAL, 'internal error');
+        });
       },
       closed: (reason) => {
         o.clock.clearTimeout(timer);
@@ -203,7 +306,7 @@ export class Router {
       },
     });
     const timer = o.clock.setTimeout(() => {
-      if (state === 'hello') channel.close(WireCode.HANDSHAKE_TIMEOUT, `no HELLO within ${o.handshakeTimeoutMs} ms`);
+      if (state !== 'ready') channel.close(WireCode.HANDSHAKE_TIMEOUT, state === 'proof' ? `no AUTH within ${o.handshakeTimeoutMs} ms` : `no HELLO within ${o.handshakeTimeoutMs} ms`);
     }, o.handshakeTimeoutMs);
     channel.start();
     if (this.#closed) channel.close(WireCode.SHUTDOWN, 'router is shutting down');
@@ -213,50 +316,86 @@ export class Router {
   }
 
   /**
-   * Makes an established, welcomed connection to another router our uplink: our default route,
-   * to which we announce our own domain and every domain we reach. Used by `Uplink`.
+   * Makes an established, welcomed (and, in version 2, mutually authenticated) connection we
+   * dialed a router link: our uplink (a default route) or a peer. Used by `Uplink`.
    */
-  attachUplink(channel: Channel, welcome: WelcomeFrame): Link {
-    const link = new Link('uplink', channel, welcome.id, undefined, welcome.node);
+  attachDialed(channel: Channel, welcome: WelcomeFrame, how: DialedLink): Link {
+    const kind: LinkKind = how.mode === 'peer' ? 'peer' : 'uplink';
+    const link = new Link(kind, channel, welcome.id, undefined, welcome.node);
     link.maxFrame = welcome.maxFrame;
     link.address = welcome.domain;
-    this.#links.add(link);
-    this.#uplinks.push(link);
+    link.version = welcome.version;
+    link.features = welcome.features;
+    link.rank = how.rank;
+    link.dialer = this.node;
+    // What the far side may speak for on our operator's word; more comes with route proofs.
+    link.entitled = this.options.trust?.trusted(welcome.node) ?? [];
     this.#connections++;
-    this.#announce(link, { type: FrameType.ROUTE, op: RouteOp.ADD, metric: 0, domain: this.domain, path: [this.node] });
-    for (const [domain, entries] of this.#routes) {
-      const best = entries[0];
-      if (best !== undefined) this.#announceUp(link, RouteOp.ADD, domain, best);
-    }
-    this.#delivery.wakeDomains();
-    this.options.logger.info('uplink up', { node: welcome.node, domain: welcome.domain });
+    this.#addRouterLink(link);
+    this.options.logger.info(kind === 'peer' ? 'peer up' : 'uplink up', { node: welcome.node, domain: welcome.domain, version: welcome.version });
     return link;
   }
 
-  /** Frames of an uplink channel are handed here by `Uplink`. */
-  uplinkFrame(link: Link, f: Frame, raw: Uint8Array): void {
+  /** Frames of a dialed link's channel are handed here by `Uplink`. */
+  dialedFrame(link: Link, f: Frame, raw: Uint8Array): void {
     this.#onFrame(link, f, raw);
   }
 
-  uplinkClosed(link: Link, reason: PosternError): void {
+  dialedClosed(link: Link, reason: PosternError): void {
     this.#connections--;
     this.#detach(link, reason);
+  }
+
+  /** The HELLO a router link we dial starts with (Uplink), and how to check the WELCOME and answer it. */
+  dialHello(how: DialedLink, token: string, agent: string, version = PROTOCOL_VERSION, features = 0): { hello: HelloFrame; verify(w: WelcomeFrame): AuthFrame | string } {
+    const id = this.options.identity;
+    const nonce = version >= 2 ? newNonce() : '';
+    const hello: HelloFrame = {
+      type: FrameType.HELLO,
+      version,
+      role: Role.ROUTER,
+      token,
+      resume: '',
+      name: this.domain,
+      node: this.node,
+      agent,
+      maxFrame: this.options.maxFrameBytes,
+      features: features & KNOWN_FEATURES,
+      nonce,
+      link: how.mode === 'peer' ? LinkMode.PEER : LinkMode.UPLINK,
+    };
+    return {
+      hello,
+      verify: (w) => {
+        if (w.version < 2) return how.mode === 'peer' ? `the router speaks protocol ${w.version}; peering needs 2` : { type: FrameType.AUTH, proof: '' };
+        if (id === undefined) return 'this router has no node key';
+        if (!isValidNodeId(w.node) || !isNonce(w.nonce)) return 'its WELCOME carries no valid node id and nonce';
+        if (w.node === this.node) return 'it is this router itself';
+        if (!id.verify(w.node, acceptPayload(nonce, this.node, w.node, w.nonce), w.proof)) return `it did not prove the key of its node id ${w.node}`;
+        return { type: FrameType.AUTH, proof: id.sign(dialPayload(w.nonce, w.node, this.node, nonce)) };
+      },
+    };
   }
 
   /** Closes every connection with SHUTDOWN. What the router holds stays in its store for the next start. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.options.clock.clearTimeout(this.#sweepTimer);
+    for (const w of this.#pendingWraps.values()) this.options.clock.clearTimeout(w.timer);
+    this.#pendingWraps.clear();
     this.#delivery.close();
     for (const l of [...this.#links]) l.channel.close(WireCode.SHUTDOWN, 'router is shutting down');
   }
 
-  async #hello(channel: Channel, h: HelloFrame, ready: (l: Link) => void): Promise<void> {
+  async #hello(channel: Channel, h: HelloFrame, hooks: HelloHooks): Promise<void> {
     const o = this.options;
-    if (h.version !== PROTOCOL_VERSION) {
-      channel.close(WireCode.VERSION, `protocol version ${h.version} is not supported; this router speaks ${PROTOCOL_VERSION}`);
+    if (h.version < MIN_PROTOCOL_VERSION) {
+      channel.close(WireCode.VERSION, `protocol version ${h.version} is not supported; this router speaks ${MIN_PROTOCOL_VERSION} to ${PROTOCOL_VERSION}`);
       return;
     }
+    // The dialer speaks h.version or less: answer in the lower of the two.
+    const version = Math.min(h.version, PROTOCOL_VERSION);
     let claims: Claims | undefined;
     if (h.token !== '' && o.authenticator !== undefined) {
       try {
@@ -268,11 +407,44 @@ export class Router {
       }
     }
     if (channel.closed || this.#closed) return;
-    if (h.role === Role.ROUTER) this.#helloRouter(channel, h, claims, ready);
-    else this.#helloAgent(channel, h, claims, ready);
+    // Grants (version 2 routers): they name the router's node key, which it proves with AUTH.
+    if (h.role === Role.ROUTER && version >= 2 && h.token !== '') {
+      const g = o.trust?.grants(h.token, h.node);
+      if (g !== undefined) {
+        const domains = [...(claims === undefined ? [] : claimedDomains(claims)), ...g.domains];
+        const expiresAt = claims?.expiresAt === undefined ? g.expiresAt : g.expiresAt === undefined ? claims.expiresAt : Math.min(claims.expiresAt, g.expiresAt);
+        claims = { domain: domains[0]!, domains, peer: g.peer || claims?.peer === true, ...(expiresAt === undefined ? {} : { expiresAt }) };
+      }
+    }
+    if (h.token !== '' && claims === undefined && h.role === Role.ROUTER && (o.authenticator !== undefined || o.trust !== undefined)) {
+      channel.close(WireCode.AUTH_FAILED, 'the credential is neither a token signed with this router\'s secret nor a grant that chains to a key this router trusts for this node');
+      return;
+    }
+    if (h.role === Role.ROUTER) this.#helloRouter(channel, h, version, claims, hooks);
+    else this.#helloAgent(channel, h, version, claims, hooks);
   }
 
-  #helloAgent(channel: Channel, h: HelloFrame, claims: Claims | undefined, ready: (l: Link) => void): void {
+  #welcome(link: { id: string; name: string; resume: string }, h: HelloFrame, version: number, nonce = ''): WelcomeFrame {
+    const o = this.options;
+    const id = o.identity;
+    return {
+      type: FrameType.WELCOME,
+      version,
+      id: link.id,
+      domain: this.domain,
+      name: link.name,
+      resume: link.resume,
+      node: this.node,
+      maxFrame: o.maxFrameBytes,
+      pingMs: o.pingIntervalMs,
+      features: h.features & KNOWN_FEATURES,
+      nonce,
+      // Proves our node key to a dialer that sent a nonce (routers do; agents may).
+      proof: version >= 2 && h.nonce !== '' && id !== undefined ? id.sign(acceptPayload(h.nonce, h.node, this.node, nonce)) : '',
+    };
+  }
+
+  #helloAgent(channel: Channel, h: HelloFrame, version: number, claims: Claims | undefined, hooks: HelloHooks): void {
     const o = this.options;
     if (o.authenticator !== undefined && claims === undefined && !o.allowAnonymousAgents) {
       channel.close(WireCode.AUTH_FAILED, 'this router requires a token');
@@ -296,38 +468,27 @@ export class Router {
     if (previous !== undefined) previous.channel.close(WireCode.REPLACED, 'the session was resumed on another connection');
     const link = new Link('agent', channel, id, claims);
     link.maxFrame = h.maxFrame;
+    link.version = version;
     this.#setName(link, name);
     this.#links.add(link);
     this.#agentsById.set(id, link);
     this.#armExpiry(link);
-    ready(link);
+    hooks.ready(link);
     this.#delivery.wake(agentDestination(id));
-    channel.send({
-      type: FrameType.WELCOME,
-      version: PROTOCOL_VERSION,
-      id,
-      domain: this.domain,
-      name,
-      resume: o.sessionTokens.issue(id),
-      node: this.node,
-      maxFrame: o.maxFrameBytes,
-      pingMs: o.pingIntervalMs,
-    });
+    channel.send(this.#welcome({ id, name, resume: o.sessionTokens.issue(id) }, h, version));
     o.logger.debug('agent connected', { id, name, remote: channel.duplex.remote });
   }
 
-  #helloRouter(channel: Channel, h: HelloFrame, claims: Claims | undefined, ready: (l: Link) => void): void {
+  #helloRouter(channel: Channel, h: HelloFrame, version: number, claims: Claims | undefined, hooks: HelloHooks): void {
     const o = this.options;
-    if (o.authenticator === undefined) {
-      channel.close(WireCode.AUTH_FAILED, 'this router has no secret, so it accepts no router links; start it with a secret');
+    const domain = h.name.toLowerCase();
+    const peer = version >= 2 && h.link === LinkMode.PEER;
+    if (version >= 2 && h.link !== LinkMode.UPLINK && h.link !== LinkMode.PEER) {
+      this.#protocolError(channel, `a router HELLO of version 2 names link mode ${LinkMode.UPLINK} or ${LinkMode.PEER}, not ${h.link}`);
       return;
     }
-    if (claims === undefined) {
-      channel.close(WireCode.AUTH_FAILED, 'a router link needs a token');
-      return;
-    }
-    if (claims.name !== undefined) {
-      channel.close(WireCode.AUTH_FAILED, 'the token is an agent token (it names an agent); a router link needs a domain token');
+    if (claims?.name !== undefined) {
+      channel.close(WireCode.AUTH_FAILED, 'the token is an agent token (it names an agent); a router link needs a domain token or a grant');
       return;
     }
     if (h.node === this.node) {
@@ -335,44 +496,108 @@ export class Router {
       return;
     }
     // A router names the domain it serves in HELLO, so a claim is refused before WELCOME.
-    const domain = h.name.toLowerCase();
     if (!isValidDomain(domain)) {
       channel.close(WireCode.BAD_ADDRESS, `"${h.name}" is not a valid domain`);
       return;
     }
     if (domain === this.domain) {
-      channel.close(WireCode.DOMAIN_NOT_ALLOWED, `domain "${domain}" belongs to this router`);
+      channel.close(
+        WireCode.DOMAIN_NOT_ALLOWED,
+        peer ? `both routers serve domain "${domain}": give each relay its own --domain` : `domain "${domain}" belongs to this router`,
+      );
       return;
     }
-    if (!claimsCoverDomain(claims, domain)) {
-      channel.close(WireCode.DOMAIN_NOT_ALLOWED, `the credential is for domain "${claims.domain}", not "${domain}"`);
+    // What it may speak for: its credential, and (version 2, once it proved its key) what our
+    // operator trusts its node id with.
+    const trusted = version >= 2 ? o.trust?.trusted(h.node) : undefined;
+    const entitled = [...(claims === undefined ? [] : claimedDomains(claims)), ...(trusted ?? [])];
+    if (version < 2 || !peer) {
+      if (claims === undefined && trusted === undefined) {
+        channel.close(WireCode.AUTH_FAILED, o.authenticator === undefined && o.trust === undefined ? 'this router has no secret and trusts no key, so it accepts no router links' : 'a router link needs a domain token, a grant, or a node key this router trusts');
+        return;
+      }
+    } else if (trusted === undefined && claims?.peer !== true) {
+      channel.close(WireCode.AUTH_FAILED, `node ${h.node} is not a peer of this router: its operator names it with --trust ${h.node}=DOMAINS, or the credential must be a peer grant`);
       return;
     }
-    // The same router again (it reconnected while we still hold its old, half-open link): the
-    // new link replaces the old one, or the old one would keep winning the route. Same node id
-    // and the same domain: a node id alone is the peer's word, and must not let a router with a
-    // credential for another domain cut this one's link.
-    for (const old of this.#links) {
-      if (old.kind === 'downlink' && old.node === h.node && old.address === domain) old.channel.close(WireCode.REPLACED, 'the router linked again');
+    if (!anyCovers(entitled, domain)) {
+      channel.close(WireCode.DOMAIN_NOT_ALLOWED, `the credential is for ${entitled.map((d) => `"${d}"`).join(', ') || 'no domain'}, not "${domain}"`);
+      return;
     }
-    const link = new Link('downlink', channel, newId(), claims, h.node);
-    link.maxFrame = h.maxFrame;
-    link.address = domain;
-    this.#links.add(link);
-    this.#armExpiry(link);
-    ready(link);
-    channel.send({
-      type: FrameType.WELCOME,
-      version: PROTOCOL_VERSION,
-      id: link.id,
-      domain: this.domain,
-      name: '',
-      resume: '',
-      node: this.node,
-      maxFrame: o.maxFrameBytes,
-      pingMs: o.pingIntervalMs,
+    const kind: LinkKind = peer ? 'peer' : 'downlink';
+    const linkId = newId();
+    const make = (): Link => {
+      const link = new Link(kind, channel, linkId, claims, h.node);
+      link.maxFrame = h.maxFrame;
+      link.address = domain;
+      link.version = version;
+      link.features = h.features & KNOWN_FEATURES;
+      link.dialer = h.node;
+      link.entitled = entitled;
+      link.proof = version >= 2 ? grantsOf(h.token) : '';
+      return link;
+    };
+    if (version < 2) {
+      // Version 1: no node keys; the credential alone admits it.
+      const link = make();
+      hooks.ready(link);
+      this.#addRouterLink(link);
+      this.#armExpiry(link);
+      channel.send(this.#welcome({ id: link.id, name: '', resume: '' }, h, version));
+      o.logger.info('router linked', { node: h.node, domain, version, remote: channel.duplex.remote });
+      return;
+    }
+    if (o.identity === undefined) {
+      channel.close(WireCode.AUTH_FAILED, 'this router has no node key, so it cannot take version 2 router links');
+      return;
+    }
+    if (!isValidNodeId(h.node) || !isNonce(h.nonce)) {
+      this.#protocolError(channel, 'a router HELLO of version 2 carries its node id and a nonce of 43 base64url characters');
+      return;
+    }
+    const nonce = newNonce();
+    hooks.awaitProof((auth) => {
+      if (!o.identity!.verify(h.node, dialPayload(nonce, this.node, h.node, h.nonce), auth.proof)) {
+        channel.close(WireCode.AUTH_FAILED, `the router did not prove the key of its node id ${h.node}`);
+        return;
+      }
+      if (channel.closed || this.#closed) return;
+      const link = make();
+      hooks.ready(link);
+      this.#addRouterLink(link);
+      this.#armExpiry(link);
+      o.logger.info(peer ? 'peer linked' : 'router linked', { node: h.node, domain, version, remote: channel.duplex.remote });
     });
-    o.logger.info('router linked', { node: h.node, domain: claims.domain, remote: channel.duplex.remote });
+    channel.send(this.#welcome({ id: linkId, name: '', resume: '' }, h, version, nonce));
+  }
+
+  /** Registers a router link (either side dialed it), replacing or refusing a duplicate, and tells it our routes. */
+  #addRouterLink(link: Link): void {
+    for (const old of [...this.#links]) {
+      if (old === link || old.node !== link.node || !old.isRouter) continue;
+      if (old.kind === 'downlink' && link.kind === 'downlink' && old.address === link.address) {
+        // The same router again (it reconnected while we still hold its old, half-open link):
+        // the new link replaces the old one. Same node id and domain: a node id alone is the
+        // peer's word in version 1, and must not let another domain's router cut this one.
+        old.channel.close(WireCode.REPLACED, 'the router linked again');
+      } else if (old.kind === 'peer' && link.kind === 'peer') {
+        // Both sides dialed: both keep the link dialed by the lower node id, so both close the same one.
+        // The same side dialed again (its old link half-open): the new one replaces it.
+        const keepOld = old.dialer !== link.dialer && old.dialer < link.dialer;
+        const loser = keepOld ? link : old;
+        loser.channel.close(WireCode.REPLACED, 'a link between these routers exists already');
+        if (keepOld) return;
+      }
+    }
+    this.#links.add(link);
+    this.#routers.set(link.node, link);
+    if (link.kind === 'uplink') {
+      this.#uplinks.push(link);
+      this.#uplinks.sort((a, b) => a.rank - b.rank);
+    }
+    this.#routing.linkUp(link);
+    this.#delivery.linkUp(link);
+    this.#delivery.wakeDomains();
   }
 
   /** Why `name` cannot be claimed, as [wire code, reason], or undefined when it can. */
@@ -420,11 +645,24 @@ export class Router {
         this.#onRegister(link, f.ref, f.name.toLowerCase());
         return;
       case FrameType.ROUTE:
-        if (link.kind !== 'downlink') break;
-        this.#onRoute(link, f);
+        // Version 1 allowed ROUTE only from downlinks; version 2 links hear and tell routes both ways.
+        if (link.kind === 'agent' || (link.version < 2 && link.kind !== 'downlink')) break;
+        if (!isValidDomain(f.domain.toLowerCase())) {
+          this.#protocolError(link.channel, `ROUTE names an invalid domain "${f.domain}"`);
+          return;
+        }
+        this.#routing.learn(link, { ...f, domain: f.domain.toLowerCase() });
+        return;
+      case FrameType.HANDLE:
+        if (link.version < 2) break;
+        this.#onHandle(link, f);
+        return;
+      case FrameType.HANDLED:
+        if (link.kind !== 'uplink') break;
+        this.#onHandled(f);
         return;
     }
-    this.#protocolError(link.channel, `frame 0x${f.type.toString(16)} is not allowed on ${link.kind === 'agent' ? 'an agent' : 'a router'} link here`);
+    this.#protocolError(link.channel, `frame 0x${f.type.toString(16)} is not allowed on ${link.kind === 'agent' ? 'an agent' : `a ${link.kind}`} link here`);
   }
 
   #onRegister(link: Link, ref: number, name: string): void {
@@ -443,73 +681,121 @@ export class Router {
     this.#stats.msgsIn++;
     const o = this.options;
     let from: string;
+    let id = f.id;
     let hops = f.hops;
-    let to: ParsedAddress | undefined;
+    let flags = f.flags;
+    let parsedTo: ParsedAddress | undefined;
+    // How refusals and the ACK name the message to the hop it came from.
+    let ackAs: AckAs | undefined;
+    const anonymous = (flags & MsgFlag.ANONYMOUS) !== 0;
     if (link.kind === 'agent') {
       from = link.address;
       if (hops === 0 || hops > o.hopLimit) hops = o.hopLimit;
-      to = this.#address(f.to, true);
+      parsedTo = this.#address(f.to, true);
+      if (anonymous) {
+        const refusal = this.#anonymousRefusal(link, f.body.length);
+        if (refusal !== undefined) {
+          this.#nack(link, f.id, from, refusal[0], refusal[1]);
+          return;
+        }
+        // The sender becomes a handle only we can map back; the id one only we can read; the
+        // hop limit ours, so that nothing it chose can identify it further on.
+        const sticky = (flags & MsgFlag.STICKY) !== 0;
+        const anonymizer = o.anonymizer!;
+        const token = anonymizer.token(sticky ? `sticky\n${from}` : `message\n${from}\n${f.id}`);
+        this.#handles.put(token, from, sticky ? o.stickyHandleTtlMs : o.handleTtlMs, sticky ? 'sticky' : 'message');
+        ackAs = { id: f.id, from };
+        from = `~${token}@${this.domain}`;
+        id = anonymizer.sealId(f.id);
+        hops = o.hopLimit;
+        flags &= ~MsgFlag.STICKY;
+        this.#stats.anonymous++;
+      }
     } else {
       from = f.from;
-      to = this.#address(f.to, false);
+      parsedTo = this.#address(f.to, false);
       const fromAddr = this.#address(from, false);
       if (fromAddr === undefined) {
         this.#nack(link, f.id, from, WireCode.BAD_ADDRESS, `invalid sender address "${from}"`);
         return;
       }
-      // A linked router speaks for its own domains only. An uplink carries the rest of the world,
-      // so it may not speak for this router's domain or for domains reached below it.
-      const forbidden =
-        link.kind === 'downlink'
-          ? link.claims !== undefined && !claimsCoverDomain(link.claims, fromAddr.domain)
-          : fromAddr.domain === this.domain || this.#routes.has(fromAddr.domain);
+      const forbidden = this.#forbiddenSender(link, fromAddr.domain);
       if (forbidden) {
+        this.#stats.forbidden++;
         this.#nack(link, f.id, from, WireCode.FORBIDDEN, `this link may not send from domain "${fromAddr.domain}"`);
         return;
       }
       if (hops > o.hopLimit) hops = o.hopLimit;
+      if (anonymous && link.kind === 'downlink' && isHandle(fromAddr.local) && o.anonymizer !== undefined && o.allowAnonymous) {
+        // A handle of a router below us names its organisation: wrap it in one of ours.
+        const token = o.anonymizer.token(`wrap\n${from}`);
+        this.#handles.put(token, from, o.handleTtlMs, 'wrap');
+        from = `~${token}@${this.domain}`;
+        this.#stats.anonymousWrapped++;
+      }
     }
-    if (to === undefined) {
-      this.#nack(link, f.id, from, WireCode.BAD_ADDRESS, `invalid recipient address "${f.to}"`);
+    const replyId = ackAs?.id ?? f.id;
+    const replyFrom = ackAs?.from ?? from;
+    if (parsedTo === undefined) {
+      this.#nack(link, replyId, replyFrom, WireCode.BAD_ADDRESS, `invalid recipient address "${f.to}"`);
       return;
     }
-    if ((f.flags & MsgFlag.VOLATILE) === 0 && this.#delivery.retry(link, from, f.id)) return;
+    const volatile = (flags & MsgFlag.VOLATILE) !== 0;
+    if (!volatile && this.#delivery.retry(link, from, id)) return;
+    const resolved = this.#resolveHandle(parsedTo);
+    if (resolved === 'unknown') {
+      this.#nack(link, replyId, replyFrom, WireCode.UNKNOWN_RECIPIENT, `"${parsedTo.text}" is a reply handle this router does not know, or one that expired`);
+      return;
+    }
+    const to = resolved.to;
+    let body = f.body;
+    if (resolved.handle !== undefined && (flags & MsgFlag.REPORT) !== 0 && (resolved.handle.kind === 'message' || resolved.handle.kind === 'sticky')) {
+      // A report about an anonymous message names it by the id we sealed: give its sender its own.
+      body = this.#unsealReport(body);
+    }
     const dest = this.#destination(to);
     if (dest.kind === 'domain') {
       if (hops <= 1) {
-        this.#nack(link, f.id, from, WireCode.HOP_LIMIT, `hop limit reached on the way to "${to.domain}"`);
+        this.#nack(link, replyId, replyFrom, WireCode.HOP_LIMIT, `hop limit reached on the way to "${to.domain}"`);
         return;
       }
       hops--;
     }
     const next = this.#nextHop(dest);
-    if (next === link && link.kind !== 'agent') {
-      this.#nack(link, f.id, from, WireCode.NO_ROUTE, `no route to domain "${to.domain}" other than back where the message came from`);
+    if (anonymous && next !== undefined && next.isRouter && next.version < 2) {
+      this.#nack(link, replyId, replyFrom, WireCode.FORBIDDEN, 'the next router speaks protocol 1, which cannot carry anonymous messages');
       return;
     }
     // A frame the next hop would refuse would cost it its whole connection: refuse it here.
     // Addresses are ASCII, so string lengths are byte lengths.
-    const size = raw.length - 4 + (from.length - f.from.length) + (to.text.length - f.to.length);
+    const rewritten = from !== f.from || id !== f.id || to.text !== f.to || body !== f.body || flags !== f.flags;
+    const size = rewritten ? msgLength(id, from, to.text, body.length) : raw.length - 4;
     const maxFrame = next?.maxFrame ?? o.maxFrameBytes;
     if (size > maxFrame) {
-      this.#nack(link, f.id, from, WireCode.FRAME_TOO_LARGE, `the next hop accepts frames of at most ${maxFrame} bytes; this one has ${size}`);
+      this.#nack(link, replyId, replyFrom, WireCode.FRAME_TOO_LARGE, `the next hop accepts frames of at most ${maxFrame} bytes; this one has ${size}`);
       return;
     }
-    if ((f.flags & MsgFlag.VOLATILE) === 0) {
+    if (!volatile) {
       // The body may be a view of a whole batch; a queued message must not pin that buffer.
-      this.#delivery.accept(link, { from, id: f.id, to: to.text, flags: f.flags, hops, body: f.body.slice() }, dest, true);
+      this.#delivery.accept(link, { from, id, to: to.text, flags, hops, body: body === f.body ? f.body.slice() : body }, dest, true, ackAs);
       return;
     }
-    // Volatile: at most once, never stored. Sent now or not at all.
-    if (next === undefined) {
-      this.#nack(link, f.id, from, WireCode.NO_ROUTE, to.domain === this.domain ? `no agent "${to.local}@${to.domain}" is connected` : `no route to domain "${to.domain}"`);
+    // Volatile: at most once, never stored. Sent now or not at all; never back where it came from.
+    if (next === undefined || (next === link && link.isRouter)) {
+      this.#nack(
+        link,
+        replyId,
+        replyFrom,
+        WireCode.NO_ROUTE,
+        next !== undefined ? `no route to domain "${to.domain}" other than back where the message came from` : to.domain === this.domain ? `no agent "${to.local}@${to.domain}" is connected` : `no route to domain "${to.domain}"`,
+      );
       return;
     }
     // A link to another router carries everyone behind it: when it falls behind, it must not
     // reach the slow-consumer cap, which would cut the whole tunnel. Stop reading from whoever
     // feeds it (TCP backpressure reaches the sender) until it drains; where the transport
     // cannot pause, shed load instead.
-    if (next.kind !== 'agent' && next.channel.outboundBytes > o.maxOutboundBytes / 2) {
+    if (next.isRouter && next.channel.outboundBytes > o.maxOutboundBytes / 2) {
       if (!link.channel.canPause) {
         this.#stats.msgsDropped++;
         return;
@@ -519,8 +805,126 @@ export class Router {
     if (next.kind === 'agent') this.#stats.msgsDelivered++;
     else this.#stats.msgsForwarded++;
     // A frame from another router already carries the right sender: forward its bytes as they are.
-    if (link.kind !== 'agent') next.channel.msgRaw(raw, hops);
-    else next.channel.msg(f.flags, hops, f.id, from, to.text, f.body);
+    if (link.isRouter && !rewritten) next.channel.msgRaw(raw, hops);
+    else next.channel.msg(flags, hops, id, from, to.text, body);
+  }
+
+  /** True when router `link` may not send messages from `domain`. */
+  #forbiddenSender(link: Link, domain: string): boolean {
+    switch (link.kind) {
+      case 'downlink':
+        // A router below us speaks for the domains its credential covers, and no others.
+        return !anyCovers(link.entitled, domain);
+      case 'peer':
+        // A peer: those it is trusted with, and those it announced with a valid proof.
+        return domain === this.domain || !(anyCovers(link.entitled, domain) || link.validated.has(domain));
+      default: {
+        // Our uplink carries the rest of the world, not us nor the routers below us.
+        if (domain === this.domain) return true;
+        const best = this.#routing.best(domain);
+        return best !== undefined && best.link.kind === 'downlink';
+      }
+    }
+  }
+
+  /** Why an agent's anonymous message is refused, as [wire code, reason]; undefined when it is not. */
+  #anonymousRefusal(link: Link, bodyBytes: number): [number, string] | undefined {
+    const o = this.options;
+    if (o.anonymizer === undefined || !o.allowAnonymous) return [WireCode.FORBIDDEN, 'anonymous messages are switched off on this router'];
+    if (bodyBytes > o.maxAnonymousBodyBytes) return [WireCode.FRAME_TOO_LARGE, `an anonymous message carries at most ${o.maxAnonymousBodyBytes} bytes`];
+    if (!this.#takeAnonToken(link)) return [WireCode.RATE_LIMITED, `anonymous messages are limited to ${o.anonymousRate} a second per connection`];
+    if (this.#handles.size >= o.maxHandles) return [WireCode.RATE_LIMITED, `this router holds its limit of ${o.maxHandles} reply handles`];
+    return undefined;
+  }
+
+  /** Token bucket per connection: `anonymousRate` a second, bursts of twice that. */
+  #takeAnonToken(link: Link): boolean {
+    const o = this.options;
+    const now = o.clock.now();
+    const b = this.#anonBuckets.get(link) ?? { tokens: o.anonymousRate * 2, at: now };
+    b.tokens = Math.min(o.anonymousRate * 2, b.tokens + ((now - b.at) * o.anonymousRate) / 1000);
+    b.at = now;
+    this.#anonBuckets.set(link, b);
+    if (b.tokens < 1) return false;
+    b.tokens--;
+    return true;
+  }
+
+  /**
+   * A recipient that is one of our reply handles becomes where the handle leads (an agent of
+   * ours, or a handle of a router below); 'unknown' for a handle we do not know.
+   */
+  #resolveHandle(to: ParsedAddress): { to: ParsedAddress; handle?: Handle } | 'unknown' {
+    if (to.domain !== this.domain || !isHandle(to.local)) return { to };
+    const h = this.#handles.get(to.local.slice(1));
+    const target = h === undefined ? undefined : this.#address(h.target, false);
+    return h === undefined || target === undefined ? 'unknown' : { to: target, handle: h };
+  }
+
+  #unsealReport(body: Uint8Array): Uint8Array {
+    try {
+      const r = decodeReport(body);
+      const ref = this.options.anonymizer?.openId(r.ref);
+      return ref === undefined ? body : encodeReport({ ...r, ref });
+    } catch {
+      return body;
+    }
+  }
+
+  /** HANDLE: an agent asks for a pseudonym; a router below asks us to wrap one of its handles. */
+  #onHandle(link: Link, f: HandleFrame): void {
+    const o = this.options;
+    const answer = (code: number, address: string, expiresAt: number, reason: string): void =>
+      link.channel.send({ type: FrameType.HANDLED, ref: f.ref, code, address, expires: Math.floor(expiresAt / 1000), reason });
+    const refuse = (code: number, reason: string): void => answer(code, '', 0, reason);
+    if (o.anonymizer === undefined || !o.allowAnonymous) return refuse(WireCode.FORBIDDEN, 'anonymity is switched off on this router');
+    if (this.#handles.size >= o.maxHandles) return refuse(WireCode.RATE_LIMITED, `this router holds its limit of ${o.maxHandles} reply handles`);
+    const ttl = Math.min(f.ttl === 0 ? o.pseudonymTtlMs : f.ttl * 1000, o.maxPseudonymTtlMs);
+    if (f.op === HandleOp.PSEUDONYM) {
+      if (link.kind !== 'agent') return refuse(WireCode.FORBIDDEN, 'only agents ask for pseudonyms');
+      if (!this.#takeAnonToken(link)) return refuse(WireCode.RATE_LIMITED, `anonymous requests are limited to ${o.anonymousRate} a second per connection`);
+      const nonce = newNonce();
+      const token = o.anonymizer.token(`pseudonym\n${link.address}\n${nonce}`);
+      const h = this.#handles.put(token, link.address, ttl, 'pseudonym');
+      const inner = `~${token}@${this.domain}`;
+      const up = this.#uplinks[0];
+      if (up === undefined) return answer(WireCode.OK, inner, h.expiresAt, '');
+      if (up.version < 2) return refuse(WireCode.UNAVAILABLE, 'the relay speaks protocol 1 and cannot hide this organisation');
+      // Behind a relay: our domain names the organisation, so the relay wraps it in one of its own.
+      const ref = (this.#wrapRef = (this.#wrapRef + 1) >>> 0);
+      const timer = o.clock.setTimeout(() => {
+        if (!this.#pendingWraps.delete(ref)) return;
+        refuse(WireCode.UNAVAILABLE, 'the relay did not answer in time; try again');
+      }, WRAP_TIMEOUT_MS);
+      this.#pendingWraps.set(ref, { agent: link, ref: f.ref, inner, expires: h.expiresAt, timer });
+      up.channel.send({ type: FrameType.HANDLE, ref, op: HandleOp.WRAP, ttl: Math.floor(ttl / 1000), address: inner });
+      return;
+    }
+    // WRAP: only for a router below us, and only its own handles.
+    const a = this.#address(f.address, false);
+    if (link.kind !== 'downlink') return refuse(WireCode.FORBIDDEN, 'only a router below this one asks it to wrap a handle');
+    if (a === undefined || !isHandle(a.local) || !anyCovers(link.entitled, a.domain)) return refuse(WireCode.FORBIDDEN, `"${f.address}" is not a handle of this link's domains`);
+    const token = o.anonymizer.token(`wrap\n${a.text}`);
+    const h = this.#handles.put(token, a.text, ttl, 'wrap');
+    this.#stats.anonymousWrapped++;
+    answer(WireCode.OK, `~${token}@${this.domain}`, h.expiresAt, '');
+  }
+
+  #onHandled(f: HandledFrame): void {
+    const w = this.#pendingWraps.get(f.ref);
+    if (w === undefined) return;
+    this.#pendingWraps.delete(f.ref);
+    this.options.clock.clearTimeout(w.timer);
+    if (!w.agent.up) return;
+    const ok = f.code === WireCode.OK;
+    w.agent.channel.send({
+      type: FrameType.HANDLED,
+      ref: w.ref,
+      code: f.code,
+      address: ok ? f.address : '',
+      expires: ok ? Math.min(f.expires, Math.floor(w.expires / 1000)) : 0,
+      reason: ok ? '' : `the relay refused: ${f.reason}`,
+    });
   }
 
   /** Where a message for `to` waits: the queue of a local agent, or of its domain. */
@@ -531,15 +935,19 @@ export class Router {
   /**
    * The one next-hop decision, for volatile and reliable messages alike: the link that carries
    * `dest` now (a connected agent, the best route to a domain, or the default uplink), or
-   * undefined while there is none.
+   * undefined while there is none. Peers are never a default route.
    */
   #nextHop(dest: Destination): Link | undefined {
     switch (dest.kind) {
       case 'agent':
         return isId(dest.local) ? this.#agentsById.get(dest.local) : this.#agentsByName.get(dest.local);
       case 'domain':
-        return this.#routes.get(dest.domain)?.[0]?.link ?? this.#uplinks[0];
+        return this.#routing.best(dest.domain)?.link ?? this.#uplinks[0];
     }
+  }
+
+  *#routerLinks(): Iterable<Link> {
+    for (const l of this.#links) if (l.isRouter && l.up) yield l;
   }
 
   /**
@@ -561,69 +969,6 @@ export class Router {
   #nack(link: Link, id: string, from: string, code: number, reason: string): void {
     this.#stats.nacksSent++;
     link.channel.send({ type: FrameType.NACK, code, id, from, reason });
-  }
-
-  #onRoute(link: Link, f: RouteFrame): void {
-    const o = this.options;
-    const domain = f.domain.toLowerCase();
-    if (!isValidDomain(domain)) {
-      this.#protocolError(link.channel, `ROUTE names an invalid domain "${f.domain}"`);
-      return;
-    }
-    if (f.path.includes(this.node)) {
-      o.logger.warn('route loop ignored', { domain, path: f.path });
-      return;
-    }
-    if (f.op === RouteOp.WITHDRAW) {
-      if (link.routes.delete(domain)) this.#removeRoute(link, domain);
-      return;
-    }
-    if (domain === this.domain) {
-      link.channel.close(WireCode.DOMAIN_NOT_ALLOWED, `domain "${domain}" belongs to this router`);
-      return;
-    }
-    if (link.claims === undefined || !claimsCoverDomain(link.claims, domain)) {
-      link.channel.close(WireCode.DOMAIN_NOT_ALLOWED, `the credential does not cover domain "${domain}"`);
-      return;
-    }
-    if (!link.routes.has(domain) && link.routes.size >= o.maxDomainsPerLink) {
-      link.channel.close(WireCode.DOMAIN_NOT_ALLOWED, `a link may announce at most ${o.maxDomainsPerLink} domains`);
-      return;
-    }
-    const entry: RouteEntry = { link, metric: Math.min(255, f.metric + 1), path: f.path };
-    link.routes.set(domain, entry);
-    const list = (this.#routes.get(domain) ?? []).filter((e) => e.link !== link);
-    list.push(entry);
-    list.sort((a, b) => a.metric - b.metric);
-    this.#routes.set(domain, list);
-    if (list[0] === entry) for (const up of this.#uplinks) this.#announceUp(up, RouteOp.ADD, domain, entry);
-    this.#delivery.wake(domainDestination(domain));
-    o.logger.info('route added', { domain, via: link.node, metric: entry.metric });
-  }
-
-  #removeRoute(link: Link, domain: string): void {
-    const list = (this.#routes.get(domain) ?? []).filter((e) => e.link !== link);
-    if (list.length === 0) {
-      this.#routes.delete(domain);
-      for (const up of this.#uplinks) {
-        this.#announce(up, { type: FrameType.ROUTE, op: RouteOp.WITHDRAW, metric: 0, domain, path: [this.node] });
-      }
-    } else {
-      this.#routes.set(domain, list);
-      const best = list[0];
-      if (best !== undefined) for (const up of this.#uplinks) this.#announceUp(up, RouteOp.ADD, domain, best);
-    }
-    this.#delivery.wake(domainDestination(domain));
-    this.options.logger.info('route removed', { domain, via: link.node });
-  }
-
-  #announceUp(up: Link, op: typeof RouteOp.ADD, domain: string, e: RouteEntry): void {
-    if (e.link === up) return;
-    this.#announce(up, { type: FrameType.ROUTE, op, metric: e.metric, domain, path: [...e.path, this.node].slice(-255) });
-  }
-
-  #announce(up: Link, f: RouteFrame): void {
-    up.channel.send(f);
   }
 
   /** Pauses reading from `ingress` until `egress` has drained to a quarter of its cap. */
@@ -669,6 +1014,14 @@ export class Router {
     link.expiry = clock.setTimeout(() => this.#armExpiry(link), wait);
   }
 
+  #armSweep(): void {
+    if (this.#closed) return;
+    this.#sweepTimer = this.options.clock.setTimeout(() => {
+      this.#handles.sweep();
+      this.#armSweep();
+    }, HANDLE_SWEEP_MS);
+  }
+
   #detach(link: Link, reason: PosternError): void {
     if (!link.up) return;
     link.up = false;
@@ -678,20 +1031,34 @@ export class Router {
     if (link.kind === 'agent') {
       if (this.#agentsById.get(link.id) === link) this.#agentsById.delete(link.id);
       if (link.name !== '' && this.#agentsByName.get(link.name) === link) this.#agentsByName.delete(link.name);
-    } else if (link.kind === 'uplink') {
-      const i = this.#uplinks.indexOf(link);
-      if (i >= 0) this.#uplinks.splice(i, 1);
+    } else {
+      if (this.#routers.get(link.node) === link) {
+        this.#routers.delete(link.node);
+        // Another link to the same router may still be up (a replaced one closes later).
+        for (const l of this.#links) if (l.isRouter && l.node === link.node) this.#routers.set(l.node, l);
+      }
+      if (link.kind === 'uplink') {
+        const i = this.#uplinks.indexOf(link);
+        if (i >= 0) this.#uplinks.splice(i, 1);
+      }
+      this.#routing.linkDown(link);
     }
-    for (const domain of link.routes.keys()) this.#removeRoute(link, domain);
-    link.routes.clear();
     this.#delivery.linkDown(link);
-    this.options.logger.debug('link closed', { kind: link.kind, id: link.id, reason: reason.message });
+    if (link.kind === 'uplink') this.#delivery.wakeDomains();
+    this.options.logger.debug('link closed', { kind: link.kind, id: link.id, node: link.node, reason: reason.message });
   }
 
   #protocolError(channel: Channel, reason: string): void {
     this.#stats.protocolErrors++;
     channel.close(WireCode.PROTOCOL, reason);
   }
+}
+
+interface HelloHooks {
+  /** The connection is a link now; frames go to it from here on. */
+  ready(link: Link): void;
+  /** A dialing router must answer WELCOME's nonce with AUTH before anything else. */
+  awaitProof(fn: (f: AuthFrame) => void): void;
 }
 
 const B32 = 'abcdefghijklmnopqrstuvwxyz234567';
@@ -702,9 +1069,29 @@ const DRAIN_CHECK_MS = 5;
 /** Entries of the parsed-address cache; cleared whole when full. */
 const ADDRESS_CACHE = 4096;
 
-interface ParsedAddress extends Address {
-  /** `local@domain`, normalised. */
-  readonly text: string;
+/** How long an agent's pseudonym request waits for the relay to wrap it. */
+const WRAP_TIMEOUT_MS = 10_000;
+
+/** How often expired reply handles are forgotten. */
+const HANDLE_SWEEP_MS = 60_000;
+
+/** The grants (EdDSA JWTs) among a router's credentials, to pass on as route proofs; shared-secret tokens prove nothing to others. */
+function grantsOf(token: string): string {
+  return token
+    .split(',')
+    .map((t) => t.trim())
+    .filter((t) => t.startsWith('eyJ') && jwtAlg(t) === 'EdDSA')
+    .join(',');
+}
+
+function jwtAlg(jwt: string): string | undefined {
+  try {
+    const head = jwt.slice(0, jwt.indexOf('.'));
+    const json = atob(head.replace(/-/g, '+').replace(/_/g, '/'));
+    return (JSON.parse(json) as { alg?: unknown }).alg as string | undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** `_` and 16 base32 characters: 80 random bits. */
@@ -715,4 +1102,3 @@ export function newId(): string {
   for (const x of b) s += B32[x & 31];
   return s;
 }
-

@@ -26,6 +26,13 @@ export interface StoredMessage {
   readonly storedAt: number;
   /** Epoch ms after which it is dropped and its sender told; 0 for never. */
   readonly expiresAt: number;
+  /** Node id of the router it came from ('' from an agent, or made by this router). */
+  readonly cameFrom: string;
+  /**
+   * Node id of the router it is meant for or was written to ('' for none). Set at append, changed
+   * by `repin()`; a message recovered with one may be at that router already.
+   */
+  readonly via: string;
 }
 
 export type NewMessage = Omit<StoredMessage, 'seq'>;
@@ -59,8 +66,15 @@ export interface Store {
   retire(seqs: readonly number[]): Promise<void>;
   /** Forgets these messages and their keys. Unknown seqs are ignored. */
   remove(seqs: readonly number[]): Promise<void>;
-  /** Small named values (the router's keys). */
+  /** Changes where held messages are meant to go (their `via`). Unknown seqs are ignored. */
+  repin(changes: ReadonlyArray<{ readonly seq: number; readonly via: string }>): Promise<void>;
+  /** Small named values (the router's keys, reply handles). */
   getValue(key: string): Promise<Uint8Array | undefined>;
+  /** Stores a value; durable when it resolves, in the same commit as the calls of its tick. */
   setValue(key: string, value: Uint8Array): Promise<void>;
+  /** Forgets values; unknown keys are ignored. Same commit rules as setValue. */
+  deleteValues(keys: readonly string[]): Promise<void>;
+  /** Every value whose key starts with `prefix`, in key order. */
+  listValues(prefix: string): Promise<Array<[string, Uint8Array]>>;
   close(): Promise<void>;
 }

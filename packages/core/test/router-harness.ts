@@ -176,19 +176,20 @@ export const TOKENS: Record<string, Claims> = {
 };
 
 export function hello(h: Partial<HelloFrame> = {}): HelloFrame {
-  return { type: FrameType.HELLO, version: PROTOCOL_VERSION, role: Role.AGENT, token: '', resume: '', name: '', node: '', agent: 'router.test', maxFrame: 1024 * 1024, ...h };
+  return { type: FrameType.HELLO, version: PROTOCOL_VERSION, role: Role.AGENT, token: '', resume: '', name: '', node: '', agent: 'router.test', maxFrame: 1024 * 1024, features: 0, nonce: '', link: 0, ...h };
 }
 
+/** A version 1 router's HELLO (a gateway not yet upgraded): its credential alone admits it, no node key. */
 export function routerHello(domain: string, token: string, node = 'r2'): HelloFrame {
-  return hello({ role: Role.ROUTER, name: domain, token, node });
+  return hello({ version: 1, role: Role.ROUTER, name: domain, token, node });
 }
 
 export function msg(to: string, id: string, m: Partial<MsgFrame> = {}): MsgFrame {
   return { type: FrameType.MSG, flags: 0, hops: 0, id, from: '', to, body: enc.encode(`body of ${id}`), ...m };
 }
 
-export function route(domain: string, path: string[], op: 1 | 2 = RouteOp.ADD, metric = 0): Frame {
-  return { type: FrameType.ROUTE, op, metric, domain, path };
+export function route(domain: string, path: string[], op: 1 | 2 = RouteOp.ADD, metric = 0, proof = ''): Frame {
+  return { type: FrameType.ROUTE, op, metric, domain, path, proof };
 }
 
 /** The report a REPORT message carries; fails when `m` is no report. */
@@ -294,9 +295,10 @@ export function uplinkTo(t: TestContext, ctx: Ctx, token = 'relay-token'): { upl
       assert.equal(h.name, 'acme', 'a router claims its own domain in HELLO');
       assert.equal(h.node, 'r1');
       assert.equal(h.token, token);
+      // A version 1 relay: no proof of its key (ctx.router has no identity either).
       relay.send({
         type: FrameType.WELCOME,
-        version: PROTOCOL_VERSION,
+        version: 1,
         id: '_relaylink1',
         domain: 'relay',
         name: '',
@@ -304,6 +306,9 @@ export function uplinkTo(t: TestContext, ctx: Ctx, token = 'relay-token'): { upl
         node: 'relay1',
         maxFrame: 1024 * 1024,
         pingMs: 20_000,
+        features: 0,
+        nonce: '',
+        proof: '',
       });
       const r = await relay.next(FrameType.ROUTE, (f) => f.domain === 'acme');
       assert.deepEqual({ op: r.op, metric: r.metric, path: r.path }, { op: RouteOp.ADD, metric: 0, path: ['r1'] });

@@ -1,6 +1,7 @@
 /**
- * Addresses are `local@domain`. `local` is either a claimed name or a router-assigned id; ids
- * begin with `_`, names never do, so a router tells them apart without a lookup.
+ * Addresses are `local@domain`. `local` is a claimed name, a router-assigned id (`_…`) or, in
+ * version 2, a reply handle (`~…`) that only the router of `domain` can map back to an agent;
+ * names start with a letter or digit, so a router tells the three apart by the first character.
  * Everything is compared in lower case; an address fits in 255 bytes.
  */
 export interface Address {
@@ -10,6 +11,8 @@ export interface Address {
 
 const NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 const ID = /^_[a-z0-9]{4,40}$/;
+const HANDLE = /^~[a-z0-9]{16,64}$/;
+const NODE = /^[A-Za-z0-9._-]{1,64}$/;
 const LABEL = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
 const DOMAIN = new RegExp(`^${LABEL}(?:\\.${LABEL})*$`);
 const MAX_ADDRESS = 255;
@@ -21,6 +24,20 @@ export function isValidName(name: string): boolean {
 
 export function isValidId(id: string): boolean {
   return ID.test(id);
+}
+
+/** A reply handle: `~` and 16 to 64 of a-z 0-9 (ours: 26 base32 characters). */
+export function isValidHandle(local: string): boolean {
+  return HANDLE.test(local);
+}
+
+export function isHandle(local: string): boolean {
+  return local.charCodeAt(0) === 0x7e; // '~'
+}
+
+/** A router's node id: 1 to 64 of A-Z a-z 0-9 . _ - (ours: its public key, 56 characters). */
+export function isValidNodeId(node: string): boolean {
+  return NODE.test(node);
 }
 
 export function isValidDomain(domain: string): boolean {
@@ -42,7 +59,7 @@ export function parseAddress(text: string, defaultDomain?: string): Address | un
   const local = at < 0 ? s : s.slice(0, at);
   const domain = at < 0 ? defaultDomain : s.slice(at + 1);
   if (domain === undefined || !isValidDomain(domain)) return undefined;
-  if (!(isValidName(local) || isValidId(local))) return undefined;
+  if (!(isValidName(local) || isValidId(local) || isValidHandle(local))) return undefined;
   return { local, domain };
 }
 

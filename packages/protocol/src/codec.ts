@@ -1,4 +1,4 @@
-import { DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES, FrameType, RouteOp, Role } from './constants.js';
+import { DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES, FrameType, HandleOp, RouteOp, Role } from './constants.js';
 import { ProtocolError } from './errors.js';
 import type { Frame, MsgFrame } from './frames.js';
 
@@ -101,6 +101,12 @@ export class FrameWriter {
         this.#str8(f.node, 'node');
         this.#str8(f.agent, 'agent');
         this.#u32(f.maxFrame);
+        // Version 2 trailers: a version 1 router ignores them (and refuses the version anyway).
+        if (f.version >= 2) {
+          this.#u32(f.features);
+          this.#str8(f.nonce, 'nonce');
+          this.#u8(f.link);
+        }
         return;
       case FrameType.WELCOME:
         this.#u8(f.version);
@@ -111,6 +117,11 @@ export class FrameWriter {
         this.#str8(f.node, 'node');
         this.#u32(f.maxFrame);
         this.#u32(f.pingMs);
+        if (f.version >= 2) {
+          this.#u32(f.features);
+          this.#str8(f.nonce, 'nonce');
+          this.#str8(f.proof, 'proof');
+        }
         return;
       case FrameType.REGISTER:
         this.#u32(f.ref);
@@ -129,6 +140,24 @@ export class FrameWriter {
         this.#str8(f.domain, 'domain');
         this.#u8(f.path.length);
         for (const p of f.path) this.#str8(p, 'path');
+        // Trailing: written only when there is one, so a version 1 frame stays byte-identical.
+        if (f.proof !== '') this.#str16(f.proof, 'proof');
+        return;
+      case FrameType.AUTH:
+        this.#str8(f.proof, 'proof');
+        return;
+      case FrameType.HANDLE:
+        this.#u32(f.ref);
+        this.#u8(f.op);
+        this.#u32(f.ttl);
+        this.#str8(f.address, 'address');
+        return;
+      case FrameType.HANDLED:
+        this.#u32(f.ref);
+        this.#u16(f.code);
+        this.#str8(f.address, 'address');
+        this.#u32(f.expires);
+        this.#str16(f.reason, 'reason');
         return;
       case FrameType.MSG:
         this.#u8(f.flags);
@@ -363,31 +392,64 @@ export function decodeFrameAt(bytes: Uint8Array, start: number, end: number): Fr
       const version = r.u8();
       const role = r.u8();
       if (role !== Role.AGENT && role !== Role.ROUTER) throw new ProtocolError('ERR_PROTOCOL', `unknown role ${role}`);
+      const token = r.str16();
+      const resume = r.str8();
+      const name = r.str8();
+      const node = r.str8();
+      const agent = r.str8();
+      // Optional trailing fields: older dialers end after `agent`, version 1 after `maxFrame`.
+      const maxFrame = r.pos < r.end ? r.u32() : DEFAULT_MAX_FRAME_BYTES;
+      const v2 = r.pos < r.end;
       return {
         type: FrameType.HELLO,
         version,
         role,
-        token: r.str16(),
-        resume: r.str8(),
-        name: r.str8(),
-        node: r.str8(),
-        agent: r.str8(),
-        // Optional trailing field: older dialers end here.
-        maxFrame: r.pos < r.end ? r.u32() : DEFAULT_MAX_FRAME_BYTES,
+        token,
+        resume,
+        name,
+        node,
+        agent,
+        maxFrame,
+        features: v2 ? r.u32() : 0,
+        nonce: v2 ? r.str8() : '',
+        link: v2 ? r.u8() : 0,
       };
     }
-    case FrameType.WELCOME:
+    case FrameType.WELCOME: {
+      const version = r.u8();
+      const id = r.str8();
+      const domain = r.str8();
+      const name = r.str8();
+      const resume = r.str8();
+      const node = r.str8();
+      const maxFrame = r.u32();
+      const pingMs = r.u32();
+      const v2 = r.pos < r.end;
       return {
         type: FrameType.WELCOME,
-        version: r.u8(),
-        id: r.str8(),
-        domain: r.str8(),
-        name: r.str8(),
-        resume: r.str8(),
-        node: r.str8(),
-        maxFrame: r.u32(),
-        pingMs: r.u32(),
+        version,
+        id,
+        domain,
+        name,
+        resume,
+        node,
+        maxFrame,
+        pingMs,
+        features: v2 ? r.u32() : 0,
+        nonce: v2 ? r.str8() : '',
+        proof: v2 ? r.str8() : '',
       };
+    }
+    case FrameType.AUTH:
+      return { type: FrameType.AUTH, proof: r.str8() };
+    case FrameType.HANDLE: {
+      const ref = r.u32();
+      const op = r.u8();
+      if (op !== HandleOp.PSEUDONYM && op !== HandleOp.WRAP) throw new ProtocolError('ERR_PROTOCOL', `unknown HANDLE op ${op}`);
+      return { type: FrameType.HANDLE, ref, op, ttl: r.u32(), address: r.str8() };
+    }
+    case FrameType.HANDLED:
+      return { type: FrameType.HANDLED, ref: r.u32(), code: r.u16(), address: r.str8(), expires: r.u32(), reason: r.str16() };
     case FrameType.REGISTER:
       return { type: FrameType.REGISTER, ref: r.u32(), name: r.str8() };
     case FrameType.REGISTERED:
@@ -400,7 +462,7 @@ export function decodeFrameAt(bytes: Uint8Array, start: number, end: number): Fr
       const n = r.u8();
       const path: string[] = [];
       for (let i = 0; i < n; i++) path.push(r.str8());
-      return { type: FrameType.ROUTE, op, metric, domain, path };
+      return { type: FrameType.ROUTE, op, metric, domain, path, proof: r.pos < r.end ? r.str16() : '' };
     }
     case FrameType.CLOSE:
       return { type: FrameType.CLOSE, code: r.u16(), reason: r.str16() };

@@ -29,6 +29,10 @@ export const WireCode = {
   TIMEOUT: 22,
   UNAVAILABLE: 23,
   FORBIDDEN: 24,
+  /** A reply handle or pseudonym that this router does not know, or that expired. */
+  UNKNOWN_RECIPIENT: 25,
+  /** The sender went over a rate it is allowed (anonymous traffic). Retry later. */
+  RATE_LIMITED: 26,
 } as const;
 export type WireCodeValue = (typeof WireCode)[keyof typeof WireCode];
 export type WireCodeName = keyof typeof WireCode;

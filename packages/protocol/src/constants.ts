@@ -1,5 +1,12 @@
-/** Wire protocol version carried in HELLO and WELCOME. A router refuses other versions. */
-export const PROTOCOL_VERSION = 1;
+/**
+ * Wire protocol version carried in HELLO and WELCOME: the highest this code speaks. A dialer
+ * sends it; a router answers with the lower of it and its own, and refuses anything below
+ * MIN_PROTOCOL_VERSION (docs/PROTOCOL.md section 13).
+ */
+export const PROTOCOL_VERSION = 2;
+
+/** The oldest version a router still accepts (version 1 agents and gateways). */
+export const MIN_PROTOCOL_VERSION = 1;
 
 /** Bytes before a frame's body: u32 length (of type + body) and u8 type. */
 export const FRAME_HEADER_BYTES = 5;
@@ -20,6 +27,12 @@ export const FrameType = {
   REGISTER: 0x03,
   REGISTERED: 0x04,
   ROUTE: 0x05,
+  /** Version 2: the dialing router proves its node key (answer to WELCOME's nonce). */
+  AUTH: 0x06,
+  /** Version 2: ask for a reply handle (an agent's pseudonym, or a router wrapping one). */
+  HANDLE: 0x07,
+  /** Version 2: the answer to HANDLE. */
+  HANDLED: 0x08,
   MSG: 0x10,
   ACK: 0x11,
   NACK: 0x12,
@@ -39,13 +52,38 @@ export const Role = {
 } as const;
 export type RoleValue = (typeof Role)[keyof typeof Role];
 
+/**
+ * How a dialing router uses the link (HELLO `link`, version 2). A version 1 HELLO means UPLINK.
+ * Agents send 0.
+ */
+export const LinkMode = {
+  /** The dialer is below the router it dials (a gateway dialing its relay): that router is its default route. */
+  UPLINK: 1,
+  /** Symmetric: both announce and both forward; neither is the other's default route. */
+  PEER: 2,
+} as const;
+export type LinkModeValue = (typeof LinkMode)[keyof typeof LinkMode];
+
+/** Feature bits of HELLO and WELCOME `features` (version 2); WELCOME answers those both sides have. */
+export const Feature = {
+  /** The dialer wants the router's routes (ROUTE frames), e.g. a gateway with several relays. Peers always get them. */
+  ROUTES: 0x01,
+} as const;
+
+/** Bits this code knows; others are reserved and sent as 0. */
+export const KNOWN_FEATURES = Feature.ROUTES;
+
 /** MSG flag bits. Unknown bits are preserved by routers and ignored by receivers. */
 export const MsgFlag = {
   /** At most once: no ack is sent for it at any hop, no retry. */
   VOLATILE: 0x01,
   /** The sender asks for a delivery report once the recipient's application has the message. */
   RECEIPT: 0x02,
-  /** The sender asks the router to hide its identity behind a reply handle (reserved). */
+  /**
+   * Version 2: the sender asks its router to hide who it is. The router replaces `from` with a
+   * reply handle (`~token@domain`) that only it can map back, the id with a sealed one, and the
+   * hop limit with its own; routers keep the flag so that later ones can wrap the handle again.
+   */
   ANONYMOUS: 0x04,
   /**
    * The message is a report about an earlier message (see `encodeReport`): `from` is the earlier
@@ -53,7 +91,18 @@ export const MsgFlag = {
    * message; no report is ever made about a report.
    */
   REPORT: 0x08,
+  /** With ANONYMOUS: reuse the sender's one long-lived handle instead of a fresh one per message. Cleared by the first router. */
+  STICKY: 0x10,
 } as const;
+
+/** HANDLE operation byte. */
+export const HandleOp = {
+  /** Agent to its router: a pseudonym that reaches me, hiding my name and, where it can, my organisation. */
+  PSEUDONYM: 1,
+  /** Router to the router it dialed: wrap this handle of mine in one of yours. */
+  WRAP: 2,
+} as const;
+export type HandleOpValue = (typeof HandleOp)[keyof typeof HandleOp];
 
 /** ROUTE operation byte. */
 export const RouteOp = {

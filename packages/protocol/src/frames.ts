@@ -1,5 +1,5 @@
 import type { FrameType} from './constants.js';
-import { type RoleValue, type RouteOpValue } from './constants.js';
+import { type HandleOpValue, type RoleValue, type RouteOpValue } from './constants.js';
 
 /** First frame on every connection, dialer to router. */
 export interface HelloFrame {
@@ -21,6 +21,16 @@ export interface HelloFrame {
    * it means DEFAULT_MAX_FRAME_BYTES). Routers do not forward it larger frames.
    */
   maxFrame: number;
+  /** Version 2 (trailing; 0 when absent): Feature bits the dialer asks for. */
+  features: number;
+  /**
+   * Version 2 (trailing; empty when absent): a fresh random challenge (routers: 32 bytes,
+   * base64url) that the router signs in WELCOME with its node key. Agents may send one to
+   * check the router's key too.
+   */
+  nonce: string;
+  /** Version 2 (trailing; 0 when absent): LinkMode of a dialing router; 0 for agents (and version 1: an uplink). */
+  link: number;
 }
 
 /** The router's answer to an accepted HELLO. */
@@ -41,6 +51,43 @@ export interface WelcomeFrame {
   maxFrame: number;
   /** Interval at which the router pings, in ms; silence for two intervals closes the link. */
   pingMs: number;
+  /** Version 2 (trailing): Feature bits granted (those of HELLO the router has). */
+  features: number;
+  /** Version 2 (trailing): the router's challenge; a dialing router answers it with AUTH. Empty for agents. */
+  nonce: string;
+  /** Version 2 (trailing): the router's signature over HELLO's nonce (see PROTOCOL.md 4.6), or empty when HELLO had none. */
+  proof: string;
+}
+
+/** Version 2: a dialing router proves its node key, answering WELCOME's nonce. Its first frame after WELCOME. */
+export interface AuthFrame {
+  type: typeof FrameType.AUTH;
+  proof: string;
+}
+
+/** Version 2: ask for a reply handle. */
+export interface HandleFrame {
+  type: typeof FrameType.HANDLE;
+  /** Chosen by the asker, echoed in HANDLED. */
+  ref: number;
+  op: HandleOpValue;
+  /** Seconds the handle should live; 0: the router's default. The router may shorten it. */
+  ttl: number;
+  /** WRAP: the handle to wrap (`~token@domain`); PSEUDONYM: empty. */
+  address: string;
+}
+
+/** Version 2: the answer to HANDLE. */
+export interface HandledFrame {
+  type: typeof FrameType.HANDLED;
+  ref: number;
+  /** WireCode: 0 when granted. */
+  code: number;
+  /** The handle's address, or empty when refused. */
+  address: string;
+  /** Epoch seconds when it expires (0 when refused). */
+  expires: number;
+  reason: string;
 }
 
 /** Claim a name after the handshake. Answered by REGISTERED with the same ref. */
@@ -68,6 +115,11 @@ export interface RouteFrame {
   domain: string;
   /** Node ids the announcement has passed, nearest last; a router drops one naming itself. */
   path: string[];
+  /**
+   * Version 2 (trailing; empty when absent): credentials showing that the route's origin
+   * (`path[0]`) may serve `domain`: grants (JWTs, EdDSA) separated by commas (PROTOCOL.md 4.7).
+   */
+  proof: string;
 }
 
 export interface MsgFrame {
@@ -131,6 +183,9 @@ export type Frame =
   | RegisterFrame
   | RegisteredFrame
   | RouteFrame
+  | AuthFrame
+  | HandleFrame
+  | HandledFrame
   | MsgFrame
   | AckFrame
   | NackFrame

@@ -1,5 +1,10 @@
 export {
   PROTOCOL_VERSION,
+  MIN_PROTOCOL_VERSION,
+  LinkMode,
+  Feature,
+  KNOWN_FEATURES,
+  HandleOp,
   FRAME_HEADER_BYTES,
   DEFAULT_MAX_FRAME_BYTES,
   DEFAULT_HOP_LIMIT,
@@ -9,7 +14,7 @@ export {
   MsgFlag,
   RouteOp,
 } from './constants.js';
-export type { FrameTypeValue, RoleValue, RouteOpValue } from './constants.js';
+export type { FrameTypeValue, RoleValue, RouteOpValue, LinkModeValue, HandleOpValue } from './constants.js';
 export type {
   Frame,
   HelloFrame,
@@ -17,6 +22,9 @@ export type {
   RegisterFrame,
   RegisteredFrame,
   RouteFrame,
+  AuthFrame,
+  HandleFrame,
+  HandledFrame,
   MsgFrame,
   AckFrame,
   NackFrame,
@@ -41,6 +49,6 @@ export {
 export type { ErrorCode } from './errors.js';
 export { encodeReport, decodeReport } from './report.js';
 export type { Report } from './report.js';
-export { parseAddress, formatAddress, isValidName, isValidId, isValidDomain, isId } from './address.js';
+export { parseAddress, formatAddress, isValidName, isValidId, isValidDomain, isId, isHandle, isValidHandle, isValidNodeId } from './address.js';
 export type { Address } from './address.js';
 export { utf8Length, truncateUtf8 } from './utf8.js';

@@ -15,6 +15,7 @@ import {
   decodeBatch,
   encodeBatch,
   encodeFrame,
+  HandleOp,
   type AckFrame,
   type CloseFrame,
   type Frame,
@@ -28,6 +29,9 @@ import {
   type RegisteredFrame,
   type RouteFrame,
   type WelcomeFrame,
+  type AuthFrame,
+  type HandleFrame,
+  type HandledFrame,
 } from '@postern/protocol';
 
 const RUNS = 200;
@@ -70,6 +74,7 @@ function rec<T>(model: { [K in keyof T]: fc.Arbitrary<T[K]> }): fc.Arbitrary<T> 
   return fc.record(model).map((r) => ({ ...r }));
 }
 
+// Version 2 trailers are written for version >= 2 only; below that they decode as their defaults.
 const hello: fc.Arbitrary<HelloFrame> = rec({
   type: fc.constant(FrameType.HELLO),
   version: u8,
@@ -80,7 +85,10 @@ const hello: fc.Arbitrary<HelloFrame> = rec({
   node: str8,
   agent: str8,
   maxFrame: u32,
-});
+  features: u32,
+  nonce: str8,
+  link: u8,
+}).map((f) => (f.version >= 2 ? f : { ...f, features: 0, nonce: '', link: 0 }));
 const welcome: fc.Arbitrary<WelcomeFrame> = rec({
   type: fc.constant(FrameType.WELCOME),
   version: u8,
@@ -91,7 +99,19 @@ const welcome: fc.Arbitrary<WelcomeFrame> = rec({
   node: str8,
   maxFrame: u32,
   pingMs: u32,
+  features: u32,
+  nonce: str8,
+  proof: str8,
+}).map((f) => (f.version >= 2 ? f : { ...f, features: 0, nonce: '', proof: '' }));
+const auth: fc.Arbitrary<AuthFrame> = rec({ type: fc.constant(FrameType.AUTH), proof: str8 });
+const handle: fc.Arbitrary<HandleFrame> = rec({
+  type: fc.constant(FrameType.HANDLE),
+  ref: u32,
+  op: fc.constantFrom(HandleOp.PSEUDONYM, HandleOp.WRAP),
+  ttl: u32,
+  address: str8,
 });
+const handled: fc.Arbitrary<HandledFrame> = rec({ type: fc.constant(FrameType.HANDLED), ref: u32, code: u16, address: str8, expires: u32, reason: str16 });
 const register: fc.Arbitrary<RegisterFrame> = rec({ type: fc.constant(FrameType.REGISTER), ref: u32, name: str8 });
 const registered: fc.Arbitrary<RegisteredFrame> = rec({
   type: fc.constant(FrameType.REGISTERED),
@@ -109,6 +129,7 @@ const route: fc.Arbitrary<RouteFrame> = rec({
     { weight: 5, arbitrary: fc.array(str8, { maxLength: 8 }) },
     { weight: 1, arbitrary: fc.array(fc.string({ unit: asciiChar, maxLength: 4 }), { minLength: 250, maxLength: 255 }) },
   ),
+  proof: str16,
 });
 const msg: fc.Arbitrary<MsgFrame> = rec({
   type: fc.constant(FrameType.MSG),
@@ -126,7 +147,7 @@ const ping: fc.Arbitrary<PingFrame> = rec({ type: fc.constant(FrameType.PING), n
 const pong: fc.Arbitrary<PongFrame> = rec({ type: fc.constant(FrameType.PONG), nonce: u32 });
 const close: fc.Arbitrary<CloseFrame> = rec({ type: fc.constant(FrameType.CLOSE), code: u16, reason: str16 });
 
-const anyFrame: fc.Arbitrary<Frame> = fc.oneof(hello, welcome, register, registered, route, msg, ack, nack, release, ping, pong, close);
+const anyFrame: fc.Arbitrary<Frame> = fc.oneof(hello, welcome, register, registered, route, auth, handle, handled, msg, ack, nack, release, ping, pong, close);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
@@ -186,11 +207,14 @@ function decodeOne(bytes: Uint8Array): Frame {
 
 /** A frame of each type with every string empty: the shortest encoding of each. */
 const minimal: Frame[] = [
-  { type: FrameType.HELLO, version: 1, role: Role.AGENT, token: '', resume: '', name: '', node: '', agent: '', maxFrame: 1048576 },
-  { type: FrameType.WELCOME, version: 1, id: '', domain: '', name: '', resume: '', node: '', maxFrame: 0, pingMs: 0 },
+  { type: FrameType.HELLO, version: 1, role: Role.AGENT, token: '', resume: '', name: '', node: '', agent: '', maxFrame: 1048576, features: 0, nonce: '', link: 0 },
+  { type: FrameType.WELCOME, version: 1, id: '', domain: '', name: '', resume: '', node: '', maxFrame: 0, pingMs: 0, features: 0, nonce: '', proof: '' },
   { type: FrameType.REGISTER, ref: 0, name: '' },
   { type: FrameType.REGISTERED, ref: 0, code: 0, name: '', reason: '' },
-  { type: FrameType.ROUTE, op: RouteOp.ADD, metric: 0, domain: '', path: [] },
+  { type: FrameType.ROUTE, op: RouteOp.ADD, metric: 0, domain: '', path: [], proof: '' },
+  { type: FrameType.AUTH, proof: '' },
+  { type: FrameType.HANDLE, ref: 0, op: HandleOp.PSEUDONYM, ttl: 0, address: '' },
+  { type: FrameType.HANDLED, ref: 0, code: 0, address: '', expires: 0, reason: '' },
   { type: FrameType.MSG, flags: 0, hops: 0, id: '', from: '', to: '', body: new Uint8Array(0) },
   { type: FrameType.ACK, id: '', from: '' },
   { type: FrameType.NACK, code: 0, id: '', from: '', reason: '' },
@@ -377,10 +401,11 @@ describe('codec round trip', () => {
     ];
     for (const s of samples) {
       const frames: Frame[] = [
-        { type: FrameType.HELLO, version: 1, role: Role.ROUTER, token: s.repeat(3), resume: s, name: s, node: s, agent: s, maxFrame: 65536 },
-        { type: FrameType.WELCOME, version: 1, id: s, domain: s, name: s, resume: s, node: s, maxFrame: 1, pingMs: 2 },
+        { type: FrameType.HELLO, version: 2, role: Role.ROUTER, token: s.repeat(3), resume: s, name: s, node: s, agent: s, maxFrame: 65536, features: 1, nonce: s, link: 2 },
+        { type: FrameType.WELCOME, version: 2, id: s, domain: s, name: s, resume: s, node: s, maxFrame: 1, pingMs: 2, features: 1, nonce: s, proof: s },
         { type: FrameType.REGISTERED, ref: 1, code: 6, name: s, reason: s },
-        { type: FrameType.ROUTE, op: RouteOp.WITHDRAW, metric: 3, domain: s, path: [s, s] },
+        { type: FrameType.ROUTE, op: RouteOp.WITHDRAW, metric: 3, domain: s, path: [s, s], proof: s },
+        { type: FrameType.HANDLED, ref: 1, code: 0, address: s, expires: 9, reason: s },
         { type: FrameType.MSG, flags: 0, hops: 3, id: s, from: s, to: s, body: utf8.encode(s) },
         { type: FrameType.NACK, code: 9, id: s, from: s, reason: s },
         { type: FrameType.CLOSE, code: 12, reason: s },
@@ -402,16 +427,16 @@ describe('codec round trip', () => {
     assert.equal(byteLength(s255), 255);
     const s65535 = 'é'.repeat(32767) + 'a';
     assert.equal(byteLength(s65535), 65535);
-    const f: HelloFrame = { type: FrameType.HELLO, version: 1, role: Role.AGENT, token: s65535, resume: s255, name: 'z'.repeat(255), node: '', agent: '', maxFrame: 1048576 };
+    const f: HelloFrame = { type: FrameType.HELLO, version: 1, role: Role.AGENT, token: s65535, resume: s255, name: 'z'.repeat(255), node: '', agent: '', maxFrame: 1048576, features: 0, nonce: '', link: 0 };
     assert.deepEqual(decodeOne(encodeFrame(f)), f);
     const path = Array.from({ length: 255 }, (_, i) => `n${i}`);
-    const r: RouteFrame = { type: FrameType.ROUTE, op: RouteOp.ADD, metric: 255, domain: 'acme', path };
+    const r: RouteFrame = { type: FrameType.ROUTE, op: RouteOp.ADD, metric: 255, domain: 'acme', path, proof: '' };
     assert.deepEqual(decodeOne(encodeFrame(r)), r);
   });
 
   test('u32 fields keep values above 2^31', () => {
     for (const v of [0x7fffffff, 0x80000000, 0xffffffff]) {
-      const f: WelcomeFrame = { type: FrameType.WELCOME, version: 1, id: '', domain: '', name: '', resume: '', node: '', maxFrame: v, pingMs: v };
+      const f: WelcomeFrame = { type: FrameType.WELCOME, version: 2, id: '', domain: '', name: '', resume: '', node: '', maxFrame: v, pingMs: v, features: v, nonce: '', proof: '' };
       assert.deepEqual(decodeOne(encodeFrame(f)), f);
       assert.deepEqual(decodeOne(encodeFrame({ type: FrameType.PING, nonce: v })), { type: FrameType.PING, nonce: v });
     }
@@ -442,8 +467,9 @@ describe('encoder refuses what does not fit, and leaves the writer unchanged', (
     for (const s of tooLong8) {
       refuses((w) => w.frame({ type: FrameType.ACK, id: s, from: '' }));
       refuses((w) => w.frame({ type: FrameType.ACK, id: 'ok', from: s }));
-      refuses((w) => w.frame({ type: FrameType.HELLO, version: 1, role: Role.AGENT, token: 't'.repeat(1000), resume: '', name: '', node: '', agent: s, maxFrame: 1 }));
-      refuses((w) => w.frame({ type: FrameType.ROUTE, op: RouteOp.ADD, metric: 0, domain: 'acme', path: ['a', s] }));
+      refuses((w) => w.frame({ type: FrameType.HELLO, version: 1, role: Role.AGENT, token: 't'.repeat(1000), resume: '', name: '', node: '', agent: s, maxFrame: 1, features: 0, nonce: '', link: 0 }));
+      refuses((w) => w.frame({ type: FrameType.HELLO, version: 2, role: Role.AGENT, token: '', resume: '', name: '', node: '', agent: '', maxFrame: 1, features: 0, nonce: s, link: 0 }));
+      refuses((w) => w.frame({ type: FrameType.ROUTE, op: RouteOp.ADD, metric: 0, domain: 'acme', path: ['a', s], proof: '' }));
       refuses((w) => w.msg(0, 1, 'id', 'from', s, new Uint8Array(10)));
       refuses((w) => w.msg(0, 1, s, 'from', 'to', new Uint8Array(10)));
       assert.throws(() => encodeFrame({ type: FrameType.REGISTER, ref: 1, name: s }), ProtocolError);
@@ -458,11 +484,34 @@ describe('encoder refuses what does not fit, and leaves the writer unchanged', (
   });
 
   test('a ROUTE path of more than 255 entries', () => {
-    refuses((w) => w.frame({ type: FrameType.ROUTE, op: RouteOp.ADD, metric: 0, domain: 'acme', path: Array.from({ length: 256 }, () => 'n') }));
+    refuses((w) => w.frame({ type: FrameType.ROUTE, op: RouteOp.ADD, metric: 0, domain: 'acme', path: Array.from({ length: 256 }, () => 'n'), proof: '' }));
   });
 });
 
 describe('decoder errors', () => {
+  test('an unknown HANDLE op is a protocol error', () => {
+    for (const op of [0, 3, 0xff]) {
+      throwsCode(() => decodeBatch(rawFrame(FrameType.HANDLE, [0, 0, 0, 1, op, 0, 0, 0, 0, 0])), 'ERR_PROTOCOL');
+    }
+  });
+
+  test('a version 2 HELLO and WELCOME carry their trailers; a version 1 one decodes them as defaults', () => {
+    const h: HelloFrame = { type: FrameType.HELLO, version: 2, role: Role.ROUTER, token: 't', resume: '', name: 'acme', node: 'N1', agent: 'a', maxFrame: 4096, features: 1, nonce: 'abc', link: 2 };
+    assert.deepEqual(decodeOne(encodeFrame(h)), h);
+    const v1 = encodeFrame({ ...h, version: 1 });
+    assert.equal(v1.length, encodeFrame(h).length - 4 - 1 - 3 - 1, 'version 1 leaves out features, nonce and link');
+    assert.deepEqual(decodeOne(v1), { ...h, version: 1, features: 0, nonce: '', link: 0 });
+    const w: WelcomeFrame = { type: FrameType.WELCOME, version: 2, id: 'i', domain: 'd', name: '', resume: '', node: 'N2', maxFrame: 1, pingMs: 2, features: 1, nonce: 'n', proof: 'p' };
+    assert.deepEqual(decodeOne(encodeFrame(w)), w);
+    assert.deepEqual(decodeOne(encodeFrame({ ...w, version: 1 })), { ...w, version: 1, features: 0, nonce: '', proof: '' });
+  });
+
+  test('a ROUTE without a proof is byte-identical to version 1', () => {
+    const r: RouteFrame = { type: FrameType.ROUTE, op: RouteOp.ADD, metric: 1, domain: 'acme', path: ['a'], proof: '' };
+    assert.deepEqual([...encodeFrame(r)], [0, 0, 0, 11, 5, 1, 1, 4, 0x61, 0x63, 0x6d, 0x65, 1, 1, 0x61]);
+    assert.deepEqual(decodeOne(encodeFrame({ ...r, proof: 'x.y.z' })), { ...r, proof: 'x.y.z' });
+  });
+
   test('a length over maxFrameBytes is refused from the header alone', () => {
     const d = new FrameDecoder({ maxFrameBytes: 1024 });
     throwsCode(() => d.push(header(1025), () => assert.fail('no frame expected')), 'ERR_FRAME_TOO_LARGE');
@@ -564,7 +613,7 @@ describe('decoder errors', () => {
   });
 
   test('a HELLO without its trailing maxFrame field (older dialers) means the default', () => {
-    const full = encodeFrame({ type: FrameType.HELLO, version: 1, role: Role.AGENT, token: 't', resume: '', name: 'n', node: '', agent: 'a', maxFrame: 4096 });
+    const full = encodeFrame({ type: FrameType.HELLO, version: 1, role: Role.AGENT, token: 't', resume: '', name: 'n', node: '', agent: 'a', maxFrame: 4096, features: 0, nonce: '', link: 0 });
     const old = full.subarray(5, full.length - 4);
     const f = decodeOne(rawFrame(FrameType.HELLO, [...old])) as HelloFrame;
     assert.equal(f.maxFrame, DEFAULT_MAX_FRAME_BYTES);

@@ -36,6 +36,8 @@ const ERROR_CODES = {
   ERR_TIMEOUT: true,
   ERR_UNAVAILABLE: true,
   ERR_FORBIDDEN: true,
+  ERR_UNKNOWN_RECIPIENT: true,
+  ERR_RATE_LIMITED: true,
   ERR_UNKNOWN: true,
   ERR_CONFIG: true,
   ERR_ABORTED: true,

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Authenticator, Claims } from '@postern/core';
 import { ConfigError, PosternError, isValidDomain, isValidName } from '@postern/protocol';
 import { SignJWT, jwtVerify, errors as joseErrors } from 'jose';
+import { isGrant } from './grants.js';
 
 const ISSUER = 'postern';
 const ALG = 'HS256';
@@ -11,6 +12,8 @@ export interface TokenRequest {
   domain: string;
   /** The one name an agent may claim; omit for a domain-wide (gateway) token. */
   name?: string;
+  /** The holding router may link as a peer (`postern relay --peer`) of the router with this secret. */
+  peer?: boolean;
   /** Lifetime in seconds; omit for a token that does not expire. */
   ttlSeconds?: number;
 }
@@ -25,7 +28,11 @@ function keyOf(secret: string): Uint8Array {
 export async function issueToken(secret: string, req: TokenRequest): Promise<string> {
   const domain = req.domain.toLowerCase();
   if (domain !== '*' && !isValidDomain(domain)) throw new ConfigError(`invalid domain "${req.domain}"`);
-  const claims: Record<string, string> = { dom: domain };
+  const claims: Record<string, string | boolean> = { dom: domain };
+  if (req.peer === true) {
+    if (req.name !== undefined) throw new ConfigError('a peer token is for a router: it names no agent');
+    claims.peer = true;
+  }
   if (req.name !== undefined) {
     const name = req.name.toLowerCase();
     if (!isValidName(name)) throw new ConfigError(`invalid name "${req.name}"`);
@@ -39,11 +46,18 @@ export async function issueToken(secret: string, req: TokenRequest): Promise<str
   return jwt.sign(keyOf(secret));
 }
 
-/** Checks signature, issuer and expiry of every credential presented in HELLO. */
+/**
+ * Checks signature, issuer and expiry of the token signed with this router's secret among the
+ * comma-separated credentials of a HELLO; grants (EdDSA) among them are the TrustPolicy's.
+ */
 export function createTokenAuthenticator(secret: string): Authenticator {
   const key = keyOf(secret);
   return {
-    async verify(token: string): Promise<Claims> {
+    async verify(credentials: string): Promise<Claims | undefined> {
+      const tokens = credentials.split(',').map((t) => t.trim()).filter((t) => t !== '' && !isGrant(t));
+      if (tokens.length === 0) return undefined;
+      if (tokens.length > 1) throw new PosternError('ERR_AUTH_FAILED', 'more than one token signed with a secret: give one');
+      const token = tokens[0]!;
       try {
         const { payload } = await jwtVerify(token, key, { issuer: ISSUER, algorithms: [ALG] });
         const dom = payload.dom;
@@ -52,6 +66,7 @@ export function createTokenAuthenticator(secret: string): Authenticator {
         if (name !== undefined && (typeof name !== 'string' || !isValidName(name))) throw new Error('invalid name claim');
         const claims: Claims = { domain: dom };
         if (name !== undefined) claims.name = name;
+        if (payload.peer === true) claims.peer = true;
         if (typeof payload.exp === 'number') claims.expiresAt = payload.exp * 1000;
         return claims;
       } catch (cause) {

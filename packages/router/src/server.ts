@@ -5,11 +5,13 @@ import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { MemoryStore, Router, Uplink, armCrashPoint, type BackoffOptions, type Dialer, type Logger, type RouterOptions, type UplinkStatus } from '@postern/core';
-import { ConfigError, isValidDomain } from '@postern/protocol';
+import { ConfigError, Feature, isValidDomain } from '@postern/protocol';
 import { SqliteStore } from '@postern/store-sqlite';
 import { attachWsServer, createNodeWsDialer, toWebSocketUrl, type WsServer } from '@postern/transport-ws/node';
 import { createAutoDialer, createLongPollServer, createNodeHttpDialer, type LongPollServer, type LongPollServerOptions } from '@postern/transport-http/node';
 import { createTokenAuthenticator } from './credentials.js';
+import { createTrustPolicy, isGrant, parseTrustAnchor, type TrustAnchor } from './grants.js';
+import { createAnonymizer, loadNodeKey, nodeIdentity } from './identity.js';
 import { formatListen, parseListen, type ListenAddress } from './listen.js';
 import { createHmacSessionTokens, resumeKeyFromSecret } from './session-tokens.js';
 
@@ -37,13 +39,19 @@ export interface UplinkConfig {
   wsProbeIntervalMs?: number;
 }
 
+/** A router to link with as a peer: either side may dial; both announce and forward; neither is a default route. */
+export interface PeerConfig extends Omit<UplinkConfig, 'token'> {
+  /** Credentials for this peer (grants for our node key); default: the router's `credentials`. */
+  token?: string;
+}
+
 /** A certificate (PEM; the chain may follow the leaf) and its private key (PEM). */
 export interface TlsConfig {
   cert: string;
   key: string;
 }
 
-export interface RouterServerOptions extends Omit<RouterOptions, 'sessionTokens' | 'authenticator'> {
+export interface RouterServerOptions extends Omit<RouterOptions, 'sessionTokens' | 'authenticator' | 'identity' | 'trust' | 'anonymizer' | 'node'> {
   /** Where to accept connections: `HOST:PORT` strings or objects. May be empty for a router that only dials. */
   listen?: Array<string | ListenAddress>;
   /** Serve TLS (wss:// and https://) on every listen address with this certificate and key. */
@@ -52,6 +60,21 @@ export interface RouterServerOptions extends Omit<RouterOptions, 'sessionTokens'
   secret?: string;
   /** Routers to dial and keep as default routes (a gateway's relay). */
   uplinks?: UplinkConfig[];
+  /** Routers to dial and keep as peers (`postern relay --peer`). */
+  peers?: PeerConfig[];
+  /**
+   * Keys this router trusts (`--trust KEY[=DOMAINS]`): a router's node key (N…) with the domains
+   * it may speak for (its operator's word: that router may link as a peer); or an operator or
+   * domain key (O…, A…) whose grants this router accepts, within DOMAINS (default all).
+   */
+  trust?: Array<string | TrustAnchor>;
+  /**
+   * This router's own credentials (grants for its node key, comma-separated): sent to peers, and
+   * with the announcement of its own domain as its proof. Uplink tokens that are grants count too.
+   */
+  credentials?: string;
+  /** The node key's seed (`SN…`, from `postern key new --type node`); default: the one in the store, made at first start. */
+  nodeKey?: string;
   /** Reconnect policy for uplinks. */
   backoff?: BackoffOptions;
   /** Key for resume tokens; derived from `secret` when absent, else kept in `dataDir`, else random per process. */
@@ -86,11 +109,14 @@ export interface RouterServer {
   /** `ws://HOST:PORT` (`wss://` with `tls`) of the first listener. */
   readonly url: string;
   readonly uplinks: readonly Uplink[];
+  readonly peers: readonly Uplink[];
+  /** The router's node id: its public key. */
+  readonly node: string;
   close(): Promise<void>;
 }
 
 /** The dialer of one uplink: WebSocket, long-poll, or both ('auto'), with its TLS and proxy settings. */
-function uplinkDialer(u: UplinkConfig, maxPayload: number, log: Logger): Dialer {
+function uplinkDialer(u: Omit<UplinkConfig, 'token'>, maxPayload: number, log: Logger): Dialer {
   const transport = u.transport ?? 'auto';
   if (transport !== 'auto' && transport !== 'ws' && transport !== 'http') throw new ConfigError(`uplink ${u.url}: transport must be auto, ws or http, got "${String(transport)}"`);
   const reach = {
@@ -120,7 +146,24 @@ function uplinkDialer(u: UplinkConfig, maxPayload: number, log: Logger): Dialer 
  * configurations of this one function.
  */
 export async function startRouter(options: RouterServerOptions): Promise<RouterServer> {
-  const { listen = [], secret, uplinks: uplinkConfigs = [], backoff, sessionKey, onUplinkStatus, dataDir, sync, tls, longPoll: longPollOptions, requestTimeoutMs = 60_000, ...core } = options;
+  const {
+    listen = [],
+    secret,
+    uplinks: uplinkConfigs = [],
+    peers: peerConfigs = [],
+    trust: trustConfig = [],
+    credentials = '',
+    nodeKey,
+    backoff,
+    sessionKey,
+    onUplinkStatus,
+    dataDir,
+    sync,
+    tls,
+    longPoll: longPollOptions,
+    requestTimeoutMs = 60_000,
+    ...core
+  } = options;
   if (!Number.isSafeInteger(requestTimeoutMs) || requestTimeoutMs < 1000) throw new ConfigError(`requestTimeoutMs must be an integer of at least 1000, got ${String(requestTimeoutMs)}`);
   // Before anything is created on disk: a bad domain must not leave a data dir behind.
   if (typeof core.domain !== 'string' || !isValidDomain(core.domain.toLowerCase())) {
@@ -128,7 +171,8 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
   }
   const listens = listen.map((l) => (typeof l === 'string' ? parseListen(l) : l));
   // A URL no dial could ever use is a setting to fix, not a failure to retry.
-  for (const u of uplinkConfigs) checkUplinkUrl(u.url);
+  for (const u of [...uplinkConfigs, ...peerConfigs]) checkUplinkUrl(u.url);
+  const anchors = trustConfig.map((t) => (typeof t === 'string' ? parseTrustAnchor(t) : t));
   if (secret !== undefined && secret.length === 0) throw new ConfigError('secret must not be empty');
   if (tls !== undefined) {
     try {
@@ -145,6 +189,20 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
     });
   }
   const store = core.store ?? (dataDir === undefined ? new MemoryStore() : new SqliteStore(join(dataDir, 'router.db'), sync === undefined ? {} : { sync }));
+  let nodeKeyPair;
+  try {
+    nodeKeyPair = await loadNodeKey(store, nodeKey);
+  } catch (err) {
+    await store.close().catch(() => undefined);
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError(`cannot load the node key from the store${dataDir === undefined ? '' : ` in ${dataDir}`}: ${(err as Error).message}`, { cause: err });
+  }
+  // What proves our own domain to routers further away: the grants among our credentials.
+  const ownProof = [credentials, ...uplinkConfigs.map((u) => u.token)]
+    .join(',')
+    .split(',')
+    .map((t) => t.trim())
+    .filter((t) => t !== '' && isGrant(t));
   let key = sessionKey ?? (secret === undefined ? undefined : resumeKeyFromSecret(secret));
   if (key === undefined && dataDir !== undefined) {
     key = await store.getValue('session-key');
@@ -165,6 +223,9 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
       },
       store,
       authenticator: secret === undefined ? undefined : createTokenAuthenticator(secret),
+      identity: nodeIdentity(nodeKeyPair, [...new Set(ownProof)].join(',')),
+      trust: createTrustPolicy(anchors),
+      anonymizer: createAnonymizer(nodeKeyPair),
       sessionTokens: createHmacSessionTokens(key, core.domain.toLowerCase()),
     });
   } catch (err) {
@@ -184,6 +245,7 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
   started = true;
   const servers: Array<{ http: Server | HttpsServer; ws: WsServer }> = [];
   const uplinks: Uplink[] = [];
+  const peers: Uplink[] = [];
   const maxPayload = router.options.maxFrameBytes + router.options.batchBytes + 1024;
   let longPoll: LongPollServer | undefined;
   const health = (req: IncomingMessage, res: ServerResponse): void => {
@@ -206,6 +268,7 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
         node: router.node,
         stats: router.stats(),
         uplinks: uplinks.map((u) => ({ url: u.url, connected: u.connected })),
+        peers: peers.map((u) => ({ url: u.url, connected: u.connected, node: u.node })),
         longPollSessions: longPoll?.sessions ?? 0,
       });
       res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(body);
@@ -217,6 +280,7 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
   };
   const addresses: ListenAddress[] = [];
   let dialers: Dialer[];
+  let peerDialers: Dialer[];
   try {
     // One long-poll server for every listener: sessions are the router's, whichever port opened them.
     if (longPollOptions !== false) {
@@ -224,6 +288,7 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
     }
     // Bad TLS or proxy settings of an uplink (or in the environment) fail here, at start.
     dialers = uplinkConfigs.map((u) => uplinkDialer(u, maxPayload, log));
+    peerDialers = peerConfigs.map((u) => uplinkDialer(u, maxPayload, log));
     for (const l of listens) {
       // Checked this often (node:http's default is 30 s): a timeout shorter than that must still hold.
       const checking = { connectionsCheckingInterval: Math.max(100, Math.min(30_000, Math.floor(requestTimeoutMs / 4))) };
@@ -253,8 +318,29 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
     await store.close();
     throw err;
   }
+  log.info('node', { node: router.node, domain: router.domain });
+  for (const [i, u] of peerConfigs.entries()) {
+    const peer = new Uplink(router, { url: u.url, token: u.token ?? credentials, dial: peerDialers[i]!, mode: 'peer', backoff, agent: 'postern-router/0.2' });
+    peer.onStatus((s) => {
+      if (onUplinkStatus?.(u.url, s) === true) return;
+      if (s.type === 'up') log.info('peer connected', { url: u.url, node: s.node, domain: s.domain });
+      else if (s.type === 'down') log.warn(s.refused ? 'peer refused' : 'peer down', { url: u.url, reason: s.error.message, code: s.error.code, retry_ms: s.retryInMs });
+      else if (s.type === 'standby') log.info('peer linked from its side; not dialing meanwhile', { url: u.url, node: s.node });
+    });
+    peers.push(peer);
+    peer.start();
+  }
   for (const [i, u] of uplinkConfigs.entries()) {
-    const uplink = new Uplink(router, { url: u.url, token: u.token, dial: dialers[i]!, backoff, agent: 'postern-router/0.1' });
+    const uplink = new Uplink(router, {
+      url: u.url,
+      token: u.token,
+      dial: dialers[i]!,
+      rank: i,
+      // With more than one relay, each must say what it reaches, to send each message the right way.
+      features: uplinkConfigs.length > 1 ? Feature.ROUTES : 0,
+      backoff,
+      agent: 'postern-router/0.2',
+    });
     uplink.onStatus((s) => {
       if (onUplinkStatus?.(u.url, s) === true) return;
       if (s.type === 'up') log.info('uplink connected', { url: u.url, relay: s.domain });
@@ -269,8 +355,10 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
     addresses,
     url: first === undefined ? '' : `${tls === undefined ? 'ws' : 'wss'}://${formatListen({ host: first.host === '0.0.0.0' ? '127.0.0.1' : first.host === '::' ? '::1' : first.host, port: first.port })}`,
     uplinks,
+    peers,
+    node: router.node,
     async close() {
-      for (const u of uplinks) u.close();
+      for (const u of [...uplinks, ...peers]) u.close();
       router.close();
       // After router.close(): a poll waiting on a session takes its CLOSE frame with it.
       longPoll?.close();

@@ -3,7 +3,7 @@ import { dirname } from 'node:path';
 import { crashPoint, type NewMessage, type Recovered, type SeenKey, type Store, type StoredMessage } from '@postern/core';
 import { ConfigError, PosternError } from '@postern/protocol';
 import { Database, type Statement } from './driver.js';
-import { decodeRow, encodeRow } from './row-codec.js';
+import { decodeRow, decodeRowV2, encodeRow } from './row-codec.js';
 
 export interface SqliteStoreOptions {
   /**
@@ -21,7 +21,7 @@ export interface SqliteStoreOptions {
   commitIntervalMs?: number;
 }
 
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 
 /** Rows per multi-row statement: one call into SQLite for many rows. */
 const CHUNK = 64;
@@ -38,10 +38,11 @@ interface Waiter {
 }
 
 /**
- * A Store in one SQLite file (WAL mode, locked to this process). Appends, retirements and
- * removals made during one I/O phase are written in a single transaction: one fsync for all
- * of them (group commit). One table: a row is a message and its key (`held` = 1) or, once
- * retired, the key alone (`held` = 0). No secondary index: lookups by key happen in memory.
+ * A Store in one SQLite file (WAL mode, locked to this process). Appends, retirements,
+ * removals, repins and values set during one I/O phase are written in a single transaction: one
+ * fsync for all of them (group commit). Table `messages`: a row is a message and its key
+ * (`held` = 1) or, once retired, the key alone (`held` = 0), plus `via`, the router it is meant
+ * for. No secondary index: lookups by key happen in memory. Table `kv`: named values.
  */
 export class SqliteStore implements Store {
   readonly file: string;
@@ -53,10 +54,16 @@ export class SqliteStore implements Store {
   readonly #retire1: Statement;
   readonly #retireN: Statement;
   readonly #saveSeq: Statement;
+  readonly #repin: Statement;
+  readonly #setValue: Statement;
+  readonly #deleteValue: Statement;
   #next = 1;
   #appends: Pending[] = [];
   #retires: number[] = [];
   #removals: number[] = [];
+  #repins: Array<{ seq: number; via: string }> = [];
+  /** Values to write (a Buffer) or delete (undefined), last word per key. */
+  #values = new Map<string, Buffer | undefined>();
   #waiters: Waiter[] = [];
   #scheduled = false;
   #closed = false;
@@ -109,13 +116,16 @@ export class SqliteStore implements Store {
       );
     }
     const list = (n: number, item: string): string => Array.from({ length: n }, () => item).join(', ');
-    this.#insert1 = db.prepare('INSERT INTO messages (seq, held, data) VALUES (?, 1, ?)');
-    this.#insertN = db.prepare(`INSERT INTO messages (seq, held, data) VALUES ${list(CHUNK, '(?, 1, ?)')}`);
+    this.#insert1 = db.prepare('INSERT INTO messages (seq, held, data, via) VALUES (?, 1, ?, ?)');
+    this.#insertN = db.prepare(`INSERT INTO messages (seq, held, data, via) VALUES ${list(CHUNK, '(?, 1, ?, ?)')}`);
     this.#delete1 = db.prepare('DELETE FROM messages WHERE seq = ?');
     this.#deleteN = db.prepare(`DELETE FROM messages WHERE seq IN (${list(CHUNK, '?')})`);
     this.#retire1 = db.prepare('UPDATE messages SET held = 0 WHERE seq = ?');
     this.#retireN = db.prepare(`UPDATE messages SET held = 0 WHERE seq IN (${list(CHUNK, '?')})`);
     this.#saveSeq = db.prepare("INSERT OR REPLACE INTO kv (key, value) VALUES ('next-seq', ?)");
+    this.#repin = db.prepare('UPDATE messages SET via = ? WHERE seq = ?');
+    this.#setValue = db.prepare('INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)');
+    this.#deleteValue = db.prepare('DELETE FROM kv WHERE key = ?');
     const saved = db.prepare("SELECT value FROM kv WHERE key = 'next-seq'").get() as { value: Buffer } | undefined;
     const max = (db.prepare('SELECT max(seq) AS m FROM messages').get() as { m: number | null }).m ?? 0;
     this.#next = Math.max(max + 1, saved === undefined ? 1 : Number(saved.value.toString('utf8')));
@@ -123,11 +133,11 @@ export class SqliteStore implements Store {
 
   recover(): Promise<Recovered> {
     this.#open();
-    const rows = this.#db.prepare('SELECT seq, held, data FROM messages ORDER BY seq').all() as Array<{ seq: number; held: number; data: Buffer }>;
+    const rows = this.#db.prepare('SELECT seq, held, data, via FROM messages ORDER BY seq').all() as Array<{ seq: number; held: number; data: Buffer; via: string }>;
     const messages: StoredMessage[] = [];
     const seen: SeenKey[] = [];
     for (const r of rows) {
-      const m = decodeRow(r.seq, r.data);
+      const m = decodeRow(r.seq, r.data, r.via);
       seen.push({ from: m.from, id: m.id, seq: r.seq, at: m.storedAt });
       if (r.held === 1) messages.push(m);
     }
@@ -150,16 +160,53 @@ export class SqliteStore implements Store {
     return this.#later(this.#removals, seqs);
   }
 
+  repin(changes: ReadonlyArray<{ readonly seq: number; readonly via: string }>): Promise<void> {
+    this.#open();
+    for (const c of changes) this.#repins.push({ seq: c.seq, via: c.via });
+    return this.#waitCommit();
+  }
+
   getValue(key: string): Promise<Uint8Array | undefined> {
     this.#open();
+    // A value set in this tick and not yet committed reads back as set.
+    if (this.#values.has(key)) {
+      const v = this.#values.get(key);
+      return Promise.resolve(v === undefined ? undefined : new Uint8Array(v));
+    }
     const row = this.#db.prepare('SELECT value FROM kv WHERE key = ?').get(key) as { value: Buffer } | undefined;
     return Promise.resolve(row === undefined ? undefined : new Uint8Array(row.value));
   }
 
   setValue(key: string, value: Uint8Array): Promise<void> {
     this.#open();
-    this.#db.prepare('INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)').run(key, Buffer.from(value));
-    return Promise.resolve();
+    this.#values.set(key, Buffer.from(value));
+    return this.#waitCommit();
+  }
+
+  deleteValues(keys: readonly string[]): Promise<void> {
+    this.#open();
+    for (const k of keys) this.#values.set(k, undefined);
+    return this.#waitCommit();
+  }
+
+  listValues(prefix: string): Promise<Array<[string, Uint8Array]>> {
+    this.#open();
+    // Keys from prefix up to prefix + U+FFFF: a range, so the primary key index serves it.
+    const rows = this.#db.prepare('SELECT key, value FROM kv WHERE key >= ? AND key < ? ORDER BY key').all(prefix, `${prefix}\uffff`) as Array<{ key: string; value: Buffer }>;
+    const out = new Map<string, Uint8Array>(rows.map((r) => [r.key, new Uint8Array(r.value)]));
+    for (const [k, v] of this.#values) {
+      if (!k.startsWith(prefix)) continue;
+      if (v === undefined) out.delete(k);
+      else out.set(k, new Uint8Array(v));
+    }
+    return Promise.resolve([...out].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)));
+  }
+
+  #waitCommit(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#waiters.push({ resolve, reject });
+      this.#schedule();
+    });
   }
 
   close(): Promise<void> {
@@ -195,11 +242,15 @@ export class SqliteStore implements Store {
     const appends = this.#appends;
     const retires = this.#retires;
     const removals = this.#removals;
+    const repins = this.#repins;
+    const values = this.#values;
     const waiters = this.#waiters;
     if (appends.length === 0 && waiters.length === 0) return;
     this.#appends = [];
     this.#retires = [];
     this.#removals = [];
+    this.#repins = [];
+    this.#values = new Map();
     this.#waiters = [];
     const first = this.#next;
     const results: number[][] = [];
@@ -211,18 +262,25 @@ export class SqliteStore implements Store {
           const seqs: number[] = [];
           for (const m of a.messages) {
             seqs.push(next);
-            rows.push(next++, encodeRow(m));
+            rows.push(next++, encodeRow(m), m.via);
           }
           results.push(seqs);
         }
-        chunked(rows, 2, this.#insert1, this.#insertN, () => crashPoint('store.mid-commit'));
+        chunked(rows, 3, this.#insert1, this.#insertN, () => crashPoint('store.mid-commit'));
+        for (const r of repins) this.#repin.run(r.via, r.seq);
         chunked(retires, 1, this.#retire1, this.#retireN);
         chunked(removals, 1, this.#delete1, this.#deleteN);
+        for (const [k, v] of values) {
+          if (v === undefined) this.#deleteValue.run(k);
+          else this.#setValue.run(k, v);
+        }
         if (next !== first) this.#saveSeq.run(Buffer.from(String(next), 'utf8'));
         this.#next = next;
       })();
     } catch (cause) {
       this.#next = first;
+      // Values not written must still read back as set for a retry of the caller.
+      for (const [k, v] of values) if (!this.#values.has(k)) this.#values.set(k, v);
       const err = new PosternError('ERR_INTERNAL', `the store could not commit: ${(cause as Error).message}`, { cause });
       for (const a of appends) a.reject(err);
       for (const w of waiters) w.reject(err);
@@ -255,14 +313,21 @@ function chunked(params: readonly unknown[], width: number, one: Statement, many
 function migrate(db: Database, from: number): void {
   db.exec('CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL)');
   if (from === 1) db.exec('ALTER TABLE messages RENAME TO messages_v1; DROP TABLE IF EXISTS seen;');
-  db.exec('CREATE TABLE IF NOT EXISTS messages (seq INTEGER PRIMARY KEY, held INTEGER NOT NULL, data BLOB NOT NULL)');
+  if (from === 2) {
+    // Schema 3: `via` (where a message is meant to go) and cameFrom in the row.
+    db.exec("ALTER TABLE messages ADD COLUMN via TEXT NOT NULL DEFAULT ''");
+    const rows = db.prepare('SELECT seq, data FROM messages ORDER BY seq').all() as Array<{ seq: number; data: Buffer }>;
+    const update = db.prepare('UPDATE messages SET data = ? WHERE seq = ?');
+    for (const r of rows) update.run(encodeRow(decodeRowV2(r.seq, r.data)), r.seq);
+  }
+  db.exec("CREATE TABLE IF NOT EXISTS messages (seq INTEGER PRIMARY KEY, held INTEGER NOT NULL, data BLOB NOT NULL, via TEXT NOT NULL DEFAULT '')");
   if (from === 1) {
     const old = db.prepare('SELECT * FROM messages_v1 ORDER BY seq').all() as Array<{
       seq: number; queue: string; sender: string; id: string; dest: string; flags: number; hops: number; body: Buffer; stored_at: number; expires_at: number;
     }>;
     const insert = db.prepare('INSERT INTO messages (seq, held, data) VALUES (?, 1, ?)');
     for (const r of old) {
-      insert.run(r.seq, encodeRow({ queue: r.queue, from: r.sender, id: r.id, to: r.dest, flags: r.flags, hops: r.hops, body: r.body, storedAt: r.stored_at, expiresAt: r.expires_at }));
+      insert.run(r.seq, encodeRow({ queue: r.queue, from: r.sender, id: r.id, to: r.dest, flags: r.flags, hops: r.hops, body: r.body, storedAt: r.stored_at, expiresAt: r.expires_at, cameFrom: '' }));
     }
     db.exec('DROP TABLE messages_v1');
   }

@@ -36,7 +36,7 @@ describe('SqliteStore', () => {
       const { SqliteStore } = await import(${JSON.stringify(entry)});
       const s = new SqliteStore(${JSON.stringify(file)});
       await s.recover();
-      const m = (i) => ({ queue: 'q', from: 'a@b', id: 'k' + i, to: 'c@d', flags: 0, hops: 1, body: new TextEncoder().encode('v' + i), storedAt: 1, expiresAt: 0 });
+      const m = (i) => ({ queue: 'q', from: 'a@b', id: 'k' + i, to: 'c@d', flags: 0, hops: 1, body: new TextEncoder().encode('v' + i), storedAt: 1, expiresAt: 0, cameFrom: '', via: '' });
       const seqs = await Promise.all(Array.from({ length: 100 }, (_, i) => s.append([m(i)])));
       process.stdout.write(JSON.stringify(seqs.flat()));
       process.kill(process.pid, 'SIGKILL');
@@ -58,7 +58,7 @@ describe('SqliteStore', () => {
   it('keeps non-ASCII ids and every field through a reopen', async () => {
     const s = new SqliteStore(tempFile());
     await s.recover();
-    const m = { queue: 'agent:bob', from: 'ålice@acme', id: 'идентификатор-1', to: 'bob@acme', flags: 6, hops: 200, body: new Uint8Array([0, 255, 7]), storedAt: 1_700_000_000_123, expiresAt: 1_700_086_400_123 };
+    const m = { queue: 'agent:bob', from: 'ålice@acme', id: 'идентификатор-1', to: 'bob@acme', flags: 6, hops: 200, body: new Uint8Array([0, 255, 7]), storedAt: 1_700_000_000_123, expiresAt: 1_700_086_400_123, cameFrom: 'NÖDE', via: 'N2' };
     const [seq] = await s.append([m]);
     const file = s.file;
     await s.close();
@@ -101,6 +101,41 @@ describe('SqliteStore', () => {
     const child = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8' });
     assert.equal(child.status, 0, `exit ${String(child.status)} signal ${String(child.signal)}: ${child.stderr}`);
     assert.match(child.stdout.trim(), napi >= 10 ? /^13\./ : /^12\./);
+  });
+
+  it('brings a schema 2 file to schema 3, keeping its messages and keys', async () => {
+    const file = tempFile();
+    mkdirSync(dirname(file), { recursive: true });
+    // A schema 2 row: f64 storedAt, f64 expiresAt, u8 flags, u8 hops, four u16 lengths, the strings, the body.
+    const strings = ['domain:acme', 'bob@relay', 'm1', 'alice@acme'];
+    const row = Buffer.alloc(26 + strings.join('').length + 2);
+    row.writeDoubleBE(1_000, 0);
+    row.writeDoubleBE(99_000, 8);
+    row[16] = 2;
+    row[17] = 15;
+    strings.forEach((x, i) => row.writeUInt16BE(x.length, 18 + 2 * i));
+    row.write(strings.join(''), 26, 'latin1');
+    row.set([7, 8], 26 + strings.join('').length);
+    const code =
+      `const D=require(${JSON.stringify(sqliteModulePath)});const d=new D(${JSON.stringify(file)});` +
+      `d.exec('CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB NOT NULL); CREATE TABLE messages (seq INTEGER PRIMARY KEY, held INTEGER NOT NULL, data BLOB NOT NULL)');` +
+      `d.prepare('INSERT INTO messages VALUES (5, 1, ?)').run(Buffer.from(${JSON.stringify(row.toString('hex'))}, 'hex'));` +
+      `d.prepare('INSERT INTO messages VALUES (6, 0, ?)').run(Buffer.from(${JSON.stringify(row.toString('hex'))}, 'hex'));` +
+      `d.pragma('user_version = 2');d.close()`;
+    const raw = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8' });
+    assert.equal(raw.status, 0, raw.stderr);
+    const s = new SqliteStore(file);
+    const r = await s.recover();
+    assert.deepEqual(
+      r.messages.map((m) => ({ ...m, body: [...m.body] })),
+      [{ seq: 5, queue: 'domain:acme', from: 'bob@relay', id: 'm1', to: 'alice@acme', flags: 2, hops: 15, body: [7, 8], storedAt: 1_000, expiresAt: 99_000, cameFrom: '', via: '' }],
+    );
+    assert.deepEqual(r.seen.map((k) => k.seq), [5, 6]);
+    await s.repin([{ seq: 5, via: 'N1' }]);
+    await s.close();
+    const again = new SqliteStore(file);
+    assert.equal((await again.recover()).messages[0]!.via, 'N1');
+    await again.close();
   });
 
   it('refuses a bad option and a store written by a newer schema, with a clear error', () => {

@@ -22,6 +22,8 @@ function message(queue: string, body: string, at = 1_000, extra: Partial<NewMess
     body: new TextEncoder().encode(body),
     storedAt: at,
     expiresAt: 0,
+    cameFrom: '',
+    via: '',
     ...extra,
   };
 }
@@ -34,7 +36,7 @@ export function storeSuite(name: string, harness: StoreHarness): void {
     it('keeps appended messages, in seq order, with every field', async () => {
       const s = await harness.create();
       await s.recover();
-      const a = message('agent:alice', 'one', 1_000, { flags: 3, hops: 7, expiresAt: 99_000 });
+      const a = message('agent:alice', 'one', 1_000, { flags: 3, hops: 7, expiresAt: 99_000, cameFrom: 'NODE-A', via: 'NODE-B' });
       const [seqA] = await s.append([a]);
       const [seqB, seqC] = await s.append([message('domain:acme', 'two'), message('agent:alice', 'three')]);
       assert.ok(seqA! < seqB! && seqB! < seqC!);
@@ -42,9 +44,25 @@ export function storeSuite(name: string, harness: StoreHarness): void {
       assert.deepEqual(r.messages.map((m) => text(m.body)), ['one', 'two', 'three']);
       const first = r.messages[0]!;
       assert.deepEqual(
-        { seq: first.seq, queue: first.queue, from: first.from, id: first.id, to: first.to, flags: first.flags, hops: first.hops, storedAt: first.storedAt, expiresAt: first.expiresAt },
-        { seq: seqA, queue: a.queue, from: a.from, id: a.id, to: a.to, flags: 3, hops: 7, storedAt: 1_000, expiresAt: 99_000 },
+        { seq: first.seq, queue: first.queue, from: first.from, id: first.id, to: first.to, flags: first.flags, hops: first.hops, storedAt: first.storedAt, expiresAt: first.expiresAt, cameFrom: first.cameFrom, via: first.via },
+        { seq: seqA, queue: a.queue, from: a.from, id: a.id, to: a.to, flags: 3, hops: 7, storedAt: 1_000, expiresAt: 99_000, cameFrom: 'NODE-A', via: 'NODE-B' },
       );
+      assert.equal(r.messages[1]!.via, '');
+    });
+
+    it('repins held messages: their via changes, durably; unknown seqs are ignored', async () => {
+      const s = await harness.create();
+      await s.recover();
+      const [a, b] = await s.append([message('domain:acme', 'a', 1_000, { via: 'N1' }), message('domain:acme', 'b', 1_000, { via: 'N1' })]);
+      await s.repin([
+        { seq: a!, via: 'N2' },
+        { seq: 987_654, via: 'N3' },
+      ]);
+      const r = await (await harness.reopen(s)).recover();
+      assert.deepEqual(r.messages.map((m) => [m.seq, m.via]), [
+        [a, 'N2'],
+        [b, 'N1'],
+      ]);
     });
 
     it('keeps the key of a retired message, and forgets both on remove', async () => {
@@ -152,6 +170,30 @@ export function storeSuite(name: string, harness: StoreHarness): void {
       const s2 = await harness.reopen(s);
       await s2.recover();
       assert.deepEqual(await s2.getValue('key'), new Uint8Array([4, 5]));
+    });
+
+    it('lists values by prefix in key order, and deletes them', async () => {
+      const s = await harness.create();
+      await s.recover();
+      await Promise.all([s.setValue('h:b', new Uint8Array([2])), s.setValue('h:a', new Uint8Array([1])), s.setValue('other', new Uint8Array([9])), s.setValue('h:c', new Uint8Array([3]))]);
+      await s.deleteValues(['h:c', 'h:none']);
+      const s2 = await harness.reopen(s);
+      await s2.recover();
+      assert.deepEqual(await s2.listValues('h:'), [
+        ['h:a', new Uint8Array([1])],
+        ['h:b', new Uint8Array([2])],
+      ]);
+      assert.deepEqual(await s2.getValue('other'), new Uint8Array([9]));
+    });
+
+    it('commits values with the messages of the same tick', async () => {
+      const s = await harness.create();
+      await s.recover();
+      await Promise.all([s.append([message('q', 'with a handle')]), s.setValue('h:x', new Uint8Array([7]))]);
+      const s2 = await harness.reopen(s);
+      const r = await s2.recover();
+      assert.equal(r.messages.length, 1);
+      assert.deepEqual(await s2.getValue('h:x'), new Uint8Array([7]));
     });
   });
 }

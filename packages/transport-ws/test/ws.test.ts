@@ -232,7 +232,7 @@ describe('Router over WebSocket', () => {
       openChannel(
         await dial(l.url, { timeoutMs: 3000 }),
         opts,
-        { type: FrameType.HELLO, version: PROTOCOL_VERSION, role: Role.AGENT, token: '', resume: '', name, node: '', agent: 'ws.test', maxFrame: 1024 * 1024 },
+        { type: FrameType.HELLO, version: PROTOCOL_VERSION, role: Role.AGENT, token: '', resume: '', name, node: '', agent: 'ws.test', maxFrame: 1024 * 1024, features: 0, nonce: '', link: 0 },
         3000,
       );
     const alice = await open('alice');

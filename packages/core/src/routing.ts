@@ -1,0 +1,233 @@
+import { Feature, FrameType, RouteOp, isValidDomain, type RouteFrame } from '@postern/protocol';
+import { anyCovers, type TrustPolicy } from './auth.js';
+import type { Link, LinkKind } from './link.js';
+import type { Logger } from './logger.js';
+
+/** A way to a domain, learned from one router link. */
+export interface Route {
+  readonly link: Link;
+  /** Router hops to the domain through `link` (1: the link serves it itself). */
+  readonly metric: number;
+  /** Node ids the announcement passed, the origin first, the neighbour last. */
+  readonly path: readonly string[];
+  /** Grants showing that the origin may serve the domain, passed on with the route ('' for none). */
+  readonly proof: string;
+}
+
+export interface RoutingHost {
+  readonly node: string;
+  readonly domain: string;
+  /** Our own grants for our own domain, sent with its announcement. */
+  readonly ownProof: string;
+  readonly trust: TrustPolicy | undefined;
+  readonly maxDomainsPerLink: number;
+  readonly logger: Logger;
+  /** Router links that are up (uplinks, downlinks, peers). */
+  routerLinks(): Iterable<Link>;
+  /** The best way to `domain` changed (or appeared, or went): queues may go another way. */
+  changed(domain: string): void;
+}
+
+export interface RoutingStats {
+  /** Domains with at least one route. */
+  domains: number;
+  /** Announcements refused: a domain the link is not entitled to, without a valid proof, or over maxDomainsPerLink. */
+  routesRefused: number;
+  /** Announcements dropped because their path held this router (loops). */
+  routeLoops: number;
+}
+
+/** Preference among link kinds at equal metric: our own subtree first, then peers, then the default route's side. */
+const KIND_RANK: Record<LinkKind, number> = { downlink: 0, peer: 1, uplink: 2, agent: 3 };
+
+/** Negative when `a` is the better route: fewer hops, then link kind, then the lower neighbour node id (deterministic everywhere). */
+export function compareRoutes(a: Route, b: Route): number {
+  return (
+    a.metric - b.metric ||
+    KIND_RANK[a.link.kind] - KIND_RANK[b.link.kind] ||
+    (a.link.node < b.link.node ? -1 : a.link.node > b.link.node ? 1 : 0) ||
+    (a.link.id < b.link.id ? -1 : a.link.id > b.link.id ? 1 : 0)
+  );
+}
+
+/**
+ * Path-vector routing by domain. Every router link announces the domains it reaches with the
+ * path of node ids the announcement took; a router drops an announcement naming itself (no
+ * loops), keeps every route it accepted, uses the best (`compareRoutes`), and tells its
+ * neighbours its best route per domain as it changes, withdrawing it when the last one goes.
+ *
+ * What is told to whom (`exports`): our own domain to every router link; routes learned from a
+ * downlink or a peer to uplinks, peers and downlinks that asked (Feature.ROUTES); routes learned
+ * from an uplink only to downlinks that asked, never to another uplink or a peer (a gateway with
+ * two relays is no transit between them). Never back to the link a route came from.
+ *
+ * What is accepted from whom (`learn`): a downlink, the domains its credential covers; a peer,
+ * those the operator trusts it with, or any carrying a valid proof for its origin; an uplink,
+ * any but our own. Anything else is refused and logged, and the link stays up.
+ */
+export class Routing {
+  readonly #h: RoutingHost;
+  readonly #routes = new Map<string, Route[]>();
+  /** Per link, what we last told it per domain (`metric path`), to send changes only. */
+  readonly #told = new Map<Link, Map<string, string>>();
+  /** Per link, the domains it announced (its routes). */
+  readonly #learned = new Map<Link, Set<string>>();
+  readonly #stats = { routesRefused: 0, routeLoops: 0 };
+
+  constructor(host: RoutingHost) {
+    this.#h = host;
+  }
+
+  stats(): RoutingStats {
+    return { domains: this.#routes.size, ...this.#stats };
+  }
+
+  best(domain: string): Route | undefined {
+    return this.#routes.get(domain)?.[0];
+  }
+
+  /** Every domain with its routes, best first. */
+  table(): ReadonlyMap<string, readonly Route[]> {
+    return this.#routes;
+  }
+
+  /** Domains `link` announced. */
+  learnedFrom(link: Link): ReadonlySet<string> {
+    return this.#learned.get(link) ?? EMPTY;
+  }
+
+  /** A router link came up: tell it everything it should know (if it hears routes at all). */
+  linkUp(link: Link): void {
+    if (!hearsRoutes(link)) return;
+    this.#told.set(link, new Map());
+    this.#tell(link, this.#h.domain);
+    for (const domain of this.#routes.keys()) this.#tell(link, domain);
+  }
+
+  /** A link went: its routes go, and whoever was told them hears of the change. */
+  linkDown(link: Link): void {
+    this.#told.delete(link);
+    const learned = this.#learned.get(link);
+    this.#learned.delete(link);
+    for (const domain of learned ?? []) this.#remove(link, domain);
+  }
+
+  /** A ROUTE frame from `link`. */
+  learn(link: Link, f: RouteFrame): void {
+    const h = this.#h;
+    const domain = f.domain;
+    if (f.path.includes(h.node)) {
+      this.#stats.routeLoops++;
+      h.logger.debug('route loop ignored', { domain, path: f.path });
+      return;
+    }
+    if (f.op === RouteOp.WITHDRAW) {
+      if (this.#learned.get(link)?.delete(domain) === true) this.#remove(link, domain);
+      return;
+    }
+    const refusal = this.#refusal(link, f);
+    if (refusal !== undefined) {
+      this.#stats.routesRefused++;
+      // Once per link and domain: a misconfigured peer must not flood the log.
+      if (!link.refusedLogged.has(domain) && link.refusedLogged.size < 64) {
+        link.refusedLogged.add(domain);
+        h.logger.warn('route refused', { domain, via: link.node, kind: link.kind, reason: refusal });
+      }
+      return;
+    }
+    let learned = this.#learned.get(link);
+    if (learned === undefined) this.#learned.set(link, (learned = new Set()));
+    learned.add(domain);
+    if (link.kind === 'peer') link.validated.add(domain);
+    const route: Route = { link, metric: Math.min(255, f.metric + 1), path: f.path, proof: f.proof !== '' ? f.proof : link.proof };
+    const old = this.#routes.get(domain) ?? [];
+    const list = old.filter((r) => r.link !== link);
+    list.push(route);
+    list.sort(compareRoutes);
+    this.#routes.set(domain, list);
+    // The best route is new (or replaced by its own link's new word), or another one won.
+    if (list[0] !== old[0]) this.#changed(domain);
+  }
+
+  /** Why `link` may not announce `f.domain`, or undefined when it may. */
+  #refusal(link: Link, f: RouteFrame): string | undefined {
+    const h = this.#h;
+    const domain = f.domain;
+    if (!isValidDomain(domain)) return 'not a valid domain';
+    if (domain === h.domain) return 'it is this router\'s own domain';
+    const learned = this.#learned.get(link);
+    if ((learned === undefined || !learned.has(domain)) && (learned?.size ?? 0) >= h.maxDomainsPerLink) {
+      return `the link announced its limit of ${h.maxDomainsPerLink} domains (maxDomainsPerLink)`;
+    }
+    switch (link.kind) {
+      case 'uplink':
+        return undefined; // our default route already carries everything we do not know
+      case 'downlink':
+        return anyCovers(link.entitled, domain) ? undefined : 'its credential does not cover it';
+      case 'peer': {
+        if (anyCovers(link.entitled, domain)) return undefined;
+        const origin = f.path[0] ?? link.node;
+        if (f.proof !== '' && h.trust?.verifyOrigin(f.proof, origin, domain) === true) return undefined;
+        return f.proof === '' ? 'the peer is not trusted with it and sent no proof' : 'its proof does not show that its origin may serve it';
+      }
+      default:
+        return 'agents do not announce routes';
+    }
+  }
+
+  #remove(link: Link, domain: string): void {
+    const list = this.#routes.get(domain);
+    if (list === undefined) return;
+    const before = list[0];
+    const rest = list.filter((r) => r.link !== link);
+    if (rest.length === list.length) return;
+    if (rest.length === 0) this.#routes.delete(domain);
+    else this.#routes.set(domain, rest);
+    if (rest[0] !== before) this.#changed(domain);
+  }
+
+  #changed(domain: string): void {
+    for (const l of this.#h.routerLinks()) this.#tell(l, domain);
+    this.#h.changed(domain);
+  }
+
+  /** Sends `link` our current word on `domain` if it changed since we last told it. */
+  #tell(link: Link, domain: string): void {
+    const told = this.#told.get(link);
+    if (told === undefined || !link.up) return;
+    const h = this.#h;
+    let want: { metric: number; path: string[]; proof: string } | undefined;
+    if (domain === h.domain) {
+      want = { metric: 0, path: [h.node], proof: h.ownProof };
+    } else {
+      const best = this.best(domain);
+      if (best !== undefined && this.#exports(best, link)) {
+        want = { metric: best.metric, path: [...best.path, h.node].slice(-255), proof: best.proof };
+      }
+    }
+    const sig = want === undefined ? undefined : `${want.metric} ${want.path.join(' ')}`;
+    const had = told.get(domain);
+    if (sig === had) return;
+    if (want === undefined) {
+      told.delete(domain);
+      link.channel.send({ type: FrameType.ROUTE, op: RouteOp.WITHDRAW, metric: 0, domain, path: [h.node], proof: '' });
+      return;
+    }
+    told.set(domain, sig!);
+    link.channel.send({ type: FrameType.ROUTE, op: RouteOp.ADD, metric: want.metric, domain, path: want.path, proof: link.version >= 2 ? want.proof : '' });
+  }
+
+  /** Whether `route` (a best route) is told to `to`, a link that hears routes. */
+  #exports(route: Route, to: Link): boolean {
+    if (route.link === to || route.path.includes(to.node)) return false;
+    // Downlinks that asked hear everything; uplinks and peers only what is not our default route's.
+    return to.kind === 'downlink' || route.link.kind !== 'uplink';
+  }
+}
+
+/** Uplinks and peers hear our routes; a downlink only when it asked (a version 1 one never may). */
+function hearsRoutes(link: Link): boolean {
+  return link.kind === 'uplink' || link.kind === 'peer' || (link.kind === 'downlink' && (link.features & Feature.ROUTES) !== 0);
+}
+
+const EMPTY: ReadonlySet<string> = new Set();
