@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { demo, help as demoHelp } from './commands/demo.js';
 import { gateway, help as gatewayHelp } from './commands/gateway.js';
+import { key, help as keyHelp } from './commands/key.js';
 import { listen, help as listenHelp } from './commands/listen.js';
 import { relay, help as relayHelp } from './commands/relay.js';
 import { send, help as sendHelp } from './commands/send.js';
@@ -13,7 +14,8 @@ const VERSION = '0.1.0';
 const commands: Record<string, [(argv: string[]) => Promise<number>, string, string]> = {
   relay: [relay, relayHelp, 'run a relay: a router on the internet that gateways dial out to'],
   gateway: [gateway, gatewayHelp, 'run a gateway: a router inside the firewall, tunnelled to a relay'],
-  token: [token, tokenHelp, 'print a signed credential for a gateway or an agent'],
+  token: [token, tokenHelp, 'print a credential: a token for a gateway or an agent, or a grant'],
+  key: [key, keyHelp, 'make or show Ed25519 keys (operators, domain owners, routers)'],
   listen: [listen, listenHelp, 'connect as an agent and print the messages it receives'],
   send: [send, sendHelp, 'connect as an agent and send messages'],
   demo: [demo, demoHelp, 'relay, gateway and agents in one process, messages crossing both ways'],

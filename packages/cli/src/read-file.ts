@@ -18,3 +18,11 @@ export function readPemFile(command: string, flag: string, file: string, label: 
   if (!new RegExp(`-----BEGIN ${label.source}-----`).test(text)) throw new ConfigError(`${command}: ${flag} ${file} holds no PEM ${what}`);
   return text;
 }
+
+/** A seed file (`postern key new --out FILE`): its first non-empty line, which must look like a seed. */
+export function readSeedFile(command: string, flag: string, file: string): string {
+  const text = readFlagFile(command, flag, file);
+  const seed = text.split('\n').map((l) => l.trim()).find((l) => l !== '' && !l.startsWith('#'));
+  if (seed === undefined || !/^S[A-Z2-7]{57}$/.test(seed)) throw new ConfigError(`${command}: ${flag} ${file} holds no seed (a line of 58 characters starting with S, as 'postern key new' writes it)`);
+  return seed;
+}

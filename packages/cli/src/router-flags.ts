@@ -1,10 +1,10 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
-import { createConsoleLogger, parseListen, type LogLevel, type RouterServerOptions } from '@postern/router';
+import { createConsoleLogger, parseListen, parseTrustAnchor, type LogLevel, type RouterServerOptions } from '@postern/router';
 import { MAX_TIMER_MS } from '@postern/protocol';
 import { int, str, type Parsed } from './args.js';
-import { readPemFile } from './read-file.js';
+import { readPemFile, readSeedFile } from './read-file.js';
 import { UsageError } from './usage-error.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -31,6 +31,9 @@ export const routerFlags: Options = {
   'hop-limit': { type: 'string' },
   'tls-cert': { type: 'string' },
   'tls-key': { type: 'string' },
+  trust: { type: 'string', multiple: true },
+  'node-key': { type: 'string' },
+  'no-anonymous': { type: 'boolean' },
 };
 
 export const routerFlagsHelp = `  --secret S              signs and checks tokens (or set POSTERN_SECRET)
@@ -47,6 +50,13 @@ export const routerFlagsHelp = `  --secret S              signs and checks token
   --max-queue-bytes B     bytes one recipient (or domain) may have waiting [67108864]
   --max-stored-bytes B    bytes of messages held in all (in memory and on disk) [268435456]
   --require-token         refuse agents that present no token (default: they get an id, no name)
+  --trust KEY[=DOMAINS]   trust a key; repeatable. A router's node key (N...) with the domains it
+                          may speak for (N...=r2,globex): that router may link as a peer. An
+                          operator or domain key (O... or A...): its grants are accepted, within
+                          DOMAINS [all]. No shared secret is needed for either
+  --node-key FILE         this router's node key (a seed from 'postern key new --type node');
+                          default: the one kept in --data, made at the first start
+  --no-anonymous          refuse anonymous messages and pseudonyms from this router's agents
   --log-level LEVEL       debug, info, warn, error or silent [info]
   --ping-interval MS      ping after this much silence; drop a link silent twice as long [20000]
   --handshake-timeout MS  HELLO must arrive within this time [10000]
@@ -94,6 +104,17 @@ export function routerOptions(command: string, p: Parsed, domain: string, prefix
   if (cert !== undefined && key !== undefined) {
     o.tls = { cert: readPemFile(command, '--tls-cert', cert, /CERTIFICATE/, 'certificate'), key: readPemFile(command, '--tls-key', key, /[A-Z ]*PRIVATE KEY/, 'private key') };
   }
+  const trust = p.values.trust as unknown as string[] | undefined;
+  if (trust !== undefined) {
+    try {
+      o.trust = trust.map((t) => parseTrustAnchor(t));
+    } catch (err) {
+      throw new UsageError(`${command}: ${(err as Error).message}`);
+    }
+  }
+  const nodeKey = str(p, 'node-key');
+  if (nodeKey !== undefined) o.nodeKey = readSeedFile(command, '--node-key', nodeKey);
+  if (p.values['no-anonymous'] === true) o.allowAnonymous = false;
   const secret = str(p, 'secret', 'POSTERN_SECRET');
   if (secret !== undefined) o.secret = secret;
   if (secret === undefined && p.values['require-token'] === true) throw new UsageError(`${command}: --require-token needs --secret (tokens are checked with it)`);

@@ -93,3 +93,16 @@ export function createAnonymizer(kp: KeyPair): Anonymizer {
     },
   };
 }
+
+/** The node id of the router whose data directory is `dir` (stopped: the store is locked while it runs); undefined before its first start. */
+export async function nodeIdOfDataDir(dir: string): Promise<string | undefined> {
+  const sqlite = await import('@postern/store-sqlite');
+  const path = await import('node:path');
+  const store = new sqlite.SqliteStore(path.join(dir, 'router.db'));
+  try {
+    const seed = await store.getValue(NODE_KEY);
+    return seed === undefined ? undefined : keyPairFromSeed(new TextDecoder().decode(seed)).publicKey;
+  } finally {
+    await store.close();
+  }
+}

@@ -12,4 +12,4 @@ export { createKeyPair, keyPairFromSeed, publicKeyKind, verifySignature } from '
 export type { KeyPair, KeyKind } from './keys.js';
 export { issueGrant, readGrant, verifyGrants, parseTrustAnchor, createTrustPolicy, isGrant } from './grants.js';
 export type { Grant, GrantRequest, TrustAnchor, Granted } from './grants.js';
-export { loadNodeKey, nodeIdentity, createAnonymizer } from './identity.js';
+export { loadNodeKey, nodeIdentity, createAnonymizer, nodeIdOfDataDir } from './identity.js';

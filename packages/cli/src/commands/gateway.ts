@@ -19,9 +19,11 @@ certificate that is not trusted exits with status 1; later they are retried at t
 
 Options:
   --relay URL             the relay, e.g. wss://relay.example.com [required]; repeatable: the gateway
-                          claims its domain at each, and sends outward through the first connected
+                          claims its domain at each, and sends each message through the relay
+                          that reaches its destination (else the first one connected)
   --domain NAME           the domain this gateway serves, e.g. acme [required]
-  --token T               domain token from 'postern token' (or set POSTERN_TOKEN) [required]
+  --token T               domain token from 'postern token', or a grant for this gateway's node
+                          key (or set POSTERN_TOKEN) [required]
   --listen HOST:PORT      where internal agents connect; repeatable [required]
 ${dialFlagsHelp(26)}
                           (these apply to the connection to --relay)
@@ -59,6 +61,7 @@ export async function gateway(argv: string[]): Promise<number> {
   for (const a of server.addresses) {
     out(`postern gateway: domain "${server.router.domain}" listening on ${options.tls === undefined ? 'ws' : 'wss'}://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`);
   }
+  out(`postern gateway: node ${server.node}`);
   const s = await Promise.race([firstResult, untilSignal()]);
   if (typeof s === 'object' && s.type === 'down' && s.refused) {
     await server.close();

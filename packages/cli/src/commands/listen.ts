@@ -1,7 +1,7 @@
 import { connect, type Client, type Message } from '@postern/client';
 import { MAX_TIMER_MS, isValidName } from '@postern/protocol';
 import { UsageError } from '../usage-error.js';
-import { flag, int, parse, required, str } from '../args.js';
+import { duration, flag, int, parse, required, str } from '../args.js';
 import { dialFlags, dialFlagsHelp, dialSettings } from '../dial-flags.js';
 import { out, untilSignal } from '../output.js';
 
@@ -18,6 +18,10 @@ Options:
   --token T          credential allowing the name, where the router checks (or POSTERN_TOKEN)
   --json             one JSON object per line: id, from, to, body (UTF-8 text), volatile
   --count N          exit 0 after N messages
+  --pseudonym        also ask for a pseudonym: an address that reaches this listener without
+                     revealing its name or (behind a gateway) its organisation; printed at
+                     start on standard error as "postern listen: pseudonym ADDRESS"
+  --pseudonym-ttl D  its lifetime: 3600, 90s, 15m, 12h or 30d [the router's, 7d]
   --timeout MS       give up connecting after this long [10000]
 ${dialFlagsHelp(21)}
   -h, --help         this help
@@ -60,6 +64,8 @@ export async function listen(argv: string[]): Promise<number> {
     json: { type: 'boolean' },
     count: { type: 'string' },
     timeout: { type: 'string' },
+    pseudonym: { type: 'boolean' },
+    'pseudonym-ttl': { type: 'string' },
     ...dialFlags,
   });
   if (p.values.help) return out(help), 0;
@@ -91,6 +97,17 @@ export async function listen(argv: string[]): Promise<number> {
     throw err;
   }
   process.stderr.write(`postern listen: connected as ${client.address}\n`);
+  const ttl = duration('listen', p, 'pseudonym-ttl');
+  if (ttl !== undefined && !flag(p, 'pseudonym')) throw new UsageError('listen: --pseudonym-ttl needs --pseudonym');
+  if (flag(p, 'pseudonym')) {
+    try {
+      const ps = await client.pseudonym(ttl === undefined ? {} : { ttlMs: ttl * 1000 });
+      process.stderr.write(`postern listen: pseudonym ${ps.address} (until ${new Date(ps.expiresAt).toISOString()})\n`);
+    } catch (err) {
+      await client.close();
+      throw err;
+    }
+  }
   client.onStatus((s) => {
     if (s.type === 'disconnected' && s.willReconnect) process.stderr.write(`postern listen: connection lost (${s.error.message}); reconnecting in ${s.retryInMs} ms\n`);
     else if (s.type === 'connected') process.stderr.write(`postern listen: connected as ${s.address}${s.resumed ? ' (resumed)' : ''}\n`);

@@ -22,6 +22,11 @@ Options:
   --count N          send N numbered copies: "TEXT 1" ... "TEXT N"
   --receipt          wait for delivery to the recipient's application, not only acceptance
   --volatile         at most once: not stored, not retried, no acknowledgement
+  --anonymous        hide the sender: the router replaces it with a reply handle that only it
+                     can map back (a relay wraps it again, hiding the organisation); the
+                     recipient can reply to the handle
+  --sticky           with --anonymous: one long-lived handle for all these messages (the
+                     recipient can tell they come from one sender), not one per message
   --timeout MS       per message, fail when not accepted (or with --receipt, delivered) in this time [60000]
   --quiet            print nothing on success
 ${dialFlagsHelp(21)}
@@ -52,6 +57,8 @@ export async function send(argv: string[]): Promise<number> {
       token: { type: 'string' },
       count: { type: 'string' },
       volatile: { type: 'boolean' },
+      anonymous: { type: 'boolean' },
+      sticky: { type: 'boolean' },
       receipt: { type: 'boolean' },
       timeout: { type: 'string' },
       quiet: { type: 'boolean' },
@@ -71,6 +78,9 @@ export async function send(argv: string[]): Promise<number> {
   const volatile = flag(p, 'volatile');
   const receipt = flag(p, 'receipt');
   if (volatile && receipt) throw new UsageError('send: --receipt and --volatile exclude each other (a volatile message has no receipt)');
+  const anonymous = flag(p, 'anonymous');
+  const sticky = flag(p, 'sticky');
+  if (sticky && !anonymous) throw new UsageError('send: --sticky applies to --anonymous messages');
   const dial = dialSettings('send', p);
   const client = await connect({
     ...dial,
@@ -87,7 +97,7 @@ export async function send(argv: string[]): Promise<number> {
     for await (const body of bodies(text, count)) {
       const n = ++i;
       results.push(
-        client.send(to, body, { volatile, receipt: receipt ? 'delivered' : 'accepted' }).then(
+        client.send(to, body, { volatile, receipt: receipt ? 'delivered' : 'accepted', ...(anonymous ? { anonymous, sticky } : {}) }).then(
           (r): [number, SendResult] => [n, r],
           (e: unknown): [number, PosternError] => [n, e instanceof PosternError ? e : new PosternError('ERR_UNKNOWN', String(e))],
         ),
@@ -104,7 +114,7 @@ export async function send(argv: string[]): Promise<number> {
       }
     }
     if (!flag(p, 'quiet')) {
-      out(`postern send: ${i - failed} of ${i} message${i === 1 ? '' : 's'} ${volatile ? 'sent (volatile)' : receipt ? 'delivered' : 'accepted'} as ${client.address}`);
+      out(`postern send: ${i - failed} of ${i} message${i === 1 ? '' : 's'} ${volatile ? 'sent (volatile)' : receipt ? 'delivered' : 'accepted'} as ${anonymous ? `an anonymous sender (connected as ${client.address})` : client.address}`);
     }
     return failed === 0 ? 0 : 1;
   } finally {
