@@ -159,8 +159,8 @@ export class Router {
         // A report to an anonymous sender of ours names its message by the id we sealed: unseal it.
         const sealed = a.handle !== undefined && (a.handle.kind === 'message' || a.handle.kind === 'sticky');
         return {
-          dest: this.#destination(a.to),
-          hops: a.to.domain === this.domain ? o.hopLimit : o.hopLimit - 1,
+          dest: this.#destination(a.dest),
+          hops: a.dest.domain === this.domain ? o.hopLimit : o.hopLimit - 1,
           to: a.to.text,
           ref: (id) => (sealed ? (o.anonymizer?.openId(id) ?? id) : id),
         };
@@ -726,12 +726,15 @@ export class Router {
         return;
       }
       if (hops > o.hopLimit) hops = o.hopLimit;
-      if (anonymous && link.kind === 'downlink' && isHandle(fromAddr.local) && o.anonymizer !== undefined && o.allowAnonymous) {
-        // A handle of a router below us names its organisation: wrap it in one of ours.
+      if (link.kind === 'downlink' && isHandle(fromAddr.local) && o.anonymizer !== undefined) {
+        // A handle of a router below us names its organisation: wrap it in one of ours. The
+        // same inner handle always gets the same outer one, so a reply, a receipt or a report
+        // from that handle (an anonymous sender's, or one messages were sent to) matches the
+        // address its correspondent knows.
         const token = o.anonymizer.token(`wrap\n${from}`);
         this.#handles.put(token, from, o.handleTtlMs, 'wrap');
         from = `~${token}@${this.domain}`;
-        this.#stats.anonymousWrapped++;
+        if (anonymous) this.#stats.anonymousWrapped++;
       }
     }
     const replyId = ackAs?.id ?? f.id;
@@ -749,21 +752,23 @@ export class Router {
     }
     const to = resolved.to;
     let body = f.body;
+    // Handles cross version 1 routers badly: they cannot read the address.
+    const carriesHandle = anonymous || isHandle(to.local) || from.charCodeAt(0) === 0x7e;
     if (resolved.handle !== undefined && (flags & MsgFlag.REPORT) !== 0 && (resolved.handle.kind === 'message' || resolved.handle.kind === 'sticky')) {
       // A report about an anonymous message names it by the id we sealed: give its sender its own.
       body = this.#unsealReport(body);
     }
-    const dest = this.#destination(to);
+    const dest = this.#destination(resolved.dest);
     if (dest.kind === 'domain') {
       if (hops <= 1) {
-        this.#nack(link, replyId, replyFrom, WireCode.HOP_LIMIT, `hop limit reached on the way to "${to.domain}"`);
+        this.#nack(link, replyId, replyFrom, WireCode.HOP_LIMIT, `hop limit reached on the way to "${resolved.dest.domain}"`);
         return;
       }
       hops--;
     }
     const next = this.#nextHop(dest);
-    if (anonymous && next !== undefined && next.isRouter && next.version < 2) {
-      this.#nack(link, replyId, replyFrom, WireCode.FORBIDDEN, 'the next router speaks protocol 1, which cannot carry anonymous messages');
+    if (carriesHandle && next !== undefined && next.isRouter && next.version < 2) {
+      this.#nack(link, replyId, replyFrom, WireCode.FORBIDDEN, 'the next router speaks protocol 1, which cannot carry anonymous messages and reply handles');
       return;
     }
     // A frame the next hop would refuse would cost it its whole connection: refuse it here.
@@ -851,14 +856,17 @@ export class Router {
   }
 
   /**
-   * A recipient that is one of our reply handles becomes where the handle leads (an agent of
-   * ours, or a handle of a router below); 'unknown' for a handle we do not know.
+   * Where a message to one of our reply handles goes (`dest`: an agent of ours, or a handle of a
+   * router below), and the recipient address it carries from here (`to`): the handle itself when
+   * it ends here (so that receipts and reports come from the address its sender used, not from
+   * the agent behind it), the inner handle when it goes on. 'unknown' for a handle we do not know.
    */
-  #resolveHandle(to: ParsedAddress): { to: ParsedAddress; handle?: Handle } | 'unknown' {
-    if (to.domain !== this.domain || !isHandle(to.local)) return { to };
+  #resolveHandle(to: ParsedAddress): { to: ParsedAddress; dest: ParsedAddress; handle?: Handle } | 'unknown' {
+    if (to.domain !== this.domain || !isHandle(to.local)) return { to, dest: to };
     const h = this.#handles.get(to.local.slice(1));
     const target = h === undefined ? undefined : this.#address(h.target, false);
-    return h === undefined || target === undefined ? 'unknown' : { to: target, handle: h };
+    if (h === undefined || target === undefined) return 'unknown';
+    return { to: target.domain === this.domain ? to : target, dest: target, handle: h };
   }
 
   #unsealReport(body: Uint8Array): Uint8Array {
