@@ -12,3 +12,4 @@ export { ConnectProxy } from './connect-proxy.js';
 export type { ConnectProxyOptions, ConnectRecord } from './connect-proxy.js';
 export { makeTestPki, hasOpenssl } from './test-pki.js';
 export type { TestPki, TestCert } from './test-pki.js';
+export { testIdentity } from './test-identity.js';

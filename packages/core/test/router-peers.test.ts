@@ -1,0 +1,156 @@
+// Version 2 router links (issue 9): both ends prove their node keys, peers are admitted by the
+// operator's trust, routes propagate with their paths and are accepted only where the link is
+// entitled or a proof holds; nothing here cuts a link for an announcement it refused.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { acceptPayload, dialPayload, newNonce, type NodeIdentity, type TrustPolicy } from '@postern/core';
+import { Feature, FrameType, LinkMode, MsgFlag, PROTOCOL_VERSION, Role, RouteOp, errorCodeOf, type RouteFrame } from '@postern/protocol';
+import { testIdentity, waitFor } from '@postern/testing';
+import { TOKENS, fakeAuthenticator, hello, msg, route, settle, setup, type Ctx, type Peer } from './router-harness.js';
+
+const auth = fakeAuthenticator(TOKENS);
+
+/** Trust: `nodes` maps node ids to what they may speak for; a proof is valid when it reads `ok:<origin>:<domain>`. */
+function trust(nodes: Record<string, string[]>): TrustPolicy {
+  return {
+    trusted: (node) => nodes[node],
+    grants: () => undefined,
+    verifyOrigin: (proof, origin, domain) => proof === `ok:${origin}:${domain}`,
+  };
+}
+
+interface V2 {
+  peer: Peer;
+  id: NodeIdentity;
+}
+
+/** Dials ctx.router as a version 2 router: HELLO with a nonce, checks WELCOME's proof, answers AUTH. */
+async function link(ctx: Ctx, o: { domain: string; mode?: number; token?: string; features?: number; id?: NodeIdentity; auth?: 'good' | 'bad' | 'none' }): Promise<V2> {
+  const id = o.id ?? testIdentity();
+  const peer = ctx.connect();
+  const nonce = newNonce();
+  peer.send(hello({ version: PROTOCOL_VERSION, role: Role.ROUTER, name: o.domain, node: id.node, token: o.token ?? '', nonce, link: o.mode ?? LinkMode.PEER, features: o.features ?? 0 }));
+  await waitFor(() => peer.received.some((f) => f.type === FrameType.WELCOME || f.type === FrameType.CLOSE), 'WELCOME or CLOSE', 2000, 1);
+  if (!peer.received.some((f) => f.type === FrameType.WELCOME)) return { peer, id }; // refused at HELLO
+  const w = await peer.next(FrameType.WELCOME);
+  assert.ok(ctx.router.options.identity!.verify(w.node, acceptPayload(nonce, id.node, w.node, w.nonce), w.proof), 'the router proves its key');
+  if (o.auth !== 'none') {
+    const proof = o.auth === 'bad' ? id.sign('something else') : id.sign(dialPayload(w.nonce, w.node, id.node, nonce));
+    peer.send({ type: FrameType.AUTH, proof });
+  }
+  return { peer, id };
+}
+
+function routesTo(peer: Peer, domain: string): RouteFrame[] {
+  return peer.all(FrameType.ROUTE).filter((r) => r.domain === domain);
+}
+
+describe('Router: version 2 router links', () => {
+  it('takes a router link only once it proved its node key; frames before AUTH, or a bad proof, close it', async (t) => {
+    const r2 = testIdentity();
+    const ctx = setup(t, { authenticator: auth, identity: testIdentity(), trust: trust({ [r2.node]: ['globex'] }) });
+    const early = await link(ctx, { domain: 'globex', id: r2, auth: 'none' });
+    early.peer.send(msg('x@acme', 'too early', { from: 'bot@globex' }));
+    assert.equal(await early.peer.closeCode(), 'ERR_PROTOCOL');
+    const bad = await link(ctx, { domain: 'globex', id: r2, auth: 'bad' });
+    assert.equal(await bad.peer.closeCode(), 'ERR_AUTH_FAILED');
+    const good = await link(ctx, { domain: 'globex', id: r2 });
+    const own = await good.peer.next(FrameType.ROUTE);
+    assert.deepEqual({ domain: own.domain, metric: own.metric, path: own.path }, { domain: 'acme', metric: 0, path: [ctx.router.node] }, 'a peer hears our domain at once');
+    assert.equal(ctx.router.stats().peers, 1);
+    // A HELLO of version 2 from a router must carry a nonce.
+    const p = ctx.connect();
+    p.send(hello({ role: Role.ROUTER, name: 'globex', node: r2.node, link: LinkMode.PEER }));
+    assert.equal(await p.closeCode(), 'ERR_PROTOCOL');
+  });
+
+  it('admits a peer only where the operator trusts its key, or its credential is a peer credential', async (t) => {
+    const trusted = testIdentity();
+    const ctx = setup(t, { authenticator: fakeAuthenticator({ ...TOKENS, 'peer-token': { domain: 'initech', peer: true } }), identity: testIdentity(), trust: trust({ [trusted.node]: ['globex'] }) });
+    const stranger = await link(ctx, { domain: 'globex' });
+    assert.equal(await stranger.peer.closeCode(), 'ERR_AUTH_FAILED');
+    const gatewayToken = await link(ctx, { domain: 'globex', token: 'globex-domain' });
+    assert.equal(await gatewayToken.peer.closeCode(), 'ERR_AUTH_FAILED', 'a gateway\'s domain token does not make a peer');
+    const wrongDomain = await link(ctx, { domain: 'initech', id: trusted });
+    assert.equal(await wrongDomain.peer.closeCode(), 'ERR_DOMAIN_NOT_ALLOWED', 'trusted for globex, not initech');
+    const sameDomain = await link(ctx, { domain: 'acme', id: testIdentity(), token: 'peer-token' });
+    assert.equal(await sameDomain.peer.closeCode(), 'ERR_DOMAIN_NOT_ALLOWED');
+    await link(ctx, { domain: 'initech', token: 'peer-token' });
+    await link(ctx, { domain: 'globex', id: trusted });
+    await waitFor(() => ctx.router.stats().peers === 2, 'two peers', 2000, 1);
+  });
+
+  it('accepts from a peer the domains it is trusted with or proves, refuses the rest without cutting it, and checks senders alike', async (t) => {
+    const p = testIdentity();
+    const ctx = setup(t, { authenticator: auth, identity: testIdentity(), trust: trust({ [p.node]: ['globex'] }) });
+    const { peer } = await link(ctx, { domain: 'globex', id: p });
+    peer.send(route('globex', [p.node]));
+    peer.send(route('eu.globex', ['far', p.node], RouteOp.ADD, 1));
+    peer.send(route('initech', ['far', p.node], RouteOp.ADD, 1, 'ok:far:initech'));
+    peer.send(route('umbrella', ['far', p.node], RouteOp.ADD, 1, 'ok:someone-else:umbrella'));
+    peer.send(route('hooli', ['far', p.node], RouteOp.ADD, 1));
+    await peer.sync();
+    assert.deepEqual([...ctx.router.routes().keys()].sort(), ['eu.globex', 'globex', 'initech']);
+    assert.equal(ctx.router.stats().routesRefused, 2);
+    assert.equal(peer.ended, false);
+    const a = await ctx.agent({ name: 'alice', token: 'acme-domain' });
+    // Senders: from domains it announced with a valid proof, or is trusted with; not others.
+    peer.send(msg('alice@acme', 'ok1', { from: 'x@initech', hops: 9 }));
+    peer.send(msg('alice@acme', 'ok2', { from: 'x@sub.globex', hops: 9 }));
+    peer.send(msg('alice@acme', 'no1', { from: 'x@hooli', hops: 9 }));
+    peer.send(msg('alice@acme', 'no2', { from: 'x@acme', hops: 9 }));
+    assert.equal(errorCodeOf((await peer.next(FrameType.NACK, (n) => n.id === 'no1')).code), 'ERR_FORBIDDEN');
+    assert.equal(errorCodeOf((await peer.next(FrameType.NACK, (n) => n.id === 'no2')).code), 'ERR_FORBIDDEN');
+    const got = [await a.peer.next(FrameType.MSG), await a.peer.next(FrameType.MSG)].map((m) => m.id);
+    assert.deepEqual(got, ['ok1', 'ok2']);
+    assert.equal(ctx.router.stats().forbidden, 2);
+  });
+
+  it('tells peers what it learned below and from other peers, a downlink that asked everything, never back where a route came from, a version 1 downlink nothing', async (t) => {
+    const [p1, p2, gw] = [testIdentity(), testIdentity(), testIdentity()];
+    const ctx = setup(t, { authenticator: auth, identity: testIdentity(), trust: trust({ [p1.node]: ['r1', 'initech'], [p2.node]: ['r2'], [gw.node]: ['globex'] }) });
+    const a = await link(ctx, { domain: 'r1', id: p1 });
+    const b = await link(ctx, { domain: 'r2', id: p2 });
+    // A gateway below, asking for routes (it has two relays).
+    const g = await link(ctx, { domain: 'globex', id: gw, mode: LinkMode.UPLINK, features: Feature.ROUTES });
+    g.peer.send(route('globex', [gw.node]));
+    a.peer.send(route('initech', ['far', p1.node], RouteOp.ADD, 1));
+    await a.peer.sync();
+    await g.peer.sync();
+    await settle();
+    const me = ctx.router.node;
+    assert.deepEqual(routesTo(b.peer, 'globex').at(-1)?.path, [gw.node, me], 'a downlink\'s domain goes to peers');
+    assert.deepEqual(routesTo(b.peer, 'initech').at(-1)?.path, ['far', p1.node, me], 'a peer\'s route goes to other peers (transit)');
+    assert.deepEqual(routesTo(a.peer, 'initech'), [], 'not back to the peer it came from');
+    assert.deepEqual(routesTo(g.peer, 'initech').at(-1)?.metric, 2, 'a downlink that asked hears everything');
+    assert.deepEqual(routesTo(g.peer, 'globex'), [], 'but not its own routes');
+    // Withdrawn at the source: withdrawn everywhere it was told.
+    a.peer.send(route('initech', [p1.node], RouteOp.WITHDRAW));
+    await waitFor(() => routesTo(b.peer, 'initech').at(-1)?.op === RouteOp.WITHDRAW && routesTo(g.peer, 'initech').at(-1)?.op === RouteOp.WITHDRAW, 'withdrawals', 2000, 1);
+    // A version 1 downlink hears nothing (it would close on a ROUTE).
+    const v1 = ctx.connect();
+    v1.send(hello({ version: 1, role: Role.ROUTER, name: 'globex', node: 'old', token: 'globex-domain' }));
+    await v1.next(FrameType.WELCOME);
+    await settle();
+    assert.deepEqual(v1.all(FrameType.ROUTE), []);
+  });
+
+  it('picks among equal routes deterministically (the lower neighbour node id), and switches when the best goes', async (t) => {
+    const [x, y] = [testIdentity(), testIdentity()].sort((a, b) => (a.node < b.node ? -1 : 1));
+    const ctx = setup(t, { authenticator: auth, identity: testIdentity(), trust: trust({ [x!.node]: ['rx', 'initech'], [y!.node]: ['ry', 'initech'] }) });
+    const ly = await link(ctx, { domain: 'ry', id: y });
+    const lx = await link(ctx, { domain: 'rx', id: x });
+    ly.peer.send(route('initech', ['o', y!.node], RouteOp.ADD, 1));
+    lx.peer.send(route('initech', ['o', x!.node], RouteOp.ADD, 1));
+    await lx.peer.sync();
+    await ly.peer.sync();
+    assert.deepEqual(ctx.router.routes().get('initech'), [x!.node, y!.node]);
+    const alice = await ctx.agent({ name: 'alice', token: 'acme-domain' });
+    alice.peer.send(msg('b@initech', 'v1', { flags: MsgFlag.VOLATILE }));
+    assert.equal((await lx.peer.next(FrameType.MSG)).id, 'v1');
+    lx.peer.duplex.close();
+    await waitFor(() => ctx.router.routes().get('initech')?.length === 1, 'x gone', 2000, 1);
+    alice.peer.send(msg('b@initech', 'v2', { flags: MsgFlag.VOLATILE }));
+    assert.equal((await ly.peer.next(FrameType.MSG)).id, 'v2');
+  });
+});
