@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { TransportError, connect, type Client, type ClientStatus, type Message } from '@postern/client';
 import type { Dialer, Duplex } from '@postern/core';
-import { createNodeWsDialer } from '@postern/transport-ws/node';
+import { FrameType, WireCode, decodeBatch, encodeFrame } from '@postern/protocol';
+import { attachWsServer, createNodeWsDialer } from '@postern/transport-ws/node';
 import { issueToken, startRouter, type RouterServer } from '@postern/router';
 import { MemoryStore, type NewMessage } from '@postern/core';
 import { waitFor } from '@postern/testing';
@@ -271,5 +273,68 @@ describe('client SDK against a real router', () => {
     }
     assert.equal(got[99], 'v99');
     await waitFor(() => relay.router.stats().msgsDelivered >= 100, 'router counters');
+  });
+});
+
+describe('client SDK and protocol versions', () => {
+  it('speaks version 1 to a router that refuses version 2 (no anonymity there), and version 2 otherwise', async () => {
+    const relay = await startRouter({ domain: 'relay', listen: [] });
+    // A version 1 router answers any other version with CLOSE VERSION: put that in front of a real one.
+    const http = createServer();
+    const ws = attachWsServer(
+      http,
+      (d) => {
+        let first = true;
+        const gate: Duplex = {
+          send: (data) => d.send(data),
+          close: () => d.close(),
+          get bufferedAmount() {
+            return d.bufferedAmount;
+          },
+          done: d.done,
+          remote: d.remote,
+          kind: d.kind,
+          start: (h) =>
+            d.start({
+            message: (data) => {
+              if (first) {
+                first = false;
+                const [hello] = decodeBatch(data);
+                if (hello?.type === FrameType.HELLO && hello.version !== 1) {
+                  d.send(encodeFrame({ type: FrameType.CLOSE, code: WireCode.VERSION, reason: `protocol version ${hello.version} is not supported; this router speaks 1` }));
+                  d.close();
+                  return;
+                }
+              }
+              h.message(data);
+            },
+            close: (err) => h.close(err),
+          }),
+        };
+        relay.router.accept(gate);
+      },
+      { maxPayload: 2 * 1024 * 1024 },
+    );
+    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+    const url = `ws://127.0.0.1:${(http.address() as { port: number }).port}`;
+    try {
+      const old = await connect({ url, name: 'old' });
+      const peer = await connect({ url, name: 'peer' });
+      const got = (async () => {
+        for await (const m of peer) return m.text();
+        return '';
+      })();
+      await old.send('peer@relay', 'over version 1');
+      assert.equal(await got, 'over version 1');
+      assert.equal(relay.router.links().every((l) => l.version === 1), true, 'both spoke version 1');
+      await assert.rejects(old.send('peer@relay', 'x', { anonymous: true }), { code: 'ERR_FORBIDDEN' });
+      await assert.rejects(old.pseudonym(), { code: 'ERR_FORBIDDEN' });
+      await old.close();
+      await peer.close();
+    } finally {
+      ws.close();
+      await new Promise((r) => http.close(r));
+      await relay.close();
+    }
   });
 });
