@@ -732,6 +732,10 @@ export class Router {
         // from that handle (an anonymous sender's, or one messages were sent to) matches the
         // address its correspondent knows.
         const token = o.anonymizer.token(`wrap\n${from}`);
+        if (!this.#handles.has(token) && this.#handles.size >= o.maxHandles) {
+          this.#nack(link, f.id, from, WireCode.RATE_LIMITED, `this router holds its limit of ${o.maxHandles} reply handles`);
+          return;
+        }
         this.#handles.put(token, from, o.handleTtlMs, 'wrap');
         from = `~${token}@${this.domain}`;
         if (anonymous) this.#stats.anonymousWrapped++;
