@@ -126,6 +126,8 @@ const DRAIN_CHECK_MS = 5;
 const MSG_OVERHEAD = 5 + 2 + 3 * 256;
 /** A message id's field on the wire is a str8. */
 const MAX_ID_BYTES = 255;
+/** Ids its router can seal and read back (PROTOCOL.md 5.4); longer ones would be hashed, and reports about them unmatched. */
+const MAX_ANONYMOUS_ID_BYTES = 150;
 
 /**
  * An agent's connection to a router. Messages arrive through `for await (const m of client)`;
@@ -352,6 +354,10 @@ export class Client implements AsyncIterable<Message> {
     if (options.anonymous !== true) {
       if (options.sticky === true) throw new PosternError('ERR_CONFIG', 'sticky applies to anonymous sends only');
       return 0;
+    }
+    // The router seals the id so that only it can read it back for reports; a longer one would not fit sealed.
+    if (options.id !== undefined && utf8Length(options.id) > MAX_ANONYMOUS_ID_BYTES) {
+      throw new PosternError('ERR_BAD_ADDRESS', `an anonymous message's id is at most ${MAX_ANONYMOUS_ID_BYTES} bytes in UTF-8`);
     }
     if (this.#welcome !== undefined && this.#welcome.version < 2) throw new PosternError('ERR_FORBIDDEN', 'the router speaks protocol 1, which has no anonymous messages');
     return MsgFlag.ANONYMOUS | (options.sticky === true ? MsgFlag.STICKY : 0);
@@ -670,6 +676,8 @@ export class Client implements AsyncIterable<Message> {
   #onClosed(channel: Channel, reason: PosternError): void {
     if (channel !== this.#channel) return;
     this.#channel = undefined;
+    // The router may have been upgraded meanwhile: try version 2 first on the next connection.
+    this.#v1 = false;
     for (const r of this.#registers.values()) r.reject(reason);
     this.#registers.clear();
     for (const h of this.#handles.values()) h.reject(reason);

@@ -21,7 +21,7 @@ export const ROUTER_DEFAULTS = Object.freeze({
   maxDomainsPerLink: 1024,
   allowAnonymousAgents: true,
   allowAnonymous: true,
-  handleTtlMs: 24 * 3600_000,
+  handleTtlMs: 48 * 3600_000,
   stickyHandleTtlMs: 7 * 24 * 3600_000,
   pseudonymTtlMs: 7 * 24 * 3600_000,
   maxPseudonymTtlMs: 30 * 24 * 3600_000,

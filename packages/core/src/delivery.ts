@@ -741,6 +741,12 @@ export class Delivery {
   /** Writes `e` to `link`; false when it was refused here instead (too large, not encodable). */
   #send(q: Queue, e: Entry, link: Link, hop: Hop): boolean {
     const m = e.m;
+    if (link.isRouter && link.version < 2 && (m.from.charCodeAt(0) === 0x7e || m.to.charCodeAt(0) === 0x7e || (m.flags & MsgFlag.ANONYMOUS) !== 0)) {
+      // A route that changed since it was accepted now leads through a version 1 router, which cannot read a handle.
+      this.#report(e, WireCode.FORBIDDEN, 'the next router speaks protocol 1, which cannot carry anonymous messages and reply handles');
+      this.#finish(e);
+      return false;
+    }
     const frameSize = msgLength(m.id, m.from, m.to, m.body.length);
     if (frameSize > link.maxFrame) {
       this.#report(e, WireCode.FRAME_TOO_LARGE, `the next hop accepts frames of at most ${link.maxFrame} bytes; this one has ${frameSize}`);

@@ -20,7 +20,7 @@ export { silentLogger } from './logger.js';
 export type { Logger } from './logger.js';
 export { claimsCoverDomain, domainCovers, anyCovers, claimedDomains } from './auth.js';
 export type { Authenticator, Claims, Granted, SessionTokens, TrustPolicy, NodeIdentity, Anonymizer } from './auth.js';
-export { acceptPayload, dialPayload, newNonce, isNonce } from './link-auth.js';
+export { acceptPayload, dialPayload, routePayload, newNonce, isNonce } from './link-auth.js';
 export { compareRoutes } from './routing.js';
 export type { Route, RoutingStats } from './routing.js';
 export type { Destination, AgentDestination, DomainDestination } from './destination.js';

@@ -27,3 +27,12 @@ export function newNonce(): string {
 export function isNonce(s: string): boolean {
   return /^[A-Za-z0-9_-]{43}$/.test(s);
 }
+
+/**
+ * What each router on a route's path signs when it tells the route on (PROTOCOL.md section 7.3):
+ * the domain, the path so far ending with itself, and the router it tells. A peer therefore
+ * cannot make up a path: it can only pass on one that every router on it signed towards the next.
+ */
+export function routePayload(domain: string, path: readonly string[], next: string): string {
+  return `postern-route/2\n${domain}\n${path.join(' ')}\n${next}`;
+}

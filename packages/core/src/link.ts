@@ -33,8 +33,6 @@ export class Link {
    * (patterns: each covers the domains below it, `*` all).
    */
   entitled: readonly string[] = [];
-  /** Router links: the link's credentials as route proofs for the domains it serves ('' for none). */
-  proof = '';
   /** Peers: domains this link announced and we accepted (with a proof), so it may send from them. */
   readonly validated = new Set<string>();
   /** Domains whose refused announcement was logged already (once per link). */

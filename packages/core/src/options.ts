@@ -27,7 +27,7 @@ export interface RouterOptions {
   anonymizer?: Anonymizer;
   /** Agents may send anonymously and hold pseudonyms (needs `anonymizer`). @default true */
   allowAnonymous?: boolean;
-  /** How long the reply handle of one anonymous message lives. @default 24 h */
+  /** How long the reply handle of one anonymous message lives; at least maxMessageAgeMs (its reports come back through it). @default 48 h */
   handleTtlMs?: number;
   /** How long a sender's sticky handle lives after its last use. @default 7 days */
   stickyHandleTtlMs?: number;
@@ -142,6 +142,12 @@ export function resolveRouterOptions(o: RouterOptions): ResolvedRouterOptions {
     // Reliable traffic alone must never reach the slow-consumer cap of a router link.
     throw new ConfigError(`maxInFlightBytesPerLink (${maxInFlightBytesPerLink}) must be at most half of maxOutboundBytes (${maxOutboundBytes})`);
   }
+  const handleTtlMs = positive('handleTtlMs', o.handleTtlMs, d.handleTtlMs, 1000, MAX_TIMER_MS);
+  if (handleTtlMs < maxMessageAgeMs) {
+    // A report about an anonymous message may come back as late as a message may wait: the
+    // handle it goes to must still be there.
+    throw new ConfigError(`handleTtlMs (${handleTtlMs}) must be at least maxMessageAgeMs (${maxMessageAgeMs}): a report about an anonymous message comes back through its handle up to that late`);
+  }
   return Object.freeze({
     domain: o.domain.toLowerCase(),
     sessionTokens: o.sessionTokens,
@@ -150,7 +156,7 @@ export function resolveRouterOptions(o: RouterOptions): ResolvedRouterOptions {
     trust: o.trust,
     anonymizer: o.anonymizer,
     allowAnonymous: o.allowAnonymous ?? d.allowAnonymous,
-    handleTtlMs: positive('handleTtlMs', o.handleTtlMs, d.handleTtlMs, 1000, MAX_TIMER_MS),
+    handleTtlMs,
     stickyHandleTtlMs: positive('stickyHandleTtlMs', o.stickyHandleTtlMs, d.stickyHandleTtlMs, 1000),
     pseudonymTtlMs: positive('pseudonymTtlMs', o.pseudonymTtlMs, d.pseudonymTtlMs, 1000),
     maxPseudonymTtlMs: positive('maxPseudonymTtlMs', o.maxPseudonymTtlMs, d.maxPseudonymTtlMs, 1000),

@@ -119,6 +119,8 @@ export class Router {
   readonly #anonBuckets = new WeakMap<Link, { tokens: number; at: number }>();
   readonly #pendingWraps = new Map<number, PendingWrap>();
   #wrapRef = 0;
+  /** Uplinks configured (see addDialer). */
+  #dialers = 0;
   #sweepTimer: unknown;
   #connections = 0;
   #closed = false;
@@ -143,6 +145,7 @@ export class Router {
       domain: o.domain,
       ownProof: o.identity?.proof ?? '',
       trust: o.trust,
+      identity: o.identity,
       maxDomainsPerLink: o.maxDomainsPerLink,
       logger: o.logger,
       routerLinks: () => this.#routerLinks(),
@@ -245,6 +248,14 @@ export class Router {
   route(domain: string): { node: string; kind: LinkKind; metric: number; path: readonly string[] } | undefined {
     const r = this.#routing.best(domain.toLowerCase());
     return r === undefined ? undefined : { node: r.link.node, kind: r.link.kind, metric: r.metric, path: r.path };
+  }
+
+  /**
+   * An Uplink of this router exists (configured, connected or not): it is a router below a relay,
+   * whose own domain must not be handed out as a pseudonym while no relay can wrap it.
+   */
+  addDialer(mode: 'uplink' | 'peer'): void {
+    if (mode === 'uplink') this.#dialers++;
   }
 
   /** True while a router link to node `node` is up (either side dialed it). */
@@ -534,7 +545,6 @@ export class Router {
       link.features = h.features & KNOWN_FEATURES;
       link.dialer = h.node;
       link.entitled = entitled;
-      link.proof = version >= 2 ? grantsOf(h.token) : '';
       return link;
     };
     if (version < 2) {
@@ -683,7 +693,7 @@ export class Router {
     let from: string;
     let id = f.id;
     let hops = f.hops;
-    let flags = f.flags;
+    const flags = f.flags;
     let parsedTo: ParsedAddress | undefined;
     // How refusals and the ACK name the message to the hop it came from.
     let ackAs: AckAs | undefined;
@@ -692,7 +702,7 @@ export class Router {
       from = link.address;
       if (hops === 0 || hops > o.hopLimit) hops = o.hopLimit;
       parsedTo = this.#address(f.to, true);
-      if (anonymous) {
+      if (anonymous && parsedTo !== undefined) {
         const refusal = this.#anonymousRefusal(link, f.body.length);
         if (refusal !== undefined) {
           this.#nack(link, f.id, from, refusal[0], refusal[1]);
@@ -708,7 +718,7 @@ export class Router {
         from = `~${token}@${this.domain}`;
         id = anonymizer.sealId(f.id);
         hops = o.hopLimit;
-        flags &= ~MsgFlag.STICKY;
+        // STICKY stays: a relay above keeps its wrap of a sticky handle as long as we keep ours.
         this.#stats.anonymous++;
       }
     } else {
@@ -736,7 +746,7 @@ export class Router {
           this.#nack(link, f.id, from, WireCode.RATE_LIMITED, `this router holds its limit of ${o.maxHandles} reply handles`);
           return;
         }
-        this.#handles.put(token, from, o.handleTtlMs, 'wrap');
+        this.#handles.put(token, from, (flags & MsgFlag.STICKY) !== 0 ? o.stickyHandleTtlMs : o.handleTtlMs, 'wrap');
         from = `~${token}@${this.domain}`;
         if (anonymous) this.#stats.anonymousWrapped++;
       }
@@ -895,13 +905,16 @@ export class Router {
     if (f.op === HandleOp.PSEUDONYM) {
       if (link.kind !== 'agent') return refuse(WireCode.FORBIDDEN, 'only agents ask for pseudonyms');
       if (!this.#takeAnonToken(link)) return refuse(WireCode.RATE_LIMITED, `anonymous requests are limited to ${o.anonymousRate} a second per connection`);
+      const up = this.#uplinks[0];
+      // Behind a relay our domain names the organisation: without the relay to wrap it, refuse
+      // rather than hand out an address that gives the organisation away.
+      if (up === undefined && this.#dialers > 0) return refuse(WireCode.UNAVAILABLE, 'no relay is connected to hide this organisation behind; try again');
+      if (up !== undefined && up.version < 2) return refuse(WireCode.UNAVAILABLE, 'the relay speaks protocol 1 and cannot hide this organisation');
       const nonce = newNonce();
       const token = o.anonymizer.token(`pseudonym\n${link.address}\n${nonce}`);
       const h = this.#handles.put(token, link.address, ttl, 'pseudonym');
       const inner = `~${token}@${this.domain}`;
-      const up = this.#uplinks[0];
       if (up === undefined) return answer(WireCode.OK, inner, h.expiresAt, '');
-      if (up.version < 2) return refuse(WireCode.UNAVAILABLE, 'the relay speaks protocol 1 and cannot hide this organisation');
       // Behind a relay: our domain names the organisation, so the relay wraps it in one of its own.
       const ref = (this.#wrapRef = (this.#wrapRef + 1) >>> 0);
       const timer = o.clock.setTimeout(() => {
@@ -1086,25 +1099,6 @@ const WRAP_TIMEOUT_MS = 10_000;
 
 /** How often expired reply handles are forgotten. */
 const HANDLE_SWEEP_MS = 60_000;
-
-/** The grants (EdDSA JWTs) among a router's credentials, to pass on as route proofs; shared-secret tokens prove nothing to others. */
-function grantsOf(token: string): string {
-  return token
-    .split(',')
-    .map((t) => t.trim())
-    .filter((t) => t.startsWith('eyJ') && jwtAlg(t) === 'EdDSA')
-    .join(',');
-}
-
-function jwtAlg(jwt: string): string | undefined {
-  try {
-    const head = jwt.slice(0, jwt.indexOf('.'));
-    const json = atob(head.replace(/-/g, '+').replace(/_/g, '/'));
-    return (JSON.parse(json) as { alg?: unknown }).alg as string | undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 /** `_` and 16 base32 characters: 80 random bits. */
 export function newId(): string {

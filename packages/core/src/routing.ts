@@ -1,6 +1,7 @@
 import { Feature, FrameType, RouteOp, isValidDomain, type RouteFrame } from '@postern/protocol';
-import { anyCovers, type TrustPolicy } from './auth.js';
+import { anyCovers, type NodeIdentity, type TrustPolicy } from './auth.js';
 import type { Link, LinkKind } from './link.js';
+import { routePayload } from './link-auth.js';
 import type { Logger } from './logger.js';
 
 /** A way to a domain, learned from one router link. */
@@ -12,6 +13,11 @@ export interface Route {
   readonly path: readonly string[];
   /** Grants showing that the origin may serve the domain, passed on with the route ('' for none). */
   readonly proof: string;
+  /**
+   * With a proof: the signature of each router on the path, `sigs[i]` by `path[i]` over
+   * routePayload(domain, path[0..i], the next router). Empty without a proof.
+   */
+  readonly sigs: readonly string[];
 }
 
 export interface RoutingHost {
@@ -20,6 +26,8 @@ export interface RoutingHost {
   /** Our own grants for our own domain, sent with its announcement. */
   readonly ownProof: string;
   readonly trust: TrustPolicy | undefined;
+  /** Signs what we tell on, checks what others signed; without one, proofs are not passed on. */
+  readonly identity: NodeIdentity | undefined;
   readonly maxDomainsPerLink: number;
   readonly logger: Logger;
   /** Router links that are up (uplinks, downlinks, peers). */
@@ -139,7 +147,8 @@ export class Routing {
     if (learned === undefined) this.#learned.set(link, (learned = new Set()));
     learned.add(domain);
     if (link.kind === 'peer') link.validated.add(domain);
-    const route: Route = { link, metric: Math.min(255, f.metric + 1), path: f.path, proof: f.proof !== '' ? f.proof : link.proof };
+    const proven = this.#proven(link, f);
+    const route: Route = { link, metric: Math.min(255, f.metric + 1), path: f.path, proof: proven?.grants ?? '', sigs: proven?.sigs ?? [] };
     const old = this.#routes.get(domain) ?? [];
     const list = old.filter((r) => r.link !== link);
     list.push(route);
@@ -166,13 +175,32 @@ export class Routing {
         return anyCovers(link.entitled, domain) ? undefined : 'its credential does not cover it';
       case 'peer': {
         if (anyCovers(link.entitled, domain)) return undefined;
-        const origin = f.path[0] ?? link.node;
-        if (f.proof !== '' && h.trust?.verifyOrigin(f.proof, origin, domain) === true) return undefined;
-        return f.proof === '' ? 'the peer is not trusted with it and sent no proof' : 'its proof does not show that its origin may serve it';
+        if (f.proof === '') return 'the peer is not trusted with it and sent no proof';
+        return this.#proven(link, f) !== undefined ? undefined : 'its proof does not show that its origin may serve it along a path every router on it signed';
       }
       default:
         return 'agents do not announce routes';
     }
+  }
+
+  /**
+   * The grants and path signatures of an announcement, when they hold: the grants show that the
+   * origin may serve the domain (chained to a key our operator trusts), and every router on the
+   * path signed the path up to itself towards the next one, the last towards us. Undefined
+   * otherwise. A downlink's own credentials prove its own announcements, where they are grants.
+   */
+  #proven(link: Link, f: RouteFrame): { grants: string; sigs: readonly string[] } | undefined {
+    const h = this.#h;
+    const semi = f.proof.indexOf(';');
+    const grants = semi < 0 ? f.proof : f.proof.slice(0, semi);
+    const sigs = semi < 0 ? [] : f.proof.slice(semi + 1).split(',').filter((x) => x !== '');
+    if (grants === '' || h.trust === undefined || h.identity === undefined) return undefined;
+    const path = f.path;
+    if (path.length === 0 || sigs.length !== path.length || path[path.length - 1] !== link.node) return undefined;
+    for (let i = 0; i < path.length; i++) {
+      if (!h.identity.verify(path[i]!, routePayload(f.domain, path.slice(0, i + 1), path[i + 1] ?? h.node), sigs[i]!)) return undefined;
+    }
+    return h.trust.verifyOrigin(grants, path[0]!, f.domain) ? { grants, sigs } : undefined;
   }
 
   #remove(link: Link, domain: string): void {
@@ -196,13 +224,13 @@ export class Routing {
     const told = this.#told.get(link);
     if (told === undefined || !link.up) return;
     const h = this.#h;
-    let want: { metric: number; path: string[]; proof: string } | undefined;
+    let want: { metric: number; path: string[]; proof: string; sigs: readonly string[] } | undefined;
     if (domain === h.domain) {
-      want = { metric: 0, path: [h.node], proof: h.ownProof };
+      want = { metric: 0, path: [h.node], proof: h.ownProof, sigs: [] };
     } else {
       const best = this.best(domain);
       if (best !== undefined && this.#exports(best, link)) {
-        want = { metric: best.metric, path: [...best.path, h.node].slice(-255), proof: best.proof };
+        want = { metric: best.metric, path: [...best.path, h.node].slice(-255), proof: best.proof, sigs: best.sigs };
       }
     }
     const sig = want === undefined ? undefined : `${want.metric} ${want.path.join(' ')}`;
@@ -214,7 +242,12 @@ export class Routing {
       return;
     }
     told.set(domain, sig!);
-    link.channel.send({ type: FrameType.ROUTE, op: RouteOp.ADD, metric: want.metric, domain, path: want.path, proof: link.version >= 2 ? want.proof : '' });
+    let proof = '';
+    if (link.version >= 2 && want.proof !== '' && h.identity !== undefined && want.sigs.length === want.path.length - 1) {
+      // Our signature towards this link extends the chain: the next router can check every hop.
+      proof = `${want.proof};${[...want.sigs, h.identity.sign(routePayload(domain, want.path, link.node))].join(',')}`;
+    }
+    link.channel.send({ type: FrameType.ROUTE, op: RouteOp.ADD, metric: want.metric, domain, path: want.path, proof });
   }
 
   /** Whether `route` (a best route) is told to `to`, a link that hears routes. */

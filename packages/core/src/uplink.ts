@@ -93,6 +93,7 @@ export class Uplink {
       agent: options.agent ?? 'postern-router',
     });
     this.#backoff = new Backoff(this.#o.backoff);
+    router.addDialer(this.#o.mode);
   }
 
   get url(): string {
@@ -178,6 +179,8 @@ export class Uplink {
         frame: (f, raw) => r.dialedFrame(link, f, raw),
         closed: (reason) => {
           this.#link = undefined;
+          // The far router may have been upgraded meanwhile: try version 2 first next time.
+          this.#v1 = false;
           r.dialedClosed(link, reason);
           this.#retry(reason);
         },

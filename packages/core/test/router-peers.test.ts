@@ -3,7 +3,7 @@
 // entitled or a proof holds; nothing here cuts a link for an announcement it refused.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { acceptPayload, dialPayload, newNonce, type NodeIdentity, type TrustPolicy } from '@postern/core';
+import { acceptPayload, dialPayload, newNonce, routePayload, type NodeIdentity, type TrustPolicy } from '@postern/core';
 import { Feature, FrameType, LinkMode, MsgFlag, PROTOCOL_VERSION, Role, RouteOp, errorCodeOf, type RouteFrame } from '@postern/protocol';
 import { testIdentity, waitFor } from '@postern/testing';
 import { TOKENS, fakeAuthenticator, hello, msg, route, settle, setup, type Ctx, type Peer } from './router-harness.js';
@@ -82,28 +82,40 @@ describe('Router: version 2 router links', () => {
 
   it('accepts from a peer the domains it is trusted with or proves, refuses the rest without cutting it, and checks senders alike', async (t) => {
     const p = testIdentity();
+    const far = testIdentity();
     const ctx = setup(t, { authenticator: auth, identity: testIdentity(), trust: trust({ [p.node]: ['globex'] }) });
+    const me = ctx.router.node;
     const { peer } = await link(ctx, { domain: 'globex', id: p });
+    /** A proof: the grants, then each hop's signature of the path so far towards the next. */
+    const proof = (domain: string, grants: string, signers: NodeIdentity[] = [far, p]): string => {
+      const path = [far.node, p.node];
+      const sigs = signers.map((id, i) => id.sign(routePayload(domain, path.slice(0, i + 1), path[i + 1] ?? me)));
+      return `${grants};${sigs.join(',')}`;
+    };
     peer.send(route('globex', [p.node]));
     peer.send(route('eu.globex', ['far', p.node], RouteOp.ADD, 1));
-    peer.send(route('initech', ['far', p.node], RouteOp.ADD, 1, 'ok:far:initech'));
-    peer.send(route('umbrella', ['far', p.node], RouteOp.ADD, 1, 'ok:someone-else:umbrella'));
+    peer.send(route('initech', [far.node, p.node], RouteOp.ADD, 1, proof('initech', `ok:${far.node}:initech`)));
+    peer.send(route('umbrella', [far.node, p.node], RouteOp.ADD, 1, proof('umbrella', 'ok:someone-else:umbrella')));
+    // A valid grant for its origin, but a path the origin never signed towards p: made up.
+    peer.send(route('initrode', [far.node, p.node], RouteOp.ADD, 1, proof('initrode', `ok:${far.node}:initrode`, [p, p])));
     peer.send(route('hooli', ['far', p.node], RouteOp.ADD, 1));
     await peer.sync();
     assert.deepEqual([...ctx.router.routes().keys()].sort(), ['eu.globex', 'globex', 'initech']);
-    assert.equal(ctx.router.stats().routesRefused, 2);
+    assert.equal(ctx.router.stats().routesRefused, 3);
     assert.equal(peer.ended, false);
     const a = await ctx.agent({ name: 'alice', token: 'acme-domain' });
     // Senders: from domains it announced with a valid proof, or is trusted with; not others.
     peer.send(msg('alice@acme', 'ok1', { from: 'x@initech', hops: 9 }));
+    peer.send(msg('alice@acme', 'no0', { from: 'x@initrode', hops: 9 }));
     peer.send(msg('alice@acme', 'ok2', { from: 'x@sub.globex', hops: 9 }));
     peer.send(msg('alice@acme', 'no1', { from: 'x@hooli', hops: 9 }));
     peer.send(msg('alice@acme', 'no2', { from: 'x@acme', hops: 9 }));
+    assert.equal(errorCodeOf((await peer.next(FrameType.NACK, (n) => n.id === 'no0')).code), 'ERR_FORBIDDEN', 'a made-up route does not let it send from that domain');
     assert.equal(errorCodeOf((await peer.next(FrameType.NACK, (n) => n.id === 'no1')).code), 'ERR_FORBIDDEN');
     assert.equal(errorCodeOf((await peer.next(FrameType.NACK, (n) => n.id === 'no2')).code), 'ERR_FORBIDDEN');
     const got = [await a.peer.next(FrameType.MSG), await a.peer.next(FrameType.MSG)].map((m) => m.id);
     assert.deepEqual(got, ['ok1', 'ok2']);
-    assert.equal(ctx.router.stats().forbidden, 2);
+    assert.equal(ctx.router.stats().forbidden, 3);
   });
 
   it('tells peers what it learned below and from other peers, a downlink that asked everything, never back where a route came from, a version 1 downlink nothing', async (t) => {

@@ -95,6 +95,9 @@ export function readGrant(jwt: string, now = Date.now()): Grant | undefined {
   if (head?.['alg'] !== 'EdDSA' || body === undefined) return undefined;
   const { iss, sub, dom, exp } = body;
   if (typeof iss !== 'string' || typeof sub !== 'string') return undefined;
+  // Issued by an operator or a domain key; a router's node key signs no grants.
+  const issuer = publicKeyKind(iss);
+  if (issuer !== 'operator' && issuer !== 'domain') return undefined;
   const domains = typeof dom === 'string' ? [dom] : Array.isArray(dom) && dom.every((d) => typeof d === 'string') ? dom : undefined;
   if (domains === undefined || domains.length === 0 || !domains.every((d) => d === '*' || isValidDomain(d))) return undefined;
   if (exp !== undefined && (typeof exp !== 'number' || exp * 1000 <= now)) return undefined;
@@ -106,7 +109,9 @@ export function readGrant(jwt: string, now = Date.now()): Grant | undefined {
  * What the grants among `jwts` grant `subject`, through chains anchored at `anchors`; undefined
  * when no chain holds. Grants that do not verify are ignored.
  */
-export function verifyGrants(jwts: readonly string[], subject: string, anchors: readonly TrustAnchor[], now = Date.now()): Granted | undefined {
+export function verifyGrants(jwts: readonly string[], subject: string, allAnchors: readonly TrustAnchor[], now = Date.now()): Granted | undefined {
+  // Only operator and domain keys sign grants: a router's node key is trusted for itself alone.
+  const anchors = allAnchors.filter((a) => publicKeyKind(a.key) !== 'node');
   const grants = jwts.map((j) => readGrant(j, now)).filter((g): g is Grant => g !== undefined);
   const bySub = new Map<string, Grant[]>();
   for (const g of grants) bySub.set(g.sub, [...(bySub.get(g.sub) ?? []), g]);
@@ -161,6 +166,8 @@ export function createTrustPolicy(anchors: readonly TrustAnchor[]): TrustPolicy 
   const cache = new Map<string, { ok: boolean; until: number }>();
   return {
     trusted(node) {
+      // A router's own key only: an operator or domain key signs grants, it is no router.
+      if (publicKeyKind(node) !== 'node') return undefined;
       const domains = anchors.filter((a) => a.key === node).flatMap((a) => a.domains);
       return domains.length === 0 ? undefined : domains;
     },

@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, createHmac } from 'node:crypto';
 import type { Anonymizer, NodeIdentity, Store } from '@postern/core';
 import { ConfigError } from '@postern/protocol';
-import { createKeyPair, keyPairFromSeed, verifySignature, type KeyPair } from './keys.js';
+import { createKeyPair, keyPairFromSeed, publicKeyKind, verifySignature, type KeyPair } from './keys.js';
 
 /** Where the node key lives in the router's store. */
 const NODE_KEY = 'node-key';
@@ -31,6 +31,8 @@ export function nodeIdentity(kp: KeyPair, proof = ''): NodeIdentity {
     proof,
     sign: (data) => Buffer.from(kp.sign(data)).toString('base64url'),
     verify: (node, data, signature) => {
+      // Node ids are router keys (N…): an operator or domain key is no router.
+      if (publicKeyKind(node) !== 'node') return false;
       try {
         return verifySignature(node, data, Buffer.from(signature, 'base64url'));
       } catch {
@@ -98,7 +100,11 @@ export function createAnonymizer(kp: KeyPair): Anonymizer {
 export async function nodeIdOfDataDir(dir: string): Promise<string | undefined> {
   const sqlite = await import('@postern/store-sqlite');
   const path = await import('node:path');
-  const store = new sqlite.SqliteStore(path.join(dir, 'router.db'));
+  const fs = await import('node:fs');
+  const file = path.join(dir, 'router.db');
+  // Looking must not create: a typo would leave an empty store behind.
+  if (!fs.existsSync(file)) return undefined;
+  const store = new sqlite.SqliteStore(file);
   try {
     const seed = await store.getValue(NODE_KEY);
     return seed === undefined ? undefined : keyPairFromSeed(new TextDecoder().decode(seed)).publicKey;

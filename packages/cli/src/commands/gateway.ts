@@ -1,13 +1,13 @@
 import { startRouter, type RouterServer } from '@postern/router';
 import type { UplinkStatus } from '@postern/core';
 import { PosternError } from '@postern/protocol';
-import { parse, required } from '../args.js';
+import { parse, required, str } from '../args.js';
 import { out, untilSignal } from '../output.js';
 import { dialFlags, dialFlagsHelp, dialSettings } from '../dial-flags.js';
 import { routerFlags, routerFlagsHelp, routerOptions } from '../router-flags.js';
 import { UsageError } from '../usage-error.js';
 
-export const help = `Usage: postern gateway --relay URL --domain NAME --token T --listen HOST:PORT [options]
+export const help = `Usage: postern gateway --relay URL --domain NAME [--token T] --listen HOST:PORT [options]
 
 Runs a gateway: a router inside the firewall. It dials out to the relay over one WebSocket
 (or HTTP long-poll where WebSocket is blocked; no inbound port), claims its --domain there with
@@ -23,7 +23,8 @@ Options:
                           that reaches its destination (else the first one connected)
   --domain NAME           the domain this gateway serves, e.g. acme [required]
   --token T               domain token from 'postern token', or a grant for this gateway's node
-                          key (or set POSTERN_TOKEN) [required]
+                          key (or set POSTERN_TOKEN); leave it out where the relay trusts this
+                          gateway's node key (--trust N...=DOMAIN there)
   --listen HOST:PORT      where internal agents connect; repeatable [required]
 ${dialFlagsHelp(26)}
                           (these apply to the connection to --relay)
@@ -40,7 +41,8 @@ export async function gateway(argv: string[]): Promise<number> {
   const relays = p.values.relay as unknown as string[] | undefined;
   if (relays === undefined) throw new UsageError('gateway: --relay URL is required');
   const domain = required('gateway', p, 'domain');
-  const token = required('gateway', p, 'token', 'POSTERN_TOKEN');
+  // Optional: a relay that trusts this gateway's node key (--trust N...=DOMAIN) needs no token.
+  const token = str(p, 'token', 'POSTERN_TOKEN') ?? '';
   if (p.values.listen === undefined) throw new UsageError('gateway: --listen HOST:PORT is required');
   const dial = dialSettings('gateway', p);
   const options = routerOptions('gateway', p, domain, 'gateway: ');

@@ -63,7 +63,7 @@ export async function key(argv: string[]): Promise<number> {
       return 0;
     }
     const node = await nodeIdOfDataDir(data!);
-    if (node === undefined) throw new ConfigError(`key show: the router in ${data} has no node key yet (it makes one at its first start)`);
+    if (node === undefined) throw new ConfigError(`key show: no router has run with --data ${data} yet (a router makes its node key at its first start)`);
     out(node);
     return 0;
   }
