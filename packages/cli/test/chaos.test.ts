@@ -1,18 +1,19 @@
 // Nothing lost (issue 3): three senders on the relay send sequence-numbered reliable messages
 // through relay <- fault proxy <- gateway to two receivers on the gateway, while each scenario
 // kills routers (SIGKILL, at random moments and at every crash point) or breaks the tunnel. The
-// checker then classifies every message the relay accepted; lost, duplicated, reordered and
-// unexpected must all be 0. One line of counts per scenario is printed.
+// mesh scenarios do the same across three peered relays (issue 9): senders on relays other than
+// the gateway's, peer links cut, blackholed and partitioned, a transit relay killed. The checker then classifies every message the first router accepted; lost,
+// duplicated, reordered and unexpected must all be 0. One line of counts per scenario is printed.
 //
 // Replay a run: POSTERN_CHAOS_SEED=<the printed seed> node scripts/run-tests.mjs chaos
+// (one scenario: node --test --test-name-pattern=mesh-loop packages/cli/dist/test/chaos.test.js)
 // (POSTERN_CHAOS_VERBOSE=1 prints what every process said, pass or fail.)
 import assert from 'node:assert/strict';
-import { afterEach, before, describe, it } from 'node:test';
+import { afterEach, describe, it } from 'node:test';
 import { CRASH_POINTS } from '@postern/core';
-import { issueToken } from '@postern/router';
-import { check, clean, formatCounts } from './chaos/checker.js';
+import { check, clean, formatCounts, type Received } from './chaos/checker.js';
 import { createRng, runSeed, scenarioSeed, type Rng } from './chaos/rng.js';
-import { DOMAIN, SENDERS, Topology, type Role } from './chaos/topology.js';
+import { Topology, type MeshOptions, type Role, type RouterName } from './chaos/topology.js';
 import { killAll } from './procs.js';
 
 const SECRET = 'chaos-secret-0123456789abcdef';
@@ -38,14 +39,7 @@ function rolesFor(point: string): Role[] | undefined {
   return undefined;
 }
 
-let gatewayToken = '';
-const senderTokens: Record<string, string> = {};
 let world: Topology | undefined;
-
-before(async () => {
-  gatewayToken = await issueToken(SECRET, { domain: DOMAIN });
-  for (const s of SENDERS) senderTokens[s] = await issueToken(SECRET, { domain: 'relay', name: s });
-});
 
 afterEach(async () => {
   await world?.close();
@@ -55,27 +49,47 @@ afterEach(async () => {
 
 type Faults = (t: Topology, rng: Rng) => Promise<void>;
 
+interface ScenarioOptions {
+  crashAt?: { role: RouterName; spec: string };
+  /** Several relays instead of one (see MeshOptions). */
+  mesh?: MeshOptions;
+  /** Messages per sender. @default COUNT */
+  count?: number;
+  /** Messages per second per sender. @default RATE */
+  rate?: number;
+  /** settle() gives up once nothing moved for this long (see TopologyOptions). */
+  quietMs?: number;
+}
+
 /** Builds the world, runs `faults` during the traffic, heals everything, waits, checks. */
-async function scenario(name: string, faults: Faults, crashAt?: { role: Role; spec: string }): Promise<void> {
+async function scenario(name: string, faults: Faults, s: ScenarioOptions = {}): Promise<void> {
   const rng = createRng(scenarioSeed(SEED, name));
-  const crash = crashAt === undefined ? {} : { crashAt, crashRestartDelayMs: rng.int(0, 300) };
-  const t = (world = await Topology.create({ secret: SECRET, gatewayToken, senderTokens, count: COUNT, rate: RATE, ...crash }));
+  const crash = s.crashAt === undefined ? {} : { crashAt: s.crashAt, crashRestartDelayMs: rng.int(0, 300) };
+  const mesh = s.mesh === undefined ? {} : { mesh: s.mesh };
+  const quiet = s.quietMs === undefined ? {} : { quietMs: s.quietMs };
+  const t = (world = await Topology.create({ secret: SECRET, count: s.count ?? COUNT, rate: s.rate ?? RATE, ...crash, ...mesh, ...quiet }));
   await t.startTraffic();
   await faults(t, rng);
   // Heal: whatever is still broken is repaired, so that everything accepted can arrive.
-  t.proxy.setDelay(0);
-  t.proxy.setSlice(0);
-  t.proxy.restore();
+  t.heal();
   await t.ensureRunning();
   const { settled, ms } = await t.settle();
   const { counts, examples } = check(t.sent(), t.received());
   const line = formatCounts(name, counts);
-  const { resets } = t.proxy.stats;
+  const resets = t.proxies.reduce((sum, p) => sum + p.stats.resets, 0);
+  const health = s.mesh === undefined ? undefined : await t.health();
+  // Where the traffic went (a restarted relay counts from its restart), and how many router links
+  // fell back to long-poll (a cut of one is noticed only by its silence).
+  const forwarded =
+    s.mesh === undefined
+      ? ''
+      : ` forwarded=${s.mesh.relays.map((r) => `${r}:${health?.[r]?.msgsForwarded ?? '?'}`).join(',')} long-poll-fallbacks=${t.routerLogLines(/falls back to HTTP long-poll/)}`;
   console.log(
     `${line} settled=${settled ? `${ms}ms` : `no (gave up after ${ms}ms)`} ` +
-      `restarts=relay:${t.restarts.relay},gateway:${t.restarts.gateway} proxy-resets=${resets}`,
+      `restarts=${t.routerNames.map((r) => `${r}:${t.restarts[r] ?? 0}`).join(',')} proxy-resets=${resets}${forwarded}`,
   );
-  const context = `${line}\nexamples: ${JSON.stringify(examples)}\nreplay: POSTERN_CHAOS_SEED=${SEED}\n${t.describe()}`;
+  const reorders = examples.reordered.length > 0 ? `\n${reorderContext(t.received(), examples.reordered)}` : '';
+  const context = `${line}\nexamples: ${JSON.stringify(examples)}${reorders}\nreplay: POSTERN_CHAOS_SEED=${SEED}\n${await t.describeHealth()}\n${t.describe()}`;
   if (process.env['POSTERN_CHAOS_VERBOSE'] === '1') console.log(t.describe());
   assert.ok(counts.accepted > 0, `nothing was accepted: the run proves nothing\n${context}`);
   assert.ok(clean(counts), context);
@@ -83,8 +97,25 @@ async function scenario(name: string, faults: Faults, crashAt?: { role: Role; sp
   assert.equal(counts.pending, 0, `sends never settled\n${context}`);
 }
 
+/**
+ * For each reordered example (`s1#17->r2@acme`), the numbers of that sender as that receiver got
+ * them, around it: what overtook it.
+ */
+function reorderContext(received: readonly Received[], reordered: readonly string[]): string {
+  return reordered
+    .map((ex) => {
+      const m = /^(.+)#(\d+)->(.+)$/.exec(ex);
+      if (m === null) return ex;
+      const [, s, n, to] = m;
+      const seq = received.filter((r) => r.s === s && r.receiver === to).map((r) => r.n);
+      const at = seq.indexOf(Number(n));
+      return `${ex} received as: ... ${seq.slice(Math.max(0, at - 8), at + 3).join(' ')} ...`;
+    })
+    .join('\n');
+}
+
 /** Kills `roles` together at a random moment and restarts them (in random order), twice. */
-function killAndRestart(...roles: Role[]): Faults {
+function killAndRestart(...roles: RouterName[]): Faults {
   return async (t, rng) => {
     for (let round = 0; round < 2; round++) {
       await t.pause(rng.int(300, 1200));
@@ -94,6 +125,28 @@ function killAndRestart(...roles: Role[]): Faults {
       for (const r of order) await t.restart(r);
     }
   };
+}
+
+// The mesh: three relays, each its own domain and node key, peered through a fault proxy per
+// link; the gateway (acme, the receivers) on R1; the senders on R3 (and R2).
+const R1 = 'relay1';
+const R2 = 'relay2';
+const R3 = 'relay3';
+/** Mesh traffic: 10 s, so that every fault lands in it. */
+const MESH_COUNT = 800;
+const MESH_RATE = 80;
+/** A restored link or restarted relay must be linked up again, its routes known, within this time. */
+const RECONVERGE_MS = 20_000;
+/** A cut peer link is redialled with backoff (up to 30 s, jittered): settle must outwait that. */
+const MESH_QUIET_MS = 35_000;
+/** The partition: this long, with traffic from before it until after it heals. */
+const PARTITION_MS = 30_000;
+const PARTITION_RATE = 20;
+const PARTITION_COUNT = Math.ceil(((PARTITION_MS + 6000) / 1000) * PARTITION_RATE);
+
+/** R1, R2, R3 peered with each other (R2 and R3 dial R1, R3 dials R2); the gateway on R1. */
+function triangle(senderRelays: MeshOptions['senderRelays']): MeshOptions {
+  return { relays: [R1, R2, R3], links: [[R2, R1], [R3, R1], [R3, R2]], gatewayRelay: R1, senderRelays };
 }
 
 describe('chaos: nothing accepted is lost, duplicated or reordered', () => {
@@ -114,7 +167,7 @@ describe('chaos: nothing accepted is lost, duplicated or reordered', () => {
           // The n-th time: a random moment in the traffic. A commit holds several messages.
           const n = createRng(scenarioSeed(SEED, `${name}/n`)).int(1, point.startsWith('store.') ? 20 : 150);
           console.log(`chaos ${name}: the ${role} starts with POSTERN_CRASH_AT=${point}:${n}`);
-          return scenario(name, (t) => t.crashed(CRASH_WAIT_MS), { role, spec: `${point}:${n}` });
+          return scenario(name, (t) => t.crashed(CRASH_WAIT_MS), { crashAt: { role, spec: `${point}:${n}` } });
         });
       }
     }
@@ -152,5 +205,104 @@ describe('chaos: nothing accepted is lost, duplicated or reordered', () => {
         await t.pause(2000);
         t.proxy.restore();
       }));
+  });
+
+  describe('mesh: relays peered through fault proxies', () => {
+    const mesh = { count: MESH_COUNT, rate: MESH_RATE, quietMs: MESH_QUIET_MS };
+
+    // R3 -> R1 -> gateway is the best path (2 hops to acme against 3 through R2). Cutting it
+    // withdraws that route: what R3 has not yet written to R1 goes through R2, what it has waits
+    // for R1. Restored, the route is learned again and R3 goes straight to R1 again. Twice: cut
+    // (RST, noticed at once), then blackhole (noticed only by the link's silence).
+    it('mesh-reroute: cut the best path mid-traffic, reroute through the other relay, restore', () =>
+      scenario(
+        'mesh-reroute',
+        async (t, rng) => {
+          await t.pause(rng.int(400, 1000));
+          t.cutLink(R3, R1);
+          await t.pause(rng.int(1200, 2000));
+          await t.noteHealth();
+          t.restoreLink(R3, R1);
+          await t.converged(RECONVERGE_MS);
+          await t.noteHealth();
+          await t.pause(rng.int(300, 800));
+          t.blackholeLink(R3, R1);
+          await t.pause(rng.int(2500, 3500));
+          await t.noteHealth();
+          t.restoreLink(R3, R1);
+          await t.converged(RECONVERGE_MS);
+          await t.noteHealth();
+        },
+        { ...mesh, mesh: triangle({ s1: R3, s2: R3, s3: R3 }) },
+      ));
+
+    // R3 -> R2 -> R1 -> gateway, R2 the only way: it holds what it acknowledged to R3 (on disk)
+    // when it is killed, and must hand all of it on once restarted on the same port and --data.
+    it('mesh-transit-kill: SIGKILL the transit relay, restart it on the same port and data', () =>
+      scenario(
+        'mesh-transit-kill',
+        async (t, rng) => {
+          for (let round = 0; round < 2; round++) {
+            await t.pause(rng.int(300, 1200));
+            await t.kill(R2);
+            await t.pause(rng.int(200, 1500));
+            await t.noteHealth();
+            await t.restart(R2);
+            await t.converged(RECONVERGE_MS);
+            await t.noteHealth();
+          }
+        },
+        { ...mesh, mesh: { relays: [R1, R2, R3], links: [[R3, R2], [R2, R1]], gatewayRelay: R1, senderRelays: { s1: R3, s2: R3, s3: R3 } } },
+      ));
+
+    // Senders on R3 and R2; one link of the triangle is cut at a time, the cut moving around the
+    // loop (restore one, cut the next at once): every relay's way to acme changes in turn, and
+    // messages held by a relay whose route now leads back where they came from must wait.
+    it('mesh-loop: a triangle of peers, the cut moving around the loop', () =>
+      scenario(
+        'mesh-loop',
+        async (t, rng) => {
+          const loop: Array<[string, string]> = [
+            [R3, R1],
+            [R2, R1],
+            [R3, R2],
+          ];
+          const first = rng.int(0, loop.length - 1);
+          await t.pause(rng.int(300, 800));
+          for (let i = 0; i <= loop.length; i++) {
+            if (i > 0) t.restoreLink(...loop[(first + i - 1) % loop.length]!);
+            if (i < loop.length) t.cutLink(...loop[(first + i) % loop.length]!);
+            await t.noteHealth();
+            await t.converged(RECONVERGE_MS);
+            await t.noteHealth();
+            await t.pause(rng.int(500, 1000));
+          }
+        },
+        { ...mesh, mesh: triangle({ s1: R3, s2: R3, s3: R2 }) },
+      ));
+
+    // The senders' side (R3, R2) loses the gateway's side (R1 and the gateway) for 30 s: every
+    // link between them swallows everything. The senders keep sending; R3 and R2 hold it all.
+    it(`mesh-partition: the senders' relays cut off from the gateway's for ${PARTITION_MS / 1000} s, then healed`, () =>
+      scenario(
+        'mesh-partition',
+        async (t, rng) => {
+          await t.pause(rng.int(1000, 2000));
+          const t0 = Date.now();
+          t.blackholeLink(R3, R1);
+          t.blackholeLink(R2, R1);
+          // Noticed by silence: both sides drop the links, and the routes across them go.
+          await t.converged(RECONVERGE_MS);
+          await t.noteHealth();
+          await t.pause(t0 + PARTITION_MS - Date.now());
+          await t.noteHealth();
+          t.restoreLink(R3, R1);
+          t.restoreLink(R2, R1);
+          // Redialled with backoff, up to its cap: the mesh must be whole again within that.
+          await t.converged(MESH_QUIET_MS);
+          await t.noteHealth();
+        },
+        { count: PARTITION_COUNT, rate: PARTITION_RATE, quietMs: MESH_QUIET_MS, mesh: triangle({ s1: R3, s2: R3, s3: R2 }) },
+      ));
   });
 });

@@ -1,14 +1,17 @@
-// The chaos suite's world: relay <- fault proxy <- gateway, each router a `postern` process on a
-// fixed port with its own --data dir (so it can be killed and restarted in place), senders on
-// the relay and receivers on the gateway as agent processes (agent.ts).
+// The chaos suite's world. By default: relay <- fault proxy <- gateway, each router a `postern`
+// process on a fixed port with its own --data dir (so it can be killed and restarted in place),
+// senders on the relay and receivers on the gateway as agent processes (agent.ts). A mesh world
+// (TopologyOptions.mesh) has several relays instead, each with its own domain and node key,
+// peered through a fault proxy per link, the gateway on one of them and the senders on any.
 //
 // A process that dies when the test did not kill it (or arm it to crash) is a failure: every
 // wait here checks for one and throws it with that process's output.
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createKeyPair, issueToken } from '@postern/router';
 import { FaultProxy } from '@postern/testing';
 import { Proc, listeningOn, sleep } from '../procs.js';
 import type { Received, Sent } from './checker.js';
@@ -20,34 +23,78 @@ export const RECEIVERS = ['r1', 'r2'] as const;
 export const SENDERS = ['s1', 's2', 's3'] as const;
 const TARGETS = RECEIVERS.map((r) => `${r}@${DOMAIN}`);
 
-/** After the faults: give up waiting once nothing moved for this long. */
+/** After the faults: give up waiting once nothing moved for this long (default). */
 const QUIET_MS = 15_000;
 /** After the faults: give up waiting after this long in any case. */
 const MAX_SETTLE_MS = 60_000;
 /** After everything arrived: wait this much more for late duplicates. */
 const GRACE_MS = 1000;
 /** Router options that make a dead tunnel noticed within seconds (a blackhole sends no RST). */
-const ROUTER_FLAGS = ['--log-level', 'warn', '--ping-interval', '1000'];
+const ROUTER_FLAGS = ['--ping-interval', '1000'];
+/** The default world's routers log warnings only; a mesh's also its links coming up. */
+const LOG_LEVEL = 'warn';
+const MESH_LOG_LEVEL = 'info';
+/** A mesh must have linked up and exchanged its routes within this time of starting. */
+const CONVERGE_MS = 20_000;
 
+/** The routers of the default world. */
 export type Role = 'relay' | 'gateway';
+/** A router of any world: 'gateway', or the name of a relay. */
+export type RouterName = string;
+
+/** Relays peered with each other (see the file comment). A relay's name is its domain. */
+export interface MeshOptions {
+  /** Started in this order, each once it listens. */
+  relays: readonly string[];
+  /**
+   * Peer links as [dialer, listener]: the dialer has `--peer` to the listener, through the link's
+   * own fault proxy (the listener never dials back, so a cut proxy cuts the link). Each side
+   * trusts the other with every relay's domain and DOMAIN. A dialer should come after its
+   * listener in `relays`: a peer that is not listening yet when the first dial fails may get a
+   * link over HTTP long-poll instead of WebSocket (--transport auto), which notices a cut only
+   * by its silence.
+   */
+  links: ReadonlyArray<readonly [string, string]>;
+  /** The relay the gateway dials (through `Topology.proxy`). */
+  gatewayRelay: string;
+  /** The relay each sender of SENDERS connects to. */
+  senderRelays: Readonly<Record<(typeof SENDERS)[number], string>>;
+}
 
 export interface TopologyOptions {
-  /** The relay's --secret. */
+  /** Every relay's --secret (agent and gateway tokens are signed with it). */
   secret: string;
-  /** Domain token for the gateway. */
-  gatewayToken: string;
-  /** Agent token per sender name, for the relay. */
-  senderTokens: Readonly<Record<string, string>>;
   /** Messages per sender. */
   count: number;
   /** Messages per second per sender. */
   rate: number;
+  /** Several relays instead of one. */
+  mesh?: MeshOptions;
   /**
    * Start this router armed: POSTERN_CRASH_AT=spec on its first start. When it has crashed there
    * it is restarted unarmed, after crashRestartDelayMs.
    */
-  crashAt?: { role: Role; spec: string };
+  crashAt?: { role: RouterName; spec: string };
   crashRestartDelayMs?: number;
+  /** settle() gives up once nothing moved for this long. @default 15000 */
+  quietMs?: number;
+}
+
+/** What /healthz tells of a router, the fields the suite reads. */
+export interface RouterHealth {
+  peers: number;
+  downlinks: number;
+  uplinks: number;
+  domains: number;
+  stored: number;
+  pinned: number;
+  queues: number;
+  msgsForwarded: number;
+  msgsDelivered: number;
+  nacksSent: number;
+  forbidden: number;
+  routesRefused: number;
+  routeLoops: number;
 }
 
 interface SenderState {
@@ -63,6 +110,22 @@ interface ReceiverState {
   proc: Proc;
   address: string | undefined;
   got: Received[];
+}
+
+interface RelaySpec {
+  name: string;
+  port: number;
+  /** Mesh only: the file holding its node key's seed, and its node id. */
+  keyFile?: string;
+  node?: string;
+}
+
+interface PeerLink {
+  dialer: string;
+  listener: string;
+  proxy: FaultProxy;
+  /** Cut or blackholed by the test. */
+  down: boolean;
 }
 
 /** Reads a process's complete stdout lines incrementally as JSON. */
@@ -118,13 +181,21 @@ async function freePorts(n: number): Promise<number[]> {
   }
 }
 
+/** The default world as a mesh of one relay, named and served as before. */
+const SINGLE: MeshOptions = { relays: ['relay'], links: [], gatewayRelay: 'relay', senderRelays: { s1: 'relay', s2: 'relay', s3: 'relay' } };
+
 export class Topology {
+  /** The gateway's uplink: gateway -> proxy -> its relay. */
   readonly proxy: FaultProxy;
-  readonly relayPort: number;
   readonly gatewayPort: number;
   readonly #dir: string;
   readonly #o: TopologyOptions;
-  readonly #routers: Partial<Record<Role, Proc>> = {};
+  readonly #mesh: MeshOptions;
+  readonly #relays: ReadonlyMap<string, RelaySpec>;
+  readonly #links: readonly PeerLink[];
+  readonly #gatewayToken: string;
+  readonly #senderTokens: ReadonlyMap<string, string>;
+  readonly #routers = new Map<RouterName, Proc>();
   /** Every router process started, dead ones too, for failure messages. */
   readonly #routerProcs: Proc[] = [];
   /** Processes whose exit is no failure: killed by the test, or armed to crash. */
@@ -132,8 +203,10 @@ export class Topology {
   readonly #senders: SenderState[] = [];
   readonly #receivers: ReceiverState[] = [];
   readonly #readers = new Map<Proc, LineReader>();
-  /** Router starts after the first, per role. */
-  readonly restarts: Record<Role, number> = { relay: 0, gateway: 0 };
+  /** Router starts after the first, per router. */
+  readonly restarts: Record<RouterName, number> = {};
+  /** What the test did when (note()), for failure messages. */
+  readonly #notes: string[] = [];
   #failure: Error | undefined;
   #closed = false;
   /** The router process started with POSTERN_CRASH_AT. */
@@ -141,58 +214,156 @@ export class Topology {
   /** Settles when the armed router has crashed as it should and was restarted unarmed. */
   #crashRecovered: Promise<void> | undefined;
 
-  private constructor(o: TopologyOptions, dir: string, relayPort: number, gatewayPort: number, proxy: FaultProxy) {
+  private constructor(
+    o: TopologyOptions,
+    dir: string,
+    relays: ReadonlyMap<string, RelaySpec>,
+    links: readonly PeerLink[],
+    gatewayPort: number,
+    proxy: FaultProxy,
+    tokens: { gateway: string; senders: ReadonlyMap<string, string> },
+  ) {
     this.#o = o;
+    this.#mesh = o.mesh ?? SINGLE;
     this.#dir = dir;
-    this.relayPort = relayPort;
+    this.#relays = relays;
+    this.#links = links;
     this.gatewayPort = gatewayPort;
     this.proxy = proxy;
+    this.#gatewayToken = tokens.gateway;
+    this.#senderTokens = tokens.senders;
+    for (const r of this.routerNames) this.restarts[r] = 0;
   }
 
-  /** Starts the routers (the gateway's uplink up through the proxy) and the receivers. */
+  /**
+   * Starts the routers (the gateway's uplink up through the proxy; a mesh linked up, its routes
+   * known everywhere) and the receivers.
+   */
   static async create(o: TopologyOptions): Promise<Topology> {
+    const mesh = o.mesh ?? SINGLE;
+    checkMesh(mesh);
     const dir = await mkdtemp(join(tmpdir(), 'postern-chaos-'));
+    const proxies: FaultProxy[] = [];
     let t: Topology | undefined;
     try {
-      const [relayPort, gatewayPort] = (await freePorts(2)) as [number, number];
-      const proxy = await FaultProxy.start({ target: { host: '127.0.0.1', port: relayPort } });
-      t = new Topology(o, dir, relayPort, gatewayPort, proxy);
+      const ports = await freePorts(mesh.relays.length + 1);
+      const gatewayPort = ports.pop()!;
+      const relays = new Map<string, RelaySpec>();
+      for (const [i, name] of mesh.relays.entries()) {
+        const spec: RelaySpec = { name, port: ports[i]! };
+        if (o.mesh !== undefined) {
+          const key = createKeyPair('node');
+          spec.keyFile = join(dir, `${name}.node-key`);
+          spec.node = key.publicKey;
+          await writeFile(spec.keyFile, `# chaos: node key of ${name}\n${key.seed}\n`, { mode: 0o600 });
+        }
+        relays.set(name, spec);
+      }
+      const links: PeerLink[] = [];
+      for (const [dialer, listener] of mesh.links) {
+        const proxy = await FaultProxy.start({ target: { host: '127.0.0.1', port: relays.get(listener)!.port } });
+        proxies.push(proxy);
+        links.push({ dialer, listener, proxy, down: false });
+      }
+      const proxy = await FaultProxy.start({ target: { host: '127.0.0.1', port: relays.get(mesh.gatewayRelay)!.port } });
+      proxies.push(proxy);
+      const gateway = await issueToken(o.secret, { domain: DOMAIN });
+      const senders = new Map<string, string>();
+      for (const s of SENDERS) senders.set(s, await issueToken(o.secret, { domain: mesh.senderRelays[s], name: s }));
+      t = new Topology(o, dir, relays, links, gatewayPort, proxy, { gateway, senders });
       await t.#start();
       return t;
     } catch (e) {
       if (t !== undefined) await t.close();
-      else await rm(dir, { recursive: true, force: true });
+      else {
+        await Promise.all(proxies.map((p) => p.close()));
+        await rm(dir, { recursive: true, force: true });
+      }
       throw e;
     }
   }
 
   async #start(): Promise<void> {
-    await Promise.all([mkdir(join(this.#dir, 'relay')), mkdir(join(this.#dir, 'gateway'))]);
+    await Promise.all(this.routerNames.map((r) => mkdir(join(this.#dir, r))));
     const armed = this.#o.crashAt;
-    await this.#startRouter('relay', armed?.role === 'relay' ? armed.spec : undefined);
+    for (const r of this.#relays.keys()) await this.#startRouter(r, armed?.role === r ? armed.spec : undefined);
     const gw = await this.#startRouter('gateway', armed?.role === 'gateway' ? armed.spec : undefined);
     if (armed !== undefined) {
-      this.#armed = this.#routers[armed.role];
+      this.#armed = this.#routers.get(armed.role);
       this.#crashRecovered = this.#recoverFromCrash(armed.role, armed.spec);
     }
     // An armed router may crash as early as this; the agents keep trying until it is back.
     await gw.waitFor('stdout', /postern gateway: uplink to .* is up/, 10_000).catch((e: unknown) => {
       if (armed === undefined) throw e;
     });
+    if (this.#o.mesh !== undefined) await this.converged(CONVERGE_MS);
     await Promise.all(RECEIVERS.map((r) => this.#startReceiver(r)));
   }
 
-  get relayUrl(): string {
-    return `ws://127.0.0.1:${this.relayPort}`;
+  /** The relays by name, then 'gateway'. */
+  get routerNames(): RouterName[] {
+    return [...this.#mesh.relays, 'gateway'];
+  }
+
+  /** A router's own listener (no proxy in between). */
+  urlOf(router: RouterName): string {
+    return `ws://127.0.0.1:${this.#portOf(router)}`;
   }
 
   get gatewayUrl(): string {
-    return `ws://127.0.0.1:${this.gatewayPort}`;
+    return this.urlOf('gateway');
+  }
+
+  /** Refuses the peer link between `a` and `b` (RST now, every redial refused) until restoreLink(). */
+  cutLink(a: string, b: string): void {
+    const l = this.#link(a, b);
+    this.note(`cut ${l.dialer}-${l.listener}`);
+    l.down = true;
+    l.proxy.cut();
+  }
+
+  /** Swallows the peer link between `a` and `b` (no RST: noticed by its silence) until restoreLink(). */
+  blackholeLink(a: string, b: string): void {
+    const l = this.#link(a, b);
+    this.note(`blackhole ${l.dialer}-${l.listener}`);
+    l.down = true;
+    l.proxy.blackhole();
+  }
+
+  /** Ends a cut or blackhole of the peer link between `a` and `b`. */
+  restoreLink(a: string, b: string): void {
+    const l = this.#link(a, b);
+    this.note(`restore ${l.dialer}-${l.listener}`);
+    l.down = false;
+    l.proxy.restore();
+  }
+
+  /** Every fault proxy: the peer links', then the gateway's. */
+  get proxies(): FaultProxy[] {
+    return [...this.#links.map((l) => l.proxy), this.proxy];
+  }
+
+  /** Repairs every link: no delay, no slicing, no cut or blackhole. */
+  heal(): void {
+    for (const l of this.#links) {
+      if (l.down) this.note(`heal ${l.dialer}-${l.listener}`);
+      l.down = false;
+    }
+    for (const p of this.proxies) {
+      p.setDelay(0);
+      p.setSlice(0);
+      p.restore();
+    }
   }
 
   /** Starts the senders; they begin sending at once. */
   async startTraffic(): Promise<void> {
     await Promise.all(SENDERS.map((s) => this.#startSender(s)));
+  }
+
+  /** Records a fault the test injects, timestamped like the routers' log lines. */
+  note(what: string): void {
+    this.#notes.push(`${new Date().toISOString()} ${what}`);
   }
 
   /** Throws the first unexpected death, if any. */
@@ -207,29 +378,109 @@ export class Topology {
   }
 
   /** SIGKILLs a router and waits until it is gone. */
-  async kill(role: Role): Promise<void> {
-    const p = this.#routers[role];
+  async kill(router: RouterName): Promise<void> {
+    const p = this.#routers.get(router);
     if (p === undefined || p.exit !== undefined) return;
     this.#mayExit.add(p);
+    this.note(`SIGKILL ${router}`);
     await p.kill('SIGKILL');
   }
 
   /** Starts a router again, on the same port and data dir, unarmed; waits until it listens. */
-  async restart(role: Role): Promise<void> {
-    const old = this.#routers[role];
-    if (old !== undefined && old.exit === undefined) throw new Error(`restart(${role}) while it runs`);
-    this.restarts[role]++;
-    await this.#startRouter(role, undefined);
+  async restart(router: RouterName): Promise<void> {
+    const old = this.#routers.get(router);
+    if (old !== undefined && old.exit === undefined) throw new Error(`restart(${router}) while it runs`);
+    this.restarts[router] = (this.restarts[router] ?? 0) + 1;
+    this.note(`restart ${router}`);
+    await this.#startRouter(router, undefined);
   }
 
   /** Restarts whichever router is not running. */
   async ensureRunning(): Promise<void> {
     await this.#crashRecovered;
     this.check();
-    for (const role of ['relay', 'gateway'] as const) {
-      const p = this.#routers[role];
-      if (p === undefined || p.exit !== undefined) await this.restart(role);
+    for (const r of this.routerNames) {
+      const p = this.#routers.get(r);
+      if (p === undefined || p.exit !== undefined) await this.restart(r);
     }
+  }
+
+  /**
+   * Waits until every running relay of the mesh has a link to each peer whose link is not cut
+   * (cutLink, blackholeLink) and a route to each domain it can reach over those links: the other
+   * running relays' and DOMAIN (the gateway's relay's); throws with what each has after
+   * `timeoutMs`. At once for a world of one relay.
+   */
+  async converged(timeoutMs: number): Promise<void> {
+    if (this.#o.mesh === undefined) return;
+    const running = (r: string): boolean => {
+      const p = this.#routers.get(r);
+      return p !== undefined && p.exit === undefined;
+    };
+    const up = this.#links.filter((l) => !l.down && running(l.dialer) && running(l.listener));
+    const want = new Map<string, { peers: number; domains: number }>();
+    for (const r of this.#relays.keys()) {
+      if (!running(r)) continue;
+      // Reachable over the links that are up (a breadth-first walk).
+      const seen = new Set([r]);
+      for (const at of seen) {
+        for (const l of up) {
+          const next = l.dialer === at ? l.listener : l.listener === at ? l.dialer : undefined;
+          if (next !== undefined) seen.add(next);
+        }
+      }
+      const gateway = seen.has(this.#mesh.gatewayRelay) && running('gateway') ? 1 : 0;
+      want.set(r, { peers: up.filter((l) => l.dialer === r || l.listener === r).length, domains: seen.size - 1 + gateway });
+    }
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      this.check();
+      const health = await this.health();
+      const short = [...want].filter(([r, w]) => {
+        const h = health[r];
+        return h === undefined || h.peers !== w.peers || h.domains !== w.domains;
+      });
+      if (short.length === 0) return;
+      if (Date.now() > deadline) {
+        const what = short.map(([r, w]) => `${r}: want peers=${w.peers} domains=${w.domains}, has ${formatHealth(health[r])}`).join('\n');
+        throw new Error(`the mesh did not converge within ${timeoutMs} ms\n${what}\n${this.describe()}`);
+      }
+      await sleep(100);
+    }
+  }
+
+  /** /healthz of every running router (undefined for those not running or not answering). */
+  async health(): Promise<Record<RouterName, RouterHealth | undefined>> {
+    const out: Record<RouterName, RouterHealth | undefined> = {};
+    await Promise.all(
+      this.routerNames.map(async (r) => {
+        const p = this.#routers.get(r);
+        if (p === undefined || p.exit !== undefined) return;
+        try {
+          const res = await fetch(`http://127.0.0.1:${this.#portOf(r)}/healthz`, { signal: AbortSignal.timeout(2000) });
+          out[r] = ((await res.json()) as { stats: RouterHealth }).stats;
+        } catch {
+          // not listening yet, or hung: reported as unknown
+        }
+      }),
+    );
+    return out;
+  }
+
+  /** Notes what each router holds now (stored/pinned), for failure messages. */
+  async noteHealth(): Promise<void> {
+    const health = await this.health();
+    const held = this.routerNames.map((r) => {
+      const h = health[r];
+      return `${r}=${h === undefined ? '?' : `${h.stored}/${h.pinned}`}`;
+    });
+    this.note(`holding: ${held.join(' ')} (stored/pinned)`);
+  }
+
+  /** One line per router of what it holds and did, for failure messages. */
+  async describeHealth(): Promise<string> {
+    const health = await this.health();
+    return this.routerNames.map((r) => `${r}: ${formatHealth(health[r])}`).join('\n');
   }
 
   /**
@@ -249,18 +500,18 @@ export class Topology {
   }
 
   /** Waits for the armed router to crash, checks that it died at its point, restarts it unarmed. */
-  async #recoverFromCrash(role: Role, spec: string): Promise<void> {
+  async #recoverFromCrash(router: RouterName, spec: string): Promise<void> {
     const p = this.#armed!;
     const exit = await p.exited;
     if (this.#closed) return;
     const point = spec.split(':')[0]!;
     if (exit.signal !== 'SIGKILL' || !p.stderr.includes(`postern: crash point ${point} reached`)) {
-      this.#failure ??= new Error(`the ${role} armed with ${spec} died otherwise\n${describeTail(p)}`);
+      this.#failure ??= new Error(`the ${router} armed with ${spec} died otherwise\n${describeTail(p)}`);
       return;
     }
     try {
       await sleep(this.#o.crashRestartDelayMs ?? 0);
-      if (!this.#closed) await this.restart(role);
+      if (!this.#closed) await this.restart(router);
     } catch (e) {
       this.#failure ??= e instanceof Error ? e : new Error(String(e));
     }
@@ -290,10 +541,11 @@ export class Topology {
 
   /**
    * Waits until every sender has settled every send and every accepted message was received,
-   * or nothing moved for QUIET_MS; then GRACE_MS more for late duplicates.
+   * or nothing moved for TopologyOptions.quietMs; then GRACE_MS more for late duplicates.
    * Resolves with whether everything settled, and how long it took.
    */
   async settle(): Promise<{ settled: boolean; ms: number }> {
+    const quietMs = this.#o.quietMs ?? QUIET_MS;
     const t0 = Date.now();
     let lastSig = '';
     let lastMove = t0;
@@ -313,7 +565,7 @@ export class Topology {
       if (sig !== lastSig) {
         lastSig = sig;
         lastMove = now;
-      } else if (now - lastMove >= QUIET_MS) {
+      } else if (now - lastMove >= quietMs) {
         break;
       }
       if (now - t0 >= MAX_SETTLE_MS) break;
@@ -324,35 +576,69 @@ export class Topology {
     return { settled, ms };
   }
 
+  /** How many lines of every router's stderr (dead ones too) match `re`. */
+  routerLogLines(re: RegExp): number {
+    return this.#routerProcs.reduce((n, p) => n + p.stderr.split('\n').filter((l) => re.test(l)).length, 0);
+  }
+
   /** What every router (dead ones too) and agent printed, in short, for failure messages. */
   describe(): string {
     const procs = [...this.#routerProcs, ...this.#senders.map((s) => s.proc), ...this.#receivers.map((r) => r.proc)];
-    return procs.map((p) => describeTail(p, 3)).join('\n');
+    const nodes = [...this.#relays.values()].filter((r) => r.node !== undefined).map((r) => `${r.name}=${r.node!}`);
+    const notes = this.#notes.length > 0 ? [`faults:\n${this.#notes.join('\n')}`] : [];
+    return [...(nodes.length > 0 ? [`node ids: ${nodes.join(' ')}`] : []), ...notes, ...procs.map((p) => describeTail(p, 3))].join('\n');
   }
 
-  /** Kills every process of this world, closes the proxy, deletes the data dirs. */
+  /** Kills every process of this world, closes the proxies, deletes the data dirs. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    const procs = [...Object.values(this.#routers), ...this.#senders.map((s) => s.proc), ...this.#receivers.map((r) => r.proc)];
+    const procs = [...this.#routers.values(), ...this.#senders.map((s) => s.proc), ...this.#receivers.map((r) => r.proc)];
     for (const p of procs) this.#mayExit.add(p);
     await Promise.all(procs.map((p) => p.kill('SIGKILL')));
-    await this.proxy.close();
+    await Promise.all(this.proxies.map((p) => p.close()));
     await rm(this.#dir, { recursive: true, force: true });
   }
 
-  async #startRouter(role: Role, crashAt: string | undefined): Promise<Proc> {
-    const listen = `127.0.0.1:${role === 'relay' ? this.relayPort : this.gatewayPort}`;
-    const data = join(this.#dir, role);
-    const args =
-      role === 'relay'
-        ? ['relay', '--listen', listen, '--secret', this.#o.secret, '--data', data, ...ROUTER_FLAGS]
-        : ['gateway', '--relay', this.proxy.url, '--domain', DOMAIN, '--token', this.#o.gatewayToken, '--listen', listen, '--data', data, ...ROUTER_FLAGS];
-    const p = new Proc(args, crashAt === undefined ? {} : { env: { POSTERN_CRASH_AT: crashAt } });
+  #link(a: string, b: string): PeerLink {
+    const l = this.#links.find((x) => (x.dialer === a && x.listener === b) || (x.dialer === b && x.listener === a));
+    if (l === undefined) throw new Error(`no peer link between ${a} and ${b}`);
+    return l;
+  }
+
+  #portOf(router: RouterName): number {
+    if (router === 'gateway') return this.gatewayPort;
+    const r = this.#relays.get(router);
+    if (r === undefined) throw new Error(`no router ${router}`);
+    return r.port;
+  }
+
+  #routerArgs(router: RouterName): string[] {
+    const listen = `127.0.0.1:${this.#portOf(router)}`;
+    const data = join(this.#dir, router);
+    const log = ['--log-level', this.#o.mesh === undefined ? LOG_LEVEL : MESH_LOG_LEVEL];
+    if (router === 'gateway') {
+      return ['gateway', '--relay', this.proxy.url, '--domain', DOMAIN, '--token', this.#gatewayToken, '--listen', listen, '--data', data, ...log, ...ROUTER_FLAGS];
+    }
+    const args = ['relay', '--listen', listen, '--secret', this.#o.secret, '--data', data, ...log, ...ROUTER_FLAGS];
+    const me = this.#relays.get(router)!;
+    if (me.keyFile === undefined) return args;
+    args.push('--domain', router, '--node-key', me.keyFile);
+    const domains = [...this.#relays.keys(), DOMAIN].join(',');
+    for (const l of this.#links) {
+      if (l.dialer === router) args.push('--peer', l.proxy.url);
+      const other = l.dialer === router ? l.listener : l.listener === router ? l.dialer : undefined;
+      if (other !== undefined) args.push('--trust', `${this.#relays.get(other)!.node!}=${domains}`);
+    }
+    return args;
+  }
+
+  async #startRouter(router: RouterName, crashAt: string | undefined): Promise<Proc> {
+    const p = new Proc(this.#routerArgs(router), crashAt === undefined ? {} : { env: { POSTERN_CRASH_AT: crashAt } });
     if (crashAt !== undefined) this.#mayExit.add(p);
-    this.#routers[role] = p;
+    this.#routers.set(router, p);
     this.#routerProcs.push(p);
-    this.#watch(p, `the ${role}`);
+    this.#watch(p, `the ${router}`);
     await listeningOn(p, 10_000).catch((e: unknown) => {
       if (crashAt === undefined || p.exit === undefined) throw e; // else: crashed already, see #recoverFromCrash
     });
@@ -368,9 +654,10 @@ export class Topology {
     await proc.waitFor('stdout', /"ev":"ready"/, 10_000);
   }
 
-  async #startSender(name: string): Promise<void> {
-    const token = this.#o.senderTokens[name] ?? '';
-    const args = ['send', this.relayUrl, name, token, String(this.#o.count), String(this.#o.rate), TARGETS.join(',')];
+  async #startSender(name: (typeof SENDERS)[number]): Promise<void> {
+    const token = this.#senderTokens.get(name) ?? '';
+    const url = this.urlOf(this.#mesh.senderRelays[name]);
+    const args = ['send', url, name, token, String(this.#o.count), String(this.#o.rate), TARGETS.join(',')];
     const proc = new Proc(args, { script: AGENT });
     this.#senders.push({ name, proc, address: undefined, outcomes: new Map(), done: false });
     this.#watch(proc, `sender ${name}`);
@@ -414,4 +701,20 @@ export class Topology {
       });
     }
   }
+}
+
+/** Throws when `mesh` names a relay it does not list, or repeats one. */
+function checkMesh(mesh: MeshOptions): void {
+  const relays = new Set(mesh.relays);
+  if (relays.size !== mesh.relays.length || relays.has('gateway') || relays.has(DOMAIN)) throw new Error(`bad relay names ${mesh.relays.join(',')}`);
+  const named = [...mesh.links.flat(), mesh.gatewayRelay, ...Object.values(mesh.senderRelays)];
+  for (const r of named) if (!relays.has(r)) throw new Error(`the mesh names relay ${r}, which it does not list`);
+}
+
+function formatHealth(h: RouterHealth | undefined): string {
+  if (h === undefined) return 'not running or not answering /healthz';
+  return (
+    `peers=${h.peers} downlinks=${h.downlinks} uplinks=${h.uplinks} domains=${h.domains} stored=${h.stored} pinned=${h.pinned} queues=${h.queues} ` +
+    `forwarded=${h.msgsForwarded} delivered=${h.msgsDelivered} nacks=${h.nacksSent} forbidden=${h.forbidden} refused-routes=${h.routesRefused} loops=${h.routeLoops}`
+  );
 }
