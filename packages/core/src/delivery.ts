@@ -1,4 +1,4 @@
-import { FrameType, MsgFlag, PosternError, WireCode, encodeReport, truncateUtf8, utf8Length, type AckFrame, type NackFrame } from '@postern/protocol';
+import { FrameType, MsgFlag, PosternError, WireCode, encodeReport, truncateUtf8, utf8Length, type AckFrame, type HeldFrame, type NackFrame } from '@postern/protocol';
 import { crashPoint } from './crash.js';
 import { parseDestinationKey, type Destination } from './destination.js';
 import { messageKey, type Link } from './link.js';
@@ -22,8 +22,14 @@ import type { MessageKey, NewMessage, Store } from './store.js';
  * 3. Order per sender: a sender's messages (a *flow*, by `from`) in one queue leave in order
  *    and are never in flight on two links at once. When the route changes, flows with nothing
  *    in flight or pinned take the new route at once; the others wait until their pinned
- *    messages are settled.
- * 4. Settle: on the next hop's ACK the copy is removed; once that removal is durable we
+ *    messages are settled. A *transit* router (the message came from a router and goes on to
+ *    one) stores it but ACKs the hop before only once the next router ACKed it (or it left
+ *    with a report): so an ACK always means "stored by the router that delivers it", and a flow
+ *    that moves to another path cannot overtake its earlier messages held on the old one, at
+ *    any router of the path.
+ * 4. Loops: a router that gets back, from another router, a message it already took from a
+ *    different one refuses the copy (LOOP): forwarding it again could leave no copy anywhere.
+ * 5. Settle: on the next hop's ACK the copy is removed; once that removal is durable we
  *    RELEASE the ACK so the next hop may forget the key. A NACK, or a message that outlives
  *    `maxMessageAgeMs` while waiting, is removed and reported to its sender (a REPORT message,
  *    stored and routed like any other). So is delivery, when the sender asked for a receipt.
@@ -68,6 +74,8 @@ export interface DeliveryStats {
   orphanKeys: number;
   /** Messages waiting for the router they are pinned to (it may hold them already) while it is not connected. */
   pinned: number;
+  /** Copies refused because they came back round a routing loop (NACK LOOP). */
+  loops: number;
 }
 
 export interface Incoming {
@@ -115,6 +123,13 @@ export class Entry {
   sentOnce = false;
   /** The node id of the router it came from ('' from an agent or made here): never sent back there. */
   cameFrom = '';
+  /**
+   * Transit: it came from a router and goes on to a router. Its (version 2) origins get HELD when
+   * it is stored and the ACK only once the next router ACKed it (or it left with a report).
+   */
+  transit = false;
+  /** Sent, and the next router said HELD: out of the link's window, still not settled. */
+  held = false;
   readonly key: string;
   readonly size: number;
 
@@ -163,7 +178,9 @@ export class Queue {
 class Hop {
   /** Reliable messages sent on this link and not yet acked by the other end, by (from, id). */
   readonly inflight = new Map<string, Entry>();
-  inflightBytes = 0;
+  /** The window: messages (and their bytes) in flight and not HELD by the other end. */
+  windowCount = 0;
+  windowBytes = 0;
   /** Queues waiting for room in this link's in-flight window. */
   readonly waiting = new Set<Queue>();
   /** Receiver side: keys we acked on this link, in ACK order; `acked[i]` is ACK number `ackBase + i`. */
@@ -187,6 +204,8 @@ export interface Seen extends MessageKey {
   listed?: boolean;
   /** How its ACK names it to the hop it came from, when not as stored (an anonymous sender's own id). */
   ackAs?: AckAs;
+  /** Node id of the router it came from ('' from an agent, or made here). */
+  cameFrom: string;
 }
 
 export class Delivery {
@@ -209,7 +228,7 @@ export class Delivery {
   #closed = false;
   #timer: unknown;
   readonly #waitingForReady: Array<() => void> = [];
-  readonly #stats = { stored: 0, storedBytes: 0, duplicates: 0, expired: 0, reports: 0, reportsDropped: 0, dedupEvicted: 0 };
+  readonly #stats = { stored: 0, storedBytes: 0, duplicates: 0, expired: 0, reports: 0, reportsDropped: 0, dedupEvicted: 0, loops: 0 };
 
   constructor(o: ResolvedRouterOptions, store: Store, host: DeliveryHost) {
     this.#o = o;
@@ -230,7 +249,7 @@ export class Delivery {
     for (const k of r.seen) {
       const key = messageKey(k.from, k.id);
       // After a restart no link owns a key: each waits out the window from now.
-      const s: Seen = { key, from: k.from, id: k.id, owner: undefined, entry: undefined, seq: k.seq, at: now, listed: true };
+      const s: Seen = { key, from: k.from, id: k.id, owner: undefined, entry: undefined, seq: k.seq, at: now, listed: true, cameFrom: k.cameFrom };
       this.#seen.set(key, s);
       this.#leftovers.push(s);
     }
@@ -242,6 +261,7 @@ export class Delivery {
       e.seq = m.seq;
       e.state = UNSENT;
       e.cameFrom = m.cameFrom;
+      e.transit = m.cameFrom !== '' && dest.kind === 'domain';
       // It may have been written to `via` before the restart: it goes there or nowhere.
       e.via = m.via;
       e.pinned = m.via !== '';
@@ -296,11 +316,12 @@ export class Delivery {
     if (origin !== undefined) {
       e.origins.push(origin);
       if (origin.isRouter) e.cameFrom = origin.node;
+      e.transit = origin.isRouter && dest.kind === 'domain';
     } else e.local = true;
     // Where it will most likely go, written with it: then sending it there needs no second commit.
     const next = this.#host.nextHop(dest);
     if (next !== undefined && next.isRouter && next.node !== e.cameFrom) e.via = next.node;
-    const s: Seen = { key, from: m.from, id: m.id, owner: undefined, entry: e, seq: 0, at: now };
+    const s: Seen = { key, from: m.from, id: m.id, owner: undefined, entry: e, seq: 0, at: now, cameFrom: e.cameFrom };
     if (ackAs !== undefined) s.ackAs = ackAs;
     this.#seen.set(key, s);
     this.#hold(q, e);
@@ -321,10 +342,25 @@ export class Delivery {
   #retried(origin: Link | undefined, key: string): boolean {
     const seen = this.#seen.get(key);
     if (seen === undefined) return false;
+    if (origin !== undefined && origin.isRouter && origin.version >= 2 && seen.cameFrom !== origin.node) {
+      // Not a retry (those come from the router we took it from, where it is pinned): it went
+      // round a loop back to us. Taking it would leave the sender's only copy in a circle.
+      this.#stats.loops++;
+      this.#host.nack(origin, seen.id, seen.from, WireCode.LOOP, 'the message came back to a router it already passed: a routing loop');
+      return true;
+    }
     this.#stats.duplicates++;
     if (origin === undefined) return true;
-    if (seen.entry !== undefined && seen.entry.state === PENDING) seen.entry.origins.push(origin);
-    else this.#ack(origin, seen);
+    const e = seen.entry;
+    if (e !== undefined && e.state === PENDING) {
+      e.origins.push(origin); // ACKed (or HELD) once stored
+    } else if (e !== undefined && e.transit && e.state !== DONE && origin.version >= 2) {
+      // Stored, its next router has not answered: HELD again now, the ACK then.
+      e.origins.push(origin);
+      origin.channel.send({ type: FrameType.HELD, id: seen.id, from: seen.from });
+    } else {
+      this.#ack(origin, seen);
+    }
     return true;
   }
 
@@ -341,6 +377,24 @@ export class Delivery {
     }
     // The agent SDK keeps no keys for us to release: its dedup window covers our resends.
     if (link.isRouter) this.#releases.set(link, hop.acksIn);
+    this.#schedule();
+  }
+
+  /**
+   * A transit router stored the message and will ACK it once its next router has it: it leaves
+   * the window (so other traffic on the link goes on), but stays unsettled (its flow waits).
+   */
+  onHeld(link: Link, f: HeldFrame): void {
+    const hop = this.#hops.get(link);
+    const e = hop?.inflight.get(messageKey(f.from, f.id));
+    if (hop === undefined || e === undefined || e.held) return;
+    e.held = true;
+    hop.windowCount--;
+    hop.windowBytes -= e.size;
+    e.queue.progressAt = this.#o.clock.now();
+    e.queue.stalled = false;
+    for (const w of hop.waiting) this.#wake.add(w);
+    hop.waiting.clear();
     this.#schedule();
   }
 
@@ -398,6 +452,7 @@ export class Delivery {
     for (const s of hop?.acked ?? []) if (s.owner === link) this.#orphan(s);
     for (const e of hop?.inflight.values() ?? []) {
       e.state = UNSENT;
+      e.held = false;
       e.link = undefined;
       const q = e.queue;
       q.inflight--;
@@ -516,7 +571,11 @@ export class Delivery {
   /** Removes `e` from its link's in-flight window. */
   #landed(link: Link, hop: Hop, e: Entry): void {
     hop.inflight.delete(e.key);
-    hop.inflightBytes -= e.size;
+    if (!e.held) {
+      hop.windowCount--;
+      hop.windowBytes -= e.size;
+    }
+    e.held = false;
     e.link = undefined;
     const q = e.queue;
     q.inflight--;
@@ -532,6 +591,15 @@ export class Delivery {
   #finish(e: Entry): void {
     if (e.state === DONE) return;
     const wasPending = e.state === PENDING;
+    if (e.transit && !wasPending) {
+      // Settled further on (or reported): now the hop before may let go of its copy.
+      const s = this.#seen.get(e.key);
+      if (s !== undefined && s.entry === e) {
+        for (const o of e.origins) this.#ack(o, s);
+        if (s.owner === undefined) this.#orphan(s);
+      }
+      e.origins = [];
+    }
     const q = e.queue;
     if (e.state === UNSENT && e.pinned) q.pinned--;
     e.state = DONE;
@@ -649,14 +717,25 @@ export class Delivery {
       }
       e.state = UNSENT;
       crashPoint('accept.after-store');
-      if (s !== undefined) {
+      if (s !== undefined && e.transit) {
+        // The hop before hears HELD now and the ACK when the next router has it. A version 1
+        // router knows no HELD: it gets the ACK now (its flows keep order up to here only).
+        const later: Link[] = [];
+        for (const o of e.origins) {
+          if (o.version >= 2) {
+            if (o.up) o.channel.send({ type: FrameType.HELD, id: s.id, from: s.from });
+            later.push(o);
+          } else this.#ack(o, s);
+        }
+        e.origins = later;
+      } else if (s !== undefined) {
         for (const o of e.origins) this.#ack(o, s);
         // Made here (a report): nobody will retry it to us, so its key is not needed. Every
         // sender gone: nobody will release the key, so it waits out the window.
         if (e.local) this.#dropKey(s);
         else if (s.owner === undefined) this.#orphan(s);
+        e.origins = [];
       }
-      e.origins = [];
       crashPoint('accept.after-ack');
       this.#wake.add(e.queue);
     });
@@ -705,7 +784,7 @@ export class Delivery {
         if (firstWaiting < 0) firstWaiting = i;
         continue;
       }
-      if (hop.inflight.size >= o.maxInFlightPerLink || (hop.inflight.size > 0 && hop.inflightBytes + e.size > o.maxInFlightBytesPerLink)) {
+      if (hop.windowCount >= o.maxInFlightPerLink || (hop.windowCount > 0 && hop.windowBytes + e.size > o.maxInFlightBytesPerLink)) {
         hop.waiting.add(q);
         break;
       }
@@ -729,7 +808,7 @@ export class Delivery {
       if (held?.has(e.m.from) === true) continue;
       const link = this.#host.linkTo(e.via);
       const hop = link === undefined || !link.up ? undefined : this.#hop(link);
-      if (link === undefined || hop === undefined || hop.inflight.size >= o.maxInFlightPerLink || (hop.inflight.size > 0 && hop.inflightBytes + e.size > o.maxInFlightBytesPerLink)) {
+      if (link === undefined || hop === undefined || hop.windowCount >= o.maxInFlightPerLink || (hop.windowCount > 0 && hop.windowBytes + e.size > o.maxInFlightBytesPerLink)) {
         hop?.waiting.add(q);
         (held ??= new Set()).add(e.m.from);
         continue;
@@ -767,7 +846,8 @@ export class Delivery {
     if (link.isRouter) e.pinned = true;
     e.link = link;
     hop.inflight.set(e.key, e);
-    hop.inflightBytes += e.size;
+    hop.windowCount++;
+    hop.windowBytes += e.size;
     q.inflight++;
     q.links.set(link, (q.links.get(link) ?? 0) + 1);
     this.#host.sent(link);

@@ -17,7 +17,7 @@ export class MemoryStore implements Store {
     const rows = [...this.#rows.values()].sort((a, b) => a.message.seq - b.message.seq);
     return Promise.resolve({
       messages: rows.filter((r) => r.held).map((r) => r.message),
-      seen: rows.map((r): SeenKey => ({ from: r.message.from, id: r.message.id, seq: r.message.seq, at: r.message.storedAt })),
+      seen: rows.map((r): SeenKey => ({ from: r.message.from, id: r.message.id, seq: r.message.seq, at: r.message.storedAt, cameFrom: r.message.cameFrom })),
     });
   }
 

@@ -647,6 +647,10 @@ export class Router {
       case FrameType.NACK:
         this.#delivery.onNack(link, f);
         return;
+      case FrameType.HELD:
+        if (!link.isRouter || link.version < 2) break;
+        this.#delivery.onHeld(link, f);
+        return;
       case FrameType.RELEASE:
         this.#delivery.onRelease(link, f.count);
         return;

@@ -46,6 +46,8 @@ export interface MessageKey {
 /** A key kept for deduplication, with the row it belongs to. */
 export interface SeenKey extends MessageKey {
   readonly seq: number;
+  /** Node id of the router its message came from ('' from an agent): a copy from another router is a loop. */
+  readonly cameFrom: string;
   /** Epoch ms when its message was stored. */
   readonly at: number;
 }

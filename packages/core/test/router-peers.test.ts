@@ -166,3 +166,76 @@ describe('Router: version 2 router links', () => {
     assert.equal((await ly.peer.next(FrameType.MSG)).id, 'v2');
   });
 });
+
+describe('Router: transit custody (HELD) and loops', () => {
+  it('as a transit, answers HELD when it stored a message and the ACK only once the next router has it', async (t) => {
+    const [a, b] = [testIdentity(), testIdentity()];
+    const ctx = setup(t, { authenticator: auth, identity: testIdentity(), trust: trust({ [a.node]: ['ra'], [b.node]: ['rb', 'initech'] }) });
+    const la = await link(ctx, { domain: 'ra', id: a });
+    const lb = await link(ctx, { domain: 'rb', id: b });
+    lb.peer.send(route('initech', ['o', b.node], RouteOp.ADD, 1));
+    await lb.peer.sync();
+    la.peer.send(msg('x@initech', 't1', { from: 'u@ra', hops: 9 }));
+    const held = await la.peer.next(FrameType.HELD);
+    assert.deepEqual({ id: held.id, from: held.from }, { id: 't1', from: 'u@ra' });
+    const fwd = await lb.peer.next(FrameType.MSG, (m) => m.id === 't1');
+    await settle();
+    assert.deepEqual(la.peer.all(FrameType.ACK), [], 'no ACK while the next router has not answered');
+    // A retry meanwhile hears HELD again, and is not forwarded twice.
+    la.peer.send(msg('x@initech', 't1', { from: 'u@ra', hops: 9 }));
+    await waitFor(() => la.peer.all(FrameType.HELD).length === 2, 'HELD again', 2000, 1);
+    lb.peer.ack(fwd);
+    const ack = await la.peer.next(FrameType.ACK);
+    assert.equal(ack.id, 't1');
+    await waitFor(() => la.peer.all(FrameType.ACK).length === 2, 'an ACK for each copy, as for any retry', 2000, 1);
+    assert.equal(lb.peer.msgIds().filter((i) => i === 't1').length, 1);
+  });
+
+  it('frees its window on HELD but keeps a flow off another path until the ACK, so it cannot overtake itself', async (t) => {
+    const [x, y] = [testIdentity(), testIdentity()];
+    const ctx = setup(t, { authenticator: auth, identity: testIdentity(), maxInFlightPerLink: 2, trust: trust({ [x.node]: ['rx', 'initech'], [y.node]: ['ry', 'initech'] }) });
+    const lx = await link(ctx, { domain: 'rx', id: x });
+    const ly = await link(ctx, { domain: 'ry', id: y });
+    lx.peer.send(route('initech', [x.node]));
+    ly.peer.send(route('initech', ['o', y.node], RouteOp.ADD, 1));
+    await lx.peer.sync();
+    await ly.peer.sync();
+    const alice = await ctx.agent({ name: 'alice', token: 'acme-domain' });
+    const carol = await ctx.agent({ name: 'carol', token: 'acme-domain' });
+    alice.peer.send(msg('b@initech', 'a1'), msg('b@initech', 'a2'), msg('b@initech', 'a3'));
+    const first = [await lx.peer.next(FrameType.MSG), await lx.peer.next(FrameType.MSG)];
+    await settle();
+    assert.deepEqual(lx.peer.msgIds(), ['a1', 'a2'], 'a window of 2');
+    for (const m of first) lx.peer.send({ type: FrameType.HELD, id: m.id, from: m.from });
+    const a3 = await lx.peer.next(FrameType.MSG, (m) => m.id === 'a3');
+    // x withdraws initech: y is the way now. Alice's flow has unsettled messages at x: it waits.
+    lx.peer.send(route('initech', [x.node], RouteOp.WITHDRAW));
+    await lx.peer.sync();
+    alice.peer.send(msg('b@initech', 'a4'));
+    carol.peer.send(msg('b@initech', 'c1'));
+    await ly.peer.next(FrameType.MSG, (m) => m.id === 'c1');
+    await settle();
+    assert.deepEqual(ly.peer.msgIds(), ['c1'], 'a4 waits: a1..a3 are held at x, not yet delivered');
+    lx.peer.ack(...first, a3);
+    assert.equal((await ly.peer.next(FrameType.MSG, (m) => m.id === 'a4')).from, 'alice@acme');
+  });
+
+  it('refuses with LOOP a copy that comes back from another router than the one it came from', async (t) => {
+    const [p, q] = [testIdentity(), testIdentity()];
+    const ctx = setup(t, { authenticator: auth, identity: testIdentity(), trust: trust({ [p.node]: ['rp', 'globex'], [q.node]: ['rq', 'globex', 'initech'] }) });
+    const lp = await link(ctx, { domain: 'rp', id: p });
+    const lq = await link(ctx, { domain: 'rq', id: q });
+    lq.peer.send(route('initech', [q.node]));
+    await lq.peer.sync();
+    lp.peer.send(msg('x@initech', 'm', { from: 'bot@globex', hops: 9 }));
+    const fwd = await lq.peer.next(FrameType.MSG, (m) => m.id === 'm');
+    // q sends it back to us (a loop through q): not taken again.
+    lq.peer.send(msg('x@initech', 'm', { from: 'bot@globex', hops: fwd.hops - 1 }));
+    const nack = await lq.peer.next(FrameType.NACK, (n) => n.id === 'm');
+    assert.equal(errorCodeOf(nack.code), 'ERR_LOOP');
+    assert.equal(ctx.router.stats().loops, 1);
+    // A retry from p, where it came from, is still a retry.
+    lp.peer.send(msg('x@initech', 'm', { from: 'bot@globex', hops: 9 }));
+    await waitFor(() => lp.peer.all(FrameType.HELD).length === 2, 'HELD to the retry', 2000, 1);
+  });
+});

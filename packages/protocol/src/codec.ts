@@ -168,6 +168,7 @@ export class FrameWriter {
         this.#bytes(f.body);
         return;
       case FrameType.ACK:
+      case FrameType.HELD:
         this.#str8(f.id, 'id');
         this.#str8(f.from, 'from');
         return;
@@ -380,6 +381,8 @@ export function decodeFrameAt(bytes: Uint8Array, start: number, end: number): Fr
     }
     case FrameType.ACK:
       return { type: FrameType.ACK, id: r.str8(), from: r.str8() };
+    case FrameType.HELD:
+      return { type: FrameType.HELD, id: r.str8(), from: r.str8() };
     case FrameType.NACK:
       return { type: FrameType.NACK, code: r.u16(), id: r.str8(), from: r.str8(), reason: r.str16() };
     case FrameType.RELEASE:

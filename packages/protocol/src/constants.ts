@@ -37,6 +37,12 @@ export const FrameType = {
   ACK: 0x11,
   NACK: 0x12,
   RELEASE: 0x13,
+  /**
+   * Version 2, router to router: "stored, but not yet passed on" — a transit router's answer to a
+   * MSG it will ACK only once the next router ACKed it. The sender frees its window for it and
+   * keeps the message's flow from taking another path until the ACK (PROTOCOL.md section 6.7).
+   */
+  HELD: 0x14,
   PING: 0x20,
   PONG: 0x21,
   CLOSE: 0x30,

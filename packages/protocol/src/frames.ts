@@ -142,6 +142,13 @@ export interface AckFrame {
   from: string;
 }
 
+/** Version 2: a transit router stored the message named by (from, id); its ACK follows once the next router has it. */
+export interface HeldFrame {
+  type: typeof FrameType.HELD;
+  id: string;
+  from: string;
+}
+
 export interface NackFrame {
   type: typeof FrameType.NACK;
   code: number;
@@ -188,6 +195,7 @@ export type Frame =
   | HandledFrame
   | MsgFrame
   | AckFrame
+  | HeldFrame
   | NackFrame
   | ReleaseFrame
   | PingFrame

@@ -27,6 +27,7 @@ export type {
   HandledFrame,
   MsgFrame,
   AckFrame,
+  HeldFrame,
   NackFrame,
   ReleaseFrame,
   PingFrame,

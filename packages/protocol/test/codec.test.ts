@@ -32,6 +32,7 @@ import {
   type AuthFrame,
   type HandleFrame,
   type HandledFrame,
+  type HeldFrame,
 } from '@postern/protocol';
 
 const RUNS = 200;
@@ -141,13 +142,14 @@ const msg: fc.Arbitrary<MsgFrame> = rec({
   body: fc.uint8Array({ maxLength: 600 }),
 });
 const ack: fc.Arbitrary<AckFrame> = rec({ type: fc.constant(FrameType.ACK), id: str8, from: str8 });
+const held: fc.Arbitrary<HeldFrame> = rec({ type: fc.constant(FrameType.HELD), id: str8, from: str8 });
 const nack: fc.Arbitrary<NackFrame> = rec({ type: fc.constant(FrameType.NACK), code: u16, id: str8, from: str8, reason: str16 });
 const release: fc.Arbitrary<ReleaseFrame> = rec({ type: fc.constant(FrameType.RELEASE), count: u32 });
 const ping: fc.Arbitrary<PingFrame> = rec({ type: fc.constant(FrameType.PING), nonce: u32 });
 const pong: fc.Arbitrary<PongFrame> = rec({ type: fc.constant(FrameType.PONG), nonce: u32 });
 const close: fc.Arbitrary<CloseFrame> = rec({ type: fc.constant(FrameType.CLOSE), code: u16, reason: str16 });
 
-const anyFrame: fc.Arbitrary<Frame> = fc.oneof(hello, welcome, register, registered, route, auth, handle, handled, msg, ack, nack, release, ping, pong, close);
+const anyFrame: fc.Arbitrary<Frame> = fc.oneof(hello, welcome, register, registered, route, auth, handle, handled, msg, ack, held, nack, release, ping, pong, close);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
@@ -217,6 +219,7 @@ const minimal: Frame[] = [
   { type: FrameType.HANDLED, ref: 0, code: 0, address: '', expires: 0, reason: '' },
   { type: FrameType.MSG, flags: 0, hops: 0, id: '', from: '', to: '', body: new Uint8Array(0) },
   { type: FrameType.ACK, id: '', from: '' },
+  { type: FrameType.HELD, id: '', from: '' },
   { type: FrameType.NACK, code: 0, id: '', from: '', reason: '' },
   { type: FrameType.RELEASE, count: 0 },
   { type: FrameType.PING, nonce: 0 },

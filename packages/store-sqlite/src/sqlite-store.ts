@@ -138,7 +138,7 @@ export class SqliteStore implements Store {
     const seen: SeenKey[] = [];
     for (const r of rows) {
       const m = decodeRow(r.seq, r.data, r.via);
-      seen.push({ from: m.from, id: m.id, seq: r.seq, at: m.storedAt });
+      seen.push({ from: m.from, id: m.id, seq: r.seq, at: m.storedAt, cameFrom: m.cameFrom });
       if (r.held === 1) messages.push(m);
     }
     return Promise.resolve({ messages, seen });
