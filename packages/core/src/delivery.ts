@@ -346,7 +346,7 @@ export class Delivery {
       // Not a retry (those come from the router we took it from, where it is pinned): it went
       // round a loop back to us. Taking it would leave the sender's only copy in a circle.
       this.#stats.loops++;
-      this.#host.nack(origin, seen.id, seen.from, WireCode.LOOP, 'the message came back to a router it already passed: a routing loop');
+      this.#host.nack(origin, seen.ackAs?.id ?? seen.id, seen.ackAs?.from ?? seen.from, WireCode.LOOP, 'the message came back to a router it already passed: a routing loop');
       return true;
     }
     this.#stats.duplicates++;
@@ -357,7 +357,7 @@ export class Delivery {
     } else if (e !== undefined && e.transit && e.state !== DONE && origin.version >= 2) {
       // Stored, its next router has not answered: HELD again now, the ACK then.
       e.origins.push(origin);
-      origin.channel.send({ type: FrameType.HELD, id: seen.id, from: seen.from });
+      origin.channel.send({ type: FrameType.HELD, id: seen.ackAs?.id ?? seen.id, from: seen.ackAs?.from ?? seen.from });
     } else {
       this.#ack(origin, seen);
     }
@@ -723,7 +723,7 @@ export class Delivery {
         const later: Link[] = [];
         for (const o of e.origins) {
           if (o.version >= 2) {
-            if (o.up) o.channel.send({ type: FrameType.HELD, id: s.id, from: s.from });
+            if (o.up) o.channel.send({ type: FrameType.HELD, id: s.ackAs?.id ?? s.id, from: s.ackAs?.from ?? s.from });
             later.push(o);
           } else this.#ack(o, s);
         }

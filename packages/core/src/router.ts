@@ -119,6 +119,8 @@ export class Router {
   readonly #anonBuckets = new WeakMap<Link, { tokens: number; at: number }>();
   readonly #pendingWraps = new Map<number, PendingWrap>();
   #wrapRef = 0;
+  /** `node domain` → until when that router may send from that domain after it announced it (see #vouched). */
+  readonly #announced = new Map<string, number>();
   /** Uplinks configured (see addDialer). */
   #dialers = 0;
   #sweepTimer: unknown;
@@ -150,6 +152,10 @@ export class Router {
       logger: o.logger,
       routerLinks: () => this.#routerLinks(),
       changed: (domain) => this.#delivery.wake(domainDestination(domain)),
+      validated: (link, domain) => {
+        if (this.#announced.size >= MAX_ANNOUNCED) this.#pruneAnnounced();
+        this.#announced.set(`${link.node} ${domain}`, o.clock.now() + o.maxMessageAgeMs);
+      },
     });
     this.#handles = new Handles(o.store, o.clock, o.logger);
     this.#delivery = new Delivery(o, o.store, {
@@ -160,7 +166,7 @@ export class Router {
         const a = parsed === undefined ? undefined : this.#resolveHandle(parsed);
         if (a === undefined || a === 'unknown') return undefined;
         // A report to an anonymous sender of ours names its message by the id we sealed: unseal it.
-        const sealed = a.handle !== undefined && (a.handle.kind === 'message' || a.handle.kind === 'sticky');
+        const sealed = a.handle !== undefined && a.handle.kind !== 'pseudonym';
         return {
           dest: this.#destination(a.dest),
           hops: a.dest.domain === this.domain ? o.hopLimit : o.hopLimit - 1,
@@ -733,25 +739,35 @@ export class Router {
         this.#nack(link, f.id, from, WireCode.BAD_ADDRESS, `invalid sender address "${from}"`);
         return;
       }
-      const forbidden = this.#forbiddenSender(link, fromAddr.domain);
-      if (forbidden) {
-        this.#stats.forbidden++;
-        this.#nack(link, f.id, from, WireCode.FORBIDDEN, `this link may not send from domain "${fromAddr.domain}"`);
-        return;
-      }
       if (hops > o.hopLimit) hops = o.hopLimit;
+      let wrap: string | undefined;
       if (link.kind === 'downlink' && isHandle(fromAddr.local) && o.anonymizer !== undefined) {
         // A handle of a router below us names its organisation: wrap it in one of ours. The
         // same inner handle always gets the same outer one, so a reply, a receipt or a report
         // from that handle (an anonymous sender's, or one messages were sent to) matches the
-        // address its correspondent knows.
-        const token = o.anonymizer.token(`wrap\n${from}`);
-        if (!this.#handles.has(token) && this.#handles.size >= o.maxHandles) {
-          this.#nack(link, f.id, from, WireCode.RATE_LIMITED, `this router holds its limit of ${o.maxHandles} reply handles`);
+        // address its correspondent knows. An anonymous message also gets an id and a hop
+        // count of ours, so that the two legs cannot be matched or told apart.
+        wrap = o.anonymizer.token(`wrap\n${from}`);
+        ackAs = { id: f.id, from };
+        from = `~${wrap}@${this.domain}`;
+        if (anonymous) {
+          id = o.anonymizer.sealId(f.id);
+          hops = o.hopLimit;
+        }
+      }
+      // A retry of what we hold is answered as such, whatever changed since (routes, entitlements).
+      if ((flags & MsgFlag.VOLATILE) === 0 && this.#delivery.retry(link, from, id)) return;
+      if (this.#forbiddenSender(link, fromAddr.domain, flags)) {
+        this.#stats.forbidden++;
+        this.#nack(link, f.id, f.from, WireCode.FORBIDDEN, `this link may not send from domain "${fromAddr.domain}"`);
+        return;
+      }
+      if (wrap !== undefined) {
+        if (!this.#handles.has(wrap) && this.#handles.size >= o.maxHandles) {
+          this.#nack(link, f.id, f.from, WireCode.RATE_LIMITED, `this router holds its limit of ${o.maxHandles} reply handles`);
           return;
         }
-        this.#handles.put(token, from, (flags & MsgFlag.STICKY) !== 0 ? o.stickyHandleTtlMs : o.handleTtlMs, 'wrap');
-        from = `~${token}@${this.domain}`;
+        this.#handles.put(wrap, f.from, (flags & MsgFlag.STICKY) !== 0 ? o.stickyHandleTtlMs : o.handleTtlMs, 'wrap');
         if (anonymous) this.#stats.anonymousWrapped++;
       }
     }
@@ -762,7 +778,8 @@ export class Router {
       return;
     }
     const volatile = (flags & MsgFlag.VOLATILE) !== 0;
-    if (!volatile && this.#delivery.retry(link, from, id)) return;
+    // (Router links were checked for a retry above.)
+    if (!volatile && link.kind === 'agent' && this.#delivery.retry(link, from, id)) return;
     const resolved = this.#resolveHandle(parsedTo);
     if (resolved === 'unknown') {
       this.#nack(link, replyId, replyFrom, WireCode.UNKNOWN_RECIPIENT, `"${parsedTo.text}" is a reply handle this router does not know, or one that expired`);
@@ -772,8 +789,9 @@ export class Router {
     let body = f.body;
     // Handles cross version 1 routers badly: they cannot read the address.
     const carriesHandle = anonymous || isHandle(to.local) || from.charCodeAt(0) === 0x7e;
-    if (resolved.handle !== undefined && (flags & MsgFlag.REPORT) !== 0 && (resolved.handle.kind === 'message' || resolved.handle.kind === 'sticky')) {
-      // A report about an anonymous message names it by the id we sealed: give its sender its own.
+    if (resolved.handle !== undefined && (flags & MsgFlag.REPORT) !== 0 && resolved.handle.kind !== 'pseudonym') {
+      // A report about an anonymous message names it by the id we sealed: give the hop behind
+      // us (the sender, or the router whose handle we wrapped) its own.
       body = this.#unsealReport(body);
     }
     const dest = this.#destination(resolved.dest);
@@ -833,14 +851,18 @@ export class Router {
   }
 
   /** True when router `link` may not send messages from `domain`. */
-  #forbiddenSender(link: Link, domain: string): boolean {
+  #forbiddenSender(link: Link, domain: string, flags: number): boolean {
     switch (link.kind) {
       case 'downlink':
         // A router below us speaks for the domains its credential covers, and no others.
         return !anyCovers(link.entitled, domain);
       case 'peer':
-        // A peer: those it is trusted with, and those it announced with a valid proof.
-        return domain === this.domain || !(anyCovers(link.entitled, domain) || link.validated.has(domain));
+        // A report comes `from` the address of the message it is about, whichever router made
+        // it (a transit that held the message): no peer is entitled to that, so reports pass.
+        if ((flags & MsgFlag.REPORT) !== 0) return false;
+        // Otherwise: what it is trusted with, what it announced with a valid proof on this link,
+        // or on an earlier link within maxMessageAgeMs (messages it took then may still come).
+        return domain === this.domain || !(anyCovers(link.entitled, domain) || link.validated.has(domain) || this.#vouched(link.node, domain));
       default: {
         // Our uplink carries the rest of the world, not us nor the routers below us.
         if (domain === this.domain) return true;
@@ -848,6 +870,12 @@ export class Router {
         return best !== undefined && best.link.kind === 'downlink';
       }
     }
+  }
+
+  /** True when router `node` validly announced `domain` to us within maxMessageAgeMs (on any link). */
+  #vouched(node: string, domain: string): boolean {
+    const until = this.#announced.get(`${node} ${domain}`);
+    return until !== undefined && until > this.options.clock.now();
   }
 
   /** Why an agent's anonymous message is refused, as [wire code, reason]; undefined when it is not. */
@@ -1043,6 +1071,18 @@ export class Router {
     link.expiry = clock.setTimeout(() => this.#armExpiry(link), wait);
   }
 
+  /** Forgets expired announcements, and the oldest half when still full. */
+  #pruneAnnounced(): void {
+    const now = this.options.clock.now();
+    for (const [k, until] of this.#announced) if (until <= now) this.#announced.delete(k);
+    if (this.#announced.size < MAX_ANNOUNCED) return;
+    let n = this.#announced.size / 2;
+    for (const k of this.#announced.keys()) {
+      if (n-- <= 0) break;
+      this.#announced.delete(k);
+    }
+  }
+
   #armSweep(): void {
     if (this.#closed) return;
     this.#sweepTimer = this.options.clock.setTimeout(() => {
@@ -1100,6 +1140,9 @@ const ADDRESS_CACHE = 4096;
 
 /** How long an agent's pseudonym request waits for the relay to wrap it. */
 const WRAP_TIMEOUT_MS = 10_000;
+
+/** Announcements remembered for sender checks (router node, domain); the oldest go first past it. */
+const MAX_ANNOUNCED = 100_000;
 
 /** How often expired reply handles are forgotten. */
 const HANDLE_SWEEP_MS = 60_000;

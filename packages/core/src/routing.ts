@@ -34,6 +34,8 @@ export interface RoutingHost {
   routerLinks(): Iterable<Link>;
   /** The best way to `domain` changed (or appeared, or went): queues may go another way. */
   changed(domain: string): void;
+  /** A peer validly announced `domain` (it may send from it, also on its later links, for a while). */
+  validated(link: Link, domain: string): void;
 }
 
 export interface RoutingStats {
@@ -146,7 +148,10 @@ export class Routing {
     let learned = this.#learned.get(link);
     if (learned === undefined) this.#learned.set(link, (learned = new Set()));
     learned.add(domain);
-    if (link.kind === 'peer') link.validated.add(domain);
+    if (link.kind === 'peer') {
+      link.validated.add(domain);
+      h.validated(link, domain);
+    }
     const proven = this.#proven(link, f);
     const route: Route = { link, metric: Math.min(255, f.metric + 1), path: f.path, proof: proven?.grants ?? '', sigs: proven?.sigs ?? [] };
     const old = this.#routes.get(domain) ?? [];

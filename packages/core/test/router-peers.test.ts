@@ -220,6 +220,31 @@ describe('Router: transit custody (HELD) and loops', () => {
     assert.equal((await ly.peer.next(FrameType.MSG, (m) => m.id === 'a4')).from, 'alice@acme');
   });
 
+  it('lets a peer send from a domain it announced on an earlier link (messages it took then), and lets reports pass', async (t) => {
+    const p = testIdentity();
+    const far = testIdentity();
+    const ctx = setup(t, { authenticator: auth, identity: testIdentity(), trust: trust({ [p.node]: ['rp'] }) });
+    const me = ctx.router.node;
+    const alice = await ctx.agent({ name: 'alice', token: 'acme-domain' });
+    const first = await link(ctx, { domain: 'rp', id: p });
+    const sigs = [far.sign(routePayload('initech', [far.node], p.node)), p.sign(routePayload('initech', [far.node, p.node], me))];
+    first.peer.send(route('initech', [far.node, p.node], RouteOp.ADD, 1, `ok:${far.node}:initech;${sigs.join(',')}`));
+    await first.peer.sync();
+    assert.ok(ctx.router.routes().has('initech'));
+    first.peer.duplex.close();
+    await waitFor(() => ctx.router.stats().peers === 0, 'p gone', 2000, 1);
+    // p is back; initech no longer behind it, but p still holds what it took from initech then.
+    const again = await link(ctx, { domain: 'rp', id: p });
+    again.peer.send(msg('alice@acme', 'held', { from: 'x@initech', hops: 9 }));
+    assert.equal((await alice.peer.next(FrameType.MSG)).id, 'held');
+    // Never announced by p: refused, as before.
+    again.peer.send(msg('alice@acme', 'never', { from: 'x@hooli', hops: 9 }));
+    assert.equal(errorCodeOf((await again.peer.next(FrameType.NACK, (n) => n.id === 'never')).code), 'ERR_FORBIDDEN');
+    // A report comes from the address of the message it is about: it passes whoever made it.
+    again.peer.send(msg('alice@acme', '~r.1', { from: 'y@hooli', hops: 9, flags: MsgFlag.REPORT, body: new Uint8Array([0, 21, 1, 0x6d]) }));
+    assert.equal((await alice.peer.next(FrameType.MSG)).id, '~r.1');
+  });
+
   it('refuses with LOOP a copy that comes back from another router than the one it came from', async (t) => {
     const [p, q] = [testIdentity(), testIdentity()];
     const ctx = setup(t, { authenticator: auth, identity: testIdentity(), trust: trust({ [p.node]: ['rp', 'globex'], [q.node]: ['rq', 'globex', 'initech'] }) });

@@ -67,6 +67,8 @@ describe('anonymous sending', () => {
     assert.match(r.to, /^~[a-z2-7]{26}@acme$/, 'she is reached through her handle at her own router');
     assert.equal(relay.router.stats().anonymousWrapped, 1);
     assert.equal(gateway.router.stats().anonymous, 1);
+    // The relay answered the gateway under the gateway's own names: nothing stays in flight or held.
+    await waitFor(() => gateway.router.stats().stored === 0 && relay.router.stats().stored === 0, 'every copy settled');
   });
 
   it('gives each message its own unlinkable handle, and one long-lived handle when asked (sticky)', async () => {
