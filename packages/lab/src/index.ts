@@ -1,5 +1,5 @@
 export { Lab, LAB, POSTERN_BIN, REPO_ROOT, labNamespaces, removeStale } from './lab.js';
-export type { Lan, LabOptions, LabTls, Site } from './lab.js';
+export type { Lan, LabOptions, LabTls, OutsideHost, Site, TapOptions } from './lab.js';
 export { makeLabCa } from './pki.js';
 export type { LabCa, LabCert } from './pki.js';
 export { LabProc, labEnv } from './proc.js';
@@ -8,3 +8,5 @@ export { findProgram, prerequisites } from './prereqs.js';
 export type { Prerequisites, Tool, Tools } from './prereqs.js';
 export { LabCommandError, sh } from './sh.js';
 export type { ShOptions, ShResult } from './sh.js';
+export { decodeConnection, decodeFrames, decodeWebSocket, frameName, frameTexts, tapConnections } from './wire.js';
+export type { TapConnection, WebSocketStream, WireConnection } from './wire.js';

@@ -13,11 +13,23 @@
 //                                       middlebox.ts): HTTP requests go on to the relay, WebSocket
 //                                       upgrades and CONNECT get 403 (until middleboxUpgrades(true))
 //
+// With `outsideHosts` 2 or 3 the outside network has more hosts for more relays, joined by a
+// bridge in the outside namespace (the internet between relays of different operators; fw is
+// not on their path to each other):
+//
+//   fw 10.77.0.1 ── br0 (in outside) ─┬─ outside  10.77.0.2
+//                                      ├─ outside2 10.77.0.3
+//                                      └─ outside3 10.77.0.4
+//
 // TLS: build() makes two CAs with openssl in its temporary directory. The lab CA (`tls.caPath`)
 // signs the relay's certificate for 10.77.0.2: clients trust it with --ca, or pin the relay's
 // certificate (`tls.relayFingerprint`). The inspection CA (`tls.inspectionCaPath`) signs the
 // middlebox's certificate for the same address: hosts in the nows LAN trust that one instead,
 // as a company's machines trust its inspection box.
+//
+// Every outside host has its own certificate from the lab CA (`certFor(host)`), an iptables chain
+// FAULTS on its INPUT and OUTPUT (cut() drops what it exchanges with another outside host) and a
+// nat chain TAPS on PREROUTING (tap() redirects connections to a recording proxy, see tap.ts).
 //
 // Contract:
 // - build() first removes what earlier runs left (namespaces `pl-<pid>-*` whose process is gone,
@@ -26,13 +38,13 @@
 //   close() kills every process in them, deletes them and checks that none is left; an `exit`
 //   handler does the same if the process ends without close().
 // - Faults (loss, outage, shape) apply to one LAN's path through fw, both ways, until heal();
-//   so does middleboxUpgrades(true).
+//   so do cut() between two outside hosts, the redirections of tap() and middleboxUpgrades(true).
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { makeLabCa } from './pki.js';
+import { makeLabCa, type LabCert } from './pki.js';
 import { LabProc, nodeLabel } from './proc.js';
 import type { Tools } from './prereqs.js';
 import { sh } from './sh.js';
@@ -42,9 +54,14 @@ export const REPO_ROOT = fileURLToPath(new URL('../../../../', import.meta.url))
 export const POSTERN_BIN = join(REPO_ROOT, 'packages/cli/dist/src/bin.js');
 const PROBE = fileURLToPath(new URL('./probe.js', import.meta.url));
 const MIDDLEBOX = fileURLToPath(new URL('./middlebox.js', import.meta.url));
+const TAP = fileURLToPath(new URL('./tap.js', import.meta.url));
 
 export type Lan = 'lan' | 'strict' | 'nows';
-export type Site = 'outside' | 'fw' | Lan;
+/** Hosts on the outside network (relays run there): `outside` always, the others with `outsideHosts`. */
+export type OutsideHost = 'outside' | 'outside2' | 'outside3';
+export type Site = OutsideHost | 'fw' | Lan;
+
+const OUTSIDE_HOSTS: readonly OutsideHost[] = ['outside', 'outside2', 'outside3'];
 
 /** Third octet and fw's interface name of each LAN. */
 const LANS: Record<Lan, { net: number; fwIf: string }> = {
@@ -61,6 +78,8 @@ export const LAB = Object.freeze({
   fwOutside: '10.77.0.1',
   /** The outside host: the relay listens here. */
   outside: '10.77.0.2',
+  /** The address of each outside host (10.77.0.2, .3, .4). */
+  outsideAddress: (host: OutsideHost): string => `10.77.0.${OUTSIDE_HOSTS.indexOf(host) + 2}`,
   relayPort: 7443,
   /** The host in each LAN (gateways listen here). */
   host: (lan: Lan): string => `10.77.${LANS[lan].net}.2`,
@@ -93,9 +112,30 @@ export interface LabOptions {
   tools: Tools;
   /** LANs to build behind fw. @default ['lan'] */
   lans?: readonly Lan[];
+  /** Hosts on the outside network: 1 (outside), 2 (and outside2) or 3 (and outside3). @default 1 */
+  outsideHosts?: 1 | 2 | 3;
 }
 
-const NAME = /^pl-(\d+)-[a-z]+$/;
+/** A recording proxy started by Lab.tap(). */
+export interface TapOptions {
+  /** The port it listens on, at the site's address. */
+  port: number;
+  /** Where it forwards each connection. */
+  target: { host: string; port: number };
+  /**
+   * Terminate TLS with this certificate (an outside host's, see certFor) and speak TLS to the
+   * target trusting the lab CA: it sees the plaintext, as a TLS-inspecting box does.
+   */
+  tls?: LabCert;
+  /**
+   * Make it transparent: TCP from this address to the target's port at the site's address is
+   * redirected to the tap (iptables REDIRECT in the site's namespace, until heal()). Without it,
+   * clients must dial the tap's port themselves.
+   */
+  redirectFrom?: string;
+}
+
+const NAME = /^pl-(\d+)-[a-z][a-z0-9]*$/;
 
 function alive(pid: number): boolean {
   try {
@@ -165,6 +205,8 @@ export class Lab {
   /** Namespace names start with this: `pl-<pid>-`. */
   readonly prefix = `pl-${process.pid}-`;
   readonly lans: readonly Lan[];
+  /** The outside hosts built: `outside`, then `outside2` and `outside3` when asked for. */
+  readonly outsideHosts: readonly OutsideHost[];
   /** Namespaces of earlier runs that build() removed. */
   staleRemoved: string[] = [];
   readonly #tools: Tools;
@@ -173,6 +215,7 @@ export class Lab {
   readonly #services: LabProc[] = [];
   #dir = '';
   #tls: LabTls | undefined;
+  readonly #hostCerts = new Map<OutsideHost, LabCert>();
   /** The middlebox's certificate and key files. */
   #middleboxCert: [string, string] = ['', ''];
   #upgradesAllowed = false;
@@ -185,6 +228,7 @@ export class Lab {
   private constructor(options: LabOptions) {
     this.#tools = options.tools;
     this.lans = options.lans ?? ['lan'];
+    this.outsideHosts = OUTSIDE_HOSTS.slice(0, options.outsideHosts ?? 1);
   }
 
   /** Builds the lab (see the top of this file). On failure it removes what it made and throws. */
@@ -215,6 +259,19 @@ export class Lab {
     return this.#tls;
   }
 
+  /** The certificate (lab CA) of an outside host, for its address: what a relay there serves. */
+  certFor(host: OutsideHost): LabCert {
+    const c = this.#hostCerts.get(host);
+    if (c === undefined) throw new Error(`lab: ${host} was not built`);
+    return c;
+  }
+
+  /** The lab's temporary directory (gone after close()): for key files and data directories. */
+  get dir(): string {
+    if (this.#dir === '') throw new Error('lab: not built');
+    return this.#dir;
+  }
+
   /** The namespace name of a site. */
   ns(site: Site): string {
     return `${this.prefix}${site}`;
@@ -226,7 +283,7 @@ export class Lab {
     this.#dir = await mkdtemp(join(tmpdir(), 'postern-lab-'));
     await this.#makeCertificates();
     const ip = (site: Site, ...args: string[]): Promise<unknown> => sh(this.#ip, ['-n', this.ns(site), ...args]);
-    const sites: Site[] = ['outside', 'fw', ...this.lans];
+    const sites: Site[] = [...this.outsideHosts, 'fw', ...this.lans];
     for (const s of sites) {
       await sh(this.#ip, ['netns', 'add', this.ns(s)]);
       this.#made.push(this.ns(s));
@@ -237,8 +294,26 @@ export class Lab {
     await ip('fw', 'link', 'add', FW_OUT, 'type', 'veth', 'peer', 'name', 'e0', 'netns', this.ns('outside'));
     await ip('fw', 'addr', 'add', `${LAB.fwOutside}/24`, 'dev', FW_OUT);
     await ip('fw', 'link', 'set', FW_OUT, 'up');
-    await ip('outside', 'addr', 'add', `${LAB.outside}/24`, 'dev', 'e0');
-    await ip('outside', 'link', 'set', 'e0', 'up');
+    if (this.outsideHosts.length === 1) {
+      await ip('outside', 'addr', 'add', `${LAB.outside}/24`, 'dev', 'e0');
+      await ip('outside', 'link', 'set', 'e0', 'up');
+    } else {
+      // More hosts on the outside network: a bridge joins them and fw.
+      await ip('outside', 'link', 'add', 'br0', 'type', 'bridge');
+      await ip('outside', 'link', 'set', 'e0', 'master', 'br0');
+      await ip('outside', 'link', 'set', 'e0', 'up');
+      await ip('outside', 'addr', 'add', `${LAB.outside}/24`, 'dev', 'br0');
+      await ip('outside', 'link', 'set', 'br0', 'up');
+      for (const [i, host] of this.outsideHosts.slice(1).entries()) {
+        const port = `v${i + 2}`;
+        await ip('outside', 'link', 'add', port, 'type', 'veth', 'peer', 'name', 'e0', 'netns', this.ns(host));
+        await ip('outside', 'link', 'set', port, 'master', 'br0');
+        await ip('outside', 'link', 'set', port, 'up');
+        await ip(host, 'addr', 'add', `${LAB.outsideAddress(host)}/24`, 'dev', 'e0');
+        await ip(host, 'link', 'set', 'e0', 'up');
+        await ip(host, 'route', 'add', '10.77.0.0/16', 'via', LAB.fwOutside);
+      }
+    }
     await ip('outside', 'route', 'add', '10.77.0.0/16', 'via', LAB.fwOutside);
     for (const lan of this.lans) {
       const { fwIf } = LANS[lan];
@@ -250,6 +325,14 @@ export class Lab {
       await ip(lan, 'route', 'add', 'default', 'via', LAB.router(lan));
     }
     await this.#firewall();
+    for (const host of this.outsideHosts) {
+      const ipt = (...args: string[]): Promise<string> => this.iptablesAt(host, ...args);
+      await ipt('-N', 'FAULTS');
+      await ipt('-A', 'INPUT', '-j', 'FAULTS');
+      await ipt('-A', 'OUTPUT', '-j', 'FAULTS');
+      await ipt('-t', 'nat', '-N', 'TAPS');
+      await ipt('-t', 'nat', '-A', 'PREROUTING', '-j', 'TAPS');
+    }
     if (this.lans.includes('strict')) await this.#startProxy();
     if (this.lans.includes('nows')) await this.#startMiddlebox();
   }
@@ -258,6 +341,8 @@ export class Lab {
     const openssl = this.#tool('openssl');
     const ca = await makeLabCa(openssl, this.#dir, 'lab-ca', 'Postern Lab CA');
     const relay = await ca.issue('relay', [`IP:${LAB.outside}`]);
+    this.#hostCerts.set('outside', relay);
+    for (const host of this.outsideHosts.slice(1)) this.#hostCerts.set(host, await ca.issue(host, [`IP:${LAB.outsideAddress(host)}`]));
     const inspection = await makeLabCa(openssl, this.#dir, 'inspection-ca', 'Lab Middlebox Inspection CA');
     this.#tls = { caPath: ca.caPath, relayCert: relay.certPath, relayKey: relay.keyPath, relayFingerprint: relay.fingerprint, inspectionCaPath: inspection.caPath };
     if (this.lans.includes('nows')) {
@@ -268,7 +353,12 @@ export class Lab {
 
   /** iptables in fw, one command each (iptables -w: wait for the xtables lock). */
   async iptables(...args: string[]): Promise<string> {
-    return (await sh(this.#ip, ['netns', 'exec', this.ns('fw'), this.#tool('iptables'), '-w', ...args])).stdout;
+    return this.iptablesAt('fw', ...args);
+  }
+
+  /** iptables in any site. */
+  async iptablesAt(site: Site, ...args: string[]): Promise<string> {
+    return (await sh(this.#ip, ['netns', 'exec', this.ns(site), this.#tool('iptables'), '-w', ...args])).stdout;
   }
 
   async #firewall(): Promise<void> {
@@ -404,7 +494,12 @@ export class Lab {
 
   /** Packets the fault rules (loss, outage) dropped since the last heal(). */
   async faultDrops(): Promise<number> {
-    const out = await this.iptables('-n', '-v', '-x', '-L', 'FAULTS');
+    return this.#faultPackets('fw');
+  }
+
+  /** Packets matched by the rules of the FAULTS chain in `site`. */
+  async #faultPackets(site: Site): Promise<number> {
+    const out = await this.iptablesAt(site, '-n', '-v', '-x', '-L', 'FAULTS');
     return out
       .split('\n')
       .slice(2)
@@ -436,9 +531,45 @@ export class Lab {
     }
   }
 
-  /** Removes every fault (loss, outage and shaping) and has the middlebox refuse upgrades again. */
+  /**
+   * Cuts the network between two outside hosts, both ways, until heal(): `b` drops every packet
+   * from or to `a` (iptables in b's namespace). Their links with anything else stay up.
+   */
+  async cut(a: OutsideHost, b: OutsideHost): Promise<void> {
+    await this.iptablesAt(b, '-A', 'FAULTS', '-s', LAB.outsideAddress(a), '-j', 'DROP');
+    await this.iptablesAt(b, '-A', 'FAULTS', '-d', LAB.outsideAddress(a), '-j', 'DROP');
+  }
+
+  /** Packets the cut() rules of outside host `b` dropped since the last heal(). */
+  async cutDrops(b: OutsideHost): Promise<number> {
+    return this.#faultPackets(b);
+  }
+
+  /**
+   * Starts a recording proxy (tap.ts) on an outside host or a LAN's host; resolves once it listens (and
+   * its redirection is in place). Its output lists each connection and every chunk both ways:
+   * read it with tapConnections() (wire.ts). It is stopped with the other processes.
+   */
+  async tap(site: OutsideHost | Lan, o: TapOptions): Promise<LabProc> {
+    const outside = (this.outsideHosts as readonly string[]).includes(site);
+    if (o.redirectFrom !== undefined && !outside) throw new Error('lab: a tap redirects connections in an outside host only');
+    const host = outside ? LAB.outsideAddress(site as OutsideHost) : LAB.host(site as Lan);
+    const args = [host, String(o.port), o.target.host, String(o.target.port), ...(o.tls === undefined ? [] : [o.tls.certPath, o.tls.keyPath, this.tls.caPath])];
+    const p = this.#spawn(site, [process.execPath, TAP, ...args], nodeLabel(site, TAP, args));
+    await p.waitFor('stdout', /^tap: listening/m, 10_000);
+    if (o.redirectFrom !== undefined) {
+      await this.iptablesAt(site, '-t', 'nat', '-A', 'TAPS', '-p', 'tcp', '-s', o.redirectFrom, '-d', o.target.host, '--dport', String(o.target.port), '-j', 'REDIRECT', '--to-ports', String(o.port));
+    }
+    return p;
+  }
+
+  /** Removes every fault (loss, outage, shaping, cuts, tap redirections) and has the middlebox refuse upgrades again. */
   async heal(): Promise<void> {
     await this.iptables('-F', 'FAULTS');
+    for (const host of this.outsideHosts) {
+      await this.iptablesAt(host, '-F', 'FAULTS');
+      await this.iptablesAt(host, '-t', 'nat', '-F', 'TAPS');
+    }
     if (this.#upgradesAllowed) await this.middleboxUpgrades(false);
     for (const dev of [FW_OUT, ...this.lans.map((l) => LANS[l].fwIf)]) {
       await sh(this.#ip, ['netns', 'exec', this.ns('fw'), this.#tool('tc'), 'qdisc', 'del', 'dev', dev, 'root'], { allowFail: true });

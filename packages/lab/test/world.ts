@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, afterEach, before, describe, it, type TestContext } from 'node:test';
-import { Lab, LAB, POSTERN_BIN, prerequisites, type Lan, type LabProc, type Site, type Tool } from '../src/index.js';
+import { Lab, LAB, POSTERN_BIN, prerequisites, type Lan, type LabProc, type OutsideHost, type Site, type Tool } from '../src/index.js';
 import { issueToken } from '@postern/router';
 
 export const SECRET = 'lab-secret-0123456789abcdef';
@@ -31,7 +31,7 @@ type LabTest = (name: string, timeoutMs: number, fn: (t: TestContext, lab: Lab) 
  * root) and torn down in `after`, which also fails if a namespace is left. When the lab cannot
  * be built, each test fails with what is missing if CI is set, else is skipped with it.
  */
-export function labSuite(title: string, options: { lans: readonly Lan[]; tools?: readonly Tool[] }, body: (test: LabTest) => void): void {
+export function labSuite(title: string, options: { lans: readonly Lan[]; tools?: readonly Tool[]; outsideHosts?: 1 | 2 | 3 }, body: (test: LabTest) => void): void {
   describe(title, () => {
     let lab: Lab | undefined;
     let missing: string | undefined;
@@ -43,12 +43,12 @@ export function labSuite(title: string, options: { lans: readonly Lan[]; tools?:
           return;
         }
         const t0 = Date.now();
-        lab = await Lab.build({ tools: pre.tools, lans: options.lans });
+        lab = await Lab.build({ tools: pre.tools, lans: options.lans, ...(options.outsideHosts === undefined ? {} : { outsideHosts: options.outsideHosts }) });
         const extra = [
           pre.installed.length > 0 ? `installed ${pre.installed.join(', ')}` : '',
           lab.staleRemoved.length > 0 ? `removed leftovers ${lab.staleRemoved.join(', ')}` : '',
         ].filter((s) => s !== '');
-        console.log(`lab: built ${['outside', 'fw', ...options.lans].map((s) => lab!.ns(s as Site)).join(', ')} in ${Date.now() - t0} ms${extra.length > 0 ? `; ${extra.join('; ')}` : ''}`);
+        console.log(`lab: built ${[...lab.outsideHosts, 'fw', ...options.lans].map((s) => lab!.ns(s as Site)).join(', ')} in ${Date.now() - t0} ms${extra.length > 0 ? `; ${extra.join('; ')}` : ''}`);
       },
       { timeout: 600_000 }, // apt-get may take up to 480 s (prereqs.ts)
     );
@@ -99,14 +99,23 @@ export function relayTrust(lab: Lab, site: Site, extra: readonly string[] = []):
   return ['--ca', site === 'nows' ? lab.tls.inspectionCaPath : lab.tls.caPath];
 }
 
-/** What dialing `url` from `site` needs: a token and trust for the relay, nothing for a gateway. */
-async function relayAccess(lab: Lab, site: Site, url: string, name: string, extra: readonly string[] = []): Promise<string[]> {
-  return url === RELAY_URL ? ['--token', await relayToken(name), ...relayTrust(lab, site, extra)] : [];
+/** Relays by URL: the secret their agent tokens are signed with, and their domain. */
+const RELAYS = new Map<string, { secret: string; domain: string }>([[RELAY_URL, { secret: SECRET, domain: 'relay' }]]);
+
+/** Makes agents that dial `url` (startListen, sendOne, Stream) present a token signed with `secret` for `domain`. */
+export function registerRelay(url: string, secret: string, domain: string): void {
+  RELAYS.set(url, { secret, domain });
 }
 
-/** The relay's /healthz (over https, trusting the lab CA, from the outside host). */
-export async function relayHealth(lab: Lab): Promise<RelayHealth> {
-  const line = await lab.probe('outside', 'body', LAB.outside, String(LAB.relayPort), '/healthz', '5000', lab.tls.caPath);
+/** What dialing `url` from `site` needs: a token and trust for a relay, nothing for a gateway. */
+async function relayAccess(lab: Lab, site: Site, url: string, name: string, extra: readonly string[] = []): Promise<string[]> {
+  const r = RELAYS.get(url);
+  return r === undefined ? [] : ['--token', await issueToken(r.secret, { domain: r.domain, name }), ...relayTrust(lab, site, extra)];
+}
+
+/** The /healthz of the relay on outside host `host` (over https, trusting the lab CA, from that host). */
+export async function relayHealth(lab: Lab, host: OutsideHost = 'outside'): Promise<RelayHealth> {
+  const line = await lab.probe(host, 'body', LAB.outsideAddress(host), String(LAB.relayPort), '/healthz', '5000', lab.tls.caPath);
   const m = /^status 200 (.*)$/.exec(line);
   assert.ok(m !== null, `the relay's /healthz: ${line}`);
   return JSON.parse(m[1]!) as RelayHealth;
@@ -114,7 +123,7 @@ export async function relayHealth(lab: Lab): Promise<RelayHealth> {
 
 /** The part of a router's /healthz the tests read. */
 export interface RelayHealth {
-  stats: { agents: number; downlinks: number; uplinks: number };
+  stats: { agents: number; downlinks: number; uplinks: number; peers: number; msgsForwarded: number; domains: number; routesRefused: number; forbidden: number; anonymous: number; anonymousWrapped: number; pinned: number };
   longPollSessions: number;
 }
 
@@ -188,9 +197,10 @@ export class Stream {
     readonly proc: LabProc,
   ) {}
 
-  static async open(lab: Lab, site: Site, url: string, name: string, to: string): Promise<Stream> {
-    const access = await relayAccess(lab, site, url, name);
-    return new Stream(name, to, lab.postern(site, 'send', '--connect', url, '--to', to, '--as', name, ...access, '--quiet'));
+  /** `extra`: more flags for `send` (e.g. --receipt: each message waits for its delivery). */
+  static async open(lab: Lab, site: Site, url: string, name: string, to: string, extra: readonly string[] = []): Promise<Stream> {
+    const access = await relayAccess(lab, site, url, name, extra);
+    return new Stream(name, to, lab.postern(site, 'send', '--connect', url, '--to', to, '--as', name, ...access, ...extra, '--quiet'));
   }
 
   start(rate: number): void {
