@@ -1,6 +1,5 @@
 import {
   FrameType,
-  HandleOp,
   KNOWN_FEATURES,
   LinkMode,
   MIN_PROTOCOL_VERSION,
@@ -9,19 +8,14 @@ import {
   PosternError,
   Role,
   WireCode,
-  decodeReport,
-  encodeReport,
   isHandle,
   isId,
   isValidDomain,
   isValidName,
   isValidNodeId,
-  parseAddress,
   type Address,
   type AuthFrame,
   type Frame,
-  type HandleFrame,
-  type HandledFrame,
   type HelloFrame,
   type MsgFrame,
   type WelcomeFrame,
@@ -30,7 +24,8 @@ import { anyCovers, claimedDomains, type Claims } from './auth.js';
 import { Channel, type ChannelOptions } from './channel.js';
 import { Delivery, msgLength, type AckAs, type DeliveryStats } from './delivery.js';
 import { agentDestination, domainDestination, type Destination } from './destination.js';
-import { Handles, type Handle } from './handles.js';
+import { AddressCache, type ParsedAddress } from './addresses.js';
+import { Anonymity } from './anonymity.js';
 import { Link, type LinkKind } from './link.js';
 import { acceptPayload, dialPayload, isNonce, newNonce } from './link-auth.js';
 import { resolveRouterOptions, type ResolvedRouterOptions, type RouterOptions } from './options.js';
@@ -82,19 +77,6 @@ export interface DialedLink {
   rank: number;
 }
 
-interface ParsedAddress extends Address {
-  /** `local@domain`, normalised. */
-  readonly text: string;
-}
-
-interface PendingWrap {
-  readonly agent: Link;
-  readonly ref: number;
-  readonly inner: string;
-  readonly expires: number;
-  readonly timer: unknown;
-}
-
 /**
  * The routing core. Every Postern process is one: it accepts connections (agents, other
  * routers), may hold links it dialed (uplinks, peers), and routes each MSG to a local agent
@@ -112,24 +94,19 @@ export class Router {
   /** Router links by node id (the newest up link to each). */
   readonly #routers = new Map<string, Link>();
   readonly #uplinks: Link[] = [];
-  readonly #addresses = new Map<string, ParsedAddress | null>();
-  readonly #bareAddresses = new Map<string, ParsedAddress | null>();
+  readonly #addresses: AddressCache;
   readonly #routing: Routing;
-  readonly #handles: Handles;
-  readonly #anonBuckets = new WeakMap<Link, { tokens: number; at: number }>();
-  readonly #pendingWraps = new Map<number, PendingWrap>();
-  #wrapRef = 0;
+  readonly #anonymity: Anonymity;
   /** `node domain` → until when that router may send from that domain after it announced it (see #vouched). */
   readonly #announced = new Map<string, number>();
   /** Uplinks configured (see addDialer). */
   #dialers = 0;
-  #sweepTimer: unknown;
   #connections = 0;
   #closed = false;
   readonly #delivery: Delivery;
   /** Resolves when what the store kept has been loaded (messages arriving earlier wait for it). */
   readonly ready: Promise<void>;
-  readonly #stats = { msgsIn: 0, msgsDelivered: 0, msgsForwarded: 0, msgsDropped: 0, nacksSent: 0, protocolErrors: 0, pauses: 0, forbidden: 0, anonymous: 0, anonymousWrapped: 0 };
+  readonly #stats = { msgsIn: 0, msgsDelivered: 0, msgsForwarded: 0, msgsDropped: 0, nacksSent: 0, protocolErrors: 0, pauses: 0, forbidden: 0 };
 
   constructor(options: RouterOptions) {
     const o = (this.options = resolveRouterOptions(options));
@@ -142,6 +119,7 @@ export class Router {
       scheduler: o.scheduler,
       report: (err) => o.logger.error('internal error while handling a frame; the connection was closed', { err: err instanceof Error ? (err.stack ?? err.message) : String(err) }),
     };
+    this.#addresses = new AddressCache(o.domain);
     this.#routing = new Routing({
       node: o.node,
       domain: o.domain,
@@ -157,21 +135,20 @@ export class Router {
         this.#announced.set(`${link.node} ${domain}`, o.clock.now() + o.maxMessageAgeMs);
       },
     });
-    this.#handles = new Handles(o.store, o.clock, o.logger);
+    this.#anonymity = new Anonymity(o, { addresses: this.#addresses, defaultUplink: () => this.#uplinks[0], dialsUplinks: () => this.#dialers > 0 });
     this.#delivery = new Delivery(o, o.store, {
       nextHop: (dest) => this.#nextHop(dest),
       linkTo: (node) => this.#routers.get(node),
       route: (address) => {
-        const parsed = this.#address(address, false);
-        const a = parsed === undefined ? undefined : this.#resolveHandle(parsed);
+        const parsed = this.#addresses.parse(address);
+        const a = parsed === undefined ? undefined : this.#anonymity.resolve(parsed);
         if (a === undefined || a === 'unknown') return undefined;
-        // A report to an anonymous sender of ours names its message by the id we sealed: unseal it.
-        const sealed = a.handle !== undefined && a.handle.kind !== 'pseudonym';
         return {
           dest: this.#destination(a.dest),
           hops: a.dest.domain === this.domain ? o.hopLimit : o.hopLimit - 1,
           to: a.to.text,
-          ref: (id) => (sealed ? (o.anonymizer?.openId(id) ?? id) : id),
+          // A report to an anonymous sender of ours names its message by the id we sealed.
+          ref: (id) => this.#anonymity.unseal(id, a.handle),
         };
       },
       nack: (link, id, from, code, reason) => this.#nack(link, id, from, code, reason),
@@ -183,11 +160,8 @@ export class Router {
       fatal: (err) => this.#fatal(err),
     });
     // Handles first: a message recovered from the store may be a reply to one.
-    this.ready = this.#handles.load().then(() => this.#delivery.start());
-    this.ready.then(
-      () => this.#armSweep(),
-      (err: unknown) => this.#fatal(err),
-    );
+    this.ready = this.#anonymity.start().then(() => this.#delivery.start());
+    this.ready.catch((err: unknown) => this.#fatal(err));
   }
 
   /** The store failed: nothing more can be promised, so stop taking messages. */
@@ -225,7 +199,8 @@ export class Router {
       uplinks: this.#uplinks.length,
       peers,
       ...this.#stats,
-      handles: this.#handles.size,
+      ...this.#anonymity.stats,
+      handles: this.#anonymity.handles.size,
       ...this.#delivery.stats(),
       ...this.#routing.stats(),
     };
@@ -398,9 +373,7 @@ export class Router {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.options.clock.clearTimeout(this.#sweepTimer);
-    for (const w of this.#pendingWraps.values()) this.options.clock.clearTimeout(w.timer);
-    this.#pendingWraps.clear();
+    this.#anonymity.close();
     this.#delivery.close();
     for (const l of [...this.#links]) l.channel.close(WireCode.SHUTDOWN, 'router is shutting down');
   }
@@ -675,11 +648,11 @@ export class Router {
         return;
       case FrameType.HANDLE:
         if (link.version < 2) break;
-        this.#onHandle(link, f);
+        this.#anonymity.onHandle(link, f);
         return;
       case FrameType.HANDLED:
         if (link.kind !== 'uplink') break;
-        this.#onHandled(f);
+        this.#anonymity.onHandled(f);
         return;
     }
     this.#protocolError(link.channel, `frame 0x${f.type.toString(16)} is not allowed on ${link.kind === 'agent' ? 'an agent' : `a ${link.kind}`} link here`);
@@ -711,49 +684,31 @@ export class Router {
     if (link.kind === 'agent') {
       from = link.address;
       if (hops === 0 || hops > o.hopLimit) hops = o.hopLimit;
-      parsedTo = this.#address(f.to, true);
+      parsedTo = this.#addresses.parse(f.to, true);
       if (anonymous && parsedTo !== undefined) {
-        const refusal = this.#anonymousRefusal(link, f.body.length);
-        if (refusal !== undefined) {
-          this.#nack(link, f.id, from, refusal[0], refusal[1]);
+        const hidden = this.#anonymity.hide(link, f.id, flags, f.body.length);
+        if (Array.isArray(hidden)) {
+          this.#nack(link, f.id, from, hidden[0], hidden[1]);
           return;
         }
-        // The sender becomes a handle only we can map back; the id one only we can read; the
-        // hop limit ours, so that nothing it chose can identify it further on.
-        const sticky = (flags & MsgFlag.STICKY) !== 0;
-        const anonymizer = o.anonymizer!;
-        const token = anonymizer.token(sticky ? `sticky\n${from}` : `message\n${from}\n${f.id}`);
-        this.#handles.put(token, from, sticky ? o.stickyHandleTtlMs : o.handleTtlMs, sticky ? 'sticky' : 'message');
-        ackAs = { id: f.id, from };
-        from = `~${token}@${this.domain}`;
-        id = anonymizer.sealId(f.id);
-        hops = o.hopLimit;
-        // STICKY stays: a relay above keeps its wrap of a sticky handle as long as we keep ours.
-        this.#stats.anonymous++;
+        ({ from, id, hops, ackAs } = hidden);
       }
     } else {
       from = f.from;
-      parsedTo = this.#address(f.to, false);
-      const fromAddr = this.#address(from, false);
+      parsedTo = this.#addresses.parse(f.to);
+      const fromAddr = this.#addresses.parse(from);
       if (fromAddr === undefined) {
         this.#nack(link, f.id, from, WireCode.BAD_ADDRESS, `invalid sender address "${from}"`);
         return;
       }
       if (hops > o.hopLimit) hops = o.hopLimit;
-      let wrap: string | undefined;
-      if (link.kind === 'downlink' && isHandle(fromAddr.local) && o.anonymizer !== undefined) {
-        // A handle of a router below us names its organisation: wrap it in one of ours. The
-        // same inner handle always gets the same outer one, so a reply, a receipt or a report
-        // from that handle (an anonymous sender's, or one messages were sent to) matches the
-        // address its correspondent knows. An anonymous message also gets an id and a hop
-        // count of ours, so that the two legs cannot be matched or told apart.
-        wrap = o.anonymizer.token(`wrap\n${from}`);
+      // A handle of a router below us names its organisation: it travels on under one of ours.
+      const wrap = this.#anonymity.wrap(link, fromAddr, f.id, flags);
+      if (wrap !== undefined) {
         ackAs = { id: f.id, from };
-        from = `~${wrap}@${this.domain}`;
-        if (anonymous) {
-          id = o.anonymizer.sealId(f.id);
-          hops = o.hopLimit;
-        }
+        from = wrap.from;
+        id = wrap.id;
+        hops = wrap.hops ?? hops;
       }
       // A retry of what we hold is answered as such, whatever changed since (routes, entitlements).
       if ((flags & MsgFlag.VOLATILE) === 0 && this.#delivery.retry(link, from, id)) return;
@@ -762,13 +717,10 @@ export class Router {
         this.#nack(link, f.id, f.from, WireCode.FORBIDDEN, `this link may not send from domain "${fromAddr.domain}"`);
         return;
       }
-      if (wrap !== undefined) {
-        if (!this.#handles.has(wrap) && this.#handles.size >= o.maxHandles) {
-          this.#nack(link, f.id, f.from, WireCode.RATE_LIMITED, `this router holds its limit of ${o.maxHandles} reply handles`);
-          return;
-        }
-        this.#handles.put(wrap, f.from, (flags & MsgFlag.STICKY) !== 0 ? o.stickyHandleTtlMs : o.handleTtlMs, 'wrap');
-        if (anonymous) this.#stats.anonymousWrapped++;
+      const refused = wrap === undefined ? undefined : this.#anonymity.commitWrap(wrap.token, f.from, flags);
+      if (refused !== undefined) {
+        this.#nack(link, f.id, f.from, refused[0], refused[1]);
+        return;
       }
     }
     const replyId = ackAs?.id ?? f.id;
@@ -780,7 +732,7 @@ export class Router {
     const volatile = (flags & MsgFlag.VOLATILE) !== 0;
     // (Router links were checked for a retry above.)
     if (!volatile && link.kind === 'agent' && this.#delivery.retry(link, from, id)) return;
-    const resolved = this.#resolveHandle(parsedTo);
+    const resolved = this.#anonymity.resolve(parsedTo);
     if (resolved === 'unknown') {
       this.#nack(link, replyId, replyFrom, WireCode.UNKNOWN_RECIPIENT, `"${parsedTo.text}" is a reply handle this router does not know, or one that expired`);
       return;
@@ -789,11 +741,9 @@ export class Router {
     let body = f.body;
     // Handles cross version 1 routers badly: they cannot read the address.
     const carriesHandle = anonymous || isHandle(to.local) || from.charCodeAt(0) === 0x7e;
-    if (resolved.handle !== undefined && (flags & MsgFlag.REPORT) !== 0 && resolved.handle.kind !== 'pseudonym') {
-      // A report about an anonymous message names it by the id we sealed: give the hop behind
-      // us (the sender, or the router whose handle we wrapped) its own.
-      body = this.#unsealReport(body);
-    }
+    // A report about an anonymous message names it by the id we sealed: give the hop behind us
+    // (the sender, or the router whose handle we wrapped) its own.
+    if ((flags & MsgFlag.REPORT) !== 0) body = this.#anonymity.unsealReport(body, resolved.handle);
     const dest = this.#destination(resolved.dest);
     if (dest.kind === 'domain') {
       if (hops <= 1) {
@@ -878,112 +828,6 @@ export class Router {
     return until !== undefined && until > this.options.clock.now();
   }
 
-  /** Why an agent's anonymous message is refused, as [wire code, reason]; undefined when it is not. */
-  #anonymousRefusal(link: Link, bodyBytes: number): [number, string] | undefined {
-    const o = this.options;
-    if (o.anonymizer === undefined || !o.allowAnonymous) return [WireCode.FORBIDDEN, 'anonymous messages are switched off on this router'];
-    if (bodyBytes > o.maxAnonymousBodyBytes) return [WireCode.FRAME_TOO_LARGE, `an anonymous message carries at most ${o.maxAnonymousBodyBytes} bytes`];
-    if (!this.#takeAnonToken(link)) return [WireCode.RATE_LIMITED, `anonymous messages are limited to ${o.anonymousRate} a second per connection`];
-    if (this.#handles.size >= o.maxHandles) return [WireCode.RATE_LIMITED, `this router holds its limit of ${o.maxHandles} reply handles`];
-    return undefined;
-  }
-
-  /** Token bucket per connection: `anonymousRate` a second, bursts of twice that. */
-  #takeAnonToken(link: Link): boolean {
-    const o = this.options;
-    const now = o.clock.now();
-    const b = this.#anonBuckets.get(link) ?? { tokens: o.anonymousRate * 2, at: now };
-    b.tokens = Math.min(o.anonymousRate * 2, b.tokens + ((now - b.at) * o.anonymousRate) / 1000);
-    b.at = now;
-    this.#anonBuckets.set(link, b);
-    if (b.tokens < 1) return false;
-    b.tokens--;
-    return true;
-  }
-
-  /**
-   * Where a message to one of our reply handles goes (`dest`: an agent of ours, or a handle of a
-   * router below), and the recipient address it carries from here (`to`): the handle itself when
-   * it ends here (so that receipts and reports come from the address its sender used, not from
-   * the agent behind it), the inner handle when it goes on. 'unknown' for a handle we do not know.
-   */
-  #resolveHandle(to: ParsedAddress): { to: ParsedAddress; dest: ParsedAddress; handle?: Handle } | 'unknown' {
-    if (to.domain !== this.domain || !isHandle(to.local)) return { to, dest: to };
-    const h = this.#handles.get(to.local.slice(1));
-    const target = h === undefined ? undefined : this.#address(h.target, false);
-    if (h === undefined || target === undefined) return 'unknown';
-    return { to: target.domain === this.domain ? to : target, dest: target, handle: h };
-  }
-
-  #unsealReport(body: Uint8Array): Uint8Array {
-    try {
-      const r = decodeReport(body);
-      const ref = this.options.anonymizer?.openId(r.ref);
-      return ref === undefined ? body : encodeReport({ ...r, ref });
-    } catch {
-      return body;
-    }
-  }
-
-  /** HANDLE: an agent asks for a pseudonym; a router below asks us to wrap one of its handles. */
-  #onHandle(link: Link, f: HandleFrame): void {
-    const o = this.options;
-    const answer = (code: number, address: string, expiresAt: number, reason: string): void =>
-      link.channel.send({ type: FrameType.HANDLED, ref: f.ref, code, address, expires: Math.floor(expiresAt / 1000), reason });
-    const refuse = (code: number, reason: string): void => answer(code, '', 0, reason);
-    if (o.anonymizer === undefined || !o.allowAnonymous) return refuse(WireCode.FORBIDDEN, 'anonymity is switched off on this router');
-    if (this.#handles.size >= o.maxHandles) return refuse(WireCode.RATE_LIMITED, `this router holds its limit of ${o.maxHandles} reply handles`);
-    const ttl = Math.min(f.ttl === 0 ? o.pseudonymTtlMs : f.ttl * 1000, o.maxPseudonymTtlMs);
-    if (f.op === HandleOp.PSEUDONYM) {
-      if (link.kind !== 'agent') return refuse(WireCode.FORBIDDEN, 'only agents ask for pseudonyms');
-      if (!this.#takeAnonToken(link)) return refuse(WireCode.RATE_LIMITED, `anonymous requests are limited to ${o.anonymousRate} a second per connection`);
-      const up = this.#uplinks[0];
-      // Behind a relay our domain names the organisation: without the relay to wrap it, refuse
-      // rather than hand out an address that gives the organisation away.
-      if (up === undefined && this.#dialers > 0) return refuse(WireCode.UNAVAILABLE, 'no relay is connected to hide this organisation behind; try again');
-      if (up !== undefined && up.version < 2) return refuse(WireCode.UNAVAILABLE, 'the relay speaks protocol 1 and cannot hide this organisation');
-      const nonce = newNonce();
-      const token = o.anonymizer.token(`pseudonym\n${link.address}\n${nonce}`);
-      const h = this.#handles.put(token, link.address, ttl, 'pseudonym');
-      const inner = `~${token}@${this.domain}`;
-      if (up === undefined) return answer(WireCode.OK, inner, h.expiresAt, '');
-      // Behind a relay: our domain names the organisation, so the relay wraps it in one of its own.
-      const ref = (this.#wrapRef = (this.#wrapRef + 1) >>> 0);
-      const timer = o.clock.setTimeout(() => {
-        if (!this.#pendingWraps.delete(ref)) return;
-        refuse(WireCode.UNAVAILABLE, 'the relay did not answer in time; try again');
-      }, WRAP_TIMEOUT_MS);
-      this.#pendingWraps.set(ref, { agent: link, ref: f.ref, inner, expires: h.expiresAt, timer });
-      up.channel.send({ type: FrameType.HANDLE, ref, op: HandleOp.WRAP, ttl: Math.floor(ttl / 1000), address: inner });
-      return;
-    }
-    // WRAP: only for a router below us, and only its own handles.
-    const a = this.#address(f.address, false);
-    if (link.kind !== 'downlink') return refuse(WireCode.FORBIDDEN, 'only a router below this one asks it to wrap a handle');
-    if (a === undefined || !isHandle(a.local) || !anyCovers(link.entitled, a.domain)) return refuse(WireCode.FORBIDDEN, `"${f.address}" is not a handle of this link's domains`);
-    const token = o.anonymizer.token(`wrap\n${a.text}`);
-    const h = this.#handles.put(token, a.text, ttl, 'wrap');
-    this.#stats.anonymousWrapped++;
-    answer(WireCode.OK, `~${token}@${this.domain}`, h.expiresAt, '');
-  }
-
-  #onHandled(f: HandledFrame): void {
-    const w = this.#pendingWraps.get(f.ref);
-    if (w === undefined) return;
-    this.#pendingWraps.delete(f.ref);
-    this.options.clock.clearTimeout(w.timer);
-    if (!w.agent.up) return;
-    const ok = f.code === WireCode.OK;
-    w.agent.channel.send({
-      type: FrameType.HANDLED,
-      ref: w.ref,
-      code: f.code,
-      address: ok ? f.address : '',
-      expires: ok ? Math.min(f.expires, Math.floor(w.expires / 1000)) : 0,
-      reason: ok ? '' : `the relay refused: ${f.reason}`,
-    });
-  }
-
   /** Where a message for `to` waits: the queue of a local agent, or of its domain. */
   #destination(to: Address): Destination {
     return to.domain === this.domain ? agentDestination(to.local) : domainDestination(to.domain);
@@ -1005,22 +849,6 @@ export class Router {
 
   *#routerLinks(): Iterable<Link> {
     for (const l of this.#links) if (l.isRouter && l.up) yield l;
-  }
-
-  /**
-   * Parses and normalises an address, through a small cache: the same few recipients recur on
-   * a busy link, and parsing is regex work on the hot path. `bare` allows `name` alone (agents).
-   */
-  #address(text: string, bare: boolean): ParsedAddress | undefined {
-    const cache = bare ? this.#bareAddresses : this.#addresses;
-    let a = cache.get(text);
-    if (a === undefined) {
-      const p = bare ? parseAddress(text, this.domain) : parseAddress(text);
-      a = p === undefined ? null : { local: p.local, domain: p.domain, text: `${p.local}@${p.domain}` };
-      if (cache.size >= ADDRESS_CACHE) cache.clear();
-      cache.set(text, a);
-    }
-    return a ?? undefined;
   }
 
   #nack(link: Link, id: string, from: string, code: number, reason: string): void {
@@ -1083,14 +911,6 @@ export class Router {
     }
   }
 
-  #armSweep(): void {
-    if (this.#closed) return;
-    this.#sweepTimer = this.options.clock.setTimeout(() => {
-      this.#handles.sweep();
-      this.#armSweep();
-    }, HANDLE_SWEEP_MS);
-  }
-
   #detach(link: Link, reason: PosternError): void {
     if (!link.up) return;
     link.up = false;
@@ -1135,17 +955,8 @@ const B32 = 'abcdefghijklmnopqrstuvwxyz234567';
 /** How often a congested link is checked for having drained. */
 const DRAIN_CHECK_MS = 5;
 
-/** Entries of the parsed-address cache; cleared whole when full. */
-const ADDRESS_CACHE = 4096;
-
-/** How long an agent's pseudonym request waits for the relay to wrap it. */
-const WRAP_TIMEOUT_MS = 10_000;
-
 /** Announcements remembered for sender checks (router node, domain); the oldest go first past it. */
 const MAX_ANNOUNCED = 100_000;
-
-/** How often expired reply handles are forgotten. */
-const HANDLE_SWEEP_MS = 60_000;
 
 /** `_` and 16 base32 characters: 80 random bits. */
 export function newId(): string {
