@@ -4,36 +4,11 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
-import { connect, type Client, type Message } from '@postern/client';
-import { issueToken, startRouter, type RouterServer, type RouterServerOptions } from '@postern/router';
+import { describe, it } from 'node:test';
+import { issueToken, type RouterServer, type RouterServerOptions } from '@postern/router';
 import { waitFor } from '@postern/testing';
+import { agent, next, onCleanup, router } from './live.js';
 
-const cleanup: Array<() => Promise<void>> = [];
-after(async () => {
-  for (const c of cleanup.reverse()) await c().catch(() => undefined);
-});
-
-async function router(o: RouterServerOptions): Promise<RouterServer> {
-  const r = await startRouter({ listen: ['127.0.0.1:0'], backoff: { initialMs: 50, maxMs: 500 }, ...o });
-  cleanup.push(() => r.close());
-  return r;
-}
-
-async function agent(url: string, name?: string, token?: string): Promise<Client> {
-  const c = await connect({ url, ...(name === undefined ? {} : { name }), ...(token === undefined ? {} : { token }), backoff: { initialMs: 50, maxMs: 500 } });
-  cleanup.push(() => c.close());
-  return c;
-}
-
-async function next(client: Client, timeoutMs = 5000): Promise<Message> {
-  const it = client[Symbol.asyncIterator]();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const r = await Promise.race([it.next(), new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${client.address}: no message`)), timeoutMs)))]);
-  clearTimeout(timer);
-  if (r.done) throw new Error('client ended');
-  return r.value;
-}
 
 /** A relay (domain `relay`) and a gateway (acme) behind it. */
 async function world(relayOptions: Partial<RouterServerOptions> = {}, gatewayOptions: Partial<RouterServerOptions> = {}): Promise<{ relay: RouterServer; gateway: RouterServer }> {
@@ -160,7 +135,7 @@ describe('anonymous receiving: pseudonyms', () => {
 
   it('keeps handles and pseudonyms across a restart of the relay and the gateway (they are in their stores)', async () => {
     const dirs = [mkdtempSync(join(tmpdir(), 'postern-anon-r-')), mkdtempSync(join(tmpdir(), 'postern-anon-g-'))];
-    cleanup.push(() => Promise.resolve(dirs.forEach((d) => rmSync(d, { recursive: true, force: true }))));
+    onCleanup(() => Promise.resolve(dirs.forEach((d) => rmSync(d, { recursive: true, force: true }))));
     const token = await issueToken('anon-secret', { domain: 'acme' });
     let relay = await router({ domain: 'relay', secret: 'anon-secret', dataDir: dirs[0]!, listen: ['127.0.0.1:0'] });
     const port = relay.addresses[0]!.port;

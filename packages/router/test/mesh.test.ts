@@ -3,37 +3,12 @@
 // sockets, real SDK agents.
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
-import { after, describe, it } from 'node:test';
-import { connect, type Client, type Message } from '@postern/client';
-import { createKeyPair, issueGrant, issueToken, startRouter, type KeyPair, type RouterServer, type RouterServerOptions } from '@postern/router';
+import { describe, it } from 'node:test';
+import type { Client, Message } from '@postern/client';
+import { createKeyPair, issueGrant, issueToken } from '@postern/router';
 import { waitFor } from '@postern/testing';
+import { agent, next, router } from './live.js';
 
-const cleanup: Array<() => Promise<void>> = [];
-after(async () => {
-  for (const c of cleanup.reverse()) await c().catch(() => undefined);
-});
-
-async function router(o: RouterServerOptions & { key?: KeyPair }): Promise<RouterServer> {
-  const { key, ...rest } = o;
-  const r = await startRouter({ listen: ['127.0.0.1:0'], backoff: { initialMs: 50, maxMs: 500 }, ...(key === undefined ? {} : { nodeKey: key.seed }), ...rest });
-  cleanup.push(() => r.close());
-  return r;
-}
-
-async function agent(url: string, name?: string, token?: string): Promise<Client> {
-  const c = await connect({ url, ...(name === undefined ? {} : { name }), ...(token === undefined ? {} : { token }), backoff: { initialMs: 50, maxMs: 500 } });
-  cleanup.push(() => c.close());
-  return c;
-}
-
-async function next(client: Client, timeoutMs = 5000): Promise<Message> {
-  const it = client[Symbol.asyncIterator]();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const r = await Promise.race([it.next(), new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${client.address}: no message`)), timeoutMs)))]);
-  clearTimeout(timer);
-  if (r.done) throw new Error('client ended');
-  return r.value;
-}
 
 async function freePorts(n: number): Promise<number[]> {
   const servers = await Promise.all(
