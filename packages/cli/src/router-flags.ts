@@ -2,7 +2,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
 import { createConsoleLogger, parseListen, parseTrustAnchor, type LogLevel, type RouterServerOptions } from '@postern/router';
-import { MAX_TIMER_MS } from '@postern/protocol';
+import { MAX_TIMER_MS, isValidName } from '@postern/protocol';
 import { int, str, type Parsed } from './args.js';
 import { readPemFile, readSeedFile } from './read-file.js';
 import { UsageError } from './usage-error.js';
@@ -34,6 +34,8 @@ export const routerFlags: Options = {
   trust: { type: 'string', multiple: true },
   'node-key': { type: 'string' },
   'no-anonymous': { type: 'boolean' },
+  known: { type: 'string', multiple: true },
+  'unknown-recipients': { type: 'string' },
 };
 
 export const routerFlagsHelp = `  --secret S              signs and checks tokens (or set POSTERN_SECRET)
@@ -57,6 +59,10 @@ export const routerFlagsHelp = `  --secret S              signs and checks token
   --node-key FILE         this router's node key (a seed from 'postern key new --type node');
                           default: the one kept in --data, made at the first start
   --no-anonymous          refuse anonymous messages and pseudonyms from this router's agents
+  --known NAME            a name of this router's domain known before it first connects: messages
+                          to it wait (provisioning); repeatable. Names that once connected are known
+  --unknown-recipients P  refuse: a message to a name or id nobody of this domain ever held is
+                          refused at once (ERR_UNKNOWN_RECIPIENT); queue: it waits [refuse]
   --log-level LEVEL       debug, info, warn, error or silent [info]
   --ping-interval MS      ping after this much silence; drop a link silent twice as long [20000]
   --handshake-timeout MS  HELLO must arrive within this time [10000]
@@ -115,6 +121,17 @@ export function routerOptions(command: string, p: Parsed, domain: string, prefix
   const nodeKey = str(p, 'node-key');
   if (nodeKey !== undefined) o.nodeKey = readSeedFile(command, '--node-key', nodeKey);
   if (p.values['no-anonymous'] === true) o.allowAnonymous = false;
+  const known = p.values.known as unknown as string[] | undefined;
+  if (known !== undefined) {
+    const names = known.flatMap((k) => k.split(',')).map((k) => k.trim().toLowerCase()).filter((k) => k !== '');
+    for (const n of names) if (!isValidName(n)) throw new UsageError(`${command}: --known takes names (1-64 of a-z 0-9 . _ -), got "${n}"`);
+    o.knownNames = names;
+  }
+  const unknown = str(p, 'unknown-recipients');
+  if (unknown !== undefined) {
+    if (unknown !== 'refuse' && unknown !== 'queue') throw new UsageError(`${command}: --unknown-recipients must be refuse or queue, got "${unknown}"`);
+    o.unknownRecipients = unknown;
+  }
   const secret = str(p, 'secret', 'POSTERN_SECRET');
   if (secret !== undefined) o.secret = secret;
   if (secret === undefined && p.values['require-token'] === true) throw new UsageError(`${command}: --require-token needs --secret (tokens are checked with it)`);

@@ -113,7 +113,11 @@ describe('postern CLI, as processes', () => {
   it('send waits for acceptance by default, for delivery with --receipt; a relay killed and restarted delivers what it accepted', async () => {
     const data = mkdtempSync(join(tmpdir(), 'postern-relay-'));
     after(() => rmSync(data, { recursive: true, force: true }));
-    const relay = await startRelay('--data', data);
+    // carol is provisioned (--known): messages to her wait before she ever connects.
+    const relay = await startRelay('--data', data, '--known', 'carol');
+    const nobody = await run(['send', '--connect', relay.url, '--to', 'nobody', 'hello?']);
+    assert.equal(nobody.exit?.code, 1, nobody.describe());
+    assert.match(nobody.stderr, /no agent "nobody@relay" is known here.*\[ERR_UNKNOWN_RECIPIENT\]/);
     // Nobody listens yet: accepted is all send can say, and it says it at once.
     const early = await run(['send', '--connect', relay.url, '--to', 'carol', '--count', '2', 'early']);
     assert.equal(early.exit?.code, 0, early.describe());

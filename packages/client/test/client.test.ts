@@ -41,7 +41,8 @@ describe('client SDK against a real router', () => {
   const token = (name: string): Promise<string> => issueToken(secret, { domain: 'relay', name });
 
   before(async () => {
-    relay = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret });
+    // `later` is provisioned: messages to it wait before it ever connects.
+    relay = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret, knownNames: ['later'] });
   });
   after(async () => {
     for (const c of clients) await c.close();

@@ -28,6 +28,9 @@ export const ROUTER_DEFAULTS = Object.freeze({
   maxHandles: 100_000,
   anonymousRate: 100,
   maxAnonymousBodyBytes: 64 * 1024,
+  unknownRecipients: 'refuse' as 'refuse' | 'queue',
+  directoryTtlMs: 30 * 24 * 3600_000,
+  maxDirectoryEntries: 1_000_000,
 });
 
 /** Defaults for reconnecting dialers (uplinks and the client SDK). */

@@ -1,4 +1,4 @@
-import { ConfigError, MAX_TIMER_MS, isValidDomain, isValidNodeId } from '@postern/protocol';
+import { ConfigError, MAX_TIMER_MS, isValidDomain, isValidName, isValidNodeId } from '@postern/protocol';
 import type { Anonymizer, Authenticator, NodeIdentity, SessionTokens, TrustPolicy } from './auth.js';
 import { defaultScheduler, systemClock, type Clock, type Scheduler } from './clock.js';
 import { ROUTER_DEFAULTS } from './constants.js';
@@ -41,6 +41,18 @@ export interface RouterOptions {
   anonymousRate?: number;
   /** Largest body of an anonymous message. @default 64 KiB */
   maxAnonymousBodyBytes?: number;
+  /**
+   * A message to a name or id of this domain that nobody ever held (not in the directory, not
+   * provisioned): 'refuse' it at once with UNKNOWN_RECIPIENT, or 'queue' it until the name comes.
+   * @default 'refuse'
+   */
+  unknownRecipients?: 'refuse' | 'queue';
+  /** Names known before they are first claimed (provisioned): messages to them wait. @default none */
+  knownNames?: readonly string[];
+  /** How long an id stays known after its session went offline. Names stay. @default 30 days */
+  directoryTtlMs?: number;
+  /** Directory entries at most; past it the longest offline are forgotten. @default 1000000 */
+  maxDirectoryEntries?: number;
   /** Agents without a token may connect (id only, no name) when an authenticator is set. @default true */
   allowAnonymousAgents?: boolean;
   /** @default 1 MiB */
@@ -119,6 +131,17 @@ function randomNode(): string {
   return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
 }
 
+function unknownRecipients(v: 'refuse' | 'queue' | undefined): 'refuse' | 'queue' {
+  if (v === undefined || v === 'refuse' || v === 'queue') return v ?? ROUTER_DEFAULTS.unknownRecipients;
+  throw new ConfigError(`unknownRecipients must be "refuse" or "queue", got ${JSON.stringify(v)}`);
+}
+
+function knownNames(v: readonly string[] | undefined): readonly string[] {
+  const names = (v ?? []).map((n) => String(n).toLowerCase());
+  for (const n of names) if (!isValidName(n)) throw new ConfigError(`knownNames: "${n}" is not a valid name`);
+  return Object.freeze(names);
+}
+
 /** Fills defaults, checks every field, and freezes: bad config fails here, never mid-traffic. */
 export function resolveRouterOptions(o: RouterOptions): ResolvedRouterOptions {
   if (typeof o.domain !== 'string' || !isValidDomain(o.domain.toLowerCase())) {
@@ -163,6 +186,10 @@ export function resolveRouterOptions(o: RouterOptions): ResolvedRouterOptions {
     maxHandles: positive('maxHandles', o.maxHandles, d.maxHandles),
     anonymousRate: positive('anonymousRate', o.anonymousRate, d.anonymousRate),
     maxAnonymousBodyBytes: positive('maxAnonymousBodyBytes', o.maxAnonymousBodyBytes, d.maxAnonymousBodyBytes, 0),
+    unknownRecipients: unknownRecipients(o.unknownRecipients),
+    knownNames: knownNames(o.knownNames),
+    directoryTtlMs: positive('directoryTtlMs', o.directoryTtlMs, d.directoryTtlMs, 1000),
+    maxDirectoryEntries: positive('maxDirectoryEntries', o.maxDirectoryEntries, d.maxDirectoryEntries, 16),
     node,
     allowAnonymousAgents: o.allowAnonymousAgents ?? d.allowAnonymousAgents,
     maxFrameBytes: positive('maxFrameBytes', o.maxFrameBytes, d.maxFrameBytes, 1024),

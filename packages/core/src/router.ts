@@ -26,6 +26,7 @@ import { Delivery, msgLength, type AckAs, type DeliveryStats } from './delivery.
 import { agentDestination, domainDestination, type Destination } from './destination.js';
 import { AddressCache, type ParsedAddress } from './addresses.js';
 import { Anonymity } from './anonymity.js';
+import { Directory } from './directory.js';
 import { Link, type LinkKind } from './link.js';
 import { acceptPayload, dialPayload, isNonce, newNonce } from './link-auth.js';
 import { resolveRouterOptions, type ResolvedRouterOptions, type RouterOptions } from './options.js';
@@ -97,6 +98,8 @@ export class Router {
   readonly #addresses: AddressCache;
   readonly #routing: Routing;
   readonly #anonymity: Anonymity;
+  readonly #directory: Directory;
+  #maintenance: unknown;
   /** `node domain` → until when that router may send from that domain after it announced it (see #vouched). */
   readonly #announced = new Map<string, number>();
   /** Uplinks configured (see addDialer). */
@@ -160,7 +163,15 @@ export class Router {
       fatal: (err) => this.#fatal(err),
     });
     // Handles first: a message recovered from the store may be a reply to one.
-    this.ready = this.#anonymity.start().then(() => this.#delivery.start());
+    this.#directory = new Directory(o.store, o.clock, o.logger, { ttlMs: o.directoryTtlMs, max: o.maxDirectoryEntries });
+    this.ready = this.#anonymity
+      .start()
+      .then(() => this.#directory.load())
+      .then(() => {
+        for (const n of o.knownNames) if (this.#directory.get(n) === undefined) this.#directory.set(n, '', false);
+        this.#armMaintenance();
+        return this.#delivery.start();
+      });
     this.ready.catch((err: unknown) => this.#fatal(err));
   }
 
@@ -374,6 +385,7 @@ export class Router {
     if (this.#closed) return;
     this.#closed = true;
     this.#anonymity.close();
+    this.options.clock.clearTimeout(this.#maintenance);
     this.#delivery.close();
     for (const l of [...this.#links]) l.channel.close(WireCode.SHUTDOWN, 'router is shutting down');
   }
@@ -462,6 +474,7 @@ export class Router {
     this.#setName(link, name);
     this.#links.add(link);
     this.#agentsById.set(id, link);
+    this.#directory.set(id, '', true);
     this.#armExpiry(link);
     hooks.ready(link);
     this.#delivery.wake(agentDestination(id));
@@ -606,10 +619,14 @@ export class Router {
   }
 
   #setName(link: Link, name: string): void {
-    if (link.name !== '' && this.#agentsByName.get(link.name) === link) this.#agentsByName.delete(link.name);
+    if (link.name !== '' && this.#agentsByName.get(link.name) === link) {
+      this.#agentsByName.delete(link.name);
+      this.#directory.set(link.name, '', false);
+    }
     link.name = name;
     if (name !== '') {
       this.#agentsByName.set(name, link);
+      this.#directory.set(name, '', true);
       this.#delivery.wake(agentDestination(name));
     }
     link.address = `${name === '' ? link.id : name}@${this.domain}`;
@@ -745,6 +762,11 @@ export class Router {
     // (the sender, or the router whose handle we wrapped) its own.
     if ((flags & MsgFlag.REPORT) !== 0) body = this.#anonymity.unsealReport(body, resolved.handle);
     const dest = this.#destination(resolved.dest);
+    if (dest.kind === 'agent' && resolved.handle === undefined && !this.#known(dest.local)) {
+      // Nobody ever held that name (or id): say so now, rather than keep the message for a day.
+      this.#nack(link, replyId, replyFrom, WireCode.UNKNOWN_RECIPIENT, `no agent "${resolved.dest.text}" is known here (never connected, not provisioned)`);
+      return;
+    }
     if (dest.kind === 'domain') {
       if (hops <= 1) {
         this.#nack(link, replyId, replyFrom, WireCode.HOP_LIMIT, `hop limit reached on the way to "${resolved.dest.domain}"`);
@@ -885,6 +907,20 @@ export class Router {
     egress.blocked.clear();
   }
 
+  /** A name or id of our domain that messages may wait for: connected, known, or any when we queue for unknown names. */
+  #known(local: string): boolean {
+    if (this.options.unknownRecipients === 'queue') return true;
+    return (isId(local) ? this.#agentsById.has(local) : this.#agentsByName.has(local)) || this.#directory.get(local) !== undefined;
+  }
+
+  #armMaintenance(): void {
+    if (this.#closed) return;
+    this.#maintenance = this.options.clock.setTimeout(() => {
+      this.#directory.sweep();
+      this.#armMaintenance();
+    }, MAINTENANCE_MS);
+  }
+
   /** Closes the link when its credential expires: a token is checked at every connection and holds only until then. */
   #armExpiry(link: Link): void {
     const at = link.claims?.expiresAt;
@@ -918,8 +954,14 @@ export class Router {
     this.#unblock(link);
     this.#links.delete(link);
     if (link.kind === 'agent') {
-      if (this.#agentsById.get(link.id) === link) this.#agentsById.delete(link.id);
-      if (link.name !== '' && this.#agentsByName.get(link.name) === link) this.#agentsByName.delete(link.name);
+      if (this.#agentsById.get(link.id) === link) {
+        this.#agentsById.delete(link.id);
+        this.#directory.set(link.id, '', false);
+      }
+      if (link.name !== '' && this.#agentsByName.get(link.name) === link) {
+        this.#agentsByName.delete(link.name);
+        this.#directory.set(link.name, '', false);
+      }
     } else {
       if (this.#routers.get(link.node) === link) {
         this.#routers.delete(link.node);
@@ -957,6 +999,9 @@ const DRAIN_CHECK_MS = 5;
 
 /** Announcements remembered for sender checks (router node, domain); the oldest go first past it. */
 const MAX_ANNOUNCED = 100_000;
+
+/** How often the directory forgets ids offline for too long. */
+const MAINTENANCE_MS = 60_000;
 
 /** `_` and 16 base32 characters: 80 random bits. */
 export function newId(): string {

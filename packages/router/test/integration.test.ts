@@ -101,7 +101,8 @@ describe('relay + gateway + agents in one process', () => {
     await alice.send('bob@relay', 'sent during the outage');
     assert.equal(gateway.router.stats().stored, 1);
 
-    const relay2 = await startRouter({ domain: 'relay', listen: [`127.0.0.1:${port}`], secret });
+    // A new relay (its store is gone) that knows bob because he is provisioned.
+    const relay2 = await startRouter({ domain: 'relay', listen: [`127.0.0.1:${port}`], secret, knownNames: ['bob'] });
     cleanup.push(() => relay2.close());
     await waitFor(() => relay2.router.routes().has('acme'), 'the gateway to reconnect and announce acme again', 10_000);
     assert.ok(statuses.some((s) => s.type === 'down' && !s.refused));
