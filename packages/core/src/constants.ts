@@ -28,7 +28,7 @@ export const ROUTER_DEFAULTS = Object.freeze({
   maxHandles: 100_000,
   anonymousRate: 100,
   maxAnonymousBodyBytes: 64 * 1024,
-  unknownRecipients: 'refuse' as 'refuse' | 'queue',
+  unknownRecipients: 'refuse',
   directoryTtlMs: 30 * 24 * 3600_000,
   maxDirectoryEntries: 1_000_000,
 });
