@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { demo, help as demoHelp } from './commands/demo.js';
 import { gateway, help as gatewayHelp } from './commands/gateway.js';
+import { hub, help as hubHelp } from './commands/hub.js';
 import { key, help as keyHelp } from './commands/key.js';
 import { listen, help as listenHelp } from './commands/listen.js';
 import { relay, help as relayHelp } from './commands/relay.js';
@@ -14,6 +15,7 @@ const VERSION = '0.1.0';
 const commands: Record<string, [(argv: string[]) => Promise<number>, string, string]> = {
   relay: [relay, relayHelp, 'run a relay: a router on the internet that gateways dial out to'],
   gateway: [gateway, gatewayHelp, 'run a gateway: a router inside the firewall, tunnelled to a relay'],
+  hub: [hub, hubHelp, 'run a hub: a server of a domain where agents are homed, linked to its gateways'],
   token: [token, tokenHelp, 'print a credential: a token for a gateway or an agent, or a grant'],
   key: [key, keyHelp, 'make or show Ed25519 keys (operators, domain owners, routers)'],
   listen: [listen, listenHelp, 'connect as an agent and print the messages it receives'],

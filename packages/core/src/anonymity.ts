@@ -104,17 +104,17 @@ export class Anonymity {
    */
   wrap(link: Link, from: ParsedAddress, id: string, flags: number): { from: string; id: string; hops?: number; token: string } | undefined {
     const o = this.#o;
-    if (link.kind !== 'downlink' || !isHandle(from.local) || o.anonymizer === undefined) return undefined;
+    if ((link.kind !== 'downlink' && link.kind !== 'hub') || !isHandle(from.local) || o.anonymizer === undefined) return undefined;
     const token = o.anonymizer.token(`wrap\n${from.text}`);
     const anonymous = (flags & MsgFlag.ANONYMOUS) !== 0;
     return { from: `~${token}@${this.#domain}`, id: anonymous ? o.anonymizer.sealId(id) : id, ...(anonymous ? { hops: o.hopLimit } : {}), token };
   }
 
-  /** Keeps a wrap made by `wrap()` (stored in the commit of this tick), or refuses it past maxHandles. */
-  commitWrap(token: string, inner: string, flags: number): Refusal | undefined {
+  /** Keeps a wrap made by `wrap()` (stored in the commit of this tick), or refuses it past maxHandles. `via`: the hub it came from. */
+  commitWrap(token: string, inner: string, flags: number, via = ''): Refusal | undefined {
     const o = this.#o;
     if (!this.handles.has(token) && this.handles.size >= o.maxHandles) return [WireCode.RATE_LIMITED, `this router holds its limit of ${o.maxHandles} reply handles`];
-    this.handles.put(token, inner, (flags & MsgFlag.STICKY) !== 0 ? o.stickyHandleTtlMs : o.handleTtlMs, 'wrap');
+    this.handles.put(token, inner, (flags & MsgFlag.STICKY) !== 0 ? o.stickyHandleTtlMs : o.handleTtlMs, 'wrap', via);
     if ((flags & MsgFlag.ANONYMOUS) !== 0) this.stats.anonymousWrapped++;
     return undefined;
   }
@@ -130,7 +130,16 @@ export class Anonymity {
     const h = this.handles.get(to.local.slice(1));
     const target = h === undefined ? undefined : this.#h.addresses.parse(h.target);
     if (h === undefined || target === undefined) return 'unknown';
-    return { to: target.domain === this.#domain ? to : target, dest: target, handle: h };
+    // It ends here (an agent of ours), or goes on with the inner handle (a router below, or a hub of ours).
+    return { to: target.domain === this.#domain && h.via === '' ? to : target, dest: target, handle: h };
+  }
+
+  /** Bridgehead: the hub a handle of one of its hubs (`~token`, our domain) leads to, while we hold its wrap. */
+  hubOf(local: string): string | undefined {
+    const a = this.#o.anonymizer;
+    if (a === undefined || !isHandle(local)) return undefined;
+    const via = this.handles.get(a.token(`wrap\n${local}@${this.#domain}`))?.via;
+    return via === '' ? undefined : via;
   }
 
   /** The id we sealed, read back for the hop behind us (a sender of ours, or a router whose handle we wrapped); ids we did not seal as they are. */
@@ -162,6 +171,7 @@ export class Anonymity {
     const ttl = Math.min(f.ttl === 0 ? o.pseudonymTtlMs : f.ttl * 1000, o.maxPseudonymTtlMs);
     if (f.op === HandleOp.PSEUDONYM) {
       if (link.kind !== 'agent') return refuse(WireCode.FORBIDDEN, 'only agents ask for pseudonyms');
+      if (o.hub) return refuse(WireCode.FORBIDDEN, 'pseudonyms are not offered to agents homed on a hub (yet): connect to a gateway or relay for one');
       if (!this.#takeToken(link)) return refuse(WireCode.RATE_LIMITED, `anonymous requests are limited to ${o.anonymousRate} a second per connection`);
       const up = this.#h.defaultUplink();
       // Behind a relay our domain names the organisation: without the relay to wrap it, refuse

@@ -13,6 +13,8 @@ export interface Claims {
   expiresAt?: number;
   /** The holder may link as a peer: a symmetric link that may carry other domains, each with its proof. */
   peer?: boolean;
+  /** The holder is a hub of `domain`: a router of that domain where agents are homed, linking to its bridgeheads. */
+  hub?: boolean;
 }
 
 /**

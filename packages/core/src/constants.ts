@@ -31,6 +31,8 @@ export const ROUTER_DEFAULTS = Object.freeze({
   unknownRecipients: 'refuse',
   directoryTtlMs: 30 * 24 * 3600_000,
   maxDirectoryEntries: 1_000_000,
+  claimTimeoutMs: 5000,
+  moveDrainTimeoutMs: 60_000,
 });
 
 /** Defaults for reconnecting dialers (uplinks and the client SDK). */

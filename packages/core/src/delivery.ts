@@ -51,6 +51,8 @@ export interface DeliveryHost {
   sent(link: Link): void;
   /** A sender was paused behind a backed-up queue. */
   paused(): void;
+  /** The queue for `dest` holds nothing any more (nothing waiting, nothing in flight). */
+  emptied(dest: Destination): void;
 }
 
 export interface DeliveryStats {
@@ -320,7 +322,7 @@ export class Delivery {
     } else e.local = true;
     // Where it will most likely go, written with it: then sending it there needs no second commit.
     const next = this.#host.nextHop(dest);
-    if (next !== undefined && next.isRouter && next.node !== e.cameFrom) e.via = next.node;
+    if (next !== undefined && next.isRouter && (next.node !== e.cameFrom || dest.kind !== 'domain')) e.via = next.node;
     const s: Seen = { key, from: m.from, id: m.id, owner: undefined, entry: e, seq: 0, at: now, cameFrom: e.cameFrom };
     if (ackAs !== undefined) s.ackAs = ackAs;
     this.#seen.set(key, s);
@@ -339,10 +341,42 @@ export class Delivery {
     return this.#ready && this.#retried(origin, messageKey(from, id));
   }
 
-  #retried(origin: Link | undefined, key: string): boolean {
+  /**
+   * A hub hands a message back to its bridgehead (its recipient moved to another hub), or sends
+   * one it took from its own agent. A key we took from elsewhere is no loop here: the copy we
+   * sent that hub came back. True when it is a retry of what we hold (ACKed again; if our copy
+   * waits pinned to that hub, it is ours alone again and takes the recipient's new way); false
+   * when the caller takes it as a new message (our copy of it was settled, by that hub).
+   */
+  takeBack(origin: Link, from: string, id: string): boolean {
+    if (!this.#ready) return false;
+    const key = messageKey(from, id);
+    const s = this.#seen.get(key);
+    if (s === undefined || s.cameFrom === origin.node) return this.#retried(origin, key);
+    const e = s.entry;
+    if (e === undefined || e.state === DONE) {
+      this.#dropKey(s);
+      s.seq = 0; // its row is on its way out: a RELEASE of the old ACK must not remove it twice
+      return false;
+    }
+    if (e.state === UNSENT && e.pinned && e.via === origin.node) {
+      e.pinned = false;
+      e.via = '';
+      e.queue.pinned--;
+      this.#wake.add(e.queue);
+    }
+    return this.#retried(origin, key, true);
+  }
+
+  /** Messages are held for `dest` (waiting or in flight). */
+  holds(dest: Destination): boolean {
+    return (this.#queues.get(dest.key)?.count ?? 0) > 0;
+  }
+
+  #retried(origin: Link | undefined, key: string, back = false): boolean {
     const seen = this.#seen.get(key);
     if (seen === undefined) return false;
-    if (origin !== undefined && origin.isRouter && origin.version >= 2 && seen.cameFrom !== origin.node) {
+    if (!back && origin !== undefined && origin.isRouter && origin.version >= 2 && seen.cameFrom !== origin.node) {
       // Not a retry (those come from the router we took it from, where it is pinned): it went
       // round a loop back to us. Taking it would leave the sender's only copy in a circle.
       this.#stats.loops++;
@@ -539,7 +573,8 @@ export class Delivery {
 
   /** Forgets a key; its row goes too unless its message is still held (then it goes with it). */
   #dropKey(s: Seen): void {
-    this.#seen.delete(s.key);
+    // A message taken back anew under the same key has a Seen of its own: leave that one.
+    if (this.#seen.get(s.key) === s) this.#seen.delete(s.key);
     if (s.entry === undefined && s.seq !== 0) this.#removals.push(s.seq);
   }
 
@@ -628,6 +663,7 @@ export class Delivery {
       q.items.length = 0;
       q.head = q.cursor = 0;
       if (q.blocked.size === 0) this.#queues.delete(q.key);
+      if (q.dest.kind !== 'domain') this.#host.emptied(q.dest);
     }
     this.#unblock(q);
   }
@@ -769,8 +805,9 @@ export class Delivery {
       if (firstWaiting >= 0 && ++scanned > MAX_SCAN) break;
       const flow = e.m.from;
       let wait = waitFlows?.has(flow) === true || e.repinning || (e.pinned && e.via !== target.node);
-      // A route that leads back where the message came from: it waits for another.
-      if (!wait && target.isRouter && e.cameFrom !== '' && target.node === e.cameFrom) wait = true;
+      // A route that leads back where the message came from: it waits for another. (Inside a
+      // domain a message may go back: a hub hands back what it held for a name that moved.)
+      if (!wait && q.dest.kind === 'domain' && target.isRouter && e.cameFrom !== '' && target.node === e.cameFrom) wait = true;
       if (!wait && target.isRouter && e.via !== target.node) {
         // Never written anywhere (else it would be pinned): record where it goes, durably, first.
         e.via = target.node;

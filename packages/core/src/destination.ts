@@ -7,7 +7,7 @@
  * `key` names the queue in the store; it is written to disk, so its form is stable:
  * `agent:<local>` and `domain:<domain>`.
  */
-export type Destination = AgentDestination | DomainDestination;
+export type Destination = AgentDestination | DomainDestination | ReturnDestination;
 
 /** A local agent of this router, by id (`_…`) or name, connected or not. */
 export interface AgentDestination {
@@ -23,6 +23,20 @@ export interface DomainDestination {
   readonly key: string;
 }
 
+/**
+ * Messages a hub handed back to its bridgehead for a name or id that moved to another hub: they
+ * go to the new home before anything that arrived meanwhile (see Homes).
+ */
+export interface ReturnDestination {
+  readonly kind: 'return';
+  readonly local: string;
+  readonly key: string;
+}
+
+export function returnDestination(local: string): ReturnDestination {
+  return { kind: 'return', local, key: `return:${local}` };
+}
+
 export function agentDestination(local: string): AgentDestination {
   return { kind: 'agent', local, key: `agent:${local}` };
 }
@@ -35,5 +49,6 @@ export function domainDestination(domain: string): DomainDestination {
 export function parseDestinationKey(key: string): Destination | undefined {
   if (key.startsWith('agent:')) return agentDestination(key.slice(6));
   if (key.startsWith('domain:')) return domainDestination(key.slice(7));
+  if (key.startsWith('return:')) return returnDestination(key.slice(7));
   return undefined;
 }

@@ -20,6 +20,13 @@ export interface HomeEntry {
   online: boolean;
   /** Epoch ms: when it went offline, or came online. */
   since: number;
+  /** For a name: the id of the session that holds it (one session per name across the domain). */
+  id: string;
+  /**
+   * Bridgeheads: the hub it moved away from, while that hub still hands back what it held for
+   * it (see Homes); '' otherwise. Messages for it wait meanwhile, so that none overtakes those.
+   */
+  from: string;
 }
 
 const PREFIX = 'd:';
@@ -54,8 +61,8 @@ export class Directory {
     const now = this.#clock.now();
     const gone: string[] = [];
     for (const [key, value] of await this.#store.listValues(PREFIX)) {
-      const [home = '', since = '0'] = dec.decode(value).split('\t');
-      const e: HomeEntry = { home, online: false, since: Number(since) || now };
+      const [home = '', since = '0', id = '', from = ''] = dec.decode(value).split('\t');
+      const e: HomeEntry = { home, online: false, since: Number(since) || now, id, from };
       if (now - e.since > this.#o.ttlMs && e.home === '' && isId(key.slice(PREFIX.length))) gone.push(key);
       else this.#map.set(key.slice(PREFIX.length), e);
     }
@@ -66,18 +73,32 @@ export class Directory {
     return this.#map.get(local);
   }
 
+  entries(): IterableIterator<[string, HomeEntry]> {
+    return this.#map.entries();
+  }
+
   /** Every entry homed at `home` ('' here). */
   *homedAt(home: string): Iterable<[string, HomeEntry]> {
     for (const kv of this.#map) if (kv[1].home === home) yield kv;
   }
 
-  /** `local` lives at `home` and is online (true) or not: stored when its home changes, and on going offline. */
-  set(local: string, home: string, online: boolean): HomeEntry {
+  /**
+   * `local` lives at `home` and is online (true) or not, held by session `id` (undefined: as
+   * before), moving away from hub `from` (undefined: as before). Stored when its home, session or
+   * move changes, and on going offline.
+   */
+  set(local: string, home: string, online: boolean, id?: string, from?: string): HomeEntry {
     const now = this.#clock.now();
     const old = this.#map.get(local);
-    const e: HomeEntry = { home, online, since: old !== undefined && old.online === online && old.home === home ? old.since : now };
+    const e: HomeEntry = {
+      home,
+      online,
+      since: old !== undefined && old.online === online && old.home === home ? old.since : now,
+      id: id ?? old?.id ?? '',
+      from: from ?? old?.from ?? '',
+    };
     this.#map.set(local, e);
-    if (old === undefined || old.home !== home || !online) this.#save(local, e);
+    if (old === undefined || old.home !== home || old.id !== e.id || old.from !== e.from || !online) this.#save(local, e);
     if (old === undefined && this.#map.size > this.#o.max) this.#evict();
     return e;
   }
@@ -109,6 +130,6 @@ export class Directory {
   }
 
   #save(local: string, e: HomeEntry): void {
-    this.#store.setValue(PREFIX + local, enc.encode(`${e.home}\t${e.since}`)).catch((err: unknown) => this.#logger.error('a directory entry could not be stored', { err: String(err) }));
+    this.#store.setValue(PREFIX + local, enc.encode(`${e.home}\t${e.since}\t${e.id}\t${e.from}`)).catch((err: unknown) => this.#logger.error('a directory entry could not be stored', { err: String(err) }));
   }
 }

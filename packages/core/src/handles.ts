@@ -14,6 +14,8 @@ export interface Handle {
   readonly target: string;
   readonly expiresAt: number;
   readonly kind: HandleKind;
+  /** A wrap of a hub's handle (bridgehead): the node id of that hub, where messages to it go. '' otherwise. */
+  readonly via: string;
 }
 
 const PREFIX = 'h:';
@@ -67,12 +69,12 @@ export class Handles {
    * Makes or renews a handle. Stored (in the commit of this tick) only when new, pointing
    * elsewhere, or renewed by more than a tenth of its life: retries of one message cost nothing.
    */
-  put(token: string, target: string, ttlMs: number, kind: HandleKind): Handle {
+  put(token: string, target: string, ttlMs: number, kind: HandleKind, via = ''): Handle {
     const now = this.#clock.now();
     const old = this.#map.get(token);
     const expiresAt = Math.max(now + ttlMs, old?.target === target ? old.expiresAt : 0);
-    if (old !== undefined && old.target === target && old.kind === kind && expiresAt - old.expiresAt <= ttlMs / 10) return old;
-    const h: Handle = { target, expiresAt, kind };
+    if (old !== undefined && old.target === target && old.kind === kind && old.via === via && expiresAt - old.expiresAt <= ttlMs / 10) return old;
+    const h: Handle = { target, expiresAt, kind, via };
     this.#map.set(token, h);
     this.#store.setValue(PREFIX + token, encode(h)).catch((err: unknown) => this.#logger.error('a reply handle could not be stored', { err: String(err) }));
     return h;
@@ -92,12 +94,12 @@ export class Handles {
 }
 
 function encode(h: Handle): Uint8Array {
-  return enc.encode(`${h.expiresAt} ${h.kind} ${h.target}`);
+  return enc.encode(`${h.expiresAt} ${h.kind} ${h.target}${h.via === '' ? '' : ` ${h.via}`}`);
 }
 
 function decode(b: Uint8Array): Handle | undefined {
-  const [at, kind, target] = dec.decode(b).split(' ');
+  const [at, kind, target, via = ''] = dec.decode(b).split(' ');
   const expiresAt = Number(at);
   if (!Number.isFinite(expiresAt) || target === undefined || !(kind === 'message' || kind === 'sticky' || kind === 'wrap' || kind === 'pseudonym')) return undefined;
-  return { target, expiresAt, kind };
+  return { target, expiresAt, kind, via };
 }

@@ -6,8 +6,10 @@ import type { Channel } from './channel.js';
  * agent: an application endpoint. downlink: a router that dialed us and uses us as its default
  * route (a gateway). uplink: a router we dialed as our default route (our relay). peer: a router
  * link either side dialed, symmetric: both announce, both forward, neither is a default route.
+ * hub: a router of our own domain where agents are homed, which dialed us (we are its
+ * bridgehead); at the hub that link is an uplink marked `bridgehead`.
  */
-export type LinkKind = 'agent' | 'downlink' | 'uplink' | 'peer';
+export type LinkKind = 'agent' | 'downlink' | 'uplink' | 'peer' | 'hub';
 
 /** One established connection of the router, whatever is on the other end. */
 export class Link {
@@ -26,6 +28,8 @@ export class Link {
   features = 0;
   /** Uplinks: their place in the configuration; the lowest connected one is the default route. */
   rank = 0;
+  /** Hub side: this uplink leads to a bridgehead of our own domain (no routes, the directory instead). */
+  bridgehead = false;
   /** The node id of the side that dialed (router links): decides which of two links between the same routers stays. */
   dialer = '';
   /**

@@ -53,6 +53,19 @@ export interface RouterOptions {
   directoryTtlMs?: number;
   /** Directory entries at most; past it the longest offline are forgotten. @default 1000000 */
   maxDirectoryEntries?: number;
+  /**
+   * This router is a hub: agents are homed here, and its uplinks lead to the bridgeheads of its
+   * own domain (the domain's gateways), which keep the directory and carry everything else.
+   * @default false
+   */
+  hub?: boolean;
+  /** Hub: how long a name claim waits for the bridgeheads' answer before it holds anyway. @default 5000 */
+  claimTimeoutMs?: number;
+  /**
+   * Bridgehead: how long messages for a name that moved between hubs wait for the old hub to hand
+   * back what it held (after that they go on, and order is no longer promised). @default 60000
+   */
+  moveDrainTimeoutMs?: number;
   /** Agents without a token may connect (id only, no name) when an authenticator is set. @default true */
   allowAnonymousAgents?: boolean;
   /** @default 1 MiB */
@@ -190,6 +203,9 @@ export function resolveRouterOptions(o: RouterOptions): ResolvedRouterOptions {
     knownNames: knownNames(o.knownNames),
     directoryTtlMs: positive('directoryTtlMs', o.directoryTtlMs, d.directoryTtlMs, 1000),
     maxDirectoryEntries: positive('maxDirectoryEntries', o.maxDirectoryEntries, d.maxDirectoryEntries, 16),
+    hub: o.hub ?? false,
+    claimTimeoutMs: positive('claimTimeoutMs', o.claimTimeoutMs, d.claimTimeoutMs, 1, MAX_TIMER_MS),
+    moveDrainTimeoutMs: positive('moveDrainTimeoutMs', o.moveDrainTimeoutMs, d.moveDrainTimeoutMs, 1, MAX_TIMER_MS),
     node,
     allowAnonymousAgents: o.allowAnonymousAgents ?? d.allowAnonymousAgents,
     maxFrameBytes: positive('maxFrameBytes', o.maxFrameBytes, d.maxFrameBytes, 1024),

@@ -1,5 +1,6 @@
 import {
   FrameType,
+  HomeOp,
   KNOWN_FEATURES,
   LinkMode,
   MIN_PROTOCOL_VERSION,
@@ -17,6 +18,7 @@ import {
   type AuthFrame,
   type Frame,
   type HelloFrame,
+  type HomeFrame,
   type MsgFrame,
   type WelcomeFrame,
 } from '@postern/protocol';
@@ -27,6 +29,7 @@ import { agentDestination, domainDestination, type Destination } from './destina
 import { AddressCache, type ParsedAddress } from './addresses.js';
 import { Anonymity } from './anonymity.js';
 import { Directory } from './directory.js';
+import { Homes } from './homes.js';
 import { Link, type LinkKind } from './link.js';
 import { acceptPayload, dialPayload, isNonce, newNonce } from './link-auth.js';
 import { resolveRouterOptions, type ResolvedRouterOptions, type RouterOptions } from './options.js';
@@ -40,6 +43,15 @@ export interface RouterStats extends DeliveryStats, RoutingStats {
   downlinks: number;
   uplinks: number;
   peers: number;
+  /** Hub links (bridgehead side) up now. */
+  hubs: number;
+  /** Names and ids in the directory. */
+  directory: number;
+  /** Name claims a hub sent its bridgeheads, and those refused; moves of names between hubs (begun, or told to this hub); moves that timed out. */
+  claims: number;
+  claimsRefused: number;
+  moves: number;
+  movesTimedOut: number;
   msgsIn: number;
   msgsDelivered: number;
   msgsForwarded: number;
@@ -99,6 +111,7 @@ export class Router {
   readonly #routing: Routing;
   readonly #anonymity: Anonymity;
   readonly #directory: Directory;
+  readonly #homes: Homes;
   #maintenance: unknown;
   /** `node domain` → until when that router may send from that domain after it announced it (see #vouched). */
   readonly #announced = new Map<string, number>();
@@ -160,14 +173,27 @@ export class Router {
         else this.#stats.msgsForwarded++;
       },
       paused: () => this.#stats.pauses++,
+      emptied: (dest) => this.#homes.emptied(dest),
       fatal: (err) => this.#fatal(err),
     });
     // Handles first: a message recovered from the store may be a reply to one.
     this.#directory = new Directory(o.store, o.clock, o.logger, { ttlMs: o.directoryTtlMs, max: o.maxDirectoryEntries });
+    this.#homes = new Homes(o, {
+      directory: this.#directory,
+      bridgeheads: () => this.#uplinks,
+      linkTo: (node) => this.#routers.get(node),
+      agent: (local) => this.#agent(local),
+      hubOfHandle: (local) => this.#anonymity.hubOf(local),
+      holds: (dest) => this.#delivery.holds(dest),
+      wake: (dest) => this.#delivery.wake(dest),
+      evict: (link, code, reason) => link.channel.close(code, reason),
+      changed: () => undefined,
+    });
     this.ready = this.#anonymity
       .start()
       .then(() => this.#directory.load())
       .then(() => {
+        this.#homes.start();
         for (const n of o.knownNames) if (this.#directory.get(n) === undefined) this.#directory.set(n, '', false);
         this.#armMaintenance();
         return this.#delivery.start();
@@ -198,10 +224,12 @@ export class Router {
     let agents = 0;
     let downlinks = 0;
     let peers = 0;
+    let hubs = 0;
     for (const l of this.#links) {
       if (l.kind === 'agent') agents++;
       else if (l.kind === 'downlink') downlinks++;
       else if (l.kind === 'peer') peers++;
+      else if (l.kind === 'hub') hubs++;
     }
     return {
       connections: this.#connections,
@@ -209,6 +237,12 @@ export class Router {
       downlinks,
       uplinks: this.#uplinks.length,
       peers,
+      hubs,
+      directory: this.#directory.size,
+      claims: this.#homes.stats.claims,
+      claimsRefused: this.#homes.stats.claimsRefused,
+      moves: this.#homes.stats.moves,
+      movesTimedOut: this.#homes.stats.movesTimedOut,
       ...this.#stats,
       ...this.#anonymity.stats,
       handles: this.#anonymity.handles.size,
@@ -331,11 +365,12 @@ export class Router {
     link.features = welcome.features;
     link.rank = how.rank;
     link.dialer = this.node;
+    link.bridgehead = this.options.hub;
     // What the far side may speak for on our operator's word; more comes with route proofs.
     link.entitled = this.options.trust?.trusted(welcome.node) ?? [];
     this.#connections++;
     this.#addRouterLink(link);
-    this.options.logger.info(kind === 'peer' ? 'peer up' : 'uplink up', { node: welcome.node, domain: welcome.domain, version: welcome.version });
+    this.options.logger.info(kind === 'peer' ? 'peer up' : link.bridgehead ? 'bridgehead up' : 'uplink up', { node: welcome.node, domain: welcome.domain, version: welcome.version });
     return link;
   }
 
@@ -370,7 +405,10 @@ export class Router {
     return {
       hello,
       verify: (w) => {
-        if (w.version < 2) return how.mode === 'peer' ? `the router speaks protocol ${w.version}; peering needs 2` : { type: FrameType.AUTH, proof: '' };
+        const hub = this.options.hub;
+        if (hub && w.domain !== this.domain) return `a hub of "${this.domain}" dials the bridgeheads of its own domain; that router serves "${w.domain}"`;
+        if (!hub && w.domain === this.domain && how.mode === 'uplink') return `that router serves this router's own domain "${this.domain}": a router of the domain behind a bridgehead is a hub (postern hub)`;
+        if (w.version < 2) return how.mode === 'peer' ? `the router speaks protocol ${w.version}; peering needs 2` : hub ? `the bridgehead speaks protocol ${w.version}; hubs need 2` : { type: FrameType.AUTH, proof: '' };
         if (id === undefined) return 'this router has no node key';
         if (!isValidNodeId(w.node) || !isNonce(w.nonce)) return 'its WELCOME carries no valid node id and nonce';
         if (w.node === this.node) return 'it is this router itself';
@@ -458,23 +496,39 @@ export class Router {
     }
     let id = h.resume === '' ? undefined : o.sessionTokens.verify(h.resume);
     id ??= newId();
-    const previous = this.#agentsById.get(id);
     const name = h.name.toLowerCase();
-    if (name !== '') {
-      const refusal = this.#nameRefusal(name, claims, previous);
-      if (refusal !== undefined) {
-        channel.close(refusal[0], refusal[1]);
-        return;
-      }
+    const refusal = name === '' ? undefined : this.#nameRefusal(name, claims, this.#agentsById.get(id), id);
+    if (refusal !== undefined) {
+      channel.close(refusal[0], refusal[1]);
+      return;
     }
-    if (previous !== undefined) previous.channel.close(WireCode.REPLACED, 'the session was resumed on another connection');
+    if (!o.hub) {
+      this.#welcomeAgent(channel, h, version, claims, hooks, id, name);
+      return;
+    }
+    // A hub asks its bridgeheads first: the name may be held at another hub of the domain.
+    void this.#homes.claim(name === '' ? id : name, id).then((refused) => {
+      if (channel.closed || this.#closed) return;
+      // Taken here meanwhile, by a connection that claimed it first?
+      const again = refused ?? (name === '' ? undefined : this.#nameRefusal(name, claims, this.#agentsById.get(id), id));
+      if (again !== undefined) channel.close(again[0], again[1]);
+      else this.#welcomeAgent(channel, h, version, claims, hooks, id, name);
+    });
+  }
+
+  #welcomeAgent(channel: Channel, h: HelloFrame, version: number, claims: Claims | undefined, hooks: HelloHooks, id: string, name: string): void {
+    const o = this.options;
+    const previous = this.#agentsById.get(id);
     const link = new Link('agent', channel, id, claims);
     link.maxFrame = h.maxFrame;
     link.version = version;
+    // The new connection holds the session before the old one goes, so that the old one's
+    // going does not mark it offline (here, and at the bridgeheads of a hub).
     this.#setName(link, name);
     this.#links.add(link);
     this.#agentsById.set(id, link);
-    this.#directory.set(id, '', true);
+    this.#homedHere(id, id);
+    if (previous !== undefined) previous.channel.close(WireCode.REPLACED, 'the session was resumed on another connection');
     this.#armExpiry(link);
     hooks.ready(link);
     this.#delivery.wake(agentDestination(id));
@@ -494,6 +548,10 @@ export class Router {
       channel.close(WireCode.AUTH_FAILED, 'the token is an agent token (it names an agent); a router link needs a domain token or a grant');
       return;
     }
+    if (o.hub) {
+      channel.close(WireCode.DOMAIN_NOT_ALLOWED, 'this router is a hub: it takes agents only, and dials its bridgeheads itself');
+      return;
+    }
     if (h.node === this.node) {
       channel.close(WireCode.LOOP, 'a router cannot link to itself');
       return;
@@ -503,10 +561,17 @@ export class Router {
       channel.close(WireCode.BAD_ADDRESS, `"${h.name}" is not a valid domain`);
       return;
     }
-    if (domain === this.domain) {
+    // A router of our own domain may link as one of its hubs (we are its bridgehead): on a hub
+    // token of our domain, or on our operator's word for its node key.
+    const hub = domain === this.domain && version >= 2 && !peer && ((claims?.hub === true && claims.domain === domain) || anyCovers(o.trust?.trusted(h.node) ?? [], domain));
+    if (domain === this.domain && !hub) {
       channel.close(
         WireCode.DOMAIN_NOT_ALLOWED,
-        peer ? `both routers serve domain "${domain}": give each relay its own --domain` : `domain "${domain}" belongs to this router`,
+        peer
+          ? `both routers serve domain "${domain}": give each relay its own --domain`
+          : version < 2
+            ? `domain "${domain}" belongs to this router`
+            : `domain "${domain}" belongs to this router: a hub of it links with a hub token (postern token --hub --domain ${domain}) or a node key this router trusts for it`,
       );
       return;
     }
@@ -527,7 +592,7 @@ export class Router {
       channel.close(WireCode.DOMAIN_NOT_ALLOWED, `the credential is for ${entitled.map((d) => `"${d}"`).join(', ') || 'no domain'}, not "${domain}"`);
       return;
     }
-    const kind: LinkKind = peer ? 'peer' : 'downlink';
+    const kind: LinkKind = hub ? 'hub' : peer ? 'peer' : 'downlink';
     const linkId = newId();
     const make = (): Link => {
       const link = new Link(kind, channel, linkId, claims, h.node);
@@ -568,7 +633,7 @@ export class Router {
       hooks.ready(link);
       this.#addRouterLink(link);
       this.#armExpiry(link);
-      o.logger.info(peer ? 'peer linked' : 'router linked', { node: h.node, domain, version, remote: channel.duplex.remote });
+      o.logger.info(peer ? 'peer linked' : hub ? 'hub linked' : 'router linked', { node: h.node, domain, version, remote: channel.duplex.remote });
     });
     channel.send(this.#welcome({ id: linkId, name: '', resume: '' }, h, version, nonce));
   }
@@ -577,7 +642,7 @@ export class Router {
   #addRouterLink(link: Link): void {
     for (const old of [...this.#links]) {
       if (old === link || old.node !== link.node || !old.isRouter) continue;
-      if (old.kind === 'downlink' && link.kind === 'downlink' && old.address === link.address) {
+      if ((old.kind === 'downlink' || old.kind === 'hub') && old.kind === link.kind && old.address === link.address) {
         // The same router again (it reconnected while we still hold its old, half-open link):
         // the new link replaces the old one. Same node id and domain: a node id alone is the
         // peer's word in version 1, and must not let another domain's router cut this one.
@@ -600,10 +665,35 @@ export class Router {
     this.#routing.linkUp(link);
     this.#delivery.linkUp(link);
     this.#delivery.wakeDomains();
+    if (link.kind === 'hub') {
+      this.#homes.hubUp(link);
+      this.#delivery.wake();
+    } else if (link.bridgehead) {
+      this.#homes.bridgeheadUp(link);
+      this.#delivery.wake();
+    }
   }
 
-  /** Why `name` cannot be claimed, as [wire code, reason], or undefined when it can. */
-  #nameRefusal(name: string, claims: Claims | undefined, self: Link | undefined): [number, string] | undefined {
+  /** A session of ours let go of `local`: offline, unless the name moved away meanwhile (then it is not ours to mark). */
+  #wentOffline(local: string, id: string): void {
+    if (this.#directory.get(local)?.home !== '') return;
+    this.#directory.set(local, '', false);
+    this.#homes.offline(local, id);
+  }
+
+  /** A session of ours holds `local` (its name, or its id) now. */
+  #homedHere(local: string, id: string): void {
+    if (this.options.hub) this.#directory.set(local, '', true, id, '');
+    else this.#homes.homedHere(local, id);
+  }
+
+  /** The connected agent holding `local` (a name or an id). */
+  #agent(local: string): Link | undefined {
+    return isId(local) ? this.#agentsById.get(local) : this.#agentsByName.get(local);
+  }
+
+  /** Why `name` cannot be claimed by session `id`, as [wire code, reason], or undefined when it can. */
+  #nameRefusal(name: string, claims: Claims | undefined, self: Link | undefined, id: string): [number, string] | undefined {
     if (!isValidName(name)) {
       return [WireCode.BAD_ADDRESS, `"${name}" is not a valid name: 1-64 of a-z 0-9 . _ -, starting with a letter or digit`];
     }
@@ -615,18 +705,19 @@ export class Router {
     }
     const holder = this.#agentsByName.get(name);
     if (holder !== undefined && holder !== self) return [WireCode.NAME_TAKEN, `the name "${name}" is taken by another agent`];
-    return undefined;
+    // A bridgehead: the name may be online at one of its hubs.
+    return this.options.hub ? undefined : this.#homes.refusalHere(name, id);
   }
 
   #setName(link: Link, name: string): void {
     if (link.name !== '' && this.#agentsByName.get(link.name) === link) {
       this.#agentsByName.delete(link.name);
-      this.#directory.set(link.name, '', false);
+      this.#wentOffline(link.name, link.id);
     }
     link.name = name;
     if (name !== '') {
       this.#agentsByName.set(name, link);
-      this.#directory.set(name, '', true);
+      this.#homedHere(name, link.id);
       this.#delivery.wake(agentDestination(name));
     }
     link.address = `${name === '' ? link.id : name}@${this.domain}`;
@@ -654,7 +745,17 @@ export class Router {
         if (link.kind !== 'agent') break;
         this.#onRegister(link, f.ref, f.name.toLowerCase());
         return;
+      case FrameType.HOME:
+        if (link.kind !== 'hub' && !link.bridgehead) break;
+        this.#onHome(link, f);
+        return;
+      case FrameType.HOMED:
+        if (!link.bridgehead) break;
+        this.#homes.onHomed(link, f);
+        return;
       case FrameType.ROUTE:
+        // Inside a domain the directory says where names are, not routes.
+        if (link.kind === 'hub' || link.bridgehead) return;
         // Version 1 allowed ROUTE only from downlinks; version 2 links hear and tell routes both ways.
         if (link.kind === 'agent' || (link.version < 2 && link.kind !== 'downlink')) break;
         if (!isValidDomain(f.domain.toLowerCase())) {
@@ -676,7 +777,21 @@ export class Router {
   }
 
   #onRegister(link: Link, ref: number, name: string): void {
-    const refusal = name === '' ? undefined : this.#nameRefusal(name, link.claims, link);
+    const refusal = name === '' || name === link.name ? undefined : this.#nameRefusal(name, link.claims, link, link.id);
+    if (refusal !== undefined || !this.options.hub || name === '' || name === link.name) {
+      this.#registered(link, ref, name, refusal);
+      return;
+    }
+    // A hub asks its bridgeheads first; frames that follow wait for the answer, in order.
+    link.hold();
+    void this.#homes.claim(name, link.id).then((refused) => {
+      link.letGo();
+      if (!link.up) return;
+      this.#registered(link, ref, name, refused ?? this.#nameRefusal(name, link.claims, link, link.id));
+    });
+  }
+
+  #registered(link: Link, ref: number, name: string, refusal: [number, string] | undefined): void {
     if (refusal === undefined) this.#setName(link, name);
     link.channel.send({
       type: FrameType.REGISTERED,
@@ -685,6 +800,15 @@ export class Router {
       name: refusal === undefined ? name : link.name,
       reason: refusal === undefined ? '' : refusal[1],
     });
+  }
+
+  #onHome(link: Link, f: HomeFrame): void {
+    const local = f.local.toLowerCase();
+    if (f.op !== HomeOp.SYNC && f.op !== HomeOp.SYNCED && !(isId(local) || isValidName(local))) {
+      this.#protocolError(link.channel, `HOME names "${f.local}", which is neither a name nor an id`);
+      return;
+    }
+    this.#homes.onHome(link, { ...f, local });
   }
 
   #onMsg(link: Link, f: MsgFrame, raw: Uint8Array): void {
@@ -728,13 +852,15 @@ export class Router {
         hops = wrap.hops ?? hops;
       }
       // A retry of what we hold is answered as such, whatever changed since (routes, entitlements).
-      if ((flags & MsgFlag.VOLATILE) === 0 && this.#delivery.retry(link, from, id)) return;
-      if (this.#forbiddenSender(link, fromAddr.domain, flags)) {
+      // From a hub, for a name of ours, a key we know may also be a message handed back (a move).
+      const back = link.kind === 'hub' && parsedTo?.domain === this.domain;
+      if ((flags & MsgFlag.VOLATILE) === 0 && (back ? this.#delivery.takeBack(link, from, id) : this.#delivery.retry(link, from, id))) return;
+      if (this.#forbiddenSender(link, fromAddr.domain, flags, parsedTo?.domain)) {
         this.#stats.forbidden++;
         this.#nack(link, f.id, f.from, WireCode.FORBIDDEN, `this link may not send from domain "${fromAddr.domain}"`);
         return;
       }
-      const refused = wrap === undefined ? undefined : this.#anonymity.commitWrap(wrap.token, f.from, flags);
+      const refused = wrap === undefined ? undefined : this.#anonymity.commitWrap(wrap.token, f.from, flags, link.kind === 'hub' ? link.node : '');
       if (refused !== undefined) {
         this.#nack(link, f.id, f.from, refused[0], refused[1]);
         return;
@@ -761,15 +887,16 @@ export class Router {
     // A report about an anonymous message names it by the id we sealed: give the hop behind us
     // (the sender, or the router whose handle we wrapped) its own.
     if ((flags & MsgFlag.REPORT) !== 0) body = this.#anonymity.unsealReport(body, resolved.handle);
-    const dest = this.#destination(resolved.dest);
+    const dest = this.#destination(resolved.dest, link);
     if (dest.kind === 'agent' && resolved.handle === undefined && !this.#known(dest.local)) {
       // Nobody ever held that name (or id): say so now, rather than keep the message for a day.
       this.#nack(link, replyId, replyFrom, WireCode.UNKNOWN_RECIPIENT, `no agent "${resolved.dest.text}" is known here (never connected, not provisioned)`);
       return;
     }
-    if (dest.kind === 'domain') {
+    // Every router hop spends one, inside a domain (hub and bridgehead) as well.
+    if (dest.kind === 'domain' || this.#homes.forwards(dest.local)) {
       if (hops <= 1) {
-        this.#nack(link, replyId, replyFrom, WireCode.HOP_LIMIT, `hop limit reached on the way to "${resolved.dest.domain}"`);
+        this.#nack(link, replyId, replyFrom, WireCode.HOP_LIMIT, `hop limit reached on the way to "${dest.kind === 'domain' ? resolved.dest.domain : resolved.dest.text}"`);
         return;
       }
       hops--;
@@ -822,9 +949,12 @@ export class Router {
     else next.channel.msg(flags, hops, id, from, to.text, body);
   }
 
-  /** True when router `link` may not send messages from `domain`. */
-  #forbiddenSender(link: Link, domain: string, flags: number): boolean {
+  /** True when router `link` may not send messages from `domain` (to `toDomain`). */
+  #forbiddenSender(link: Link, domain: string, flags: number, toDomain: string | undefined): boolean {
     switch (link.kind) {
+      case 'hub':
+        // Its own agents; or, to a name of ours, anyone's message it hands back; or a report.
+        return domain !== this.domain && toDomain !== this.domain && (flags & MsgFlag.REPORT) === 0;
       case 'downlink':
         // A router below us speaks for the domains its credential covers, and no others.
         return !anyCovers(link.entitled, domain);
@@ -836,6 +966,8 @@ export class Router {
         // or on an earlier link within maxMessageAgeMs (messages it took then may still come).
         return domain === this.domain || !(anyCovers(link.entitled, domain) || link.validated.has(domain) || this.#vouched(link.node, domain));
       default: {
+        // A hub's bridgehead carries everyone's messages to the hub's agents, its own domain's too.
+        if (link.bridgehead) return false;
         // Our uplink carries the rest of the world, not us nor the routers below us.
         if (domain === this.domain) return true;
         const best = this.#routing.best(domain);
@@ -850,9 +982,13 @@ export class Router {
     return until !== undefined && until > this.options.clock.now();
   }
 
-  /** Where a message for `to` waits: the queue of a local agent, or of its domain. */
-  #destination(to: Address): Destination {
-    return to.domain === this.domain ? agentDestination(to.local) : domainDestination(to.domain);
+  /**
+   * Where a message for `to` waits: the queue of a name or id of our domain, or of another domain.
+   * One a hub hands back for a name that moved waits in the queue of returned messages.
+   */
+  #destination(to: Address, from?: Link): Destination {
+    if (to.domain !== this.domain) return domainDestination(to.domain);
+    return from?.kind === 'hub' ? this.#homes.destinationFrom(from, to.local) : agentDestination(to.local);
   }
 
   /**
@@ -863,7 +999,9 @@ export class Router {
   #nextHop(dest: Destination): Link | undefined {
     switch (dest.kind) {
       case 'agent':
-        return isId(dest.local) ? this.#agentsById.get(dest.local) : this.#agentsByName.get(dest.local);
+      case 'return':
+        // Connected here, or homed at another router of our domain (see Homes).
+        return this.#homes.nextHop(dest, this.#agent(dest.local));
       case 'domain':
         return this.#routing.best(dest.domain)?.link ?? this.#uplinks[0];
     }
@@ -909,7 +1047,8 @@ export class Router {
 
   /** A name or id of our domain that messages may wait for: connected, known, or any when we queue for unknown names. */
   #known(local: string): boolean {
-    if (this.options.unknownRecipients === 'queue') return true;
+    // A hub does not know the whole domain: its bridgehead does, and refuses there.
+    if (this.options.unknownRecipients === 'queue' || this.options.hub) return true;
     return (isId(local) ? this.#agentsById.has(local) : this.#agentsByName.has(local)) || this.#directory.get(local) !== undefined;
   }
 
@@ -917,6 +1056,7 @@ export class Router {
     if (this.#closed) return;
     this.#maintenance = this.options.clock.setTimeout(() => {
       this.#directory.sweep();
+      this.#homes.sweep();
       this.#armMaintenance();
     }, MAINTENANCE_MS);
   }
@@ -956,13 +1096,15 @@ export class Router {
     if (link.kind === 'agent') {
       if (this.#agentsById.get(link.id) === link) {
         this.#agentsById.delete(link.id);
-        this.#directory.set(link.id, '', false);
+        this.#wentOffline(link.id, link.id);
       }
       if (link.name !== '' && this.#agentsByName.get(link.name) === link) {
         this.#agentsByName.delete(link.name);
-        this.#directory.set(link.name, '', false);
+        this.#wentOffline(link.name, link.id);
       }
     } else {
+      if (link.kind === 'hub') this.#homes.hubDown(link);
+      else if (link.bridgehead) this.#homes.bridgeheadDown(link);
       if (this.#routers.get(link.node) === link) {
         this.#routers.delete(link.node);
         // Another link to the same router may still be up (a replaced one closes later).

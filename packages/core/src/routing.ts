@@ -48,7 +48,7 @@ export interface RoutingStats {
 }
 
 /** Preference among link kinds at equal metric: our own subtree first, then peers, then the default route's side. */
-const KIND_RANK: Record<LinkKind, number> = { downlink: 0, peer: 1, uplink: 2, agent: 3 };
+const KIND_RANK: Record<LinkKind, number> = { downlink: 0, peer: 1, uplink: 2, agent: 3, hub: 4 };
 
 /** Negative when `a` is the better route: fewer hops, then link kind, then the lower neighbour node id (deterministic everywhere). */
 export function compareRoutes(a: Route, b: Route): number {
@@ -263,9 +263,12 @@ export class Routing {
   }
 }
 
-/** Uplinks and peers hear our routes; a downlink only when it asked (a version 1 one never may). */
+/**
+ * Uplinks and peers hear our routes; a downlink only when it asked (a version 1 one never may).
+ * Links inside a domain (hub and bridgehead) carry the directory instead.
+ */
 function hearsRoutes(link: Link): boolean {
-  return link.kind === 'uplink' || link.kind === 'peer' || (link.kind === 'downlink' && (link.features & Feature.ROUTES) !== 0);
+  return (link.kind === 'uplink' && !link.bridgehead) || link.kind === 'peer' || (link.kind === 'downlink' && (link.features & Feature.ROUTES) !== 0);
 }
 
 const EMPTY: ReadonlySet<string> = new Set();

@@ -1,6 +1,6 @@
-import { DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES, FrameType, HandleOp, RouteOp, Role } from './constants.js';
+import { DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES, FrameType, HandleOp, HomeOp, RouteOp, Role } from './constants.js';
 import { ProtocolError } from './errors.js';
-import type { Frame, MsgFrame } from './frames.js';
+import type { Frame, HomeFrame, MsgFrame } from './frames.js';
 
 const encoder = new TextEncoder();
 // ignoreBOM: a leading U+FEFF is part of the string, not a byte-order mark to drop.
@@ -145,6 +145,18 @@ export class FrameWriter {
         return;
       case FrameType.AUTH:
         this.#str8(f.proof, 'proof');
+        return;
+      case FrameType.HOME:
+        this.#u8(f.op);
+        this.#u32(f.ref);
+        this.#str8(f.local, 'local');
+        this.#str8(f.id, 'id');
+        this.#u32(f.since);
+        return;
+      case FrameType.HOMED:
+        this.#u32(f.ref);
+        this.#u16(f.code);
+        this.#str16(f.reason, 'reason');
         return;
       case FrameType.HANDLE:
         this.#u32(f.ref);
@@ -445,6 +457,13 @@ export function decodeFrameAt(bytes: Uint8Array, start: number, end: number): Fr
     }
     case FrameType.AUTH:
       return { type: FrameType.AUTH, proof: r.str8() };
+    case FrameType.HOME: {
+      const op = r.u8();
+      if (op < HomeOp.CLAIM || op > HomeOp.DRAINED) throw new ProtocolError('ERR_PROTOCOL', `unknown HOME op ${op}`);
+      return { type: FrameType.HOME, op: op as HomeFrame['op'], ref: r.u32(), local: r.str8(), id: r.str8(), since: r.u32() };
+    }
+    case FrameType.HOMED:
+      return { type: FrameType.HOMED, ref: r.u32(), code: r.u16(), reason: r.str16() };
     case FrameType.HANDLE: {
       const ref = r.u32();
       const op = r.u8();

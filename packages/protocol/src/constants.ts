@@ -33,6 +33,10 @@ export const FrameType = {
   HANDLE: 0x07,
   /** Version 2: the answer to HANDLE. */
   HANDLED: 0x08,
+  /** Version 2, hub and bridgehead: where a name or id of their domain lives (the directory). */
+  HOME: 0x09,
+  /** Version 2, bridgehead to hub: the answer to a HOME CLAIM. */
+  HOMED: 0x0a,
   MSG: 0x10,
   ACK: 0x11,
   NACK: 0x12,
@@ -100,6 +104,25 @@ export const MsgFlag = {
   /** With ANONYMOUS: reuse the sender's one long-lived handle instead of a fresh one per message. Cleared by the first router. */
   STICKY: 0x10,
 } as const;
+
+/** HOME operation byte (PROTOCOL.md section 15). */
+export const HomeOp = {
+  /** Hub to bridgehead: a session (name and id, or id alone) is here now and online; answered by HOMED. */
+  CLAIM: 1,
+  /** Hub to bridgehead: homed here and online (in a SYNC; no answer). */
+  ONLINE: 2,
+  /** Hub to bridgehead: homed here, offline since `since`. */
+  OFFLINE: 3,
+  /** Hub to bridgehead: a full list of what is homed here follows (after each link up). */
+  SYNC: 4,
+  /** Hub to bridgehead: the list is complete; entries of this hub not in it are forgotten. */
+  SYNCED: 5,
+  /** Bridgehead to hub: the name or id is homed elsewhere now; hand back what you hold for it. */
+  MOVED: 6,
+  /** Hub to bridgehead: everything held for a moved name or id was handed back. */
+  DRAINED: 7,
+} as const;
+export type HomeOpValue = (typeof HomeOp)[keyof typeof HomeOp];
 
 /** HANDLE operation byte. */
 export const HandleOp = {

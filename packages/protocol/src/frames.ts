@@ -1,5 +1,5 @@
 import type { FrameType} from './constants.js';
-import { type HandleOpValue, type RoleValue, type RouteOpValue } from './constants.js';
+import { type HandleOpValue, type HomeOpValue, type RoleValue, type RouteOpValue } from './constants.js';
 
 /** First frame on every connection, dialer to router. */
 export interface HelloFrame {
@@ -57,6 +57,29 @@ export interface WelcomeFrame {
   nonce: string;
   /** Version 2 (trailing): the router's signature over HELLO's nonce (see PROTOCOL.md 4.6), or empty when HELLO had none. */
   proof: string;
+}
+
+/** Version 2, between a hub and its bridgeheads: the directory of their domain (PROTOCOL.md section 15). */
+export interface HomeFrame {
+  type: typeof FrameType.HOME;
+  op: HomeOpValue;
+  /** CLAIM: chosen by the hub, echoed in HOMED; 0 otherwise. */
+  ref: number;
+  /** The name, or the id for a session without one. */
+  local: string;
+  /** The session id that holds `local` (CLAIM, ONLINE, OFFLINE), or empty. */
+  id: string;
+  /** OFFLINE: epoch seconds it was last seen; otherwise 0. */
+  since: number;
+}
+
+/** Version 2: the bridgehead's answer to a HOME CLAIM. */
+export interface HomedFrame {
+  type: typeof FrameType.HOMED;
+  ref: number;
+  /** WireCode: 0 when the claim holds; NAME_TAKEN when another session holds the name elsewhere. */
+  code: number;
+  reason: string;
 }
 
 /** Version 2: a dialing router proves its node key, answering WELCOME's nonce. Its first frame after WELCOME. */
@@ -191,6 +214,8 @@ export type Frame =
   | RegisteredFrame
   | RouteFrame
   | AuthFrame
+  | HomeFrame
+  | HomedFrame
   | HandleFrame
   | HandledFrame
   | MsgFrame

@@ -5,6 +5,7 @@ export {
   Feature,
   KNOWN_FEATURES,
   HandleOp,
+  HomeOp,
   FRAME_HEADER_BYTES,
   DEFAULT_MAX_FRAME_BYTES,
   DEFAULT_HOP_LIMIT,
@@ -14,7 +15,7 @@ export {
   MsgFlag,
   RouteOp,
 } from './constants.js';
-export type { FrameTypeValue, RoleValue, RouteOpValue, LinkModeValue, HandleOpValue } from './constants.js';
+export type { FrameTypeValue, RoleValue, RouteOpValue, LinkModeValue, HandleOpValue, HomeOpValue } from './constants.js';
 export type {
   Frame,
   HelloFrame,
@@ -23,6 +24,8 @@ export type {
   RegisteredFrame,
   RouteFrame,
   AuthFrame,
+  HomeFrame,
+  HomedFrame,
   HandleFrame,
   HandledFrame,
   MsgFrame,

@@ -16,6 +16,7 @@ import {
   encodeBatch,
   encodeFrame,
   HandleOp,
+  HomeOp,
   type AckFrame,
   type CloseFrame,
   type Frame,
@@ -33,6 +34,8 @@ import {
   type HandleFrame,
   type HandledFrame,
   type HeldFrame,
+  type HomeFrame,
+  type HomedFrame,
 } from '@postern/protocol';
 
 const RUNS = 200;
@@ -112,6 +115,15 @@ const handle: fc.Arbitrary<HandleFrame> = rec({
   ttl: u32,
   address: str8,
 });
+const home: fc.Arbitrary<HomeFrame> = rec({
+  type: fc.constant(FrameType.HOME),
+  op: fc.constantFrom(HomeOp.CLAIM, HomeOp.ONLINE, HomeOp.OFFLINE, HomeOp.SYNC, HomeOp.SYNCED, HomeOp.MOVED, HomeOp.DRAINED),
+  ref: u32,
+  local: str8,
+  id: str8,
+  since: u32,
+});
+const homed: fc.Arbitrary<HomedFrame> = rec({ type: fc.constant(FrameType.HOMED), ref: u32, code: u16, reason: str16 });
 const handled: fc.Arbitrary<HandledFrame> = rec({ type: fc.constant(FrameType.HANDLED), ref: u32, code: u16, address: str8, expires: u32, reason: str16 });
 const register: fc.Arbitrary<RegisterFrame> = rec({ type: fc.constant(FrameType.REGISTER), ref: u32, name: str8 });
 const registered: fc.Arbitrary<RegisteredFrame> = rec({
@@ -149,7 +161,7 @@ const ping: fc.Arbitrary<PingFrame> = rec({ type: fc.constant(FrameType.PING), n
 const pong: fc.Arbitrary<PongFrame> = rec({ type: fc.constant(FrameType.PONG), nonce: u32 });
 const close: fc.Arbitrary<CloseFrame> = rec({ type: fc.constant(FrameType.CLOSE), code: u16, reason: str16 });
 
-const anyFrame: fc.Arbitrary<Frame> = fc.oneof(hello, welcome, register, registered, route, auth, handle, handled, msg, ack, held, nack, release, ping, pong, close);
+const anyFrame: fc.Arbitrary<Frame> = fc.oneof(hello, welcome, register, registered, route, auth, home, homed, handle, handled, msg, ack, held, nack, release, ping, pong, close);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
@@ -215,6 +227,8 @@ const minimal: Frame[] = [
   { type: FrameType.REGISTERED, ref: 0, code: 0, name: '', reason: '' },
   { type: FrameType.ROUTE, op: RouteOp.ADD, metric: 0, domain: '', path: [], proof: '' },
   { type: FrameType.AUTH, proof: '' },
+  { type: FrameType.HOME, op: HomeOp.CLAIM, ref: 0, local: '', id: '', since: 0 },
+  { type: FrameType.HOMED, ref: 0, code: 0, reason: '' },
   { type: FrameType.HANDLE, ref: 0, op: HandleOp.PSEUDONYM, ttl: 0, address: '' },
   { type: FrameType.HANDLED, ref: 0, code: 0, address: '', expires: 0, reason: '' },
   { type: FrameType.MSG, flags: 0, hops: 0, id: '', from: '', to: '', body: new Uint8Array(0) },

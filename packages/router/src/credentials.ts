@@ -14,6 +14,8 @@ export interface TokenRequest {
   name?: string;
   /** The holding router may link as a peer (`postern relay --peer`) of the router with this secret. */
   peer?: boolean;
+  /** The holding router is a hub of `domain` (`postern hub`): it links to the router with this secret, a bridgehead of that domain. */
+  hub?: boolean;
   /** Lifetime in seconds; omit for a token that does not expire. */
   ttlSeconds?: number;
 }
@@ -32,6 +34,10 @@ export async function issueToken(secret: string, req: TokenRequest): Promise<str
   if (req.peer === true) {
     if (req.name !== undefined) throw new ConfigError('a peer token is for a router: it names no agent');
     claims.peer = true;
+  }
+  if (req.hub === true) {
+    if (req.name !== undefined || req.peer === true || domain === '*') throw new ConfigError('a hub token is for a router of one domain: no --name, no --peer, no "*"');
+    claims.hub = true;
   }
   if (req.name !== undefined) {
     const name = req.name.toLowerCase();
@@ -67,6 +73,7 @@ export function createTokenAuthenticator(secret: string): Authenticator {
         const claims: Claims = { domain: dom };
         if (name !== undefined) claims.name = name;
         if (payload.peer === true) claims.peer = true;
+        if (payload.hub === true) claims.hub = true;
         if (typeof payload.exp === 'number') claims.expiresAt = payload.exp * 1000;
         return claims;
       } catch (cause) {

@@ -4,7 +4,7 @@ import { out } from '../output.js';
 import { readSeedFile } from '../read-file.js';
 import { UsageError } from '../usage-error.js';
 
-export const help = `Usage: postern token --secret S --domain NAME [--name NAME] [--peer] [--ttl DURATION]
+export const help = `Usage: postern token --secret S --domain NAME [--name NAME | --peer | --hub] [--ttl DURATION]
        postern token --key FILE --domain NAME[,NAME...] (--node N... [--peer] | --signer KEY) [--ttl DURATION]
 
 Prints a credential.
@@ -14,6 +14,8 @@ With --secret: a token signed with a router's secret, checked by that router onl
   agent holding it may claim any name in that domain. With --peer: the relay holding it may
   link as a peer of the router with that secret.
   With --name: an agent token, good for that one name only.
+  With --hub: a hub's token. The hub ('postern hub') presents it to the gateways of its domain
+  (its bridgeheads) to link as a server where agents of the domain are homed.
 
 With --key: a grant, signed with an operator or domain key ('postern key new'). Any router
 that trusts that key (--trust KEY[=DOMAINS]) accepts it; no secret is shared.
@@ -30,6 +32,7 @@ Options:
   --node N...        (--key) the router the grant is for
   --signer KEY       (--key) the key the grant lets sign further grants
   --peer             the router may link as a peer
+  --hub              (--secret) the router is a hub of the domain
   --ttl DURATION     expire after 3600, 90s, 15m, 12h or 30d [never]
   -h, --help         this help`;
 
@@ -42,6 +45,7 @@ export async function token(argv: string[]): Promise<number> {
     node: { type: 'string' },
     signer: { type: 'string' },
     peer: { type: 'boolean' },
+    hub: { type: 'boolean' },
     ttl: { type: 'string' },
   });
   if (p.values.help) return out(help), 0;
@@ -50,7 +54,10 @@ export async function token(argv: string[]): Promise<number> {
   const ttl = duration('token', p, 'ttl');
   const keyFile = str(p, 'key');
   const peer = flag(p, 'peer');
+  const hub = flag(p, 'hub');
+  if (hub && (peer || str(p, 'name') !== undefined)) throw new UsageError('token: --hub makes a hub\'s token: no --peer, no --name');
   if (keyFile !== undefined) {
+    if (hub) throw new UsageError('token: --hub needs --secret (the bridgehead\'s); with keys, trust the hub\'s node key instead (--trust N...=DOMAIN at the gateway)');
     if (str(p, 'secret') !== undefined) throw new UsageError('token: give --secret or --key, not both');
     if (str(p, 'name') !== undefined) throw new UsageError('token: --name is for agent tokens (--secret); a grant is for a router (--node)');
     const node = str(p, 'node');
@@ -77,6 +84,6 @@ export async function token(argv: string[]): Promise<number> {
   if (secret === undefined) throw new UsageError('token: --secret is required (or set POSTERN_SECRET), or --key for a grant');
   if (str(p, 'node') !== undefined || str(p, 'signer') !== undefined) throw new UsageError('token: --node and --signer make grants: give --key');
   const name = str(p, 'name');
-  out(await issueToken(secret, { domain, ...(name === undefined ? {} : { name }), ...(peer ? { peer: true } : {}), ...(ttl === undefined ? {} : { ttlSeconds: ttl }) }));
+  out(await issueToken(secret, { domain, ...(name === undefined ? {} : { name }), ...(peer ? { peer: true } : {}), ...(hub ? { hub: true } : {}), ...(ttl === undefined ? {} : { ttlSeconds: ttl }) }));
   return 0;
 }

@@ -1,0 +1,403 @@
+import { FrameType, HomeOp, WireCode, isId, type HomeFrame, type HomedFrame } from '@postern/protocol';
+import { agentDestination, returnDestination, type Destination } from './destination.js';
+import type { Directory, HomeEntry } from './directory.js';
+import type { Link } from './link.js';
+import type { ResolvedRouterOptions } from './options.js';
+
+/** A refusal: [wire code, reason]. */
+type Refusal = [number, string];
+
+export interface HomesHost {
+  readonly directory: Directory;
+  /** The bridgehead links of this hub that are up, best first (the first is where it sends). */
+  bridgeheads(): readonly Link[];
+  /** The live router link to node `node`. */
+  linkTo(node: string): Link | undefined;
+  /** The connected local agent holding `local` (a name or an id). */
+  agent(local: string): Link | undefined;
+  /** Bridgehead: the hub (node id) behind a hub's reply handle `~token` that we wrapped. */
+  hubOfHandle(local: string): string | undefined;
+  /** Reliable messages are held here for `dest` (waiting or in flight). */
+  holds(dest: Destination): boolean;
+  /** Queues that may move now. */
+  wake(dest: Destination): void;
+  /** Closes a local session: its name is held by another session of the domain now. */
+  evict(link: Link, code: number, reason: string): void;
+  /** The directory said something about `local` that watchers may want to hear (presence). */
+  changed(local: string): void;
+}
+
+interface PendingClaim {
+  readonly waiting: Set<Link>;
+  refusal: Refusal | undefined;
+  readonly done: (r: Refusal | undefined) => void;
+  readonly timer: unknown;
+}
+
+/** Directory entries sent per turn of a SYNC, so that a large directory does not fill the link's buffer. */
+const SYNC_CHUNK = 512;
+
+/**
+ * The directory of a domain served by several routers (PROTOCOL.md section 15).
+ *
+ * A *hub* is a router of the domain where agents are homed; it only dials out, to every
+ * *bridgehead* of its domain (the domain's gateways), over a link of its own kind (`hub` at the
+ * bridgehead, an uplink marked `bridgehead` at the hub). The hub tells each bridgehead what is
+ * homed at it: a CLAIM when a session takes a name or an id (answered by HOMED, before the agent
+ * is welcomed or its REGISTER answered), OFFLINE when it goes, and after every link up a full
+ * SYNC. The bridgehead keeps, for every name and id of the domain, its home (directory entries
+ * with the hub's node id) and routes messages for it to that hub's link; the hub routes messages
+ * for names not homed at it to its bridgehead. Hubs never learn of each other.
+ *
+ * One name, one live session across the domain: a claim for a name online at another hub whose
+ * link is up, with another session id, is refused NAME_TAKEN (the same rule as on one router:
+ * only the same session, resumed, replaces). A claim for a name homed elsewhere and offline (or
+ * whose hub is unreachable) *moves* it: the bridgehead tells the old hub MOVED; the old hub
+ * closes any session it still has for it, forgets it, sends what it holds for it back to the
+ * bridgehead, then DRAINED. Meanwhile the bridgehead keeps new messages for the name waiting and
+ * sends the returned ones first (queue `return:<local>`), so that nothing is lost or doubled and
+ * every sender's order holds. A move whose old hub does not answer within moveDrainTimeoutMs
+ * lets the waiting messages go (order is then no longer promised for what that hub still holds).
+ */
+export class Homes {
+  readonly #o: ResolvedRouterOptions;
+  readonly #h: HomesHost;
+  readonly #pending = new Map<number, PendingClaim>();
+  /** Hub: names and ids being claimed by a connection now (a second connection is refused meanwhile). */
+  readonly #claiming = new Set<string>();
+  /** Hub: bridgeheads (node ids) owed a DRAINED per moved name or id, once its queue here is empty. */
+  readonly #owed = new Map<string, Set<string>>();
+  /** Bridgehead: per hub link in a SYNC, the names and ids it listed so far. */
+  readonly #syncing = new Map<Link, Set<string>>();
+  /** Bridgehead: moves under way (entry.from set) and when they began. */
+  readonly #moving = new Map<string, number>();
+  #ref = 0;
+  readonly stats = { claims: 0, claimsRefused: 0, moves: 0, movesTimedOut: 0, syncs: 0 };
+
+  constructor(o: ResolvedRouterOptions, host: HomesHost) {
+    this.#o = o;
+    this.#h = host;
+  }
+
+  /** After the directory loaded: moves that were under way go on (their old hub is told again when it links). */
+  start(): void {
+    const now = this.#o.clock.now();
+    for (const [local, e] of this.#h.directory.entries()) if (e.from !== '') this.#moving.set(local, now);
+  }
+
+  get isHub(): boolean {
+    return this.#o.hub;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Where messages go.
+
+  /**
+   * The next hop of a queue for a name or id of our domain that is not connected here: the hub
+   * it is homed at (bridgehead), the bridgehead (hub, when it is not homed here), or undefined
+   * while it must wait (offline here, its hub unreachable, or a move is draining).
+   */
+  nextHop(dest: Destination & { local: string }, connected: Link | undefined): Link | undefined {
+    const d = this.#h.directory;
+    const e = d.get(dest.local);
+    if (this.#o.hub) {
+      if (connected !== undefined || (e !== undefined && e.home === '')) return connected;
+      return this.#h.bridgeheads()[0];
+    }
+    if (e === undefined) {
+      const hub = connected === undefined ? this.#h.hubOfHandle(dest.local) : undefined;
+      return hub === undefined ? connected : this.#h.linkTo(hub);
+    }
+    if (dest.kind === 'agent' && this.#draining(dest.local, e)) return undefined;
+    return e.home === '' ? connected : this.#h.linkTo(e.home);
+  }
+
+  /** True when a message for `local` leaves this router for another of the domain (it spends a hop). */
+  forwards(local: string): boolean {
+    const e = this.#h.directory.get(local);
+    return this.#o.hub ? e === undefined || e.home !== '' : e !== undefined && e.home !== '';
+  }
+
+  /**
+   * The queue a message from hub link `link` for `local` joins at a bridgehead: the returned
+   * ones of a move (sent on before anything that waited meanwhile), else the agent's.
+   */
+  destinationFrom(link: Link, local: string): Destination {
+    const e = this.#h.directory.get(local);
+    return e !== undefined && e.from !== '' && e.from === link.node ? returnDestination(local) : agentDestination(local);
+  }
+
+  #draining(local: string, e: HomeEntry): boolean {
+    return e.from !== '' || this.#h.holds(returnDestination(local));
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Hub side.
+
+  /**
+   * A session takes `local` (its name, or its id when it has none) here: asks every bridgehead
+   * linked now. Resolves with a refusal, or undefined when the claim holds (also when no
+   * bridgehead answers within claimTimeoutMs, or none is linked: the next SYNC settles it).
+   */
+  async claim(local: string, id: string): Promise<Refusal | undefined> {
+    if (!this.#o.hub) return undefined;
+    if (this.#claiming.has(local)) return [WireCode.NAME_TAKEN, `the name "${local}" is being claimed by another connection`];
+    const links = this.#h.bridgeheads().filter((l) => l.up);
+    if (links.length === 0) return undefined;
+    this.stats.claims++;
+    this.#claiming.add(local);
+    const ref = (this.#ref = (this.#ref + 1) >>> 0 || 1);
+    try {
+      return await new Promise<Refusal | undefined>((resolve) => {
+        const timer = this.#o.clock.setTimeout(() => this.#settle(ref), this.#o.claimTimeoutMs);
+        this.#pending.set(ref, { waiting: new Set(links), refusal: undefined, done: resolve, timer });
+        for (const l of links) l.channel.send({ type: FrameType.HOME, op: HomeOp.CLAIM, ref, local, id, since: 0 });
+      });
+    } finally {
+      this.#claiming.delete(local);
+    }
+  }
+
+  /** Hub: a session let go of `local` (closed, or took another name): the bridgeheads hear it. */
+  offline(local: string, id: string): void {
+    if (!this.#o.hub) return;
+    const since = Math.floor(this.#o.clock.now() / 1000);
+    for (const l of this.#h.bridgeheads()) l.channel.send({ type: FrameType.HOME, op: HomeOp.OFFLINE, ref: 0, local, id, since });
+  }
+
+  /** Hub: a bridgehead linked: it hears everything homed here (a SYNC), then the answers to anything it asked. */
+  bridgeheadUp(link: Link): void {
+    const entries = [...this.#h.directory.entries()].filter(([, e]) => e.home === '');
+    const send = (f: Omit<HomeFrame, 'type'>): void => link.channel.send({ type: FrameType.HOME, ...f });
+    send({ op: HomeOp.SYNC, ref: 0, local: '', id: '', since: 0 });
+    let i = 0;
+    const step = (): void => {
+      if (!link.up) return;
+      // Paced by the link's buffer: a directory of a million entries must not cut the link as a slow consumer.
+      while (i < entries.length && link.channel.outboundBytes < this.#o.maxOutboundBytes / 4) {
+        for (const end = Math.min(entries.length, i + SYNC_CHUNK); i < end; i++) {
+          const [local, e] = entries[i]!;
+          const online = this.#h.agent(local) !== undefined;
+          send({ op: online ? HomeOp.ONLINE : HomeOp.OFFLINE, ref: 0, local, id: e.id, since: online ? 0 : Math.floor(e.since / 1000) });
+        }
+      }
+      if (i < entries.length) {
+        this.#o.clock.setTimeout(step, 5);
+        return;
+      }
+      send({ op: HomeOp.SYNCED, ref: 0, local: '', id: '', since: 0 });
+    };
+    step();
+  }
+
+  /** Hub: a bridgehead link went: claims waiting for it stop waiting. */
+  bridgeheadDown(link: Link): void {
+    for (const [ref, p] of this.#pending) {
+      if (p.waiting.delete(link) && p.waiting.size === 0) this.#settle(ref);
+    }
+  }
+
+  onHomed(link: Link, f: HomedFrame): void {
+    const p = this.#pending.get(f.ref);
+    if (p === undefined || !p.waiting.delete(link)) return;
+    if (f.code !== WireCode.OK) p.refusal ??= [f.code, f.reason];
+    if (p.waiting.size === 0) this.#settle(f.ref);
+  }
+
+  #settle(ref: number): void {
+    const p = this.#pending.get(ref);
+    if (p === undefined) return;
+    this.#pending.delete(ref);
+    this.#o.clock.clearTimeout(p.timer);
+    if (p.refusal !== undefined) this.stats.claimsRefused++;
+    p.done(p.refusal);
+  }
+
+  /** Hub: a bridgehead says `local` is homed elsewhere now. */
+  #onMoved(link: Link, local: string): void {
+    const h = this.#h;
+    const agent = h.agent(local);
+    if (agent !== undefined) h.evict(agent, WireCode.NAME_TAKEN, `the name "${local}" is held by a session on another server of domain "${this.#o.domain}" now`);
+    const e = h.directory.get(local);
+    if (e !== undefined && e.home === '') h.directory.forget(local);
+    let owed = this.#owed.get(local);
+    if (owed === undefined) this.#owed.set(local, (owed = new Set()));
+    owed.add(link.node);
+    this.stats.moves++;
+    h.changed(local);
+    // What waits here for it goes to the bridgehead now; DRAINED once it has all of it.
+    if (h.holds(agentDestination(local))) h.wake(agentDestination(local));
+    else this.emptied(agentDestination(local));
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Bridgehead side.
+
+  /** Bridgehead: may a session here take `local` (with session id `id`)? Undefined when it may. */
+  refusalHere(local: string, id: string): Refusal | undefined {
+    const e = this.#h.directory.get(local);
+    if (e === undefined || e.home === '' || !this.#liveElsewhere(e, id)) return undefined;
+    return [WireCode.NAME_TAKEN, `the name "${local}" is taken by an agent on another server of domain "${this.#o.domain}"`];
+  }
+
+  /** Bridgehead: a session here took `local`: if it was homed at a hub, that hub hands back what it holds. */
+  homedHere(local: string, id: string): void {
+    const d = this.#h.directory;
+    const old = d.get(local);
+    if (old !== undefined && old.home !== '') {
+      d.set(local, '', true, id, old.home);
+      this.#beginMove(local, old.home);
+    } else {
+      d.set(local, '', true, id);
+    }
+  }
+
+  /** Bridgehead: a hub linked (its SYNC follows). */
+  hubUp(link: Link): void {
+    for (const [local, e] of this.#h.directory.entries()) if (e.home === link.node) this.#h.changed(local);
+  }
+
+  /** Bridgehead: a hub link went: its agents are unreachable until it links again. */
+  hubDown(link: Link): void {
+    this.#syncing.delete(link);
+    for (const [local, e] of this.#h.directory.entries()) if (e.home === link.node) this.#h.changed(local);
+  }
+
+  onHome(link: Link, f: HomeFrame): void {
+    if (link.kind !== 'hub') {
+      if (f.op === HomeOp.MOVED) this.#onMoved(link, f.local);
+      return;
+    }
+    switch (f.op) {
+      case HomeOp.CLAIM: {
+        const refusal = this.#claimAt(link, f.local, f.id);
+        link.channel.send({ type: FrameType.HOMED, ref: f.ref, code: refusal?.[0] ?? WireCode.OK, reason: refusal?.[1] ?? '' });
+        return;
+      }
+      case HomeOp.ONLINE:
+        this.#syncing.get(link)?.add(f.local);
+        if (this.#claimAt(link, f.local, f.id) !== undefined) this.#send(link, HomeOp.MOVED, f.local);
+        return;
+      case HomeOp.OFFLINE: {
+        this.#syncing.get(link)?.add(f.local);
+        const d = this.#h.directory;
+        const e = d.get(f.local);
+        if (e === undefined || e.home === link.node) {
+          d.set(f.local, link.node, false, f.id === '' ? undefined : f.id);
+          this.#h.changed(f.local);
+        } else if (e.from !== link.node) {
+          // Homed elsewhere now: that hub forgets it and hands back what it still holds.
+          this.#send(link, HomeOp.MOVED, f.local);
+        }
+        return;
+      }
+      case HomeOp.SYNC:
+        this.stats.syncs++;
+        this.#syncing.set(link, new Set());
+        return;
+      case HomeOp.SYNCED: {
+        const listed = this.#syncing.get(link);
+        this.#syncing.delete(link);
+        if (listed === undefined) return;
+        const d = this.#h.directory;
+        for (const [local, e] of [...d.entries()]) {
+          if (e.home === link.node && !listed.has(local)) d.forget(local);
+          // A move away from this hub that did not finish: it is told again.
+          if (e.from === link.node) this.#send(link, HomeOp.MOVED, local);
+        }
+        return;
+      }
+      case HomeOp.DRAINED: {
+        const e = this.#h.directory.get(f.local);
+        if (e === undefined || e.from !== link.node) return;
+        this.#endMove(f.local, e);
+        return;
+      }
+    }
+  }
+
+  /** Hub `link` says `local` is online there with session `id`: why not, or undefined when it now is. */
+  #claimAt(link: Link, local: string, id: string): Refusal | undefined {
+    const h = this.#h;
+    const d = h.directory;
+    if (isId(local) ? local !== id : id !== '' && !isId(id)) return [WireCode.PROTOCOL, 'a claim names a session id, and an id is claimed by its own session only'];
+    const e = d.get(local);
+    const connected = h.agent(local);
+    if ((connected !== undefined && connected.id !== id) || (e !== undefined && e.home !== link.node && this.#liveElsewhere(e, id))) {
+      return [WireCode.NAME_TAKEN, `the name "${local}" is taken by another agent of domain "${this.#o.domain}"`];
+    }
+    if (e !== undefined && e.home !== '' && e.home !== link.node) {
+      // It lived at another hub: that one hands back what it holds for it first.
+      d.set(local, link.node, true, id, e.home);
+      this.#beginMove(local, e.home);
+    } else {
+      // New, here already, or at the bridgehead itself (whose queue for it simply goes on to the hub).
+      d.set(local, link.node, true, id, e?.home === link.node ? undefined : '');
+    }
+    if (local !== id && id !== '' && d.get(id)?.home !== link.node) d.set(id, link.node, true, id, '');
+    h.changed(local);
+    h.wake(agentDestination(local));
+    return undefined;
+  }
+
+  /** Online with another session at a home that can say so (a hub whose link is up, or here). */
+  #liveElsewhere(e: HomeEntry, id: string): boolean {
+    if (!e.online || e.id === id) return false;
+    return e.home === '' || this.#h.linkTo(e.home) !== undefined;
+  }
+
+  #beginMove(local: string, from: string): void {
+    this.stats.moves++;
+    this.#moving.set(local, this.#o.clock.now());
+    const old = this.#h.linkTo(from);
+    if (old !== undefined) this.#send(old, HomeOp.MOVED, local);
+  }
+
+  /** The old hub handed back everything: once the returned messages went on, the waiting ones follow. */
+  #endMove(local: string, e: HomeEntry): void {
+    this.#moving.delete(local);
+    this.#h.directory.set(local, e.home, e.online, undefined, '');
+    this.#h.wake(returnDestination(local));
+    this.#h.wake(agentDestination(local));
+  }
+
+  /**
+   * Delivery: the queue for `dest` emptied. Hub: a moved name is drained (DRAINED to the
+   * bridgeheads that asked). Bridgehead: the returned messages went on, so the waiting ones may.
+   */
+  emptied(dest: Destination): void {
+    if (dest.kind === 'agent') {
+      const owed = this.#owed.get(dest.local);
+      if (owed === undefined) return;
+      for (const node of owed) {
+        const l = this.#h.linkTo(node);
+        if (l === undefined) continue;
+        this.#send(l, HomeOp.DRAINED, dest.local);
+        owed.delete(node);
+      }
+      if (owed.size === 0) this.#owed.delete(dest.local);
+    } else if (dest.kind === 'return') {
+      this.#h.wake(agentDestination(dest.local));
+    }
+  }
+
+  /** Moves whose old hub did not hand back within moveDrainTimeoutMs stop holding messages up. */
+  sweep(): void {
+    const now = this.#o.clock.now();
+    for (const [local, at] of this.#moving) {
+      if (now - at < this.#o.moveDrainTimeoutMs) continue;
+      const e = this.#h.directory.get(local);
+      if (e === undefined || e.from === '') {
+        this.#moving.delete(local);
+        continue;
+      }
+      this.stats.movesTimedOut++;
+      this.#o.logger.warn('a move between hubs did not finish in time: messages waiting for the name go on', { local, from: e.from, waited_ms: now - at });
+      this.#endMove(local, e);
+    }
+  }
+
+  #send(link: Link, op: (typeof HomeOp)[keyof typeof HomeOp], local: string): void {
+    link.channel.send({ type: FrameType.HOME, op, ref: 0, local, id: '', since: 0 });
+  }
+}
