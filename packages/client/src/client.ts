@@ -32,6 +32,7 @@ import {
 import { DedupWindow } from './dedup.js';
 import { createMessage, type Message } from './message.js';
 import { resolveClientOptions, type ClientOptions, type ResolvedClientOptions } from './options.js';
+import { Watches, type PresenceEvent } from './presence.js';
 
 export type ClientStatus =
   | { type: 'connected'; id: string; address: string; resumed: boolean }
@@ -171,6 +172,7 @@ export class Client implements AsyncIterable<Message> {
   #closed = false;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #sweepTimer: ReturnType<typeof setInterval> | undefined;
+  readonly #watches = new Watches({ channel: () => this.#channel, target: (a) => this.#target(a) });
 
   /** Connects once; rejects with the router's reason (e.g. ERR_AUTH_FAILED) or ERR_TRANSPORT. */
   static async connect(options: ClientOptions & { signal?: AbortSignal }, dialer?: Dialer): Promise<Client> {
@@ -395,6 +397,38 @@ export class Client implements AsyncIterable<Message> {
     });
   }
 
+  /**
+   * The presence of `address` (online, offline or unreachable, since when) and its properties:
+   * the current state first, then every change, until the iteration ends (`break`, or `signal`).
+   * The watch is sent again after every reconnect. Its home refuses it, ending the iteration
+   * with the error, unless the watched agent lets this one watch: the same domain may, others
+   * only if it allowed them (`allowWatchers`). Needs protocol version 2.
+   */
+  watch(address: string, options: { signal?: AbortSignal } = {}): AsyncIterable<PresenceEvent> {
+    this.#needsV2('presence');
+    return this.#watches.watch(address, options);
+  }
+
+  /**
+   * Publishes properties (merged into those set before; null removes a key): a status text,
+   * capabilities, a public key. Watchers hear them at once and with every later change; this
+   * agent's home router keeps them while it is away (PROTOCOL.md section 16 has the limits).
+   */
+  setProperties(props: Record<string, string | null>): Promise<void> {
+    this.#needsV2('properties');
+    return this.#watches.setProperties(props);
+  }
+
+  /** Who besides this agent's own domain may watch it: addresses, `*@domain` or `*` (replaces the list; [] for none). */
+  allowWatchers(addresses: readonly string[]): Promise<void> {
+    this.#needsV2('presence');
+    return this.#watches.allowWatchers(addresses);
+  }
+
+  #needsV2(what: string): void {
+    if (this.#welcome !== undefined && this.#welcome.version < 2) throw new PosternError('ERR_FORBIDDEN', `the router speaks protocol 1, which has no ${what}`);
+  }
+
   /** Sends waiting volatile messages, in order, as far as the connection has drained. */
   #watchDrain(): void {
     if (this.#drainTimer !== undefined) return;
@@ -550,6 +584,7 @@ export class Client implements AsyncIterable<Message> {
         m.reject(err instanceof PosternError ? err : new PosternError('ERR_INTERNAL', String(err), { cause: err }));
       }
     }
+    if (est.welcome.version >= 2) this.#watches.connected(channel);
     // 'connected' before anything that happened after WELCOME (an early close) is replayed.
     this.#status.emit({ type: 'connected', id: est.welcome.id, address: this.address, resumed });
     est.attach({ frame: (f) => this.#onFrame(channel, f), closed: (r) => this.#onClosed(channel, r) });
@@ -585,6 +620,15 @@ export class Client implements AsyncIterable<Message> {
         else h.reject(new RemoteError(f.code, f.reason));
         return;
       }
+      case FrameType.PRESENCE:
+        this.#watches.onPresence(f);
+        return;
+      case FrameType.WATCHED:
+        this.#watches.onWatched(f);
+        return;
+      case FrameType.PROPSET:
+        this.#watches.onPropset(f);
+        return;
       case FrameType.REGISTERED: {
         const r = this.#registers.get(f.ref);
         if (r === undefined) return;
@@ -682,6 +726,7 @@ export class Client implements AsyncIterable<Message> {
     this.#registers.clear();
     for (const h of this.#handles.values()) h.reject(reason);
     this.#handles.clear();
+    this.#watches.disconnected(reason);
     if (this.#closed) return;
     if (FATAL.has(reason.code) || !this.#o.reconnect) {
       this.#status.emit({ type: 'disconnected', error: reason, willReconnect: false, retryInMs: 0 });
@@ -722,6 +767,7 @@ export class Client implements AsyncIterable<Message> {
     if (this.#sweepTimer !== undefined) clearInterval(this.#sweepTimer);
     this.#channel?.close(WireCode.SHUTDOWN, 'client closed');
     this.#channel = undefined;
+    this.#watches.close(error);
     const err = error ?? new PosternError('ERR_CLOSED', 'the client is closed');
     for (const m of this.#outstanding.values()) {
       m.cleanup();

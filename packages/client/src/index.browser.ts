@@ -13,7 +13,7 @@ export {
   AbortError,
   WireCode,
 } from './index.js';
-export type { ClientStatus, SendOptions, SendResult, Message, ClientOptions, ErrorCode, Pseudonym } from './index.js';
+export type { ClientStatus, SendOptions, SendResult, Message, ClientOptions, ErrorCode, Pseudonym, PresenceEvent } from './index.js';
 
 const dialer = createWsDialer((url) => new (globalThis as unknown as { WebSocket: new (u: string) => WebSocketLike }).WebSocket(url));
 

@@ -15,7 +15,7 @@ export {
   AbortError,
   WireCode,
 } from './index.js';
-export type { ClientStatus, SendOptions, SendResult, Message, ClientOptions, ErrorCode, Pseudonym } from './index.js';
+export type { ClientStatus, SendOptions, SendResult, Message, ClientOptions, ErrorCode, Pseudonym, PresenceEvent } from './index.js';
 export type { NodeClientOptions } from './options.js';
 
 /**

@@ -33,6 +33,11 @@ export const ROUTER_DEFAULTS = Object.freeze({
   maxDirectoryEntries: 1_000_000,
   claimTimeoutMs: 5000,
   moveDrainTimeoutMs: 60_000,
+  maxWatchesPerAgent: 1000,
+  maxWatched: 100_000,
+  maxProperties: 32,
+  maxPropertyBytes: 8192,
+  maxAllowedWatchers: 1000,
 });
 
 /** Defaults for reconnecting dialers (uplinks and the client SDK). */

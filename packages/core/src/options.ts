@@ -66,6 +66,16 @@ export interface RouterOptions {
    * back what it held (after that they go on, and order is no longer promised). @default 60000
    */
   moveDrainTimeoutMs?: number;
+  /** Addresses one agent may watch at once. @default 1000 */
+  maxWatchesPerAgent?: number;
+  /** Addresses watched through this router at once (by its agents and the routers behind it). @default 100000 */
+  maxWatched?: number;
+  /** Properties one agent may publish. @default 32 */
+  maxProperties?: number;
+  /** Bytes of one agent's properties, keys and values together. @default 8192 */
+  maxPropertyBytes?: number;
+  /** Addresses (or `*@domain`) one agent may allow to watch it besides its own domain. @default 1000 */
+  maxAllowedWatchers?: number;
   /** Agents without a token may connect (id only, no name) when an authenticator is set. @default true */
   allowAnonymousAgents?: boolean;
   /** @default 1 MiB */
@@ -204,6 +214,11 @@ export function resolveRouterOptions(o: RouterOptions): ResolvedRouterOptions {
     directoryTtlMs: positive('directoryTtlMs', o.directoryTtlMs, d.directoryTtlMs, 1000),
     maxDirectoryEntries: positive('maxDirectoryEntries', o.maxDirectoryEntries, d.maxDirectoryEntries, 16),
     hub: o.hub ?? false,
+    maxWatchesPerAgent: positive('maxWatchesPerAgent', o.maxWatchesPerAgent, d.maxWatchesPerAgent),
+    maxWatched: positive('maxWatched', o.maxWatched, d.maxWatched),
+    maxProperties: positive('maxProperties', o.maxProperties, d.maxProperties, 0, 65_535),
+    maxPropertyBytes: positive('maxPropertyBytes', o.maxPropertyBytes, d.maxPropertyBytes, 0),
+    maxAllowedWatchers: positive('maxAllowedWatchers', o.maxAllowedWatchers, d.maxAllowedWatchers, 0, 65_535),
     claimTimeoutMs: positive('claimTimeoutMs', o.claimTimeoutMs, d.claimTimeoutMs, 1, MAX_TIMER_MS),
     moveDrainTimeoutMs: positive('moveDrainTimeoutMs', o.moveDrainTimeoutMs, d.moveDrainTimeoutMs, 1, MAX_TIMER_MS),
     node,

@@ -30,6 +30,7 @@ import { AddressCache, type ParsedAddress } from './addresses.js';
 import { Anonymity } from './anonymity.js';
 import { Directory } from './directory.js';
 import { Homes } from './homes.js';
+import { Presence, type PresenceSource } from './presence.js';
 import { Link, type LinkKind } from './link.js';
 import { acceptPayload, dialPayload, isNonce, newNonce } from './link-auth.js';
 import { resolveRouterOptions, type ResolvedRouterOptions, type RouterOptions } from './options.js';
@@ -52,6 +53,13 @@ export interface RouterStats extends DeliveryStats, RoutingStats {
   claimsRefused: number;
   moves: number;
   movesTimedOut: number;
+  /** Addresses watched through this router; watches taken (agents' and routers'), and refused. */
+  watched: number;
+  watches: number;
+  watchesRefused: number;
+  /** PRESENCE frames sent to router links (one per link per change) and to agents (the fan-out at the last router). */
+  presenceToLinks: number;
+  presenceToAgents: number;
   msgsIn: number;
   msgsDelivered: number;
   msgsForwarded: number;
@@ -112,6 +120,7 @@ export class Router {
   readonly #anonymity: Anonymity;
   readonly #directory: Directory;
   readonly #homes: Homes;
+  readonly #presence: Presence;
   #maintenance: unknown;
   /** `node domain` → until when that router may send from that domain after it announced it (see #vouched). */
   readonly #announced = new Map<string, number>();
@@ -145,7 +154,10 @@ export class Router {
       maxDomainsPerLink: o.maxDomainsPerLink,
       logger: o.logger,
       routerLinks: () => this.#routerLinks(),
-      changed: (domain) => this.#delivery.wake(domainDestination(domain)),
+      changed: (domain) => {
+        this.#delivery.wake(domainDestination(domain));
+        this.#presence.reroute(domain);
+      },
       validated: (link, domain) => {
         if (this.#announced.size >= MAX_ANNOUNCED) this.#pruneAnnounced();
         this.#announced.set(`${link.node} ${domain}`, o.clock.now() + o.maxMessageAgeMs);
@@ -187,11 +199,19 @@ export class Router {
       holds: (dest) => this.#delivery.holds(dest),
       wake: (dest) => this.#delivery.wake(dest),
       evict: (link, code, reason) => link.channel.close(code, reason),
-      changed: () => undefined,
+      changed: (local) => this.#presence.changed(local),
+    });
+    this.#presence = new Presence(o, {
+      addresses: this.#addresses,
+      store: o.store,
+      source: (target) => this.#presenceSource(target),
+      stateOf: (local) => ({ online: this.#agent(local) !== undefined, since: this.#directory.get(local)?.since ?? o.clock.now() }),
+      mayWatchFrom: (link, domain) => !this.#forbiddenSender(link, domain, 0, undefined),
     });
     this.ready = this.#anonymity
       .start()
       .then(() => this.#directory.load())
+      .then(() => this.#presence.load())
       .then(() => {
         this.#homes.start();
         for (const n of o.knownNames) if (this.#directory.get(n) === undefined) this.#directory.set(n, '', false);
@@ -243,6 +263,8 @@ export class Router {
       claimsRefused: this.#homes.stats.claimsRefused,
       moves: this.#homes.stats.moves,
       movesTimedOut: this.#homes.stats.movesTimedOut,
+      watched: this.#presence.watched,
+      ...this.#presence.stats,
       ...this.#stats,
       ...this.#anonymity.stats,
       handles: this.#anonymity.handles.size,
@@ -672,6 +694,8 @@ export class Router {
       this.#homes.bridgeheadUp(link);
       this.#delivery.wake();
     }
+    // Addresses that were unreachable may be watched through it now.
+    this.#presence.reroute();
   }
 
   /** A session of ours let go of `local`: offline, unless the name moved away meanwhile (then it is not ours to mark). */
@@ -679,12 +703,34 @@ export class Router {
     if (this.#directory.get(local)?.home !== '') return;
     this.#directory.set(local, '', false);
     this.#homes.offline(local, id);
+    this.#presence.changed(local);
   }
 
   /** A session of ours holds `local` (its name, or its id) now. */
   #homedHere(local: string, id: string): void {
     if (this.options.hub) this.#directory.set(local, '', true, id, '');
     else this.#homes.homedHere(local, id);
+    this.#presence.changed(local);
+  }
+
+  /** Where the presence of `target` comes from, seen from here (see Presence). */
+  #presenceSource(target: ParsedAddress): PresenceSource {
+    if (target.domain !== this.domain) {
+      const link = this.#routing.best(target.domain)?.link ?? this.#uplinks[0];
+      return link === undefined ? { kind: 'unreachable' } : { kind: 'link', link };
+    }
+    const local = target.local;
+    const e = this.#directory.get(local);
+    if (this.#agent(local) !== undefined || e?.home === '') return { kind: 'home', local };
+    if (this.options.hub) {
+      const up = this.#uplinks[0];
+      return up === undefined ? { kind: 'unreachable' } : { kind: 'link', link: up };
+    }
+    if (e === undefined) {
+      return this.options.unknownRecipients === 'queue' ? { kind: 'home', local } : { kind: 'refused', refusal: [WireCode.UNKNOWN_RECIPIENT, `no agent "${target.text}" is known here (never connected, not provisioned)`] };
+    }
+    const hub = this.#routers.get(e.home);
+    return hub === undefined ? { kind: 'unreachable' } : { kind: 'link', link: hub };
   }
 
   /** The connected agent holding `local` (a name or an id). */
@@ -752,6 +798,22 @@ export class Router {
       case FrameType.HOMED:
         if (!link.bridgehead) break;
         this.#homes.onHomed(link, f);
+        return;
+      case FrameType.WATCH:
+        if (link.version < 2) break;
+        this.#presence.onWatch(link, f);
+        return;
+      case FrameType.WATCHED:
+        if (link.version < 2 || !link.isRouter) break;
+        this.#presence.onWatched(link, f);
+        return;
+      case FrameType.PRESENCE:
+        if (link.version < 2 || !link.isRouter) break;
+        this.#presence.onPresence(link, f);
+        return;
+      case FrameType.PROPS:
+        if (link.version < 2 || link.kind !== 'agent') break;
+        this.#presence.onProps(link, f);
         return;
       case FrameType.ROUTE:
         // Inside a domain the directory says where names are, not routes.
@@ -1117,7 +1179,12 @@ export class Router {
       this.#routing.linkDown(link);
     }
     this.#delivery.linkDown(link);
-    if (link.kind === 'uplink') this.#delivery.wakeDomains();
+    this.#presence.linkDown(link);
+    if (link.kind === 'agent' && link.name === '') this.#presence.forgetSession(link.id);
+    if (link.kind === 'uplink') {
+      this.#delivery.wakeDomains();
+      this.#presence.reroute();
+    }
     this.options.logger.debug('link closed', { kind: link.kind, id: link.id, node: link.node, reason: reason.message });
   }
 

@@ -1,6 +1,6 @@
-import { DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES, FrameType, HandleOp, HomeOp, RouteOp, Role } from './constants.js';
+import { DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES, FrameType, HandleOp, HomeOp, PresenceState, PropsOp, RouteOp, Role, WatchOp } from './constants.js';
 import { ProtocolError } from './errors.js';
-import type { Frame, HomeFrame, MsgFrame } from './frames.js';
+import type { Frame, HomeFrame, MsgFrame, PresenceFrame, Property, PropsFrame } from './frames.js';
 
 const encoder = new TextEncoder();
 // ignoreBOM: a leading U+FEFF is part of the string, not a byte-order mark to drop.
@@ -158,6 +158,33 @@ export class FrameWriter {
         this.#u16(f.code);
         this.#str16(f.reason, 'reason');
         return;
+      case FrameType.WATCH:
+        this.#u8(f.op);
+        this.#str8(f.target, 'target');
+        this.#str8(f.watcher, 'watcher');
+        return;
+      case FrameType.WATCHED:
+        this.#str8(f.target, 'target');
+        this.#str8(f.watcher, 'watcher');
+        this.#u16(f.code);
+        this.#str16(f.reason, 'reason');
+        return;
+      case FrameType.PRESENCE:
+        this.#str8(f.target, 'target');
+        this.#u8(f.state);
+        this.#u32(f.since);
+        this.#props(f.props);
+        return;
+      case FrameType.PROPS:
+        this.#u32(f.ref);
+        this.#u8(f.op);
+        this.#props(f.props);
+        return;
+      case FrameType.PROPSET:
+        this.#u32(f.ref);
+        this.#u16(f.code);
+        this.#str16(f.reason, 'reason');
+        return;
       case FrameType.HANDLE:
         this.#u32(f.ref);
         this.#u8(f.op);
@@ -212,6 +239,15 @@ export class FrameWriter {
     const next = new Uint8Array(size);
     next.set(this.#buf.subarray(0, this.#pos));
     this.#buf = next;
+  }
+
+  #props(props: readonly Property[]): void {
+    if (props.length > 0xffff) throw new ProtocolError('ERR_PROTOCOL', 'more than 65535 properties');
+    this.#u16(props.length);
+    for (const p of props) {
+      this.#str8(p.key, 'property key');
+      this.#str16(p.value, 'property value');
+    }
   }
 
   #u8(v: number): void {
@@ -303,6 +339,13 @@ export function decodeBatch(bytes: Uint8Array, maxFrameBytes = DEFAULT_MAX_FRAME
   d.push(bytes, (f) => out.push(f));
   if (d.bufferedBytes !== 0) throw new ProtocolError('ERR_PROTOCOL', 'batch ends inside a frame');
   return out;
+}
+
+function readProps(r: Reader): Property[] {
+  const n = r.u16();
+  const props: Property[] = [];
+  for (let i = 0; i < n; i++) props.push({ key: r.str8(), value: r.str16() });
+  return props;
 }
 
 class Reader {
@@ -464,6 +507,27 @@ export function decodeFrameAt(bytes: Uint8Array, start: number, end: number): Fr
     }
     case FrameType.HOMED:
       return { type: FrameType.HOMED, ref: r.u32(), code: r.u16(), reason: r.str16() };
+    case FrameType.WATCH: {
+      const op = r.u8();
+      if (op !== WatchOp.WATCH && op !== WatchOp.UNWATCH) throw new ProtocolError('ERR_PROTOCOL', `unknown WATCH op ${op}`);
+      return { type: FrameType.WATCH, op, target: r.str8(), watcher: r.str8() };
+    }
+    case FrameType.WATCHED:
+      return { type: FrameType.WATCHED, target: r.str8(), watcher: r.str8(), code: r.u16(), reason: r.str16() };
+    case FrameType.PRESENCE: {
+      const target = r.str8();
+      const state = r.u8();
+      if (state < PresenceState.ONLINE || state > PresenceState.UNREACHABLE) throw new ProtocolError('ERR_PROTOCOL', `unknown PRESENCE state ${state}`);
+      return { type: FrameType.PRESENCE, target, state: state as PresenceFrame['state'], since: r.u32(), props: readProps(r) };
+    }
+    case FrameType.PROPS: {
+      const ref = r.u32();
+      const op = r.u8();
+      if (op !== PropsOp.SET && op !== PropsOp.ALLOW) throw new ProtocolError('ERR_PROTOCOL', `unknown PROPS op ${op}`);
+      return { type: FrameType.PROPS, ref, op: op, props: readProps(r) };
+    }
+    case FrameType.PROPSET:
+      return { type: FrameType.PROPSET, ref: r.u32(), code: r.u16(), reason: r.str16() };
     case FrameType.HANDLE: {
       const ref = r.u32();
       const op = r.u8();

@@ -33,6 +33,8 @@ export const WireCode = {
   UNKNOWN_RECIPIENT: 25,
   /** The sender went over a rate it is allowed (anonymous traffic). Retry later. */
   RATE_LIMITED: 26,
+  /** A limit on watches or properties (count or size) would be passed: the request is refused, nothing changed. */
+  LIMIT_EXCEEDED: 27,
 } as const;
 export type WireCodeValue = (typeof WireCode)[keyof typeof WireCode];
 export type WireCodeName = keyof typeof WireCode;

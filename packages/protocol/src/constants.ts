@@ -37,6 +37,16 @@ export const FrameType = {
   HOME: 0x09,
   /** Version 2, bridgehead to hub: the answer to a HOME CLAIM. */
   HOMED: 0x0a,
+  /** Version 2: start or stop watching an address's presence and properties (agent to router, router to router towards its home). */
+  WATCH: 0x0b,
+  /** Version 2: the answer to one watcher's WATCH (the watched agent's policy), routed back to it. */
+  WATCHED: 0x0c,
+  /** Version 2: an address's presence and properties, now and on every change; one per router link, fanned out at the last router. */
+  PRESENCE: 0x0d,
+  /** Version 2, agent to router: set its properties, or who may watch it. */
+  PROPS: 0x0e,
+  /** Version 2: the answer to PROPS. */
+  PROPSET: 0x0f,
   MSG: 0x10,
   ACK: 0x11,
   NACK: 0x12,
@@ -123,6 +133,33 @@ export const HomeOp = {
   DRAINED: 7,
 } as const;
 export type HomeOpValue = (typeof HomeOp)[keyof typeof HomeOp];
+
+/** WATCH operation byte. */
+export const WatchOp = {
+  WATCH: 1,
+  UNWATCH: 2,
+} as const;
+export type WatchOpValue = (typeof WatchOp)[keyof typeof WatchOp];
+
+/** PRESENCE state byte. */
+export const PresenceState = {
+  /** Connected to its home router now. */
+  ONLINE: 1,
+  /** Known, not connected; `since` is when it was last seen. */
+  OFFLINE: 2,
+  /** Its home router (or the way to it: a hub, a bridgehead, a relay) cannot be reached now; `since` is when that began. */
+  UNREACHABLE: 3,
+} as const;
+export type PresenceStateValue = (typeof PresenceState)[keyof typeof PresenceState];
+
+/** PROPS operation byte. */
+export const PropsOp = {
+  /** Merge these properties; an empty value removes its key. */
+  SET: 1,
+  /** Replace who may watch me besides my own domain: each key an address, `*@domain` or `*`; values empty. */
+  ALLOW: 2,
+} as const;
+export type PropsOpValue = (typeof PropsOp)[keyof typeof PropsOp];
 
 /** HANDLE operation byte. */
 export const HandleOp = {

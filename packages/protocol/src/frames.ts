@@ -1,5 +1,5 @@
 import type { FrameType} from './constants.js';
-import { type HandleOpValue, type HomeOpValue, type RoleValue, type RouteOpValue } from './constants.js';
+import { type HandleOpValue, type HomeOpValue, type PresenceStateValue, type PropsOpValue, type RoleValue, type RouteOpValue, type WatchOpValue } from './constants.js';
 
 /** First frame on every connection, dialer to router. */
 export interface HelloFrame {
@@ -78,6 +78,58 @@ export interface HomedFrame {
   type: typeof FrameType.HOMED;
   ref: number;
   /** WireCode: 0 when the claim holds; NAME_TAKEN when another session holds the name elsewhere. */
+  code: number;
+  reason: string;
+}
+
+/** Version 2: watch (or stop watching) `target`'s presence and properties (PROTOCOL.md section 16). */
+export interface WatchFrame {
+  type: typeof FrameType.WATCH;
+  op: WatchOpValue;
+  /** The watched address (`name@domain` or `_id@domain`). */
+  target: string;
+  /** Who watches: written by the watcher's router (an agent sends it empty). */
+  watcher: string;
+}
+
+/** Version 2: the answer to one watcher's WATCH, routed back towards it. */
+export interface WatchedFrame {
+  type: typeof FrameType.WATCHED;
+  target: string;
+  watcher: string;
+  /** WireCode: OK, or why not (FORBIDDEN by the watched agent's policy, UNKNOWN_RECIPIENT, LIMIT_EXCEEDED, ...). */
+  code: number;
+  reason: string;
+}
+
+/** One property: a key and its value (UTF-8). */
+export interface Property {
+  key: string;
+  value: string;
+}
+
+/** Version 2: `target`'s presence and all its properties, as of now. */
+export interface PresenceFrame {
+  type: typeof FrameType.PRESENCE;
+  target: string;
+  state: PresenceStateValue;
+  /** Epoch seconds: when it came online, was last seen, or became unreachable. */
+  since: number;
+  props: Property[];
+}
+
+/** Version 2, agent to router: set properties (merge; empty value removes) or who may watch (replace). */
+export interface PropsFrame {
+  type: typeof FrameType.PROPS;
+  ref: number;
+  op: PropsOpValue;
+  props: Property[];
+}
+
+/** Version 2: the answer to PROPS. */
+export interface PropsetFrame {
+  type: typeof FrameType.PROPSET;
+  ref: number;
   code: number;
   reason: string;
 }
@@ -216,6 +268,11 @@ export type Frame =
   | AuthFrame
   | HomeFrame
   | HomedFrame
+  | WatchFrame
+  | WatchedFrame
+  | PresenceFrame
+  | PropsFrame
+  | PropsetFrame
   | HandleFrame
   | HandledFrame
   | MsgFrame

@@ -6,6 +6,9 @@ export {
   KNOWN_FEATURES,
   HandleOp,
   HomeOp,
+  WatchOp,
+  PresenceState,
+  PropsOp,
   FRAME_HEADER_BYTES,
   DEFAULT_MAX_FRAME_BYTES,
   DEFAULT_HOP_LIMIT,
@@ -15,7 +18,7 @@ export {
   MsgFlag,
   RouteOp,
 } from './constants.js';
-export type { FrameTypeValue, RoleValue, RouteOpValue, LinkModeValue, HandleOpValue, HomeOpValue } from './constants.js';
+export type { FrameTypeValue, RoleValue, RouteOpValue, LinkModeValue, HandleOpValue, HomeOpValue, WatchOpValue, PresenceStateValue, PropsOpValue } from './constants.js';
 export type {
   Frame,
   HelloFrame,
@@ -26,6 +29,12 @@ export type {
   AuthFrame,
   HomeFrame,
   HomedFrame,
+  WatchFrame,
+  WatchedFrame,
+  PresenceFrame,
+  PropsFrame,
+  PropsetFrame,
+  Property,
   HandleFrame,
   HandledFrame,
   MsgFrame,

@@ -17,6 +17,9 @@ import {
   encodeFrame,
   HandleOp,
   HomeOp,
+  WatchOp,
+  PresenceState,
+  PropsOp,
   type AckFrame,
   type CloseFrame,
   type Frame,
@@ -36,6 +39,11 @@ import {
   type HeldFrame,
   type HomeFrame,
   type HomedFrame,
+  type WatchFrame,
+  type WatchedFrame,
+  type PresenceFrame,
+  type PropsFrame,
+  type PropsetFrame,
 } from '@postern/protocol';
 
 const RUNS = 200;
@@ -123,6 +131,18 @@ const home: fc.Arbitrary<HomeFrame> = rec({
   id: str8,
   since: u32,
 });
+const props = fc.array(rec({ key: str8, value: str16 }), { maxLength: 5 });
+const watch: fc.Arbitrary<WatchFrame> = rec({ type: fc.constant(FrameType.WATCH), op: fc.constantFrom(WatchOp.WATCH, WatchOp.UNWATCH), target: str8, watcher: str8 });
+const watched: fc.Arbitrary<WatchedFrame> = rec({ type: fc.constant(FrameType.WATCHED), target: str8, watcher: str8, code: u16, reason: str16 });
+const presence: fc.Arbitrary<PresenceFrame> = rec({
+  type: fc.constant(FrameType.PRESENCE),
+  target: str8,
+  state: fc.constantFrom(PresenceState.ONLINE, PresenceState.OFFLINE, PresenceState.UNREACHABLE),
+  since: u32,
+  props,
+});
+const propsFrame: fc.Arbitrary<PropsFrame> = rec({ type: fc.constant(FrameType.PROPS), ref: u32, op: fc.constantFrom(PropsOp.SET, PropsOp.ALLOW), props });
+const propset: fc.Arbitrary<PropsetFrame> = rec({ type: fc.constant(FrameType.PROPSET), ref: u32, code: u16, reason: str16 });
 const homed: fc.Arbitrary<HomedFrame> = rec({ type: fc.constant(FrameType.HOMED), ref: u32, code: u16, reason: str16 });
 const handled: fc.Arbitrary<HandledFrame> = rec({ type: fc.constant(FrameType.HANDLED), ref: u32, code: u16, address: str8, expires: u32, reason: str16 });
 const register: fc.Arbitrary<RegisterFrame> = rec({ type: fc.constant(FrameType.REGISTER), ref: u32, name: str8 });
@@ -161,7 +181,7 @@ const ping: fc.Arbitrary<PingFrame> = rec({ type: fc.constant(FrameType.PING), n
 const pong: fc.Arbitrary<PongFrame> = rec({ type: fc.constant(FrameType.PONG), nonce: u32 });
 const close: fc.Arbitrary<CloseFrame> = rec({ type: fc.constant(FrameType.CLOSE), code: u16, reason: str16 });
 
-const anyFrame: fc.Arbitrary<Frame> = fc.oneof(hello, welcome, register, registered, route, auth, home, homed, handle, handled, msg, ack, held, nack, release, ping, pong, close);
+const anyFrame: fc.Arbitrary<Frame> = fc.oneof(hello, welcome, register, registered, route, auth, home, homed, watch, watched, presence, propsFrame, propset, handle, handled, msg, ack, held, nack, release, ping, pong, close);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
@@ -229,6 +249,11 @@ const minimal: Frame[] = [
   { type: FrameType.AUTH, proof: '' },
   { type: FrameType.HOME, op: HomeOp.CLAIM, ref: 0, local: '', id: '', since: 0 },
   { type: FrameType.HOMED, ref: 0, code: 0, reason: '' },
+  { type: FrameType.WATCH, op: WatchOp.WATCH, target: '', watcher: '' },
+  { type: FrameType.WATCHED, target: '', watcher: '', code: 0, reason: '' },
+  { type: FrameType.PRESENCE, target: '', state: PresenceState.ONLINE, since: 0, props: [] },
+  { type: FrameType.PROPS, ref: 0, op: PropsOp.SET, props: [] },
+  { type: FrameType.PROPSET, ref: 0, code: 0, reason: '' },
   { type: FrameType.HANDLE, ref: 0, op: HandleOp.PSEUDONYM, ttl: 0, address: '' },
   { type: FrameType.HANDLED, ref: 0, code: 0, address: '', expires: 0, reason: '' },
   { type: FrameType.MSG, flags: 0, hops: 0, id: '', from: '', to: '', body: new Uint8Array(0) },

@@ -38,6 +38,7 @@ const ERROR_CODES = {
   ERR_FORBIDDEN: true,
   ERR_UNKNOWN_RECIPIENT: true,
   ERR_RATE_LIMITED: true,
+  ERR_LIMIT_EXCEEDED: true,
   ERR_UNKNOWN: true,
   ERR_CONFIG: true,
   ERR_ABORTED: true,
