@@ -1,6 +1,6 @@
 import { DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES, FrameType, HandleOp, HomeOp, PresenceState, PropsOp, RouteOp, Role, WatchOp } from './constants.js';
 import { ProtocolError } from './errors.js';
-import type { Frame, HomeFrame, MsgFrame, PresenceFrame, Property, PropsFrame } from './frames.js';
+import type { Frame, HomeFrame, MsgFrame, PresenceFrame, Property } from './frames.js';
 
 const encoder = new TextEncoder();
 // ignoreBOM: a leading U+FEFF is part of the string, not a byte-order mark to drop.
