@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { chat, help as chatHelp } from './commands/chat.js';
 import { demo, help as demoHelp } from './commands/demo.js';
 import { gateway, help as gatewayHelp } from './commands/gateway.js';
 import { hub, help as hubHelp } from './commands/hub.js';
@@ -6,7 +7,9 @@ import { key, help as keyHelp } from './commands/key.js';
 import { listen, help as listenHelp } from './commands/listen.js';
 import { relay, help as relayHelp } from './commands/relay.js';
 import { send, help as sendHelp } from './commands/send.js';
+import { set, help as setHelp } from './commands/set.js';
 import { token, help as tokenHelp } from './commands/token.js';
+import { watch, help as watchHelp } from './commands/watch.js';
 import { out, printError } from './output.js';
 import { UsageError } from './usage-error.js';
 
@@ -20,6 +23,9 @@ const commands: Record<string, [(argv: string[]) => Promise<number>, string, str
   key: [key, keyHelp, 'make or show Ed25519 keys (operators, domain owners, routers)'],
   listen: [listen, listenHelp, 'connect as an agent and print the messages it receives'],
   send: [send, sendHelp, 'connect as an agent and send messages'],
+  chat: [chat, chatHelp, 'one session as a name: print what arrives, send what is typed'],
+  watch: [watch, watchHelp, 'print the presence and properties of addresses, and every change'],
+  set: [set, setHelp, 'publish properties of a name (status, capabilities, a key)'],
   demo: [demo, demoHelp, 'relay, gateway and agents in one process, messages crossing both ways'],
 };
 

@@ -343,7 +343,7 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
     });
     uplink.onStatus((s) => {
       if (onUplinkStatus?.(u.url, s) === true) return;
-      if (s.type === 'up') log.info('uplink connected', { url: u.url, relay: s.domain });
+      if (s.type === 'up') log.info(core.hub === true ? 'bridgehead connected' : 'uplink connected', { url: u.url, domain: s.domain });
       else if (s.type === 'down') log.warn(s.refused ? 'uplink refused' : 'uplink down', { url: u.url, reason: s.error.message, code: s.error.code, retry_ms: s.retryInMs });
     });
     uplinks.push(uplink);
