@@ -149,6 +149,9 @@ export async function chat(argv: string[]): Promise<number> {
     }
     await Promise.all([...sending]);
   } finally {
+    // A terminal or pipe still open on standard input would keep the process alive.
+    input.close();
+    process.stdin.destroy();
     for (const ac of watches.values()) ac.abort();
     await client.close();
     await reading.catch(() => undefined);
