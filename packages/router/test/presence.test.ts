@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { connect, type Client, type PresenceEvent } from '@postern/client';
-import { issueToken, type RouterServer } from '@postern/router';
+import { createKeyPair, issueToken, type RouterServer } from '@postern/router';
 import { waitFor } from '@postern/testing';
 import { agent, onCleanup, router } from './live.js';
 
@@ -135,6 +135,32 @@ describe('presence: watching an address', () => {
     await alice.allowWatchers([]);
     const ended = await w.error;
     assert.equal((ended as Error & { code?: string }).code, 'ERR_FORBIDDEN');
+  });
+
+  it('across peered relays of two operators: a watcher behind globex on r2 sees alice behind acme on r1', async () => {
+    const k1 = createKeyPair('node');
+    const k2 = createKeyPair('node');
+    const r1 = await router({ domain: 'r1', secret: 's1', key: k1, trust: [`${k2.publicKey}=r2,globex`] });
+    const r2 = await router({ domain: 'r2', secret: 's2', key: k2, trust: [`${k1.publicKey}=r1,acme`], peers: [{ url: r1.url }] });
+    const ga = await router({ domain: 'acme', uplinks: [{ url: r1.url, token: await issueToken('s1', { domain: 'acme' }) }] });
+    const gb = await router({ domain: 'globex', uplinks: [{ url: r2.url, token: await issueToken('s2', { domain: 'globex' }) }] });
+    await waitFor(() => r2.router.routes().has('acme') && r1.router.routes().has('globex'), 'the peers to learn both sides');
+    const alice = await agent(ga.url, 'alice');
+    await alice.allowWatchers(['zed@globex']);
+    const zed = await agent(gb.url, 'zed');
+    const w = watching(zed, 'alice@acme');
+    assert.equal((await w.until(() => true, 'alice across the peer link')).state, 'online');
+    await alice.setProperties({ status: 'peered' });
+    await w.until((e) => e.properties.status === 'peered', 'her status across two operators');
+    // Another globex agent is not on her list.
+    const yan = await agent(gb.url, 'yan');
+    assert.equal(((await watching(yan, 'alice@acme').error) as Error & { code?: string }).code, 'ERR_FORBIDDEN');
+    await alice.close();
+    await w.until((e) => e.state === 'offline', 'alice offline');
+    // The peer link goes: the way to her home is lost.
+    await r1.close();
+    await w.until((e) => e.state === 'unreachable', 'unreachable once r1 is gone');
+    w.stop();
   });
 
   it('a watch survives the watcher\'s reconnect and a restart of the watcher\'s router', async () => {
