@@ -344,7 +344,7 @@ describe('postern CLI, as processes', () => {
     };
 
     it('an unknown flag exits 2 with one line and a pointer to --help', async () => {
-      const cmds = ['relay', 'gateway', 'token', 'listen', 'send', 'demo'];
+      const cmds = ['relay', 'gateway', 'hub', 'token', 'listen', 'send', 'chat', 'watch', 'set', 'demo'];
       const ps = await Promise.all(cmds.map((c) => run([c, '--bogus-flag'])));
       ps.forEach((p, i) => {
         usageError(p, cmds[i]!);
@@ -359,6 +359,10 @@ describe('postern CLI, as processes', () => {
         [['token', '--domain', 'acme'], 'token', '--secret'],
         [['listen', '--connect', 'ws://127.0.0.1:9'], 'listen', '--as'],
         [['send', '--to', 'a@b', 'hi'], 'send', '--connect'],
+        [['hub', '--domain', 'acme', '--listen', '127.0.0.1:0'], 'hub', '--gateway'],
+        [['chat', '--connect', 'ws://127.0.0.1:9'], 'chat', '--as'],
+        [['watch', 'alice@acme'], 'watch', '--connect'],
+        [['set', '--connect', 'ws://127.0.0.1:9', 'a=b'], 'set', '--as'],
       ];
       const ps = await Promise.all(cases.map(([args]) => run(args)));
       ps.forEach((p, i) => {
@@ -418,6 +422,10 @@ describe('postern CLI, as processes', () => {
         listen: ['--connect', '--as', '--token', '--json', '--count', '--timeout', '--help'],
         send: ['--connect', '--to', '--as', '--token', '--count', '--volatile', '--timeout', '--quiet', '--help'],
         demo: ['--rate', '--seconds', '--help'],
+        hub: ['--gateway', '--domain', '--token', '--listen', '--secret', '--help'],
+        chat: ['--connect', '--as', '--token', '--to', '/to', '/watch', '/set', '/allow', '--help'],
+        watch: ['--connect', '--as', '--json', '--count', '--help'],
+        set: ['--connect', '--as', '--allow', '--help'],
       };
       const cmds = Object.keys(flags);
       const ps = await Promise.all([...cmds.map((c) => run([c, '--help'])), run(['--help'])]);
@@ -446,5 +454,6 @@ describe('postern CLI, as processes', () => {
     assert.ok(outward > 0, p.describe());
     assert.equal(failed, 0, p.describe());
     assert.match(p.stdout, /external->internal \d+ .*internal->external \d+/, 'a live count line');
+    assert.match(p.stdout, /^presence: carol@acme online status=free$/m, 'bob watches carol, homed on the hub');
   });
 });

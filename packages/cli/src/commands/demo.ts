@@ -6,10 +6,12 @@ import { out, untilSignal } from '../output.js';
 
 export const help = `Usage: postern demo [--rate N] [--seconds S]
 
-Starts, in this one process, a relay, a gateway for domain "acme" that dials out to it, two
-internal agents (alice and carol) on the gateway and one external agent (bob) on the relay.
-Bob sends to the internal agents through the relay and the gateway's single tunnel; they
-reply back out through it. A live count runs until Ctrl-C.
+Starts, in this one process, a relay, a gateway for domain "acme" that dials out to it, a hub
+of acme behind the gateway, two internal agents (alice on the gateway, carol homed on the hub)
+and one external agent (bob) on the relay. Bob sends to alice@acme and carol@acme by name only
+through the relay and the gateway's single tunnel (the gateway finds carol's hub); they reply
+back out through it. Bob also watches carol's presence: she changes her status now and then.
+A live count runs until Ctrl-C.
 
 Options:
   --rate N        messages per second from each side [200]
@@ -23,28 +25,36 @@ export async function demo(argv: string[]): Promise<number> {
   const seconds = int('demo', p, 'seconds', 1);
   const secret = randomBytes(24).toString('base64url');
   const relay = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret });
+  const gwSecret = randomBytes(24).toString('base64url');
   const gateway = await startRouter({
     domain: 'acme',
     listen: ['127.0.0.1:0'],
+    secret: gwSecret,
     uplinks: [{ url: relay.url, token: await issueToken(secret, { domain: 'acme' }) }],
   });
-  await new Promise<void>((resolve) => {
-    const u = gateway.uplinks[0];
+  const hub = await startRouter({ domain: 'acme', hub: true, listen: ['127.0.0.1:0'], uplinks: [{ url: gateway.url, token: await issueToken(gwSecret, { domain: 'acme', hub: true }) }] });
+  for (const r of [gateway, hub]) {
+    await new Promise<void>((resolve) => {
+      const u = r.uplinks[0];
     if (u === undefined || u.connected) return resolve();
-    const off = u.onStatus((s) => {
-      if (s.type === 'up') {
-        off();
-        resolve();
-      }
+      const off = u.onStatus((s) => {
+        if (s.type === 'up') {
+          off();
+          resolve();
+        }
+      });
     });
-  });
-  const alice = await connect({ url: gateway.url, name: 'alice' });
-  const carol = await connect({ url: gateway.url, name: 'carol' });
+  }
+  const alice = await connect({ url: gateway.url, name: 'alice', token: await issueToken(gwSecret, { domain: 'acme', name: 'alice' }) });
+  const carol = await connect({ url: hub.url, name: 'carol' });
+  await carol.allowWatchers(['bob@relay']);
+  await carol.setProperties({ status: 'free' });
   const bob = await connect({ url: relay.url, name: 'bob', token: await issueToken(secret, { domain: 'relay', name: 'bob' }) });
   out(`relay    ${relay.url}  (domain "relay", on the internet side)`);
   out(`gateway  ${gateway.url}  (domain "acme", inside; it dialed out to the relay: no inbound port)`);
-  out(`agents   ${alice.address} and ${carol.address} on the gateway, ${bob.address} on the relay`);
-  out(`bob sends to alice@acme and carol@acme; they reply to bob@relay. Ctrl-C to stop.\n`);
+  out(`hub      ${hub.url}  (domain "acme", inside; it dialed out to the gateway)`);
+  out(`agents   ${alice.address} on the gateway, ${carol.address} on the hub, ${bob.address} on the relay`);
+  out(`bob sends to alice@acme and carol@acme; they reply to bob@relay; bob watches carol. Ctrl-C to stop.\n`);
 
   const counts = { in: 0, out: 0, failed: 0 };
   const fail = (): void => {
@@ -61,6 +71,20 @@ export async function demo(argv: string[]): Promise<number> {
   void (async () => {
     for await (const _ of bob) counts.out++;
   })();
+  const tty = process.stdout.isTTY;
+  const watching = new AbortController();
+  void (async () => {
+    try {
+      for await (const e of bob.watch('carol@acme', { signal: watching.signal })) {
+        const props = Object.entries(e.properties).map(([k, v]) => ` ${k}=${v}`).join('');
+        out(`${tty ? '\r' : ''}presence: ${e.address} ${e.state}${props}${tty ? ' '.repeat(40) : ''}`);
+      }
+    } catch (err) {
+      out(`presence: ${(err as Error).message}`);
+    }
+  })();
+  const moods = ['busy', 'free', 'in a meeting'];
+  const mood = setInterval(() => void carol.setProperties({ status: moods[Math.floor(Date.now() / 5000) % moods.length]! }).catch(fail), 5000);
   let seq = 0;
   const tick = setInterval(() => {
     for (let i = 0; i < Math.max(1, Math.round(rate / 20)); i++) {
@@ -70,7 +94,6 @@ export async function demo(argv: string[]): Promise<number> {
   }, 50);
   const started = Date.now();
   let last = { in: 0, out: 0, t: started };
-  const tty = process.stdout.isTTY;
   const show = setInterval(() => {
     const now = Date.now();
     const dt = (now - last.t) / 1000;
@@ -78,7 +101,7 @@ export async function demo(argv: string[]): Promise<number> {
     const line =
       `external->internal ${counts.in} (${Math.round((counts.in - last.in) / dt)}/s)   ` +
       `internal->external ${counts.out} (${Math.round((counts.out - last.out) / dt)}/s)   ` +
-      `failed ${counts.failed}   relay connections ${s.connections} (1 tunnel for ${gateway.router.stats().agents} agents)`;
+      `failed ${counts.failed}   relay connections ${s.connections} (1 tunnel for ${gateway.router.stats().agents + hub.router.stats().agents} agents)`;
     last = { in: counts.in, out: counts.out, t: now };
     if (tty) process.stdout.write(`\r${line}   `);
     else out(line);
@@ -87,9 +110,12 @@ export async function demo(argv: string[]): Promise<number> {
   await stop;
   clearInterval(tick);
   clearInterval(show);
+  clearInterval(mood);
+  watching.abort();
   if (tty) out('');
   out(`stopped: ${counts.in} messages crossed inward, ${counts.out} outward, ${counts.failed} failed`);
   await Promise.all([alice.close(), carol.close(), bob.close()]);
+  await hub.close();
   await gateway.close();
   await relay.close();
   return 0;
