@@ -58,6 +58,13 @@ const SYNC_CHUNK = 512;
  * sends the returned ones first (queue `return:<local>`), so that nothing is lost or doubled and
  * every sender's order holds. A move whose old hub does not answer within moveDrainTimeoutMs
  * lets the waiting messages go (order is then no longer promised for what that hub still holds).
+ *
+ * A sender on the *new* hub would overtake its own earlier messages (those at the old hub or at
+ * the bridgehead) if the new hub delivered to the name at once: so a claim first lets what the
+ * hub holds for a name homed elsewhere go to the bridgehead, and a bridgehead that still has
+ * messages for the name (or is draining a move) answers the claim with HOLD first. Until it says
+ * SETTLED (all of it went on to the new hub), and until what it sent was delivered, what the
+ * hub's own agents send to the name waits in a queue of its own (`return:<local>` at a hub).
  */
 export class Homes {
   readonly #o: ResolvedRouterOptions;
@@ -71,6 +78,12 @@ export class Homes {
   readonly #syncing = new Map<Link, Set<string>>();
   /** Bridgehead: moves under way (entry.from set) and when they began. */
   readonly #moving = new Map<string, number>();
+  /** Bridgehead: names and ids told HOLD, and the hub (node id) that waits for SETTLED. */
+  readonly #settling = new Map<string, string>();
+  /** Hub: names and ids some bridgeheads told HOLD: those (node ids) and since when. */
+  readonly #held = new Map<string, { readonly by: Set<string>; readonly at: number }>();
+  /** Hub: claims waiting for what this hub holds for the name to go to the bridgehead. */
+  readonly #passing = new Map<string, Array<() => void>>();
   #ref = 0;
   readonly stats = { claims: 0, claimsRefused: 0, moves: 0, movesTimedOut: 0, syncs: 0 };
 
@@ -101,6 +114,8 @@ export class Homes {
     const d = this.#h.directory;
     const e = d.get(dest.local);
     if (this.#o.hub) {
+      // Our agents' messages held behind what the bridgehead had for the name, and delivered.
+      if (dest.kind === 'return' && (this.#held.has(dest.local) || this.#h.holds(agentDestination(dest.local)))) return undefined;
       if (connected !== undefined || (e !== undefined && e.home === '')) return connected;
       return this.#h.bridgeheads()[0];
     }
@@ -131,6 +146,18 @@ export class Homes {
     return e.from !== '' || this.#h.holds(returnDestination(local));
   }
 
+  /**
+   * Hub: the queue a message from one of our agents (or made here) for `local` joins: the held
+   * one while it is being claimed here or a bridgehead said HOLD, or while earlier ones still
+   * wait there; else the agent's.
+   */
+  destinationHere(local: string): Destination {
+    if (!this.#o.hub) return agentDestination(local);
+    // While a claim is under way, too: the bridgehead's HOLD may follow.
+    const held = this.#held.has(local) || this.#claiming.has(local) || this.#h.holds(returnDestination(local));
+    return held ? returnDestination(local) : agentDestination(local);
+  }
+
   // ---------------------------------------------------------------------------------------------
   // Hub side.
 
@@ -142,12 +169,16 @@ export class Homes {
   async claim(local: string, id: string): Promise<Refusal | undefined> {
     if (!this.#o.hub) return undefined;
     if (this.#claiming.has(local)) return [WireCode.NAME_TAKEN, `the name "${local}" is being claimed by another connection`];
-    const links = this.#h.bridgeheads().filter((l) => l.up);
-    if (links.length === 0) return undefined;
+    if (this.#h.bridgeheads().length === 0) return undefined;
     this.stats.claims++;
     this.#claiming.add(local);
-    const ref = (this.#ref = (this.#ref + 1) >>> 0 || 1);
     try {
+      // What our agents sent to the name while it lived elsewhere goes to the bridgehead first: it
+      // must not overtake their earlier messages, which are there or at the old home.
+      if (this.#h.directory.get(local)?.home !== '' && this.#h.holds(agentDestination(local))) await this.#passed(local);
+      const links = this.#h.bridgeheads().filter((l) => l.up);
+      if (links.length === 0) return undefined;
+      const ref = (this.#ref = (this.#ref + 1) >>> 0 || 1);
       return await new Promise<Refusal | undefined>((resolve) => {
         const timer = this.#o.clock.setTimeout(() => this.#settle(ref), this.#o.claimTimeoutMs);
         this.#pending.set(ref, { waiting: new Set(links), refusal: undefined, done: resolve, timer });
@@ -156,6 +187,24 @@ export class Homes {
     } finally {
       this.#claiming.delete(local);
     }
+  }
+
+  /** Hub: resolves once nothing waits here for `local`, or after claimTimeoutMs. */
+  #passed(local: string): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const finish = (): void => {
+        this.#o.clock.clearTimeout(timer);
+        const list = this.#passing.get(local) ?? [];
+        const i = list.indexOf(finish);
+        if (i >= 0) list.splice(i, 1);
+        if (list.length === 0) this.#passing.delete(local);
+        resolve();
+      };
+      const timer = this.#o.clock.setTimeout(finish, this.#o.claimTimeoutMs);
+      const list = this.#passing.get(local);
+      if (list === undefined) this.#passing.set(local, [finish]);
+      else list.push(finish);
+    });
   }
 
   /** Hub: a session let go of `local` (closed, or took another name): the bridgeheads hear it. */
@@ -195,6 +244,14 @@ export class Homes {
     for (const [ref, p] of this.#pending) {
       if (p.waiting.delete(link) && p.waiting.size === 0) this.#settle(ref);
     }
+    // What it still had for a name comes when it is back, after newer ones: we wait no longer.
+    for (const [local, h] of this.#held) if (h.by.delete(link.node) && h.by.size === 0) this.#release(local);
+  }
+
+  /** Hub: our agents' messages held for `local` may go once what the bridgeheads sent was delivered. */
+  #release(local: string): void {
+    this.#held.delete(local);
+    this.#h.wake(returnDestination(local));
   }
 
   onHomed(link: Link, f: HomedFrame): void {
@@ -220,14 +277,18 @@ export class Homes {
     if (agent !== undefined) h.evict(agent, WireCode.NAME_TAKEN, `the name "${local}" is held by a session on another server of domain "${this.#o.domain}" now`);
     const e = h.directory.get(local);
     if (e !== undefined && e.home === '') h.directory.forget(local);
+    this.#held.delete(local);
     let owed = this.#owed.get(local);
     if (owed === undefined) this.#owed.set(local, (owed = new Set()));
     owed.add(link.node);
     this.stats.moves++;
     h.changed(local);
-    // What waits here for it goes to the bridgehead now; DRAINED once it has all of it.
-    if (h.holds(agentDestination(local))) h.wake(agentDestination(local));
-    else this.emptied(agentDestination(local));
+    // What waits here for it goes to the bridgehead now (what our agents sent it last); DRAINED
+    // once it has all of it.
+    if (h.holds(agentDestination(local)) || h.holds(returnDestination(local))) {
+      h.wake(agentDestination(local));
+      h.wake(returnDestination(local));
+    } else this.emptied(agentDestination(local));
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -260,12 +321,21 @@ export class Homes {
   /** Bridgehead: a hub link went: its agents are unreachable until it links again. */
   hubDown(link: Link): void {
     this.#syncing.delete(link);
+    for (const [local, hub] of this.#settling) if (hub === link.node) this.#settling.delete(local);
     for (const [local, e] of this.#h.directory.entries()) if (e.home === link.node) this.#h.changed(local);
   }
 
   onHome(link: Link, f: HomeFrame): void {
     if (link.kind !== 'hub') {
       if (f.op === HomeOp.MOVED) this.#onMoved(link, f.local);
+      else if (f.op === HomeOp.HOLD) {
+        const h = this.#held.get(f.local);
+        if (h === undefined) this.#held.set(f.local, { by: new Set([link.node]), at: this.#o.clock.now() });
+        else h.by.add(link.node);
+      } else if (f.op === HomeOp.SETTLED) {
+        const h = this.#held.get(f.local);
+        if (h !== undefined && h.by.delete(link.node) && h.by.size === 0) this.#release(f.local);
+      }
       return;
     }
     switch (f.op) {
@@ -335,9 +405,28 @@ export class Homes {
       d.set(local, link.node, true, id, e?.home === link.node ? undefined : '');
     }
     if (local !== id && id !== '' && d.get(id)?.home !== link.node) d.set(id, link.node, true, id, '');
+    // Messages for it still here (or at its old hub): the hub keeps its own agents' behind them.
+    if (this.#moving.has(local) || h.holds(agentDestination(local)) || h.holds(returnDestination(local))) {
+      if (this.#settling.get(local) !== link.node) {
+        this.#settling.set(local, link.node);
+        this.#send(link, HomeOp.HOLD, local);
+      }
+    }
     h.changed(local);
     h.wake(agentDestination(local));
     return undefined;
+  }
+
+  /** Bridgehead: the hub told HOLD for `local` hears SETTLED once the move ended and nothing for it waits here. */
+  #trySettle(local: string): void {
+    const hub = this.#settling.get(local);
+    if (hub === undefined) return;
+    const e = this.#h.directory.get(local);
+    if (e !== undefined && e.home === hub && (e.from !== '' || this.#h.holds(agentDestination(local)) || this.#h.holds(returnDestination(local)))) return;
+    this.#settling.delete(local);
+    // Homed elsewhere meanwhile: that hub was told MOVED and forgot the HOLD.
+    const link = e?.home === hub ? this.#h.linkTo(hub) : undefined;
+    if (link !== undefined) this.#send(link, HomeOp.SETTLED, local);
   }
 
   /** Online with another session at a home that can say so (a hub whose link is up, or here). */
@@ -359,6 +448,7 @@ export class Homes {
     this.#h.directory.set(local, e.home, e.online, undefined, '');
     this.#h.wake(returnDestination(local));
     this.#h.wake(agentDestination(local));
+    this.#trySettle(local);
   }
 
   /**
@@ -366,24 +456,37 @@ export class Homes {
    * bridgeheads that asked). Bridgehead: the returned messages went on, so the waiting ones may.
    */
   emptied(dest: Destination): void {
-    if (dest.kind === 'agent') {
-      const owed = this.#owed.get(dest.local);
-      if (owed === undefined) return;
-      for (const node of owed) {
-        const l = this.#h.linkTo(node);
-        if (l === undefined) continue;
-        this.#send(l, HomeOp.DRAINED, dest.local);
-        owed.delete(node);
-      }
-      if (owed.size === 0) this.#owed.delete(dest.local);
-    } else if (dest.kind === 'return') {
-      this.#h.wake(agentDestination(dest.local));
+    if (dest.kind === 'domain') return;
+    const local = dest.local;
+    if (!this.#o.hub) {
+      if (dest.kind === 'return') this.#h.wake(agentDestination(local));
+      this.#trySettle(local);
+      return;
     }
+    if (dest.kind === 'agent') {
+      for (const finish of [...(this.#passing.get(local) ?? [])]) finish();
+      if (this.#h.holds(returnDestination(local))) this.#h.wake(returnDestination(local));
+    }
+    const owed = this.#owed.get(local);
+    if (owed === undefined || this.#h.holds(agentDestination(local)) || this.#h.holds(returnDestination(local))) return;
+    for (const node of owed) {
+      const l = this.#h.linkTo(node);
+      if (l === undefined) continue;
+      this.#send(l, HomeOp.DRAINED, local);
+      owed.delete(node);
+    }
+    if (owed.size === 0) this.#owed.delete(local);
   }
 
   /** Moves whose old hub did not hand back within moveDrainTimeoutMs stop holding messages up. */
   sweep(): void {
     const now = this.#o.clock.now();
+    for (const [local, h] of this.#held) {
+      if (now - h.at < this.#o.moveDrainTimeoutMs) continue;
+      this.stats.movesTimedOut++;
+      this.#o.logger.warn('a bridgehead did not settle a name that moved here in time: what our agents sent it goes on', { local, waited_ms: now - h.at });
+      this.#release(local);
+    }
     for (const [local, at] of this.#moving) {
       if (now - at < this.#o.moveDrainTimeoutMs) continue;
       const e = this.#h.directory.get(local);

@@ -25,7 +25,7 @@ import {
 import { anyCovers, claimedDomains, type Claims } from './auth.js';
 import { Channel, type ChannelOptions } from './channel.js';
 import { Delivery, msgLength, type AckAs, type DeliveryStats } from './delivery.js';
-import { agentDestination, domainDestination, type Destination } from './destination.js';
+import { agentDestination, domainDestination, returnDestination, type Destination } from './destination.js';
 import { AddressCache, type ParsedAddress } from './addresses.js';
 import { Anonymity } from './anonymity.js';
 import { Directory } from './directory.js';
@@ -553,7 +553,7 @@ export class Router {
     if (previous !== undefined) previous.channel.close(WireCode.REPLACED, 'the session was resumed on another connection');
     this.#armExpiry(link);
     hooks.ready(link);
-    this.#delivery.wake(agentDestination(id));
+    this.#wakeAgent(id);
     channel.send(this.#welcome({ id, name, resume: o.sessionTokens.issue(id) }, h, version));
     o.logger.debug('agent connected', { id, name, remote: channel.duplex.remote });
   }
@@ -698,6 +698,12 @@ export class Router {
     this.#presence.reroute();
   }
 
+  /** Messages for `local` may go now (it connected): its queue, and on a hub what our agents sent it that was held. */
+  #wakeAgent(local: string): void {
+    this.#delivery.wake(agentDestination(local));
+    if (this.options.hub) this.#delivery.wake(returnDestination(local));
+  }
+
   /** A session of ours let go of `local`: offline, unless the name moved away meanwhile (then it is not ours to mark). */
   #wentOffline(local: string, id: string): void {
     if (this.#directory.get(local)?.home !== '') return;
@@ -764,7 +770,7 @@ export class Router {
     if (name !== '') {
       this.#agentsByName.set(name, link);
       this.#homedHere(name, link.id);
-      this.#delivery.wake(agentDestination(name));
+      this.#wakeAgent(name);
     }
     link.address = `${name === '' ? link.id : name}@${this.domain}`;
   }
@@ -949,8 +955,8 @@ export class Router {
     // A report about an anonymous message names it by the id we sealed: give the hop behind us
     // (the sender, or the router whose handle we wrapped) its own.
     if ((flags & MsgFlag.REPORT) !== 0) body = this.#anonymity.unsealReport(body, resolved.handle);
-    const dest = this.#destination(resolved.dest, link);
-    if (dest.kind === 'agent' && resolved.handle === undefined && !this.#known(dest.local)) {
+    const dest = this.#destination(resolved.dest, link, !volatile);
+    if (dest.kind !== 'domain' && resolved.handle === undefined && !this.#known(dest.local)) {
       // Nobody ever held that name (or id): say so now, rather than keep the message for a day.
       this.#nack(link, replyId, replyFrom, WireCode.UNKNOWN_RECIPIENT, `no agent "${resolved.dest.text}" is known here (never connected, not provisioned)`);
       return;
@@ -1048,9 +1054,12 @@ export class Router {
    * Where a message for `to` waits: the queue of a name or id of our domain, or of another domain.
    * One a hub hands back for a name that moved waits in the queue of returned messages.
    */
-  #destination(to: Address, from?: Link): Destination {
+  #destination(to: Address, from?: Link, reliable = true): Destination {
     if (to.domain !== this.domain) return domainDestination(to.domain);
-    return from?.kind === 'hub' ? this.#homes.destinationFrom(from, to.local) : agentDestination(to.local);
+    if (from?.kind === 'hub') return this.#homes.destinationFrom(from, to.local);
+    // On a hub, our own agents' messages for a name that just moved here wait behind what the
+    // bridgehead still had for it (Homes).
+    return reliable && from?.bridgehead !== true ? this.#homes.destinationHere(to.local) : agentDestination(to.local);
   }
 
   /**

@@ -502,7 +502,7 @@ export function decodeFrameAt(bytes: Uint8Array, start: number, end: number): Fr
       return { type: FrameType.AUTH, proof: r.str8() };
     case FrameType.HOME: {
       const op = r.u8();
-      if (op < HomeOp.CLAIM || op > HomeOp.DRAINED) throw new ProtocolError('ERR_PROTOCOL', `unknown HOME op ${op}`);
+      if (op < HomeOp.CLAIM || op > HomeOp.SETTLED) throw new ProtocolError('ERR_PROTOCOL', `unknown HOME op ${op}`);
       return { type: FrameType.HOME, op: op as HomeFrame['op'], ref: r.u32(), local: r.str8(), id: r.str8(), since: r.u32() };
     }
     case FrameType.HOMED:

@@ -131,6 +131,13 @@ export const HomeOp = {
   MOVED: 6,
   /** Hub to bridgehead: everything held for a moved name or id was handed back. */
   DRAINED: 7,
+  /**
+   * Bridgehead to hub, right after it took a claim (before HOMED): this bridgehead still has
+   * messages for the name or id (or its old hub has): keep what your own agents send to it behind them.
+   */
+  HOLD: 8,
+  /** Bridgehead to hub: everything it held for the name or id went on to you (ends a HOLD). */
+  SETTLED: 9,
 } as const;
 export type HomeOpValue = (typeof HomeOp)[keyof typeof HomeOp];
 

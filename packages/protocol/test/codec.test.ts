@@ -125,7 +125,7 @@ const handle: fc.Arbitrary<HandleFrame> = rec({
 });
 const home: fc.Arbitrary<HomeFrame> = rec({
   type: fc.constant(FrameType.HOME),
-  op: fc.constantFrom(HomeOp.CLAIM, HomeOp.ONLINE, HomeOp.OFFLINE, HomeOp.SYNC, HomeOp.SYNCED, HomeOp.MOVED, HomeOp.DRAINED),
+  op: fc.constantFrom(HomeOp.CLAIM, HomeOp.ONLINE, HomeOp.OFFLINE, HomeOp.SYNC, HomeOp.SYNCED, HomeOp.MOVED, HomeOp.DRAINED, HomeOp.HOLD, HomeOp.SETTLED),
   ref: u32,
   local: str8,
   id: str8,

@@ -112,12 +112,14 @@ describe('hubs: name@domain resolved by the bridgehead', () => {
     await waitFor(() => hubs[0]!.router.stats().agents === 0, 'alice to be offline');
     const outside = await agent(relay.url);
     const bob = await agent(hubs[0]!.url, 'bob'); // a sender on her old hub
+    const carol = await agent(hubs[1]!.url, 'carol'); // a sender on her new hub
     // While she is away: these wait at hub 1 (her home).
     for (let i = 0; i < 50; i++) {
       await outside.send('alice@acme', `o${i}`);
       await bob.send('alice@acme', `b${i}`);
+      await carol.send('alice@acme', `c${i}`);
     }
-    await waitFor(() => hubs[0]!.router.stats().stored >= 100, 'the messages to wait at her old hub');
+    await waitFor(() => hubs[0]!.router.stats().stored >= 150, 'the messages to wait at her old hub');
     // She comes back on hub 2; senders keep going meanwhile.
     const a2 = await connect({ url: hubs[1]!.url, name: 'alice', backoff: { initialMs: 50, maxMs: 500 } });
     onCleanup(() => a2.close());
@@ -125,16 +127,19 @@ describe('hubs: name@domain resolved by the bridgehead', () => {
       for (let i = 50; i < 100; i++) {
         await outside.send('alice@acme', `o${i}`);
         await bob.send('alice@acme', `b${i}`);
+        await carol.send('alice@acme', `c${i}`);
       }
     })();
     const got: Message[] = [];
-    for (let i = 0; i < 200; i++) got.push(await next(a2, 10_000));
+    for (let i = 0; i < 300; i++) got.push(await next(a2, 10_000));
     await sending;
     const texts = got.map((m) => new TextDecoder().decode(m.body));
     const o = texts.filter((t) => t.startsWith('o'));
     const b = texts.filter((t) => t.startsWith('b'));
     assert.deepEqual(o, Array.from({ length: 100 }, (_, i) => `o${i}`), 'the outside sender: all, once, in order');
     assert.deepEqual(b, Array.from({ length: 100 }, (_, i) => `b${i}`), 'the sender on her old hub: all, once, in order');
+    const c = texts.filter((t) => t.startsWith('c'));
+    assert.deepEqual(c, Array.from({ length: 100 }, (_, i) => `c${i}`), 'the sender on her new hub: all, once, in order');
     await waitFor(() => hubs[0]!.router.stats().stored === 0 && gw.router.stats().stored === 0, 'nothing left behind');
     assert.ok(gw.router.stats().moves >= 1);
   });
