@@ -2,7 +2,9 @@
 // through relay <- fault proxy <- gateway to two receivers on the gateway, while each scenario
 // kills routers (SIGKILL, at random moments and at every crash point) or breaks the tunnel. The
 // mesh scenarios do the same across three peered relays (issue 9): senders on relays other than
-// the gateway's, peer links cut, blackholed and partitioned, a transit relay killed. The checker then classifies every message the first router accepted; lost,
+// the gateway's, peer links cut, blackholed and partitioned, a transit relay killed. The hub
+// scenarios (issue 10) put the receivers on hubs of acme behind its gateway (or two): a receiver
+// moves between hubs, its hub is killed, a gateway is killed. The checker then classifies every message the first router accepted; lost,
 // duplicated, reordered and unexpected must all be 0. One line of counts per scenario is printed.
 //
 // Replay a run: POSTERN_CHAOS_SEED=<the printed seed> node scripts/run-tests.mjs chaos
@@ -13,7 +15,7 @@ import { afterEach, describe, it } from 'node:test';
 import { CRASH_POINTS } from '@postern/core';
 import { check, clean, formatCounts, type Received } from './chaos/checker.js';
 import { createRng, runSeed, scenarioSeed, type Rng } from './chaos/rng.js';
-import { Topology, type MeshOptions, type Role, type RouterName } from './chaos/topology.js';
+import { Topology, type HubsOptions, type MeshOptions, type Role, type RouterName } from './chaos/topology.js';
 import { killAll } from './procs.js';
 
 const SECRET = 'chaos-secret-0123456789abcdef';
@@ -53,6 +55,14 @@ interface ScenarioOptions {
   crashAt?: { role: RouterName; spec: string };
   /** Several relays instead of one (see MeshOptions). */
   mesh?: MeshOptions;
+  /** Hubs behind gateways instead (see HubsOptions). */
+  hubs?: HubsOptions;
+  /**
+   * False where order is not promised (PROTOCOL.md 15.8: a bridgehead killed with messages in its
+   * custody delivers them after its restart, behind later ones that took the other bridgehead):
+   * lost, duplicated and unexpected must still be 0; reordered is printed. @default true
+   */
+  ordered?: boolean;
   /** Messages per sender. @default COUNT */
   count?: number;
   /** Messages per second per sender. @default RATE */
@@ -66,8 +76,9 @@ async function scenario(name: string, faults: Faults, s: ScenarioOptions = {}): 
   const rng = createRng(scenarioSeed(SEED, name));
   const crash = s.crashAt === undefined ? {} : { crashAt: s.crashAt, crashRestartDelayMs: rng.int(0, 300) };
   const mesh = s.mesh === undefined ? {} : { mesh: s.mesh };
+  const hubs = s.hubs === undefined ? {} : { hubs: s.hubs };
   const quiet = s.quietMs === undefined ? {} : { quietMs: s.quietMs };
-  const t = (world = await Topology.create({ secret: SECRET, count: s.count ?? COUNT, rate: s.rate ?? RATE, ...crash, ...mesh, ...quiet }));
+  const t = (world = await Topology.create({ secret: SECRET, count: s.count ?? COUNT, rate: s.rate ?? RATE, ...crash, ...mesh, ...hubs, ...quiet }));
   await t.startTraffic();
   await faults(t, rng);
   // Heal: whatever is still broken is repaired, so that everything accepted can arrive.
@@ -77,22 +88,31 @@ async function scenario(name: string, faults: Faults, s: ScenarioOptions = {}): 
   const { counts, examples } = check(t.sent(), t.received());
   const line = formatCounts(name, counts);
   const resets = t.proxies.reduce((sum, p) => sum + p.stats.resets, 0);
-  const health = s.mesh === undefined ? undefined : await t.health();
+  const health = s.mesh === undefined && s.hubs === undefined ? undefined : await t.health();
   // Where the traffic went (a restarted relay counts from its restart), and how many router links
   // fell back to long-poll (a cut of one is noticed only by its silence).
   const forwarded =
     s.mesh === undefined
       ? ''
       : ` forwarded=${s.mesh.relays.map((r) => `${r}:${health?.[r]?.msgsForwarded ?? '?'}`).join(',')} long-poll-fallbacks=${t.routerLogLines(/falls back to HTTP long-poll/)}`;
+  // Moves of names between hubs each gateway saw begin (a restarted one counts from its restart), and those that timed out.
+  const moves =
+    s.hubs === undefined
+      ? ''
+      : ` moves=${t.routerNames
+          .filter((r) => r.startsWith('gateway'))
+          .map((r) => `${r}:${health?.[r]?.moves ?? '?'}`)
+          .join(',')} moves-timed-out=${t.routerLogLines(/a move between hubs did not finish in time/)}`;
   console.log(
     `${line} settled=${settled ? `${ms}ms` : `no (gave up after ${ms}ms)`} ` +
-      `restarts=${t.routerNames.map((r) => `${r}:${t.restarts[r] ?? 0}`).join(',')} proxy-resets=${resets}${forwarded}`,
+      `restarts=${t.routerNames.map((r) => `${r}:${t.restarts[r] ?? 0}`).join(',')} proxy-resets=${resets}${forwarded}${moves}`,
   );
   const reorders = examples.reordered.length > 0 ? `\n${reorderContext(t.received(), examples.reordered)}` : '';
   const context = `${line}\nexamples: ${JSON.stringify(examples)}${reorders}\nreplay: POSTERN_CHAOS_SEED=${SEED}\n${await t.describeHealth()}\n${t.describe()}`;
   if (process.env['POSTERN_CHAOS_VERBOSE'] === '1') console.log(t.describe());
   assert.ok(counts.accepted > 0, `nothing was accepted: the run proves nothing\n${context}`);
-  assert.ok(clean(counts), context);
+  if (s.ordered === false) assert.ok(clean({ ...counts, reordered: 0 }), context);
+  else assert.ok(clean(counts), context);
   // Nothing may be stuck either: every send the agents made settled once the faults healed.
   assert.equal(counts.pending, 0, `sends never settled\n${context}`);
 }
@@ -147,6 +167,24 @@ const PARTITION_COUNT = Math.ceil(((PARTITION_MS + 6000) / 1000) * PARTITION_RAT
 /** R1, R2, R3 peered with each other (R2 and R3 dial R1, R3 dials R2); the gateway on R1. */
 function triangle(senderRelays: MeshOptions['senderRelays']): MeshOptions {
   return { relays: [R1, R2, R3], links: [[R2, R1], [R3, R1], [R3, R2]], gatewayRelay: R1, senderRelays };
+}
+
+// Hubs: relay <- fault proxy <- gateway (acme's bridgehead; or two) <- hub1, hub2 (acme). The
+// receivers are names of acme homed on the hubs: alice on hub1 (she may move to hub2 and back),
+// bob on hub2. s1 sends from outside (the relay), s2 from hub1, s3 from hub2.
+/** Hub traffic: 5 s, so that every fault lands in it. */
+const HUB_COUNT = 400;
+const HUB_RATE = 80;
+/** hub-move: 7.5 s of traffic, alice moves MOVES times in it. */
+const MOVE_COUNT = 600;
+const MOVES = 4;
+/** bridgehead-kill: the hubs' links to the gateways are this slow each way (a WAN between sites). */
+const HUB_LINK_DELAY_MS = 20;
+/** A restarted hub or gateway must be linked up again within this time. */
+const RELINK_MS = 20_000;
+
+function hubWorld(gateways: 1 | 2): HubsOptions {
+  return { gateways, hubs: 2, senders: { s1: 'relay', s2: 'hub1', s3: 'hub2' }, receivers: { alice: ['hub1', 'hub2'], bob: ['hub2'] } };
 }
 
 describe('chaos: nothing accepted is lost, duplicated or reordered', () => {
@@ -303,6 +341,96 @@ describe('chaos: nothing accepted is lost, duplicated or reordered', () => {
           await t.noteHealth();
         },
         { count: PARTITION_COUNT, rate: PARTITION_RATE, quietMs: MESH_QUIET_MS, mesh: triangle({ s1: R3, s2: R3, s3: R2 }) },
+      ));
+  });
+
+  describe('hubs: names of acme homed on hubs behind its gateways', () => {
+    // alice closes her session and connects as alice at the other hub (retrying while the gateway
+    // still has her online at the old one), again and again. What her old hub still held for her
+    // (from s2 there, and what the gateway had sent on) goes back to the gateway and on to her
+    // new hub before anything newer.
+    it('hub-move: alice moves between two hubs while everyone sends to her', () =>
+      scenario(
+        'hub-move',
+        async (t, rng) => {
+          for (let i = 0; i < MOVES; i++) {
+            await t.pause(rng.int(500, 1400));
+            await t.moveReceiver('alice');
+            await t.noteHealth();
+          }
+        },
+        { count: MOVE_COUNT, rate: HUB_RATE, hubs: hubWorld(1) },
+      ));
+
+    // alice's hub dies with what it holds for her and what s2 gave it; restarted on its port and
+    // --data, she and s2 reconnect to it (resuming their sessions) and it links to the gateway again.
+    it('hub-kill: SIGKILL the hub alice is homed at, restart it', () =>
+      scenario(
+        'hub-kill',
+        async (t, rng) => {
+          for (let round = 0; round < 2; round++) {
+            await t.pause(rng.int(300, 1200));
+            await t.kill('hub1');
+            await t.pause(rng.int(0, 500));
+            await t.noteHealth();
+            await t.restart('hub1');
+            await t.hubsLinked(RELINK_MS);
+            await t.noteHealth();
+          }
+        },
+        { count: HUB_COUNT, rate: HUB_RATE, hubs: hubWorld(1) },
+      ));
+
+    // Two bridgeheads; the hubs dial both, the relay uses either. One dies with what it took from
+    // the relay and the hubs (unacknowledged until the next hop has it: it waits for it, pinned);
+    // the other carries on; restarted on its port and --data, the hubs and the relay link to it again.
+    // What the dead one had taken custody of arrives after its restart: once, but maybe after later
+    // messages that went the other way, so order is not checked here (PROTOCOL.md 15.8).
+    it('bridgehead-kill: two gateways of acme, SIGKILL one at random moments, restart it', () =>
+      scenario(
+        'bridgehead-kill',
+        async (t, rng) => {
+          for (const g of ['gateway', 'gateway2']) t.hubLinkProxy(g).setDelay(HUB_LINK_DELAY_MS);
+          for (let round = 0; round < 2; round++) {
+            await t.pause(rng.int(300, 1200));
+            const gw = rng.pick(['gateway', 'gateway2']);
+            await t.kill(gw);
+            await t.pause(rng.int(0, 500));
+            await t.noteHealth();
+            await t.restart(gw);
+            await t.hubsLinked(RELINK_MS);
+            await t.noteHealth();
+          }
+        },
+        { count: HUB_COUNT, rate: HUB_RATE, hubs: hubWorld(2), ordered: false },
+      ));
+
+    // alice moves away from a hub that is SIGKILLed just before, during or just after the move
+    // (while it hands back what it holds for her): restarted, it is told of the move again and
+    // hands back what it still has.
+    it('hub-move-kill: alice moves between hubs, the old hub is SIGKILLed during the move', () =>
+      scenario(
+        'hub-move-kill',
+        async (t, rng) => {
+          for (let round = 0; round < 2; round++) {
+            await t.pause(rng.int(500, 1200));
+            const old = t.receiverAt('alice');
+            const early = rng.next() < 0.3;
+            if (early) await t.kill(old);
+            const moving = t.moveReceiver('alice');
+            if (!early) {
+              await t.pause(rng.int(0, 150));
+              await t.kill(old);
+            }
+            await moving;
+            await t.pause(rng.int(0, 500));
+            await t.noteHealth();
+            await t.restart(old);
+            await t.hubsLinked(RELINK_MS);
+            await t.noteHealth();
+          }
+        },
+        { count: HUB_COUNT, rate: HUB_RATE, hubs: hubWorld(1) },
       ));
   });
 });

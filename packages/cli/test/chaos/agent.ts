@@ -6,15 +6,21 @@
 //     in turn, at RATE per second, without waiting for each other. Prints
 //     {"ev":"ready","address":A}, then per message {"ev":"ok","n":n} when `send` resolved or
 //     {"ev":"fail","n":n,"code":C} when it rejected, and {"ev":"done"} when all settled.
-//   node agent.js receive URL NAME
-//     Prints {"ev":"ready","address":A}, then {"ev":"msg","from":F,"to":T,"id":I,"body":B} for
-//     each message it takes (the SDK acks it then). Runs until killed.
+//   node agent.js receive URL[,URL2,...] NAME
+//     Prints {"ev":"ready","address":A,"url":U}, then {"ev":"msg","from":F,"to":T,"id":I,"body":B}
+//     for each message it takes (the SDK acks it then). Runs until killed. On SIGUSR2 it moves:
+//     closes its session (the acks of what it printed go with it) and connects as the same name
+//     to the next URL of the list (round), retrying while the name is still taken there; then
+//     prints "ready" again. What its old session had received but it had not taken is not printed:
+//     that was never acked, so the routers hand it on to the new session.
 import { connect, PosternError, type Client } from '@postern/client';
 
 /** Long enough that the SDK keeps retrying across every restart of a scenario. */
 const SEND_TIMEOUT_MS = 10 * 60_000;
 /** Agents come back quickly after a router restart; the suite is short. */
 const BACKOFF = { initialMs: 50, maxMs: 1000 };
+/** A receiver moves when told to (SIGUSR2); more often than any scenario asks is a bug. */
+const MAX_MOVES = 1000;
 
 function emit(o: object): void {
   // stdout on a pipe is synchronous on Linux: a line is out before the next message is taken.
@@ -44,12 +50,12 @@ async function connectRetrying(o: Options): Promise<Client> {
   }
 }
 
-function watch(c: Client, name: string): void {
+function watch(c: Client, name: string, closing: () => boolean = () => false): void {
   c.onStatus((s) => {
     const detail = s.type === 'disconnected' ? ` ${s.error.code} ${s.error.message}` : s.type === 'closed' && s.error ? ` ${s.error.code}` : '';
     process.stderr.write(`agent ${name}: ${s.type}${detail}\n`);
     // The SDK gave up for good: nothing more will happen here, and the test must hear it.
-    if (s.type === 'closed') process.exit(3);
+    if (s.type === 'closed' && !closing()) process.exit(3);
   });
 }
 
@@ -76,11 +82,33 @@ async function send(url: string, name: string, token: string, count: number, rat
   setInterval(() => undefined, 60_000);
 }
 
-async function receive(url: string, name: string): Promise<void> {
-  const c = await connectRetrying({ url, name, backoff: BACKOFF, connectTimeoutMs: 5000 });
-  watch(c, name);
-  emit({ ev: 'ready', address: c.address });
-  for await (const m of c) emit({ ev: 'msg', from: m.from, to: m.to, id: m.id, body: m.text() });
+async function receive(urls: string[], name: string): Promise<void> {
+  // Before anything else: SIGUSR2's default action ends the process.
+  let moves = 0;
+  let wake: (() => void) | undefined;
+  process.on('SIGUSR2', () => {
+    moves++;
+    wake?.();
+  });
+  for (let i = 0; i <= MAX_MOVES; i++) {
+    const url = urls[i % urls.length]!;
+    let leaving = false;
+    const c = await connectRetrying({ url, name, backoff: BACKOFF, connectTimeoutMs: 5000 });
+    watch(c, name, () => leaving);
+    emit({ ev: 'ready', address: c.address, url });
+    // Each message's body runs in the same turn as its take (and ack): once `leaving` is set and
+    // the client closed, a message still taken here was acked nowhere and comes again elsewhere.
+    const reading = (async () => {
+      for await (const m of c) if (!leaving) emit({ ev: 'msg', from: m.from, to: m.to, id: m.id, body: m.text() });
+    })();
+    if (moves <= i) await new Promise<void>((r) => (wake = r));
+    wake = undefined;
+    process.stderr.write(`agent ${name}: moving from ${url}\n`);
+    leaving = true;
+    await c.close();
+    await reading;
+  }
+  throw new Error(`receiver ${name} was told to move more than ${MAX_MOVES} times`);
 }
 
 const [mode, url, name, ...rest] = process.argv.slice(2);
@@ -89,7 +117,7 @@ if (mode === 'send') {
   const [token, count, rate, to] = rest;
   await send(url, name, token ?? '', Number(count), Number(rate), (to ?? '').split(','));
 } else if (mode === 'receive') {
-  await receive(url, name);
+  await receive(url.split(','), name);
 } else {
   throw new Error(`unknown mode ${String(mode)}`);
 }

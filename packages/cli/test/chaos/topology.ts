@@ -3,6 +3,10 @@
 // senders on the relay and receivers on the gateway as agent processes (agent.ts). A mesh world
 // (TopologyOptions.mesh) has several relays instead, each with its own domain and node key,
 // peered through a fault proxy per link, the gateway on one of them and the senders on any.
+// A world of hubs (TopologyOptions.hubs, issue 10) has one relay, one or two gateways of DOMAIN
+// (its bridgeheads, each dialing the relay through its own fault proxy) and hubs of DOMAIN that
+// dial every gateway (through a fault proxy per gateway, shared by the hubs); the receivers are on the hubs and can be told to move between them, the
+// senders on the relay (outside the domain) or on a hub.
 //
 // A process that dies when the test did not kill it (or arm it to crash) is a failure: every
 // wait here checks for one and throws it with that process's output.
@@ -21,7 +25,7 @@ const AGENT = fileURLToPath(new URL('./agent.js', import.meta.url));
 export const DOMAIN = 'acme';
 export const RECEIVERS = ['r1', 'r2'] as const;
 export const SENDERS = ['s1', 's2', 's3'] as const;
-const TARGETS = RECEIVERS.map((r) => `${r}@${DOMAIN}`);
+export type Sender = (typeof SENDERS)[number];
 
 /** After the faults: give up waiting once nothing moved for this long (default). */
 const QUIET_MS = 15_000;
@@ -36,6 +40,10 @@ const LOG_LEVEL = 'warn';
 const MESH_LOG_LEVEL = 'info';
 /** A mesh must have linked up and exchanged its routes within this time of starting. */
 const CONVERGE_MS = 20_000;
+/** A hub's line once it listens (listeningOn() knows the relay's and the gateway's). */
+const HUB_LISTENING = /postern hub: domain "[^"]+" listening on /;
+/** A receiver told to move must be connected at its next hub within this time. */
+const MOVE_MS = 30_000;
 
 /** The routers of the default world. */
 export type Role = 'relay' | 'gateway';
@@ -61,6 +69,25 @@ export interface MeshOptions {
   senderRelays: Readonly<Record<(typeof SENDERS)[number], string>>;
 }
 
+/**
+ * Hubs of DOMAIN behind its gateways (see the file comment). The gateways check the hubs' tokens
+ * with a secret of their own (TopologyOptions.secret + '-acme'); the hubs have none: their agents
+ * connect without a token, by name.
+ */
+export interface HubsOptions {
+  /** Gateways (bridgeheads) of DOMAIN: 'gateway', and 'gateway2' with 2. */
+  gateways: 1 | 2;
+  /** Hubs of DOMAIN: 'hub1' ... 'hubN', started in this order, each dialing every gateway. */
+  hubs: number;
+  /** Where each sender of SENDERS connects: 'relay' (outside DOMAIN) or a hub. */
+  senders: Readonly<Record<Sender, RouterName>>;
+  /**
+   * The receivers (names of DOMAIN; the senders send to them in turn) and the hubs each is on in
+   * turn: it starts on the first, and moveReceiver() takes it to the next (round).
+   */
+  receivers: Readonly<Record<string, readonly RouterName[]>>;
+}
+
 export interface TopologyOptions {
   /** Every relay's --secret (agent and gateway tokens are signed with it). */
   secret: string;
@@ -70,6 +97,8 @@ export interface TopologyOptions {
   rate: number;
   /** Several relays instead of one. */
   mesh?: MeshOptions;
+  /** Hubs behind one or two gateways instead (not with `mesh`). */
+  hubs?: HubsOptions;
   /**
    * Start this router armed: POSTERN_CRASH_AT=spec on its first start. When it has crashed there
    * it is restarted unarmed, after crashRestartDelayMs.
@@ -95,6 +124,13 @@ export interface RouterHealth {
   forbidden: number;
   routesRefused: number;
   routeLoops: number;
+  /** Agents connected; hub links (at a gateway); the directory's names and ids. */
+  agents: number;
+  hubs: number;
+  directory: number;
+  /** Moves of names between hubs (begun at a gateway, or told to a hub), and those that timed out. */
+  moves: number;
+  movesTimedOut: number;
 }
 
 interface SenderState {
@@ -110,6 +146,11 @@ interface ReceiverState {
   proc: Proc;
   address: string | undefined;
   got: Received[];
+  /** The routers it connects to in turn, and how many times it said it is connected ("ready"). */
+  routers: readonly RouterName[];
+  readies: number;
+  /** Times it was told to move. */
+  moves: number;
 }
 
 interface RelaySpec {
@@ -184,8 +225,18 @@ async function freePorts(n: number): Promise<number[]> {
 /** The default world as a mesh of one relay, named and served as before. */
 const SINGLE: MeshOptions = { relays: ['relay'], links: [], gatewayRelay: 'relay', senderRelays: { s1: 'relay', s2: 'relay', s3: 'relay' } };
 
+/** A world of hubs: its gateways' names. */
+function gatewayNames(o: TopologyOptions): RouterName[] {
+  return o.hubs?.gateways === 2 ? ['gateway', 'gateway2'] : ['gateway'];
+}
+
+/** A world of hubs: its hubs' names. */
+function hubNames(o: TopologyOptions): RouterName[] {
+  return Array.from({ length: o.hubs?.hubs ?? 0 }, (_, i) => `hub${i + 1}`);
+}
+
 export class Topology {
-  /** The gateway's uplink: gateway -> proxy -> its relay. */
+  /** The (first) gateway's uplink: gateway -> proxy -> its relay. */
   readonly proxy: FaultProxy;
   readonly gatewayPort: number;
   readonly #dir: string;
@@ -193,11 +244,21 @@ export class Topology {
   readonly #mesh: MeshOptions;
   readonly #relays: ReadonlyMap<string, RelaySpec>;
   readonly #links: readonly PeerLink[];
+  /** Every gateway's uplink proxy, the proxy in front of each gateway for the hubs, and every gateway's and hub's port. */
+  readonly #uplinks: ReadonlyMap<RouterName, FaultProxy>;
+  readonly #hubLinks: ReadonlyMap<RouterName, FaultProxy>;
+  readonly #ports: ReadonlyMap<RouterName, number>;
+  readonly #gateways: readonly RouterName[];
+  readonly #hubs: readonly RouterName[];
+  /** The receivers' addresses, to which the senders send in turn. */
+  readonly #targets: readonly string[];
   readonly #gatewayToken: string;
+  readonly #hubToken: string;
   readonly #senderTokens: ReadonlyMap<string, string>;
   readonly #routers = new Map<RouterName, Proc>();
   /** Every router process started, dead ones too, for failure messages. */
   readonly #routerProcs: Proc[] = [];
+  readonly #procNames = new Map<Proc, RouterName>();
   /** Processes whose exit is no failure: killed by the test, or armed to crash. */
   readonly #mayExit = new Set<Proc>();
   readonly #senders: SenderState[] = [];
@@ -219,18 +280,26 @@ export class Topology {
     dir: string,
     relays: ReadonlyMap<string, RelaySpec>,
     links: readonly PeerLink[],
-    gatewayPort: number,
-    proxy: FaultProxy,
-    tokens: { gateway: string; senders: ReadonlyMap<string, string> },
+    ports: ReadonlyMap<RouterName, number>,
+    uplinks: ReadonlyMap<RouterName, FaultProxy>,
+    hubLinks: ReadonlyMap<RouterName, FaultProxy>,
+    tokens: { gateway: string; hub: string; senders: ReadonlyMap<string, string> },
   ) {
     this.#o = o;
     this.#mesh = o.mesh ?? SINGLE;
     this.#dir = dir;
     this.#relays = relays;
     this.#links = links;
-    this.gatewayPort = gatewayPort;
-    this.proxy = proxy;
+    this.#ports = ports;
+    this.#uplinks = uplinks;
+    this.#hubLinks = hubLinks;
+    this.#gateways = gatewayNames(o);
+    this.#hubs = hubNames(o);
+    this.gatewayPort = ports.get('gateway')!;
+    this.proxy = uplinks.get('gateway')!;
+    this.#targets = (o.hubs === undefined ? RECEIVERS : Object.keys(o.hubs.receivers)).map((r) => `${r}@${DOMAIN}`);
     this.#gatewayToken = tokens.gateway;
+    this.#hubToken = tokens.hub;
     this.#senderTokens = tokens.senders;
     for (const r of this.routerNames) this.restarts[r] = 0;
   }
@@ -242,12 +311,16 @@ export class Topology {
   static async create(o: TopologyOptions): Promise<Topology> {
     const mesh = o.mesh ?? SINGLE;
     checkMesh(mesh);
+    if (o.hubs !== undefined) checkHubs(o);
     const dir = await mkdtemp(join(tmpdir(), 'postern-chaos-'));
     const proxies: FaultProxy[] = [];
     let t: Topology | undefined;
     try {
-      const ports = await freePorts(mesh.relays.length + 1);
-      const gatewayPort = ports.pop()!;
+      const gateways = gatewayNames(o);
+      const hubs = hubNames(o);
+      const ports = await freePorts(mesh.relays.length + gateways.length + hubs.length);
+      const routerPorts = new Map<RouterName, number>();
+      for (const r of [...gateways, ...hubs]) routerPorts.set(r, ports.pop()!);
       const relays = new Map<string, RelaySpec>();
       for (const [i, name] of mesh.relays.entries()) {
         const spec: RelaySpec = { name, port: ports[i]! };
@@ -265,12 +338,29 @@ export class Topology {
         proxies.push(proxy);
         links.push({ dialer, listener, proxy, down: false });
       }
-      const proxy = await FaultProxy.start({ target: { host: '127.0.0.1', port: relays.get(mesh.gatewayRelay)!.port } });
-      proxies.push(proxy);
+      const uplinks = new Map<RouterName, FaultProxy>();
+      for (const g of gateways) {
+        const proxy = await FaultProxy.start({ target: { host: '127.0.0.1', port: relays.get(mesh.gatewayRelay)!.port } });
+        proxies.push(proxy);
+        uplinks.set(g, proxy);
+      }
+      const hubLinks = new Map<RouterName, FaultProxy>();
+      if (hubs.length > 0) {
+        for (const g of gateways) {
+          const proxy = await FaultProxy.start({ target: { host: '127.0.0.1', port: routerPorts.get(g)! } });
+          proxies.push(proxy);
+          hubLinks.set(g, proxy);
+        }
+      }
       const gateway = await issueToken(o.secret, { domain: DOMAIN });
+      const hub = o.hubs === undefined ? '' : await issueToken(hubSecret(o), { domain: DOMAIN, hub: true });
       const senders = new Map<string, string>();
-      for (const s of SENDERS) senders.set(s, await issueToken(o.secret, { domain: mesh.senderRelays[s], name: s }));
-      t = new Topology(o, dir, relays, links, gatewayPort, proxy, { gateway, senders });
+      for (const s of SENDERS) {
+        // On a hub a sender needs no token (the hubs have no secret).
+        const at = o.hubs === undefined ? mesh.senderRelays[s] : o.hubs.senders[s];
+        if (relays.has(at)) senders.set(s, await issueToken(o.secret, { domain: at, name: s }));
+      }
+      t = new Topology(o, dir, relays, links, routerPorts, uplinks, hubLinks, { gateway, hub, senders });
       await t.#start();
       return t;
     } catch (e) {
@@ -287,22 +377,31 @@ export class Topology {
     await Promise.all(this.routerNames.map((r) => mkdir(join(this.#dir, r))));
     const armed = this.#o.crashAt;
     for (const r of this.#relays.keys()) await this.#startRouter(r, armed?.role === r ? armed.spec : undefined);
-    const gw = await this.#startRouter('gateway', armed?.role === 'gateway' ? armed.spec : undefined);
+    const gws = [];
+    for (const g of this.#gateways) gws.push(await this.#startRouter(g, armed?.role === g ? armed.spec : undefined));
     if (armed !== undefined) {
       this.#armed = this.#routers.get(armed.role);
       this.#crashRecovered = this.#recoverFromCrash(armed.role, armed.spec);
     }
     // An armed router may crash as early as this; the agents keep trying until it is back.
-    await gw.waitFor('stdout', /postern gateway: uplink to .* is up/, 10_000).catch((e: unknown) => {
-      if (armed === undefined) throw e;
-    });
+    for (const gw of gws) {
+      await gw.waitFor('stdout', /postern gateway: uplink to .* is up/, 10_000).catch((e: unknown) => {
+        if (armed === undefined) throw e;
+      });
+    }
+    for (const h of this.#hubs) await this.#startRouter(h, armed?.role === h ? armed.spec : undefined);
     if (this.#o.mesh !== undefined) await this.converged(CONVERGE_MS);
-    await Promise.all(RECEIVERS.map((r) => this.#startReceiver(r)));
+    if (this.#o.hubs !== undefined) {
+      await this.hubsLinked(CONVERGE_MS);
+      await Promise.all(Object.entries(this.#o.hubs.receivers).map(([r, at]) => this.#startReceiver(r, at)));
+    } else {
+      await Promise.all(RECEIVERS.map((r) => this.#startReceiver(r, ['gateway'])));
+    }
   }
 
-  /** The relays by name, then 'gateway'. */
+  /** The relays by name, then the gateways, then the hubs. */
   get routerNames(): RouterName[] {
-    return [...this.#mesh.relays, 'gateway'];
+    return [...this.#mesh.relays, ...this.#gateways, ...this.#hubs];
   }
 
   /** A router's own listener (no proxy in between). */
@@ -338,9 +437,16 @@ export class Topology {
     l.proxy.restore();
   }
 
-  /** Every fault proxy: the peer links', then the gateway's. */
+  /** Every fault proxy: the peer links', then the gateways' uplinks', then those in front of the gateways for the hubs. */
   get proxies(): FaultProxy[] {
-    return [...this.#links.map((l) => l.proxy), this.proxy];
+    return [...this.#links.map((l) => l.proxy), ...this.#uplinks.values(), ...this.#hubLinks.values()];
+  }
+
+  /** A world of hubs: the fault proxy through which every hub dials `gateway`. */
+  hubLinkProxy(gateway: RouterName): FaultProxy {
+    const p = this.#hubLinks.get(gateway);
+    if (p === undefined) throw new Error(`no hub links to ${gateway}`);
+    return p;
   }
 
   /** Repairs every link: no delay, no slicing, no cut or blackhole. */
@@ -449,6 +555,62 @@ export class Topology {
     }
   }
 
+  /**
+   * A world of hubs: waits until the relay has a link from every running gateway and every
+   * running gateway one from every running hub; throws with what each has after `timeoutMs`.
+   */
+  async hubsLinked(timeoutMs: number): Promise<void> {
+    if (this.#o.hubs === undefined) return;
+    const running = (r: RouterName): boolean => {
+      const p = this.#routers.get(r);
+      return p !== undefined && p.exit === undefined;
+    };
+    const gateways = this.#gateways.filter(running);
+    const hubs = this.#hubs.filter(running).length;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      this.check();
+      const health = await this.health();
+      const relay = running('relay') ? health['relay']?.downlinks === gateways.length : true;
+      if (relay && gateways.every((g) => health[g]?.hubs === hubs)) return;
+      if (Date.now() > deadline) {
+        throw new Error(`the hubs and gateways did not link up within ${timeoutMs} ms (want ${gateways.length} gateways at the relay, ${hubs} hubs at each)\n${await this.describeHealth()}\n${this.describe()}`);
+      }
+      await sleep(100);
+    }
+  }
+
+  /** The router a receiver is connected to, or connecting to, now. */
+  receiverAt(name: string): RouterName {
+    const r = this.#receiver(name);
+    return r.routers[r.moves % r.routers.length]!;
+  }
+
+  /**
+   * Tells a receiver to move to its next router (HubsOptions.receivers): it closes its session
+   * and connects as the same name there, retrying while the name is still taken. Resolves, with
+   * the router, once it is connected there.
+   */
+  async moveReceiver(name: string): Promise<RouterName> {
+    const r = this.#receiver(name);
+    this.#read();
+    if (r.readies !== r.moves + 1) throw new Error(`moveReceiver(${name}) while it is moving`);
+    const from = this.receiverAt(name);
+    r.moves++;
+    const to = this.receiverAt(name);
+    this.note(`move ${name} from ${from} to ${to}`);
+    r.proc.child.kill('SIGUSR2');
+    const deadline = Date.now() + MOVE_MS;
+    for (;;) {
+      await this.pause(20);
+      this.#read();
+      if (r.readies > r.moves) break;
+      if (Date.now() > deadline) throw new Error(`receiver ${name} did not connect at ${to} within ${MOVE_MS} ms\n${describeTail(r.proc)}\n${this.describe()}`);
+    }
+    this.note(`${name} is at ${to}`);
+    return to;
+  }
+
   /** /healthz of every running router (undefined for those not running or not answering). */
   async health(): Promise<Record<RouterName, RouterHealth | undefined>> {
     const out: Record<RouterName, RouterHealth | undefined> = {};
@@ -524,7 +686,7 @@ export class Topology {
     for (const s of this.#senders) {
       for (let n = 1; n <= this.#o.count; n++) {
         const o = s.outcomes.get(n);
-        const base = { s: s.name, n, from: s.address ?? `${s.name}@?`, to: TARGETS[(n - 1) % TARGETS.length]! };
+        const base = { s: s.name, n, from: s.address ?? `${s.name}@?`, to: this.#targets[(n - 1) % this.#targets.length]! };
         if (o === undefined) out.push({ ...base, outcome: 'pending' });
         else if (o.ok) out.push({ ...base, outcome: 'accepted' });
         else out.push({ ...base, outcome: 'failed', code: o.code });
@@ -597,7 +759,28 @@ export class Topology {
     for (const p of procs) this.#mayExit.add(p);
     await Promise.all(procs.map((p) => p.kill('SIGKILL')));
     await Promise.all(this.proxies.map((p) => p.close()));
+    await this.#keepLogs();
     await rm(this.#dir, { recursive: true, force: true });
+  }
+
+  /**
+   * POSTERN_CHAOS_LOGS=DIR: every process's whole output (dead ones too), one file each, and the
+   * faults, in a new directory under DIR. With POSTERN_CHAOS_LOG_LEVEL=debug, to see what the
+   * routers did with each message.
+   */
+  async #keepLogs(): Promise<void> {
+    const to = process.env['POSTERN_CHAOS_LOGS'];
+    if (to === undefined || to === '') return;
+    await mkdir(to, { recursive: true });
+    const dir = await mkdtemp(join(to, 'run-'));
+    const procs: Array<[string, Proc]> = [
+      ...this.#routerProcs.map((p, i): [string, Proc] => [`${String(i).padStart(2, '0')}-${this.#procNames.get(p) ?? 'router'}`, p]),
+      ...this.#senders.map((x): [string, Proc] => [`sender-${x.name}`, x.proc]),
+      ...this.#receivers.map((x): [string, Proc] => [`receiver-${x.name}`, x.proc]),
+    ];
+    await Promise.all(procs.map(([name, p]) => writeFile(join(dir, `${name}.log`), `${p.program} ${p.args.join(' ')}\n--- stdout:\n${p.stdout}--- stderr:\n${p.stderr}`)));
+    await writeFile(join(dir, 'faults.txt'), `${this.#notes.join('\n')}\n`);
+    console.log(`chaos: logs kept in ${dir}`);
   }
 
   #link(a: string, b: string): PeerLink {
@@ -606,8 +789,15 @@ export class Topology {
     return l;
   }
 
+  #receiver(name: string): ReceiverState {
+    const r = this.#receivers.find((x) => x.name === name);
+    if (r === undefined) throw new Error(`no receiver ${name}`);
+    return r;
+  }
+
   #portOf(router: RouterName): number {
-    if (router === 'gateway') return this.gatewayPort;
+    const port = this.#ports.get(router);
+    if (port !== undefined) return port;
     const r = this.#relays.get(router);
     if (r === undefined) throw new Error(`no router ${router}`);
     return r.port;
@@ -616,9 +806,16 @@ export class Topology {
   #routerArgs(router: RouterName): string[] {
     const listen = `127.0.0.1:${this.#portOf(router)}`;
     const data = join(this.#dir, router);
-    const log = ['--log-level', this.#o.mesh === undefined ? LOG_LEVEL : MESH_LOG_LEVEL];
-    if (router === 'gateway') {
-      return ['gateway', '--relay', this.proxy.url, '--domain', DOMAIN, '--token', this.#gatewayToken, '--listen', listen, '--data', data, ...log, ...ROUTER_FLAGS];
+    const log = ['--log-level', process.env['POSTERN_CHAOS_LOG_LEVEL'] ?? (this.#o.mesh === undefined && this.#o.hubs === undefined ? LOG_LEVEL : MESH_LOG_LEVEL)];
+    const uplink = this.#uplinks.get(router);
+    if (uplink !== undefined) {
+      // A bridgehead of hubs checks their tokens with its own secret.
+      const secret = this.#o.hubs === undefined ? [] : ['--secret', hubSecret(this.#o)];
+      return ['gateway', '--relay', uplink.url, '--domain', DOMAIN, '--token', this.#gatewayToken, ...secret, '--listen', listen, '--data', data, ...log, ...ROUTER_FLAGS];
+    }
+    if (this.#hubs.includes(router)) {
+      const gateways = this.#gateways.flatMap((g) => ['--gateway', this.hubLinkProxy(g).url]);
+      return ['hub', ...gateways, '--domain', DOMAIN, '--token', this.#hubToken, '--listen', listen, '--data', data, ...log, ...ROUTER_FLAGS];
     }
     const args = ['relay', '--listen', listen, '--secret', this.#o.secret, '--data', data, ...log, ...ROUTER_FLAGS];
     const me = this.#relays.get(router)!;
@@ -638,26 +835,28 @@ export class Topology {
     if (crashAt !== undefined) this.#mayExit.add(p);
     this.#routers.set(router, p);
     this.#routerProcs.push(p);
+    this.#procNames.set(p, router);
     this.#watch(p, `the ${router}`);
-    await listeningOn(p, 10_000).catch((e: unknown) => {
+    const listening = this.#hubs.includes(router) ? p.waitFor('stdout', HUB_LISTENING, 10_000) : listeningOn(p, 10_000);
+    await listening.catch((e: unknown) => {
       if (crashAt === undefined || p.exit === undefined) throw e; // else: crashed already, see #recoverFromCrash
     });
     return p;
   }
 
-  async #startReceiver(name: string): Promise<void> {
-    const proc = new Proc(['receive', this.gatewayUrl, name], { script: AGENT });
-    const r: ReceiverState = { name, proc, address: undefined, got: [] };
+  async #startReceiver(name: string, routers: readonly RouterName[]): Promise<void> {
+    const proc = new Proc(['receive', routers.map((r) => this.urlOf(r)).join(','), name], { script: AGENT });
+    const r: ReceiverState = { name, proc, address: undefined, got: [], routers, readies: 0, moves: 0 };
     this.#receivers.push(r);
     this.#watch(proc, `receiver ${name}`);
     this.#readers.set(proc, new LineReader(proc));
     await proc.waitFor('stdout', /"ev":"ready"/, 10_000);
   }
 
-  async #startSender(name: (typeof SENDERS)[number]): Promise<void> {
+  async #startSender(name: Sender): Promise<void> {
     const token = this.#senderTokens.get(name) ?? '';
-    const url = this.urlOf(this.#mesh.senderRelays[name]);
-    const args = ['send', url, name, token, String(this.#o.count), String(this.#o.rate), TARGETS.join(',')];
+    const url = this.urlOf(this.#o.hubs === undefined ? this.#mesh.senderRelays[name] : this.#o.hubs.senders[name]);
+    const args = ['send', url, name, token, String(this.#o.count), String(this.#o.rate), this.#targets.join(',')];
     const proc = new Proc(args, { script: AGENT });
     this.#senders.push({ name, proc, address: undefined, outcomes: new Map(), done: false });
     this.#watch(proc, `sender ${name}`);
@@ -686,6 +885,7 @@ export class Topology {
       this.#readers.get(r.proc)!.read((o, line) => {
         if (o['ev'] === 'ready') {
           r.address = String(o['address']);
+          r.readies++;
           return;
         }
         if (o['ev'] !== 'msg') throw new Error(`receiver ${r.name} printed an unknown line: ${line}`);
@@ -711,10 +911,28 @@ function checkMesh(mesh: MeshOptions): void {
   for (const r of named) if (!relays.has(r)) throw new Error(`the mesh names relay ${r}, which it does not list`);
 }
 
+/** Throws when a world of hubs names a router it does not have. */
+function checkHubs(o: TopologyOptions): void {
+  const h = o.hubs!;
+  if (o.mesh !== undefined) throw new Error('a world of hubs has one relay: no mesh');
+  const hubs = new Set(hubNames(o));
+  if (hubs.size === 0) throw new Error('a world of hubs needs a hub');
+  for (const s of SENDERS) if (h.senders[s] !== 'relay' && !hubs.has(h.senders[s])) throw new Error(`sender ${s} on ${h.senders[s]}: not the relay nor a hub`);
+  for (const [r, at] of Object.entries(h.receivers)) {
+    if (at.length === 0 || at.some((x) => !hubs.has(x))) throw new Error(`receiver ${r} on ${at.join(',')}: not hubs`);
+  }
+}
+
+/** The secret the gateways of a world of hubs check the hubs' tokens with. */
+function hubSecret(o: TopologyOptions): string {
+  return `${o.secret}-${DOMAIN}`;
+}
+
 function formatHealth(h: RouterHealth | undefined): string {
   if (h === undefined) return 'not running or not answering /healthz';
   return (
     `peers=${h.peers} downlinks=${h.downlinks} uplinks=${h.uplinks} domains=${h.domains} stored=${h.stored} pinned=${h.pinned} queues=${h.queues} ` +
-    `forwarded=${h.msgsForwarded} delivered=${h.msgsDelivered} nacks=${h.nacksSent} forbidden=${h.forbidden} refused-routes=${h.routesRefused} loops=${h.routeLoops}`
+    `forwarded=${h.msgsForwarded} delivered=${h.msgsDelivered} nacks=${h.nacksSent} forbidden=${h.forbidden} refused-routes=${h.routesRefused} loops=${h.routeLoops} ` +
+    `agents=${h.agents} hubs=${h.hubs} directory=${h.directory} moves=${h.moves} moves-timed-out=${h.movesTimedOut}`
   );
 }
