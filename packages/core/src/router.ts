@@ -721,23 +721,24 @@ export class Router {
 
   /** Where the presence of `target` comes from, seen from here (see Presence). */
   #presenceSource(target: ParsedAddress): PresenceSource {
-    if (target.domain !== this.domain) {
-      const link = this.#routing.best(target.domain)?.link ?? this.#uplinks[0];
-      return link === undefined ? { kind: 'unreachable' } : { kind: 'link', link };
-    }
+    // A version 1 router knows no WATCH: it would close the whole link on one.
+    const via = (link: Link | undefined): PresenceSource =>
+      link === undefined
+        ? { kind: 'unreachable' }
+        : link.version >= 2
+          ? { kind: 'link', link }
+          : { kind: 'refused', refusal: [WireCode.VERSION, `the way to "${target.text}" leads through a router that speaks protocol 1, which has no presence`] };
+    if (target.domain !== this.domain) return via(this.#routing.best(target.domain)?.link ?? this.#uplinks[0]);
     const local = target.local;
     const e = this.#directory.get(local);
     if (this.#agent(local) !== undefined || e?.home === '') return { kind: 'home', local };
-    if (this.options.hub) {
-      const up = this.#uplinks[0];
-      return up === undefined ? { kind: 'unreachable' } : { kind: 'link', link: up };
-    }
+    if (this.options.hub) return via(this.#uplinks[0]);
     if (e === undefined) {
       return this.options.unknownRecipients === 'queue' ? { kind: 'home', local } : { kind: 'refused', refusal: [WireCode.UNKNOWN_RECIPIENT, `no agent "${target.text}" is known here (never connected, not provisioned)`] };
     }
-    const hub = this.#routers.get(e.home);
-    return hub === undefined ? { kind: 'unreachable' } : { kind: 'link', link: hub };
+    return via(this.#routers.get(e.home));
   }
+
 
   /** The connected agent holding `local` (a name or an id). */
   #agent(local: string): Link | undefined {

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { acceptPayload, dialPayload, newNonce, routePayload, type NodeIdentity, type TrustPolicy } from '@postern/core';
-import { Feature, FrameType, LinkMode, MsgFlag, PROTOCOL_VERSION, Role, RouteOp, errorCodeOf, type RouteFrame } from '@postern/protocol';
+import { Feature, FrameType, LinkMode, MsgFlag, PROTOCOL_VERSION, Role, RouteOp, WatchOp, errorCodeOf, type RouteFrame } from '@postern/protocol';
 import { testIdentity, waitFor } from '@postern/testing';
 import { TOKENS, fakeAuthenticator, hello, msg, route, settle, setup, type Ctx, type Peer } from './router-harness.js';
 
@@ -145,6 +145,26 @@ describe('Router: version 2 router links', () => {
     await v1.next(FrameType.WELCOME);
     await settle();
     assert.deepEqual(v1.all(FrameType.ROUTE), []);
+  });
+
+  it('never writes a WATCH to a version 1 router: the watcher is refused with VERSION, the link stays', async (t) => {
+    const ctx = setup(t, { authenticator: auth, identity: testIdentity() });
+    const v1 = ctx.connect();
+    v1.send(hello({ version: 1, role: Role.ROUTER, name: 'globex', node: 'old', token: 'globex-domain' }));
+    await v1.next(FrameType.WELCOME);
+    v1.send(route('globex', ['old']));
+    await v1.sync();
+    await waitFor(() => ctx.router.routes().has('globex'), 'the route of the version 1 gateway', 2000, 1);
+    const alice = await ctx.agent({ name: 'alice', token: 'acme-domain' });
+    alice.peer.send({ type: FrameType.WATCH, op: WatchOp.WATCH, target: 'bob@globex', watcher: '' });
+    const w = await alice.peer.next(FrameType.WATCHED);
+    assert.equal(errorCodeOf(w.code), 'ERR_VERSION');
+    assert.match(w.reason, /protocol 1, which has no presence/);
+    await settle();
+    assert.deepEqual(v1.all(FrameType.WATCH), [], 'nothing a version 1 router cannot read');
+    // The link is still there: messages still cross it.
+    alice.peer.send(msg('bob@globex', 'after-watch'));
+    assert.equal((await v1.next(FrameType.MSG)).id, 'after-watch');
   });
 
   it('picks among equal routes deterministically (the lower neighbour node id), and switches when the best goes', async (t) => {
