@@ -151,6 +151,9 @@ export class Watches {
     const readers = this.#readers.get(target);
     if (readers === undefined) return;
     const e: PresenceEvent = { address: target, state: STATES[f.state], since: new Date(f.since * 1000), properties: Object.fromEntries(f.props.map((p) => [p.key, p.value])) };
+    // The same state again (a re-watch after a reconnect, a router that restarted) is no change.
+    const last = this.#last.get(target);
+    if (last !== undefined && sameEvent(last, e)) return;
     this.#last.set(target, e);
     for (const p of readers) p.push(e);
   }
@@ -174,4 +177,10 @@ export class Watches {
     if (f.code === WireCode.OK) p.resolve();
     else p.reject(new RemoteError(f.code, f.reason));
   }
+}
+
+function sameEvent(a: PresenceEvent, b: PresenceEvent): boolean {
+  if (a.state !== b.state || a.since.getTime() !== b.since.getTime()) return false;
+  const ka = Object.keys(a.properties);
+  return ka.length === Object.keys(b.properties).length && ka.every((k) => b.properties[k] === a.properties[k]);
 }

@@ -183,6 +183,13 @@ describe('presence: watching an address', () => {
     await alice.setProperties({ status: 'after the restart' });
     await w.until((e) => e.properties.status === 'after the restart', 'the watch, sent again by the SDK', 10_000);
     w.stop();
+    // Every event is a change: the state the watch was made again for is not told twice.
+    const seen = w.events.map((e) => JSON.stringify([e.state, e.since.getTime(), e.properties]));
+    assert.deepEqual(
+      seen.filter((e, i) => i > 0 && e === seen[i - 1]),
+      [],
+      `events: ${seen.join(' ')}`,
+    );
   });
 
   it('refuses what it cannot or may not: an unknown name, a handle, limits on watches and properties', async () => {
