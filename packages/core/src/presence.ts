@@ -169,9 +169,14 @@ export class Presence {
       case 'home':
         this.#answer(sub, watcher, this.#policy(src.local, watcher));
         return;
-      case 'link':
+      case 'link': {
+        // Never back where it came from: a bridgehead's watch reaches a hub before the claim it
+        // sent the watch there for holds, and bounced back it would replace the watcher at the
+        // bridgehead. It is asked again when the way home changes (the claim held: home here).
+        if (sub.watchers.get(watcher)?.link === src.link) return;
         src.link.channel.send({ type: FrameType.WATCH, op: WatchOp.WATCH, target: sub.target.text, watcher });
         return;
+      }
       case 'unreachable': {
         // Nobody can say yes or no now: the watcher hears that much, and is asked for again when a way comes back.
         const w = sub.watchers.get(watcher);
