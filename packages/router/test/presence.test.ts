@@ -163,6 +163,22 @@ describe('presence: watching an address', () => {
     w.stop();
   });
 
+  it('a watcher on the gateway follows alice when she moves to another hub (the watch is never bounced back to it)', async () => {
+    const { gw, hubs } = await acme();
+    const a1 = await agent(hubs[0]!.url, 'alice');
+    const dave = await agent(gw.url); // the gateway's own agent (by id: its names need tokens)
+    const w = watching(dave, 'alice@acme');
+    assert.equal((await w.until(() => true, 'alice')).state, 'online');
+    await a1.close();
+    await w.until((e) => e.state === 'offline', 'alice offline');
+    const a2 = await agent(hubs[1]!.url, 'alice');
+    await w.until((e) => e.state === 'online', 'alice online on hub 2');
+    await a2.setProperties({ status: 'moved' });
+    await w.until((e) => e.properties.status === 'moved', 'her status, from hub 2');
+    assert.equal(gw.router.stats().watched, 1, 'the gateway still watches her for dave');
+    w.stop();
+  });
+
   it('a watch survives the watcher\'s reconnect and a restart of the watcher\'s router', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'postern-gw-'));
     const relay = await router({ domain: 'relay', secret: 'relay-secret' });
