@@ -1,7 +1,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
-import { createConsoleLogger, parseListen, parseTrustAnchor, type LogLevel, type RouterServerOptions } from '@postern/router';
+import { createConsoleLogger, parseListen, parseTrustAnchor, resolveAllowedOrigins, type LogLevel, type RouterServerOptions } from '@postern/router';
 import { MAX_TIMER_MS, isValidName } from '@postern/protocol';
 import { int, str, type Parsed } from './args.js';
 import { readPemFile, readSeedFile } from './read-file.js';
@@ -36,6 +36,7 @@ export const routerFlags: Options = {
   'no-anonymous': { type: 'boolean' },
   known: { type: 'string', multiple: true },
   'unknown-recipients': { type: 'string' },
+  'allow-origin': { type: 'string', multiple: true },
 };
 
 export const routerFlagsHelp = `  --secret S              signs and checks tokens (or set POSTERN_SECRET)
@@ -63,6 +64,10 @@ export const routerFlagsHelp = `  --secret S              signs and checks token
                           to it wait (provisioning); repeatable. Names that once connected are known
   --unknown-recipients P  refuse: a message to a name or id nobody of this domain ever held is
                           refused at once (ERR_UNKNOWN_RECIPIENT); queue: it waits [refuse]
+  --allow-origin ORIGIN   web pages of this origin (https://app.example.com; * for any) may
+                          connect; repeatable. A WebSocket or long-poll request with any other
+                          Origin header gets 403; clients that send none (Node, this CLI) are
+                          not affected [none: no web page may connect]
   --log-level LEVEL       debug, info, warn, error or silent [info]
   --ping-interval MS      ping after this much silence; drop a link silent twice as long [20000]
   --handshake-timeout MS  HELLO must arrive within this time [10000]
@@ -126,6 +131,16 @@ export function routerOptions(command: string, p: Parsed, domain: string, prefix
     const names = known.flatMap((k) => k.split(',')).map((k) => k.trim().toLowerCase()).filter((k) => k !== '');
     for (const n of names) if (!isValidName(n)) throw new UsageError(`${command}: --known takes names (1-64 of a-z 0-9 . _ -), got "${n}"`);
     o.knownNames = names;
+  }
+  const origins = p.values['allow-origin'] as unknown as string[] | undefined;
+  if (origins !== undefined) {
+    const list = origins.flatMap((x) => x.split(',')).map((x) => x.trim()).filter((x) => x !== '');
+    try {
+      resolveAllowedOrigins(list);
+    } catch (err) {
+      throw new UsageError(`${command}: --allow-origin: ${(err as Error).message}`);
+    }
+    o.allowOrigins = list;
   }
   const unknown = str(p, 'unknown-recipients');
   if (unknown !== undefined) {

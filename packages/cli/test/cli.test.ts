@@ -332,6 +332,29 @@ describe('postern CLI, as processes', () => {
     assert.equal(relay.proc.exit, undefined, relay.proc.describe());
   });
 
+  it('relay --allow-origin: pages of other origins get 403 (logged once), the allowed origin and programs get through; a bad origin is a usage error', async () => {
+    const relay = await startRelay('--memory', '--allow-origin', 'https://chat.example.com');
+    const status = (origin?: string): Promise<number> =>
+      new Promise((resolve, reject) => {
+        const ws = new WebSocket(relay.url, origin === undefined ? {} : { origin });
+        ws.on('open', () => {
+          ws.terminate();
+          resolve(101);
+        });
+        ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+        ws.on('error', reject);
+      });
+    assert.deepEqual([await status('https://evil.example'), await status('https://evil.example'), await status('https://chat.example.com'), await status()], [403, 403, 101, 101]);
+    await waitFor(() => /refused a web page of an origin not allowed.*evil\.example/.test(relay.proc.stderr), 'the refusal logged');
+    assert.equal(relay.proc.stderr.match(/refused a web page/g)?.length, 1, relay.proc.describe());
+    // The CLI itself sends no Origin.
+    const send = await run(['send', '--connect', relay.url, '--to', 'nobody', '--volatile', 'hi']);
+    assert.doesNotMatch(send.stderr, /403/, send.describe());
+    const bad = await run(['relay', '--listen', '127.0.0.1:0', '--memory', '--allow-origin', 'https://chat.example.com/app']);
+    assert.equal(bad.exit?.code, 2, bad.describe());
+    assert.match(bad.stderr, /--allow-origin: an allowed origin is a scheme, a host and an optional port/);
+  });
+
   describe('usage errors', () => {
     const usageError = (p: Proc, command: string): void => {
       assert.equal(p.exit?.code, 2, p.describe());

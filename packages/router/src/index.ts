@@ -1,4 +1,5 @@
 export { startRouter } from './server.js';
+export { resolveAllowedOrigins } from '@postern/transport-ws/node';
 export type { RouterServer, RouterServerOptions, TlsConfig, UplinkConfig } from './server.js';
 export { issueToken, createTokenAuthenticator } from './credentials.js';
 export type { TokenRequest } from './credentials.js';

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { MemoryStore, Router, Uplink, armCrashPoint, type BackoffOptions, type Dialer, type Logger, type RouterOptions, type UplinkStatus } from '@postern/core';
 import { ConfigError, Feature, isValidDomain } from '@postern/protocol';
 import { SqliteStore } from '@postern/store-sqlite';
-import { attachWsServer, createNodeWsDialer, toWebSocketUrl, type WsServer } from '@postern/transport-ws/node';
+import { attachWsServer, createNodeWsDialer, resolveAllowedOrigins, toWebSocketUrl, type WsServer } from '@postern/transport-ws/node';
 import { createAutoDialer, createLongPollServer, createNodeHttpDialer, type LongPollServer, type LongPollServerOptions } from '@postern/transport-http/node';
 import { createTokenAuthenticator } from './credentials.js';
 import { createTrustPolicy, isGrant, parseTrustAnchor, type TrustAnchor } from './grants.js';
@@ -100,6 +100,14 @@ export interface RouterServerOptions extends Omit<RouterOptions, 'sessionTokens'
    * connection closed. Held polls and WebSocket links are not requests still arriving. @default 60000
    */
   requestTimeoutMs?: number;
+  /**
+   * Web origins whose pages may connect (WebSocket upgrade or long-poll), such as
+   * `https://app.example.com`; `*` for any. A request carrying any other Origin header is
+   * refused with 403 (cross-site WebSocket hijacking: a page the user opened must not reach a
+   * router on the user's network). Clients that send no Origin (Node, the CLI) are not
+   * affected. @default none: no browser page may connect
+   */
+  allowOrigins?: string[];
 }
 
 export interface RouterServer {
@@ -162,8 +170,10 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
     tls,
     longPoll: longPollOptions,
     requestTimeoutMs = 60_000,
+    allowOrigins: allowOriginsConfig = [],
     ...core
   } = options;
+  const allowedOrigins = resolveAllowedOrigins(allowOriginsConfig);
   if (!Number.isSafeInteger(requestTimeoutMs) || requestTimeoutMs < 1000) throw new ConfigError(`requestTimeoutMs must be an integer of at least 1000, got ${String(requestTimeoutMs)}`);
   // Before anything is created on disk: a bad domain must not leave a data dir behind.
   if (typeof core.domain !== 'string' || !isValidDomain(core.domain.toLowerCase())) {
@@ -278,13 +288,26 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
       .writeHead(path === '/' ? 426 : 404, { 'content-type': 'text/plain; charset=utf-8', upgrade: 'websocket' })
       .end(`Postern router for domain "${router.domain}". Connect with a WebSocket client (postern listen --connect ...).\n`);
   };
+  // Logged once per origin (up to a bound): a page retrying must not flood the log.
+  const originsLogged = new Set<string>();
+  const refusedOrigin = (origin: string, remote: string): void => {
+    if (originsLogged.has(origin) || originsLogged.size >= 100) return;
+    originsLogged.add(origin);
+    log.warn('refused a web page of an origin not allowed (--allow-origin)', { origin, remote });
+  };
   const addresses: ListenAddress[] = [];
   let dialers: Dialer[];
   let peerDialers: Dialer[];
   try {
     // One long-poll server for every listener: sessions are the router's, whichever port opened them.
     if (longPollOptions !== false) {
-      longPoll = createLongPollServer((d) => router.accept(d), { maxBodyBytes: maxPayload, maxSessions: router.options.maxConnections, ...longPollOptions });
+      longPoll = createLongPollServer((d) => router.accept(d), {
+        maxBodyBytes: maxPayload,
+        maxSessions: router.options.maxConnections,
+        allowOrigins: allowOriginsConfig,
+        onRefusedOrigin: refusedOrigin,
+        ...longPollOptions,
+      });
     }
     // Bad TLS or proxy settings of an uplink (or in the environment) fail here, at start.
     dialers = uplinkConfigs.map((u) => uplinkDialer(u, maxPayload, log));
@@ -297,9 +320,7 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
       // (WebSocket links) are timed by their own rules.
       http.requestTimeout = requestTimeoutMs;
       http.headersTimeout = Math.min(10_000, requestTimeoutMs);
-      const ws = attachWsServer(http, (d) => router.accept(d), {
-        maxPayload,
-      });
+      const ws = attachWsServer(http, (d) => router.accept(d), { maxPayload, allowedOrigins, onRefusedOrigin: refusedOrigin });
       servers.push({ http, ws });
       await new Promise<void>((resolve, reject) => {
         http.once('error', (err: NodeJS.ErrnoException) =>

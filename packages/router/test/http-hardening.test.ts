@@ -1,8 +1,10 @@
 // The router's HTTP side against bad requests from anyone who can reach a listener: a request
-// target URL cannot parse, and a request body that stops arriving. Real sockets.
+// target URL cannot parse, a request body that stops arriving, and pages of origins not allowed
+// (cross-site WebSocket hijacking). Real sockets.
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { WebSocket } from 'ws';
 import { startRouter, type RouterServer } from '@postern/router';
 
 /** Writes `request` on a fresh connection; resolves with what came back before the server closed it, and when. */
@@ -58,5 +60,56 @@ describe('router HTTP hardening', () => {
 
   it('refuses a requestTimeoutMs below 1000 ms', async () => {
     await assert.rejects(startRouter({ domain: 'acme', requestTimeoutMs: 10 }), { code: 'ERR_CONFIG' });
+  });
+});
+
+/** Opens a WebSocket to `url` with an Origin header (as a browser page would); resolves with the HTTP status of a refusal, or 101. */
+function upgrade(url: string, origin: string | undefined): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, origin === undefined ? {} : { origin });
+    ws.on('open', () => {
+      ws.terminate();
+      resolve({ status: 101, body: '' });
+    });
+    ws.on('unexpected-response', (_req, res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    ws.on('error', reject);
+  });
+}
+
+describe('router: web origins (cross-site WebSocket hijacking)', () => {
+  it('refuses WebSocket upgrades and long-poll opens from pages of origins not allowed; programs (no Origin) and allowed pages get through', async () => {
+    const warnings: string[] = [];
+    const logger = { debug: () => {}, info: () => {}, warn: (m: string, f?: object) => warnings.push(`${m} ${JSON.stringify(f)}`), error: () => {} };
+    // An open router, as a gateway's LAN side often is: without the check, any page a user on that LAN opens could claim alice and read her messages.
+    const r = await startRouter({ domain: 'acme', listen: ['127.0.0.1:0'], allowOrigins: ['https://chat.acme.example'], logger });
+    after(() => r.close());
+    const port = r.addresses[0]!.port;
+    const url = `ws://127.0.0.1:${port}`;
+    const evil = await upgrade(url, 'https://evil.example');
+    assert.equal(evil.status, 403);
+    assert.match(evil.body, /does not let web pages of this origin connect/);
+    assert.equal((await upgrade(url, 'https://evil.example')).status, 403);
+    assert.equal((await upgrade(url, 'https://chat.acme.example')).status, 101);
+    assert.equal((await upgrade(url, undefined)).status, 101, 'no Origin: not a page');
+    const lp = await fetch(`http://127.0.0.1:${port}/postern/http/sessions`, { method: 'POST', headers: { origin: 'https://evil.example' } });
+    assert.equal(lp.status, 403);
+    const ok = await fetch(`http://127.0.0.1:${port}/postern/http/sessions`, { method: 'POST', headers: { origin: 'https://chat.acme.example' } });
+    assert.equal(ok.status, 201);
+    assert.equal(ok.headers.get('access-control-allow-origin'), 'https://chat.acme.example');
+    // Logged once per origin, whichever way it came.
+    assert.equal(warnings.filter((w) => w.includes('evil.example')).length, 1, warnings.join('\n'));
+    assert.ok(await healthy(r));
+  });
+
+  it('lets no web page connect by default', async () => {
+    const r = await startRouter({ domain: 'acme', listen: ['127.0.0.1:0'], logger: { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} } });
+    after(() => r.close());
+    assert.equal((await upgrade(`ws://127.0.0.1:${r.addresses[0]!.port}`, 'http://localhost:3000')).status, 403);
+    assert.equal((await upgrade(`ws://127.0.0.1:${r.addresses[0]!.port}`, undefined)).status, 101);
   });
 });

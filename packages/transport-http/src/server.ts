@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from '@postern/core';
 import { ConfigError, TransportError } from '@postern/protocol';
+import { NO_ORIGINS, originAllowed, resolveAllowedOrigins, type AllowedOrigins } from '@postern/transport-ws/node';
 import { LONG_POLL_SERVER_DEFAULTS } from './constants.js';
 import { LongPollSession, type Reply } from './session.js';
 import { DEFAULT_PATH, HEADER_END, HEADER_OFFSET, LONG_POLL_VERSION, normalizePath, parseCount, type OpenAnswer } from './wire.js';
@@ -19,9 +20,20 @@ export interface LongPollServerOptions {
   maxSessions?: number;
   /** How long a session the router closed keeps its last bytes for the client. @default 5000 */
   closeTimeoutMs?: number;
+  /**
+   * Web origins whose pages may use the API (`https://app.example.com`, `*` for any). A request
+   * with any other Origin header is refused with 403; CORS answers name the allowed origin.
+   * Requests without an Origin (non-browser clients) are not affected. @default none
+   */
+  allowOrigins?: readonly string[];
+  /** Told of each request refused for its Origin (to log it). */
+  onRefusedOrigin?: (origin: string, remote: string) => void;
 }
 
-export type ResolvedLongPollServerOptions = Readonly<Required<LongPollServerOptions>>;
+export type ResolvedLongPollServerOptions = Readonly<Required<Omit<LongPollServerOptions, 'allowOrigins' | 'onRefusedOrigin'>>> & {
+  readonly allowOrigins: AllowedOrigins;
+  readonly onRefusedOrigin: ((origin: string, remote: string) => void) | undefined;
+};
 
 export interface LongPollServer {
   /**
@@ -52,14 +64,15 @@ export function resolveLongPollServerOptions(o: LongPollServerOptions = {}): Res
     sessionTimeoutMs: positive('sessionTimeoutMs', o.sessionTimeoutMs, d.sessionTimeoutMs),
     maxSessions: positive('maxSessions', o.maxSessions, d.maxSessions),
     closeTimeoutMs: positive('closeTimeoutMs', o.closeTimeoutMs, d.closeTimeoutMs),
+    allowOrigins: o.allowOrigins === undefined ? NO_ORIGINS : resolveAllowedOrigins(o.allowOrigins),
+    onRefusedOrigin: o.onRefusedOrigin,
   });
 }
 
-/** Every answer: never cached, and readable by a browser page on another origin (no cookies are used). */
+/** Every answer: never cached. CORS headers are added per request, for allowed origins only. */
 const COMMON_HEADERS = Object.freeze({
   'cache-control': 'no-store',
-  'access-control-allow-origin': '*',
-  'access-control-expose-headers': `${HEADER_OFFSET}, ${HEADER_END}`,
+  vary: 'Origin',
 });
 
 const reply: Reply = (res, status, body = '', headers = {}) => {
@@ -180,6 +193,17 @@ export function createLongPollServer(onDuplex: (d: Duplex) => void, options: Lon
     const path = apiPath(url.pathname, o.path);
     if (path === undefined) return false;
     const method = req.method ?? 'GET';
+    const origin = req.headers.origin;
+    if (origin !== undefined) {
+      if (!originAllowed(origin, o.allowOrigins)) {
+        reply(res, 403, 'this router does not let web pages of this origin connect (see --allow-origin)');
+        o.onRefusedOrigin?.(origin.slice(0, 200), `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`);
+        return true;
+      }
+      // A browser page of an allowed origin may read the answers (no cookies are used).
+      res.setHeader('access-control-allow-origin', origin);
+      res.setHeader('access-control-expose-headers', `${HEADER_OFFSET}, ${HEADER_END}`);
+    }
     if (method === 'OPTIONS') {
       // CORS preflight of a browser client (its sends carry application/octet-stream).
       reply(res, 204, '', { 'access-control-allow-methods': 'GET, POST, DELETE', 'access-control-allow-headers': 'content-type', 'access-control-max-age': '600' });

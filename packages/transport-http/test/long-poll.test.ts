@@ -63,9 +63,9 @@ interface Raw {
 }
 
 /** One plain HTTP request, for checking the API without the client. */
-function raw(port: number, method: string, path: string, body?: Uint8Array, timeoutMs = 5000): Promise<Raw> {
+function raw(port: number, method: string, path: string, body?: Uint8Array, timeoutMs = 5000, headers: Record<string, string> = {}): Promise<Raw> {
   return new Promise((resolve, reject) => {
-    const r = http.request({ host: '127.0.0.1', port, method, path, agent: false, timeout: timeoutMs }, (res) => {
+    const r = http.request({ host: '127.0.0.1', port, method, path, agent: false, timeout: timeoutMs, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
@@ -156,7 +156,7 @@ describe('long-poll HTTP API', () => {
     assert.equal((await raw(l.port, 'PUT', `/postern/http/sessions/${s.session}`)).status, 405);
     const pre = await raw(l.port, 'OPTIONS', `/postern/http/sessions/${s.session}/send?seq=0`);
     assert.equal(pre.status, 204);
-    assert.equal(pre.headers['access-control-allow-origin'], '*');
+    assert.equal(pre.headers['access-control-allow-origin'], undefined, 'no Origin, no CORS headers');
 
     // seq must be the next one; a gap is refused, a repeat is accepted and dropped.
     assert.equal((await raw(l.port, 'POST', `/postern/http/sessions/${s.session}/send?seq=1`, encodeEnvelopes([bytes(1)]))).status, 409);
@@ -193,6 +193,40 @@ describe('long-poll HTTP API', () => {
     assert.equal(await rs.closed, undefined);
     assert.equal(l.lp.sessions, 0);
     assert.equal((await raw(l.port, 'GET', `/postern/http/sessions/${s.session}/poll?ack=11`)).status, 404);
+  });
+
+  it('lets web pages of allowed origins only: any other Origin gets 403, no Origin is not affected, CORS names the origin', async () => {
+    const l = await listen({ allowOrigins: ['https://App.example.com:443', 'http://localhost:8080'] });
+    after(() => l.close());
+    const open = '/postern/http/sessions';
+    const evil = await raw(l.port, 'POST', open, undefined, 5000, { origin: 'https://evil.example' });
+    assert.equal(evil.status, 403);
+    assert.match(evil.body.toString(), /--allow-origin/);
+    assert.equal(evil.headers['access-control-allow-origin'], undefined, 'a refused page may not even read why');
+    assert.equal(l.lp.sessions, 0);
+    const preflight = await raw(l.port, 'OPTIONS', open, undefined, 5000, { origin: 'https://evil.example', 'access-control-request-method': 'POST' });
+    assert.equal(preflight.status, 403);
+    assert.equal((await raw(l.port, 'POST', open, undefined, 5000, { origin: 'null' })).status, 403, 'a sandboxed page or a file');
+    for (const origin of ['https://app.example.com', 'http://localhost:8080']) {
+      const ok = await raw(l.port, 'POST', open, undefined, 5000, { origin });
+      assert.equal(ok.status, 201, origin);
+      assert.equal(ok.headers['access-control-allow-origin'], origin);
+      assert.match(String(ok.headers['access-control-expose-headers']), /postern-offset/i);
+      assert.match(String(ok.headers.vary), /origin/i);
+      const s = JSON.parse(ok.body.toString()) as { session: string };
+      // Every request of the session is checked, not only the open.
+      assert.equal((await raw(l.port, 'GET', `/postern/http/sessions/${s.session}/poll?ack=0&max=0`, undefined, 5000, { origin: 'https://evil.example' })).status, 403);
+    }
+    assert.equal((await raw(l.port, 'POST', open)).status, 201, 'no Origin: a program, not a page');
+    assert.equal(l.lp.sessions, 3);
+    // '*' lets every page; the default lets none.
+    const any = await listen({ allowOrigins: ['*'] });
+    after(() => any.close());
+    assert.equal((await raw(any.port, 'POST', open, undefined, 5000, { origin: 'https://whoever.example' })).headers['access-control-allow-origin'], 'https://whoever.example');
+    const none = await listen();
+    after(() => none.close());
+    assert.equal((await raw(none.port, 'POST', open, undefined, 5000, { origin: 'http://localhost:8080' })).status, 403);
+    assert.throws(() => createLongPollServer(() => undefined, { allowOrigins: ['https://a.example/path'] }), /an allowed origin is a scheme, a host and an optional port/);
   });
 
   it('refuses a body over maxBodyBytes with 413, and sessions over maxSessions with 503', async () => {

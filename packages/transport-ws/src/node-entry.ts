@@ -8,3 +8,5 @@ export { openTunnel, parseProxyUrl, readEnvProxies, envProxyFor, bypassesProxy }
 export type { ProxyConfig, EnvProxies } from './proxy.js';
 export { startTls, parseFingerprint, formatFingerprint, certificateFingerprint } from './tls-verify.js';
 export type { TlsTrust } from './tls-verify.js';
+export { NO_ORIGINS, originAllowed, resolveAllowedOrigins } from './origins.js';
+export type { AllowedOrigins } from './origins.js';

@@ -4,12 +4,17 @@ import type { Duplex as NetDuplex } from 'node:stream';
 import type { Duplex } from '@postern/core';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { WebSocketDuplex, type WebSocketLike } from './duplex.js';
+import { NO_ORIGINS, originAllowed, type AllowedOrigins } from './origins.js';
 
 export interface WsServerOptions {
   /** Largest WebSocket message accepted (one batch of frames). */
   maxPayload: number;
   /** Decide whether an upgrade request is ours; default: every path. */
   match?: (req: IncomingMessage) => boolean;
+  /** Web origins whose pages may connect (see origins.ts); an upgrade with any other Origin gets 403. @default none */
+  allowedOrigins?: AllowedOrigins;
+  /** Told of each upgrade refused for its Origin (to log it). */
+  onRefusedOrigin?: (origin: string, remote: string) => void;
 }
 
 export interface WsServer {
@@ -28,6 +33,12 @@ export function attachWsServer(server: Server | HttpsServer, onDuplex: (d: Duple
   const onUpgrade = (req: IncomingMessage, socket: NetDuplex, head: Buffer): void => {
     if (options.match !== undefined && !options.match(req)) {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+      return;
+    }
+    if (!originAllowed(req.headers.origin, options.allowedOrigins ?? NO_ORIGINS)) {
+      const body = 'this router does not let web pages of this origin connect (see --allow-origin)\n';
+      socket.end(`HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      options.onRefusedOrigin?.(String(req.headers.origin).slice(0, 200), `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`);
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
