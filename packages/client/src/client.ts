@@ -35,7 +35,12 @@ import { resolveClientOptions, type ClientOptions, type ResolvedClientOptions } 
 import { Watches, type PresenceEvent } from './presence.js';
 
 export type ClientStatus =
-  | { type: 'connected'; id: string; address: string; resumed: boolean }
+  /**
+   * resumed: the router took this client's session back (same id). lost: this client had a
+   * session, and the router did not take it back (its store was lost or replaced, or the session
+   * was forgotten): what it held for this client may be lost; a new session began.
+   */
+  | { type: 'connected'; id: string; address: string; resumed: boolean; lost: boolean }
   | { type: 'disconnected'; error: PosternError; willReconnect: boolean; retryInMs: number }
   | { type: 'reconnecting'; attempt: number }
   | { type: 'closed'; error?: PosternError };
@@ -567,6 +572,7 @@ export class Client implements AsyncIterable<Message> {
       return;
     }
     const resumed = this.#welcome !== undefined && this.#welcome.id === est.welcome.id;
+    const lost = this.#welcome !== undefined && !resumed;
     this.#welcome = est.welcome;
     this.#resume = est.welcome.resume;
     this.#name = est.welcome.name;
@@ -586,7 +592,7 @@ export class Client implements AsyncIterable<Message> {
     }
     if (est.welcome.version >= 2) this.#watches.connected(channel);
     // 'connected' before anything that happened after WELCOME (an early close) is replayed.
-    this.#status.emit({ type: 'connected', id: est.welcome.id, address: this.address, resumed });
+    this.#status.emit({ type: 'connected', id: est.welcome.id, address: this.address, resumed, lost });
     est.attach({ frame: (f) => this.#onFrame(channel, f), closed: (r) => this.#onClosed(channel, r) });
   }
 

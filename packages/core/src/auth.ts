@@ -90,10 +90,22 @@ export interface Anonymizer {
  * Issues and checks the private resume tokens handed out in WELCOME. A token must be
  * unforgeable, and must name the session id it was issued for.
  */
+/**
+ * Resume tokens. `holder` names the credential the session was made with ('' without one): a
+ * token resumes only for the same credential, so a stolen one cannot take a named agent's place.
+ */
 export interface SessionTokens {
-  issue(id: string): string;
-  /** The id a token was issued for, or undefined when it is not one of ours. */
-  verify(token: string): string | undefined;
+  issue(id: string, holder: string): string;
+  /**
+   * The id a token was issued for, or undefined when it is not one of ours (for this holder),
+   * or was issued before this router's store was lost or replaced (a session not recovered).
+   */
+  verify(token: string, holder: string): string | undefined;
+}
+
+/** The credential a session is bound to: its domain and name ('' without a credential). */
+export function holderOf(claims: Claims | undefined): string {
+  return claims === undefined ? '' : `${claims.domain}/${claims.name ?? ''}`;
 }
 
 /** True when `domain` is `pattern` or below it, or `pattern` is `*`. */

@@ -18,7 +18,7 @@ export { systemClock, defaultScheduler } from './clock.js';
 export type { Clock, Scheduler } from './clock.js';
 export { silentLogger } from './logger.js';
 export type { Logger } from './logger.js';
-export { claimsCoverDomain, domainCovers, anyCovers, claimedDomains } from './auth.js';
+export { claimsCoverDomain, domainCovers, anyCovers, claimedDomains, holderOf } from './auth.js';
 export type { Authenticator, Claims, Granted, SessionTokens, TrustPolicy, NodeIdentity, Anonymizer } from './auth.js';
 export { acceptPayload, dialPayload, routePayload, newNonce, isNonce } from './link-auth.js';
 export { compareRoutes } from './routing.js';

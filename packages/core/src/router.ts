@@ -22,7 +22,7 @@ import {
   type MsgFrame,
   type WelcomeFrame,
 } from '@postern/protocol';
-import { anyCovers, claimedDomains, type Claims } from './auth.js';
+import { anyCovers, claimedDomains, holderOf, type Claims } from './auth.js';
 import { Channel, type ChannelOptions } from './channel.js';
 import { Delivery, msgLength, type AckAs, type DeliveryStats } from './delivery.js';
 import { agentDestination, domainDestination, returnDestination, type Destination } from './destination.js';
@@ -516,7 +516,7 @@ export class Router {
       channel.close(WireCode.AUTH_FAILED, `the token is for domain "${claims.domain}", this router serves "${this.domain}"`);
       return;
     }
-    let id = h.resume === '' ? undefined : o.sessionTokens.verify(h.resume);
+    let id = h.resume === '' ? undefined : o.sessionTokens.verify(h.resume, holderOf(claims));
     id ??= newId();
     const name = h.name.toLowerCase();
     const refusal = name === '' ? undefined : this.#nameRefusal(name, claims, this.#agentsById.get(id), id);
@@ -554,7 +554,7 @@ export class Router {
     this.#armExpiry(link);
     hooks.ready(link);
     this.#wakeAgent(id);
-    channel.send(this.#welcome({ id, name, resume: o.sessionTokens.issue(id) }, h, version));
+    channel.send(this.#welcome({ id, name, resume: o.sessionTokens.issue(id, holderOf(claims)) }, h, version));
     o.logger.debug('agent connected', { id, name, remote: channel.duplex.remote });
   }
 

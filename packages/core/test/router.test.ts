@@ -58,12 +58,27 @@ describe('Router: agent handshake and sessions', () => {
     const forged = await ctx.agent({ resume: `${a.welcome.id}.AAAAAAAAAAAAAAAAAAAAAA` });
     assert.match(forged.welcome.id, ID);
     assert.notEqual(forged.welcome.id, a.welcome.id);
-    const foreign = testSessionTokens().issue(a.welcome.id);
+    const foreign = testSessionTokens().issue(a.welcome.id, '');
     const other = await ctx.agent({ resume: foreign });
     assert.notEqual(other.welcome.id, a.welcome.id);
     assert.equal(a.peer.ended, false, 'a failed resume replaces nothing');
     await a.peer.sync();
     assert.equal(ctx.router.stats().agents, 3);
+  });
+
+  it('binds a resume token to the credential that made the session: stolen, it resumes nothing and replaces nobody', async (t) => {
+    const ctx = setup(t, { authenticator: fakeAuthenticator(TOKENS) });
+    const alice = await ctx.agent({ name: 'alice', token: 'alice-only' });
+    // Without a credential, or with another one, the token is not hers to use.
+    const thief = await ctx.agent({ resume: alice.welcome.resume });
+    assert.notEqual(thief.welcome.id, alice.welcome.id);
+    const other = await ctx.agent({ resume: alice.welcome.resume, token: 'acme-domain' });
+    assert.notEqual(other.welcome.id, alice.welcome.id);
+    await alice.peer.sync();
+    assert.equal(alice.peer.ended, false, 'alice keeps her session');
+    // With her own credential it resumes (and replaces her old connection, as a resume does).
+    const again = await ctx.agent({ name: 'alice', token: 'alice-only', resume: alice.welcome.resume });
+    assert.equal(again.welcome.id, alice.welcome.id);
   });
 
   it('refuses a version below 1 with VERSION, and answers a newer dialer in its own version', async (t) => {

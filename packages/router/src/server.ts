@@ -221,6 +221,12 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
       await store.setValue('session-key', key);
     }
   }
+  // The store's epoch: a new store (or one in memory) is a new epoch, and old resume tokens do not resume on it.
+  let epoch = await store.getValue('store-epoch');
+  if (epoch === undefined) {
+    epoch = new Uint8Array(randomBytes(16));
+    await store.setValue('store-epoch', epoch);
+  }
   // A store that cannot be loaded fails startRouter() (the caller reports it), not onFatal, which
   // is for failures of a running router (a supervisor may restart it: the store is fine).
   let started = false;
@@ -236,7 +242,7 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
       identity: nodeIdentity(nodeKeyPair, [...new Set(ownProof)].join(',')),
       trust: createTrustPolicy(anchors),
       anonymizer: createAnonymizer(nodeKeyPair),
-      sessionTokens: createHmacSessionTokens(key, core.domain.toLowerCase()),
+      sessionTokens: createHmacSessionTokens(key, core.domain.toLowerCase(), Buffer.from(epoch).toString('base64url')),
     });
   } catch (err) {
     // Bad options: the store's file lock must not outlive the failed start.

@@ -132,7 +132,9 @@ describe('relay + gateway + agents in one process', () => {
   });
 
   it('gives an agent the same id when it resumes, and resends what was not acknowledged', async () => {
-    const first = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret });
+    const dataDir = mkdtempSync(join(tmpdir(), 'postern-data-'));
+    cleanup.push(() => Promise.resolve(rmSync(dataDir, { recursive: true, force: true })));
+    const first = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret, dataDir });
     const port = first.addresses[0]!.port;
     const url = first.url;
     const first_eve = await connect({ url });
@@ -145,12 +147,12 @@ describe('relay + gateway + agents in one process', () => {
     assert.equal(eve.id, id);
     await waitFor(() => statuses.includes('closed:ERR_REPLACED'), 'the replaced client to close with ERR_REPLACED');
 
-    // The router restarts (same secret): a send made meanwhile waits in the client, then goes.
+    // The router restarts (same secret, same store): a send made meanwhile waits in the client, then goes.
     await first.close();
     await waitFor(() => !eve.connected, 'eve to notice');
     const frankToken = await issueToken(secret, { domain: 'relay', name: 'frank' });
     const queued = eve.send('frank@relay', 'sent while the router was down');
-    const second = await startRouter({ domain: 'relay', listen: [`127.0.0.1:${port}`], secret });
+    const second = await startRouter({ domain: 'relay', listen: [`127.0.0.1:${port}`], secret, dataDir });
     cleanup.push(() => second.close());
     const frank = await connect({ url, name: 'frank', token: frankToken });
     cleanup.push(() => frank.close());
@@ -190,6 +192,38 @@ describe('relay + gateway + agents in one process', () => {
     const other = await connect({ url: third.url, resume: resumeToken });
     cleanup.push(() => other.close());
     assert.notEqual(other.id, id);
+  });
+
+  it('takes no resume token as a recovery once its store was lost: the agent is told its session was not recovered', async () => {
+    // With a secret the resume key survives everything; only the store's epoch tells a wiped store from the same one.
+    const dataDir = mkdtempSync(join(tmpdir(), 'postern-data-'));
+    cleanup.push(() => Promise.resolve(rmSync(dataDir, { recursive: true, force: true })));
+    const start = (o: { listen?: string; dataDir?: string } = {}): Promise<RouterServer> =>
+      startRouter({ domain: 'relay', listen: [o.listen ?? '127.0.0.1:0'], secret, ...(o.dataDir === undefined ? {} : { dataDir: o.dataDir }) });
+    let relay = await start({ dataDir });
+    const port = relay.addresses[0]!.port;
+    const alice = await connect({ url: relay.url, name: 'alice', token: await issueToken(secret, { domain: 'relay', name: 'alice' }), backoff: { initialMs: 50, maxMs: 300 } });
+    cleanup.push(() => alice.close());
+    const seen: Array<{ resumed: boolean; lost: boolean; id: string }> = [];
+    alice.onStatus((st) => {
+      if (st.type === 'connected') seen.push({ resumed: st.resumed, lost: st.lost, id: st.id });
+    });
+    const id = alice.id;
+    // The same store: a recovery.
+    await relay.close();
+    relay = await start({ listen: `127.0.0.1:${port}`, dataDir });
+    await waitFor(() => seen.length === 1, 'alice back');
+    assert.deepEqual(seen[0], { resumed: true, lost: false, id });
+    // The store gone (a new one in its place): not a recovery, and alice is told.
+    await relay.close();
+    rmSync(dataDir, { recursive: true, force: true });
+    relay = await start({ listen: `127.0.0.1:${port}`, dataDir });
+    cleanup.push(() => relay.close());
+    await waitFor(() => seen.length === 2, 'alice back again');
+    assert.equal(seen[1]!.resumed, false);
+    assert.equal(seen[1]!.lost, true);
+    assert.notEqual(seen[1]!.id, id);
+    assert.equal(alice.address, 'alice@relay', 'her name is hers still');
   });
 
   it('drops duplicates at the recipient and acks them again', async () => {

@@ -3,12 +3,12 @@ import type { SessionTokens } from '@postern/core';
 
 /** HMAC resume tokens for tests of the core (the router package has the production ones). */
 export function testSessionTokens(key: Uint8Array = randomBytes(32)): SessionTokens {
-  const mac = (id: string): string => createHmac('sha256', key).update(id).digest('base64url').slice(0, 22);
+  const mac = (id: string, holder: string): string => createHmac('sha256', key).update(`${id}\n${holder}`).digest('base64url').slice(0, 22);
   return {
-    issue: (id) => `${id}.${mac(id)}`,
-    verify(token) {
+    issue: (id, holder) => `${id}.${mac(id, holder)}`,
+    verify(token, holder) {
       const [id, m] = token.split('.');
-      return id !== undefined && m !== undefined && mac(id) === m ? id : undefined;
+      return id !== undefined && m !== undefined && mac(id, holder) === m ? id : undefined;
     },
   };
 }

@@ -52,6 +52,7 @@ export async function chat(argv: string[]): Promise<number> {
   client.onStatus((s) => {
     if (s.type === 'disconnected' && s.willReconnect) note(`postern chat: connection lost (${s.error.message}); reconnecting`);
     else if (s.type === 'connected' && s.resumed) note('postern chat: reconnected');
+    else if (s.type === 'connected' && s.lost) note(`postern chat: reconnected, but the router did not recover this session (its store was lost or replaced): messages it held for ${s.address} may be lost`);
   });
   client.onUndeliverable((u) => note(`postern chat: not delivered to ${u.to}: [${u.error.code}] ${u.error.message}`));
   let to = str(p, 'to');

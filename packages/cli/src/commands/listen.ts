@@ -110,7 +110,10 @@ export async function listen(argv: string[]): Promise<number> {
   }
   client.onStatus((s) => {
     if (s.type === 'disconnected' && s.willReconnect) process.stderr.write(`postern listen: connection lost (${s.error.message}); reconnecting in ${s.retryInMs} ms\n`);
-    else if (s.type === 'connected') process.stderr.write(`postern listen: connected as ${s.address}${s.resumed ? ' (resumed)' : ''}\n`);
+    else if (s.type === 'connected') {
+      process.stderr.write(`postern listen: connected as ${s.address}${s.resumed ? ' (resumed)' : ''}\n`);
+      if (s.lost) process.stderr.write(`postern listen: warning: the router did not recover this session (its store was lost or replaced): messages it held for ${s.address} may be lost\n`);
+    }
   });
   let n = 0;
   // On a signal, the message being written is finished and acknowledged, and nothing after it is
