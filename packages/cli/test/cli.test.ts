@@ -332,6 +332,20 @@ describe('postern CLI, as processes', () => {
     assert.equal(relay.proc.exit, undefined, relay.proc.describe());
   });
 
+  it('listen warns when the relay came back without the store it had: its session was not recovered', async () => {
+    const relay = await startRelay('--secret', SECRET, '--memory');
+    const token = await issueToken(SECRET, { domain: 'relay', name: 'alice' });
+    const alice = await startListen('--connect', relay.url, '--as', 'alice', '--token', token);
+    await relay.proc.kill('SIGKILL');
+    // The same secret and port, but its messages and sessions went with the process (--memory).
+    const again = start('relay', '--listen', `127.0.0.1:${relay.port}`, '--secret', SECRET, '--memory');
+    await listeningOn(again);
+    const m = await alice.waitFor('stderr', /postern listen: warning: the router did not recover this session \(its store was lost or replaced\): messages it held for (\S+) may be lost/, 15_000);
+    assert.equal(m[1], 'alice@relay');
+    assert.match(alice.stderr, /connected as alice@relay\n[^]*connected as alice@relay\n/, alice.describe());
+    assert.doesNotMatch(alice.stderr, /\(resumed\)/, alice.describe());
+  });
+
   it('relay --allow-origin: pages of other origins get 403 (logged once), the allowed origin and programs get through; a bad origin is a usage error', async () => {
     const relay = await startRelay('--memory', '--allow-origin', 'https://chat.example.com');
     const status = (origin?: string): Promise<number> =>
