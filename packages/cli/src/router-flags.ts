@@ -24,6 +24,7 @@ export const routerFlags: Options = {
   'log-level': { type: 'string' },
   'ping-interval': { type: 'string' },
   'handshake-timeout': { type: 'string' },
+  'partial-frame-timeout': { type: 'string' },
   'request-timeout': { type: 'string' },
   'max-frame': { type: 'string' },
   'max-outbound': { type: 'string' },
@@ -70,7 +71,9 @@ export const routerFlagsHelp = `  --secret S              signs and checks token
                           not affected [none: no web page may connect]
   --log-level LEVEL       debug, info, warn, error or silent [info]
   --ping-interval MS      ping after this much silence; drop a link silent twice as long [20000]
-  --handshake-timeout MS  HELLO must arrive within this time [10000]
+  --handshake-timeout MS  HELLO must arrive within this time [5000]
+  --partial-frame-timeout MS
+                          a frame begun must be complete within this time [10000]
   --request-timeout MS    an HTTP request (a long-poll send with its body) must arrive
                           within this time [60000]
   --max-frame BYTES       largest frame accepted [1048576]
@@ -163,6 +166,7 @@ export function routerOptions(command: string, p: Parsed, domain: string, prefix
   };
   set('pingIntervalMs', 'ping-interval', 0, MAX_TIMER_MS / 2);
   set('handshakeTimeoutMs', 'handshake-timeout', 1, MAX_TIMER_MS);
+  set('partialFrameTimeoutMs', 'partial-frame-timeout', 1, MAX_TIMER_MS);
   set('requestTimeoutMs', 'request-timeout', 1000, MAX_TIMER_MS);
   set('maxFrameBytes', 'max-frame', 1024);
   set('maxOutboundBytes', 'max-outbound', 1024);

@@ -22,6 +22,8 @@ export interface ChannelOptions {
   batchBytes: number;
   /** Ping after this much inbound silence; close after twice as much. 0 disables. */
   pingMs: number;
+  /** A frame begun must be complete within this time (TIMEOUT). Absent or 0: no limit. */
+  partialFrameMs?: number;
   clock: Clock;
   scheduler: Scheduler;
   /** Hears unexpected errors (bugs) raised while handling a frame; without it they are rethrown. */
@@ -53,6 +55,9 @@ export class Channel {
   #paused = false;
   #pingedAt = -1;
   #timer: unknown = undefined;
+  /** Since when the decoder holds the start of a frame (-1: it holds none), and its timer. */
+  #partialAt = -1;
+  #partialTimer: unknown = undefined;
   #nonce = 0;
   #peerClose: CloseFrame | undefined;
   /** Frames and bytes in each direction since the channel opened. */
@@ -191,7 +196,30 @@ export class Channel {
       });
     } catch (err) {
       this.#fail(err);
+      return;
     }
+    this.#watchPartial();
+  }
+
+  /** A frame left half-received starts a clock; complete frames stop it. */
+  #watchPartial(): void {
+    const limit = this.#o.partialFrameMs ?? 0;
+    if (limit <= 0 || this.#closed) return;
+    if (this.#decoder.bufferedBytes === 0) {
+      this.#partialAt = -1;
+      return;
+    }
+    if (this.#partialAt >= 0) return;
+    const now = this.#o.clock.now();
+    this.#partialAt = now;
+    const check = (): void => {
+      this.#partialTimer = undefined;
+      if (this.#closed || this.#partialAt < 0) return;
+      const waited = this.#o.clock.now() - this.#partialAt;
+      if (waited >= limit) this.close(WireCode.TIMEOUT, `a frame begun ${waited} ms ago is still incomplete (${this.#decoder.bufferedBytes} bytes of it came)`);
+      else this.#partialTimer = this.#o.clock.setTimeout(check, limit - waited);
+    };
+    if (this.#partialTimer === undefined) this.#partialTimer = this.#o.clock.setTimeout(check, limit);
   }
 
   #fail(err: unknown): void {
@@ -249,6 +277,8 @@ export class Channel {
   #disarm(): void {
     if (this.#timer !== undefined) this.#o.clock.clearTimeout(this.#timer);
     this.#timer = undefined;
+    if (this.#partialTimer !== undefined) this.#o.clock.clearTimeout(this.#partialTimer);
+    this.#partialTimer = undefined;
   }
 }
 

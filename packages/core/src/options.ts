@@ -84,8 +84,16 @@ export interface RouterOptions {
   maxOutboundBytes?: number;
   /** A batch this large is sent without waiting for the end of the I/O phase. @default 64 KiB */
   batchBytes?: number;
-  /** HELLO must arrive within this time. @default 10000 */
+  /**
+   * HELLO must arrive within this time (like NATS's auth timeout: a socket that says nothing
+   * must not hold a connection slot for long). @default 5000
+   */
   handshakeTimeoutMs?: number;
+  /**
+   * A frame begun must be complete within this time: peers never split a frame across transport
+   * messages, so one that stays partial is a peer holding buffers and a slot. @default 10000
+   */
+  partialFrameTimeoutMs?: number;
   /** Ping after this much inbound silence; a link silent for twice as long is closed. @default 20000 */
   pingIntervalMs?: number;
   /** Hop limit stamped on messages from agents; caps what routers accept. @default 16 */
@@ -227,6 +235,7 @@ export function resolveRouterOptions(o: RouterOptions): ResolvedRouterOptions {
     maxOutboundBytes,
     batchBytes: positive('batchBytes', o.batchBytes, d.batchBytes, 512),
     handshakeTimeoutMs: positive('handshakeTimeoutMs', o.handshakeTimeoutMs, d.handshakeTimeoutMs, 1, MAX_TIMER_MS),
+    partialFrameTimeoutMs: positive('partialFrameTimeoutMs', o.partialFrameTimeoutMs, d.partialFrameTimeoutMs, 1, MAX_TIMER_MS),
     pingIntervalMs: positive('pingIntervalMs', o.pingIntervalMs, d.pingIntervalMs, 0, Math.floor(MAX_TIMER_MS / 2)),
     hopLimit,
     maxConnections: positive('maxConnections', o.maxConnections, d.maxConnections),

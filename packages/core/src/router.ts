@@ -140,6 +140,7 @@ export class Router {
       maxOutboundBytes: o.maxOutboundBytes,
       batchBytes: o.batchBytes,
       pingMs: o.pingIntervalMs,
+      partialFrameMs: o.partialFrameTimeoutMs,
       clock: o.clock,
       scheduler: o.scheduler,
       report: (err) => o.logger.error('internal error while handling a frame; the connection was closed', { err: err instanceof Error ? (err.stack ?? err.message) : String(err) }),

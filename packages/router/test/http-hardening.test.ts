@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { WebSocket } from 'ws';
+import { FrameDecoder, FrameType, WireCode, type Frame } from '@postern/protocol';
 import { startRouter, type RouterServer } from '@postern/router';
 
 /** Writes `request` on a fresh connection; resolves with what came back before the server closed it, and when. */
@@ -111,5 +112,29 @@ describe('router: web origins (cross-site WebSocket hijacking)', () => {
     after(() => r.close());
     assert.equal((await upgrade(`ws://127.0.0.1:${r.addresses[0]!.port}`, 'http://localhost:3000')).status, 403);
     assert.equal((await upgrade(`ws://127.0.0.1:${r.addresses[0]!.port}`, undefined)).status, 101);
+  });
+});
+
+describe('router: frames that never complete', () => {
+  it('closes a connection that leaves a frame half-sent with TIMEOUT after partialFrameTimeoutMs, and keeps serving', async () => {
+    const r = await startRouter({ domain: 'acme', listen: ['127.0.0.1:0'], partialFrameTimeoutMs: 300, logger: { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} } });
+    after(() => r.close());
+    const ws = new WebSocket(`ws://127.0.0.1:${r.addresses[0]!.port}`);
+    await new Promise((resolve, reject) => ws.on('open', resolve).on('error', reject));
+    const frames: Frame[] = [];
+    const dec = new FrameDecoder();
+    ws.on('message', (d: Buffer) => dec.push(new Uint8Array(d), (f) => frames.push(f)));
+    const t0 = Date.now();
+    // A header announcing a 1000-byte frame, then nothing more.
+    ws.send(Buffer.from([0, 0, 3, 232, FrameType.MSG, 0]));
+    const code = await new Promise<number>((resolve) => ws.on('close', (c: number) => resolve(c)));
+    const waited = Date.now() - t0;
+    const close = frames.find((f) => f.type === FrameType.CLOSE);
+    assert.ok(close !== undefined && close.type === FrameType.CLOSE, JSON.stringify(frames));
+    assert.equal(close.code, WireCode.TIMEOUT);
+    assert.match(close.reason, /still incomplete \(6 bytes of it came\)/);
+    assert.ok(waited >= 250 && waited < 5000, `closed after ${waited} ms`);
+    assert.equal(code, 1000);
+    assert.ok(await healthy(r));
   });
 });
