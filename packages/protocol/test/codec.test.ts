@@ -46,9 +46,10 @@ import {
   type PropsetFrame,
 } from '@postern/protocol';
 
-const RUNS = 200;
+// npm run fuzz raises it (scripts/fuzz.sh).
+const RUNS = Number(process.env['POSTERN_FUZZ_RUNS'] ?? 200);
 /** A failure found late must not shrink for minutes (frames can hold 64 KiB strings). */
-const PARAMS = { numRuns: RUNS, interruptAfterTimeLimit: 20_000, markInterruptAsFailure: true };
+const PARAMS = { numRuns: RUNS, interruptAfterTimeLimit: RUNS > 200 ? 600_000 : 20_000, markInterruptAsFailure: true };
 const utf8 = new TextEncoder();
 const byteLength = (s: string): number => utf8.encode(s).length;
 
