@@ -38,9 +38,15 @@ export const routerFlags: Options = {
   known: { type: 'string', multiple: true },
   'unknown-recipients': { type: 'string' },
   'allow-origin': { type: 'string', multiple: true },
+  'previous-secret': { type: 'string', multiple: true },
+  revoked: { type: 'string' },
 };
 
 export const routerFlagsHelp = `  --secret S              signs and checks tokens (or set POSTERN_SECRET)
+  --previous-secret S     a secret being rotated out: tokens it signed are still accepted;
+                          repeatable (or POSTERN_PREVIOUS_SECRETS, comma-separated)
+  --revoked FILE          revoked tokens, one per line (the token or its SHA-256 in hex); re-read
+                          when it changes: new connections with one are refused, open ones closed
   --tls-cert FILE         serve TLS (wss://, https://) on every --listen with this certificate
                           (PEM, any intermediates after it); needs --tls-key
   --tls-key FILE          the certificate's private key (PEM)
@@ -152,6 +158,16 @@ export function routerOptions(command: string, p: Parsed, domain: string, prefix
   }
   const secret = str(p, 'secret', 'POSTERN_SECRET');
   if (secret !== undefined) o.secret = secret;
+  const previous = (p.values['previous-secret'] as unknown as string[] | undefined) ?? (process.env['POSTERN_PREVIOUS_SECRETS'] ?? '').split(',').filter((x) => x !== '');
+  if (previous.length > 0) {
+    if (secret === undefined) throw new UsageError(`${command}: --previous-secret needs --secret (the one that signs new tokens)`);
+    o.previousSecrets = previous;
+  }
+  const revoked = str(p, 'revoked');
+  if (revoked !== undefined) {
+    if (secret === undefined) throw new UsageError(`${command}: --revoked needs --secret (it lists tokens signed with it)`);
+    o.revokedFile = revoked;
+  }
   if (secret === undefined && p.values['require-token'] === true) throw new UsageError(`${command}: --require-token needs --secret (tokens are checked with it)`);
   if (p.values.data === '') throw new UsageError(`${command}: --data needs a directory`);
   const data = str(p, 'data', 'POSTERN_DATA');

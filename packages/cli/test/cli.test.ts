@@ -346,6 +346,19 @@ describe('postern CLI, as processes', () => {
     assert.doesNotMatch(alice.stderr, /\(resumed\)/, alice.describe());
   });
 
+  it('token: agent tokens expire after 90 days unless --ttl says otherwise; every token names its secret (kid)', async () => {
+    const claims = (t: string): Record<string, unknown> => JSON.parse(Buffer.from(t.trim().split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
+    const agent = await run(['token', '--secret', SECRET, '--domain', 'acme', '--name', 'alice']);
+    assert.equal(agent.exit?.code, 0, agent.describe());
+    const c = claims(agent.stdout);
+    assert.equal((c.exp as number) - (c.iat as number), 90 * 86400);
+    assert.equal(claims((await run(['token', '--secret', SECRET, '--domain', 'acme', '--name', 'alice', '--ttl', 'never'])).stdout).exp, undefined);
+    assert.equal(claims((await run(['token', '--secret', SECRET, '--domain', 'acme'])).stdout).exp, undefined, 'a domain token: no default expiry');
+    assert.equal((claims((await run(['token', '--secret', SECRET, '--domain', 'acme', '--name', 'bob', '--ttl', '1h'])).stdout).exp as number) - Math.floor(Date.now() / 1000) <= 3600, true);
+    const header = JSON.parse(Buffer.from(agent.stdout.split('.')[0]!, 'base64url').toString()) as { kid?: string };
+    assert.match(header.kid ?? '', /^[A-Za-z0-9_-]{8}$/);
+  });
+
   it('relay --allow-origin: pages of other origins get 403 (logged once), the allowed origin and programs get through; a bad origin is a usage error', async () => {
     const relay = await startRelay('--memory', '--allow-origin', 'https://chat.example.com');
     const status = (origin?: string): Promise<number> =>

@@ -15,6 +15,8 @@ export interface Claims {
   peer?: boolean;
   /** The holder is a hub of `domain`: a router of that domain where agents are homed, linking to its bridgeheads. */
   hub?: boolean;
+  /** The credential's id (SHA-256 of the token): a revoked one closes the links that used it. */
+  tokenId?: string;
 }
 
 /**

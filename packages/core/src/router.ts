@@ -1134,6 +1134,21 @@ export class Router {
     }, MAINTENANCE_MS);
   }
 
+  /**
+   * Closes every connection whose credential no longer holds (a revocation list changed): a
+   * token is checked at each connection, and this takes back those already made with it.
+   * Returns how many were closed.
+   */
+  closeRevoked(revoked: (claims: Claims) => boolean): number {
+    let n = 0;
+    for (const link of [...this.#links]) {
+      if (link.claims === undefined || !revoked(link.claims)) continue;
+      link.channel.close(WireCode.AUTH_FAILED, 'the token was revoked');
+      n++;
+    }
+    return n;
+  }
+
   /** Closes the link when its credential expires: a token is checked at every connection and holds only until then. */
   #armExpiry(link: Link): void {
     const at = link.claims?.expiresAt;

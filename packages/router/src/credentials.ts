@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Authenticator, Claims } from '@postern/core';
 import { ConfigError, PosternError, isValidDomain, isValidName } from '@postern/protocol';
-import { SignJWT, jwtVerify, errors as joseErrors } from 'jose';
+import { SignJWT, decodeProtectedHeader, jwtVerify, errors as joseErrors } from 'jose';
 import { isGrant } from './grants.js';
 
 const ISSUER = 'postern';
@@ -26,6 +26,20 @@ function keyOf(secret: string): Uint8Array {
   return new Uint8Array(createHash('sha256').update(`postern-token:${secret}`).digest());
 }
 
+/**
+ * The key id of a secret, written in the tokens it signs (`kid`): a router holding several
+ * secrets (a rotation) picks the right one, and says which one a token needs when it has none.
+ * Derived one-way: it names the secret without revealing it.
+ */
+export function secretKeyId(secret: string): string {
+  return createHash('sha256').update(`postern-kid:${secret}`).digest('base64url').slice(0, 8);
+}
+
+/** The id of a token in revocation lists: its SHA-256, hex. */
+export function tokenId(token: string): string {
+  return createHash('sha256').update(token.trim()).digest('hex');
+}
+
 /** Signs a credential (JWT, HS256) with the router's secret. */
 export async function issueToken(secret: string, req: TokenRequest): Promise<string> {
   const domain = req.domain.toLowerCase();
@@ -44,7 +58,7 @@ export async function issueToken(secret: string, req: TokenRequest): Promise<str
     if (!isValidName(name)) throw new ConfigError(`invalid name "${req.name}"`);
     claims.name = name;
   }
-  let jwt = new SignJWT(claims).setProtectedHeader({ alg: ALG, typ: 'JWT' }).setIssuer(ISSUER).setIssuedAt();
+  let jwt = new SignJWT(claims).setProtectedHeader({ alg: ALG, typ: 'JWT', kid: secretKeyId(secret) }).setIssuer(ISSUER).setIssuedAt();
   if (req.ttlSeconds !== undefined) {
     if (!(req.ttlSeconds > 0)) throw new ConfigError('ttl must be positive');
     jwt = jwt.setExpirationTime(Math.floor(Date.now() / 1000) + Math.floor(req.ttlSeconds));
@@ -52,20 +66,40 @@ export async function issueToken(secret: string, req: TokenRequest): Promise<str
   return jwt.sign(keyOf(secret));
 }
 
+export interface TokenAuthenticatorOptions {
+  /** Secrets being rotated out: tokens they signed are still accepted until they are removed. */
+  previous?: readonly string[];
+  /** Token ids (tokenId) refused although validly signed; read at each check, so it may change. */
+  revoked?: () => ReadonlySet<string>;
+}
+
 /**
- * Checks signature, issuer and expiry of the token signed with this router's secret among the
- * comma-separated credentials of a HELLO; grants (EdDSA) among them are the TrustPolicy's.
+ * Checks signature, issuer, expiry and revocation of the token signed with one of this router's
+ * secrets among the comma-separated credentials of a HELLO; grants (EdDSA) among them are the
+ * TrustPolicy's.
  */
-export function createTokenAuthenticator(secret: string): Authenticator {
-  const key = keyOf(secret);
+export function createTokenAuthenticator(secret: string, o: TokenAuthenticatorOptions = {}): Authenticator {
+  const keys = new Map<string, Uint8Array>();
+  for (const s of [secret, ...(o.previous ?? [])]) keys.set(secretKeyId(s), keyOf(s));
   return {
     async verify(credentials: string): Promise<Claims | undefined> {
       const tokens = credentials.split(',').map((t) => t.trim()).filter((t) => t !== '' && !isGrant(t));
       if (tokens.length === 0) return undefined;
       if (tokens.length > 1) throw new PosternError('ERR_AUTH_FAILED', 'more than one token signed with a secret: give one');
       const token = tokens[0]!;
+      if (o.revoked?.().has(tokenId(token)) === true) throw new PosternError('ERR_AUTH_FAILED', 'the token was revoked');
+      let kid: string | undefined;
       try {
-        const { payload } = await jwtVerify(token, key, { issuer: ISSUER, algorithms: [ALG] });
+        const h = decodeProtectedHeader(token);
+        kid = typeof h.kid === 'string' ? h.kid : undefined;
+      } catch (cause) {
+        throw new PosternError('ERR_AUTH_FAILED', 'the token is malformed or invalid', { cause });
+      }
+      // A token names its secret; one from before key ids is tried against each.
+      const candidates = kid === undefined ? [...keys.values()] : [keys.get(kid)].filter((k) => k !== undefined);
+      if (candidates.length === 0) throw new PosternError('ERR_AUTH_FAILED', `the token was signed with a secret this router does not hold (key id ${kid})`);
+      try {
+        const payload = await verifyWithAny(token, candidates);
         const dom = payload.dom;
         if (typeof dom !== 'string' || (dom !== '*' && !isValidDomain(dom))) throw new Error('no valid dom claim');
         const name = payload.name;
@@ -75,6 +109,7 @@ export function createTokenAuthenticator(secret: string): Authenticator {
         if (payload.peer === true) claims.peer = true;
         if (payload.hub === true) claims.hub = true;
         if (typeof payload.exp === 'number') claims.expiresAt = payload.exp * 1000;
+        claims.tokenId = tokenId(token);
         return claims;
       } catch (cause) {
         const why =
@@ -87,4 +122,17 @@ export function createTokenAuthenticator(secret: string): Authenticator {
       }
     },
   };
+}
+
+async function verifyWithAny(token: string, keys: readonly Uint8Array[]): Promise<Record<string, unknown>> {
+  let last: unknown;
+  for (const key of keys) {
+    try {
+      return (await jwtVerify(token, key, { issuer: ISSUER, algorithms: [ALG] })).payload;
+    } catch (err) {
+      last = err;
+      if (!(err instanceof joseErrors.JWSSignatureVerificationFailed)) throw err;
+    }
+  }
+  throw last;
 }

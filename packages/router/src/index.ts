@@ -1,8 +1,8 @@
 export { startRouter } from './server.js';
 export { resolveAllowedOrigins } from '@postern/transport-ws/node';
 export type { RouterServer, RouterServerOptions, TlsConfig, UplinkConfig } from './server.js';
-export { issueToken, createTokenAuthenticator } from './credentials.js';
-export type { TokenRequest } from './credentials.js';
+export { issueToken, createTokenAuthenticator, secretKeyId, tokenId } from './credentials.js';
+export type { TokenRequest, TokenAuthenticatorOptions } from './credentials.js';
 export { createHmacSessionTokens, resumeKeyFromSecret } from './session-tokens.js';
 export { parseListen, formatListen } from './listen.js';
 export type { ListenAddress } from './listen.js';

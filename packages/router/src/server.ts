@@ -3,13 +3,14 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import { createSecureContext } from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
+import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { join } from 'node:path';
 import { MemoryStore, Router, Uplink, armCrashPoint, type BackoffOptions, type Dialer, type Logger, type RouterOptions, type UplinkStatus } from '@postern/core';
 import { ConfigError, Feature, isValidDomain } from '@postern/protocol';
 import { SqliteStore } from '@postern/store-sqlite';
 import { attachWsServer, createNodeWsDialer, resolveAllowedOrigins, toWebSocketUrl, type WsServer } from '@postern/transport-ws/node';
 import { createAutoDialer, createLongPollServer, createNodeHttpDialer, type LongPollServer, type LongPollServerOptions } from '@postern/transport-http/node';
-import { createTokenAuthenticator } from './credentials.js';
+import { createTokenAuthenticator, tokenId } from './credentials.js';
 import { createTrustPolicy, isGrant, parseTrustAnchor, type TrustAnchor } from './grants.js';
 import { createAnonymizer, loadNodeKey, nodeIdentity } from './identity.js';
 import { formatListen, parseListen, type ListenAddress } from './listen.js';
@@ -108,6 +109,17 @@ export interface RouterServerOptions extends Omit<RouterOptions, 'sessionTokens'
    * affected. @default none: no browser page may connect
    */
   allowOrigins?: string[];
+  /**
+   * Secrets being rotated out: tokens they signed are still accepted (each token names its
+   * secret by key id). Sign new tokens with `secret`; drop a previous one when its tokens are gone.
+   */
+  previousSecrets?: string[];
+  /**
+   * A file listing revoked tokens, one per line: the token itself or its SHA-256 in hex (`#`
+   * starts a comment). Read at start and again whenever it changes (checked every second): a
+   * revoked token is refused, and connections made with it are closed (AUTH_FAILED).
+   */
+  revokedFile?: string;
 }
 
 export interface RouterServer {
@@ -171,8 +183,12 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
     longPoll: longPollOptions,
     requestTimeoutMs = 60_000,
     allowOrigins: allowOriginsConfig = [],
+    previousSecrets = [],
+    revokedFile,
     ...core
   } = options;
+  for (const p of previousSecrets) if (p.length === 0) throw new ConfigError('a previous secret must not be empty');
+  let revoked: ReadonlySet<string> = revokedFile === undefined ? new Set() : readRevoked(revokedFile);
   const allowedOrigins = resolveAllowedOrigins(allowOriginsConfig);
   if (!Number.isSafeInteger(requestTimeoutMs) || requestTimeoutMs < 1000) throw new ConfigError(`requestTimeoutMs must be an integer of at least 1000, got ${String(requestTimeoutMs)}`);
   // Before anything is created on disk: a bad domain must not leave a data dir behind.
@@ -238,7 +254,7 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
         if (started) core.onFatal?.(err);
       },
       store,
-      authenticator: secret === undefined ? undefined : createTokenAuthenticator(secret),
+      authenticator: secret === undefined ? undefined : createTokenAuthenticator(secret, { previous: previousSecrets, revoked: () => revoked }),
       identity: nodeIdentity(nodeKeyPair, [...new Set(ownProof)].join(',')),
       trust: createTrustPolicy(anchors),
       anonymizer: createAnonymizer(nodeKeyPair),
@@ -294,6 +310,20 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
       .writeHead(path === '/' ? 426 : 404, { 'content-type': 'text/plain; charset=utf-8', upgrade: 'websocket' })
       .end(`Postern router for domain "${router.domain}". Connect with a WebSocket client (postern listen --connect ...).\n`);
   };
+  // A changed revocation list takes effect at once: new connections are checked against it, and
+  // those already made with a token now on it are closed.
+  const onRevokedChange = (): void => {
+    if (revokedFile === undefined) return;
+    try {
+      revoked = readRevoked(revokedFile);
+    } catch (err) {
+      log.warn('cannot read the revocation list; the last one read stays in force', { file: revokedFile, error: (err as Error).message });
+      return;
+    }
+    const closed = router.closeRevoked((c) => c.tokenId !== undefined && revoked.has(c.tokenId));
+    log.info('revocation list read', { file: revokedFile, revoked: revoked.size, closed });
+  };
+  if (revokedFile !== undefined) watchFile(revokedFile, { interval: 1000 }, onRevokedChange);
   // Logged once per origin (up to a bound): a page retrying must not flood the log.
   const originsLogged = new Set<string>();
   const refusedOrigin = (origin: string, remote: string): void => {
@@ -339,6 +369,7 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
       log.info('listening', { address: formatListen({ host: a.address, port: a.port }), domain: router.domain, ...(tls === undefined ? {} : { tls: true }) });
     }
   } catch (err) {
+    if (revokedFile !== undefined) unwatchFile(revokedFile, onRevokedChange);
     router.close();
     longPoll?.close();
     for (const s of servers) s.http.close();
@@ -385,6 +416,7 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
     peers,
     node: router.node,
     async close() {
+      if (revokedFile !== undefined) unwatchFile(revokedFile, onRevokedChange);
       for (const u of [...uplinks, ...peers]) u.close();
       router.close();
       // After router.close(): a poll waiting on a session takes its CLOSE frame with it.
@@ -413,4 +445,21 @@ function checkUplinkUrl(url: unknown): void {
     throw new ConfigError(`uplink URL ${JSON.stringify(url)} is not usable: ${(cause as Error).message}`, { cause });
   }
   if (parsed.hostname === '') throw new ConfigError(`uplink URL ${JSON.stringify(url)} has no host`);
+}
+
+/** The ids of the tokens a revocation file lists (tokens, or their SHA-256 in hex; `#` comments). */
+function readRevoked(file: string): ReadonlySet<string> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read the revocation list ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  const ids = new Set<string>();
+  for (const raw of text.split('\n')) {
+    const line = raw.replace(/#.*$/, '').trim();
+    if (line === '') continue;
+    ids.add(/^[0-9a-f]{64}$/i.test(line) ? line.toLowerCase() : tokenId(line));
+  }
+  return ids;
 }

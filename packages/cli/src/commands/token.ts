@@ -33,8 +33,13 @@ Options:
   --signer KEY       (--key) the key the grant lets sign further grants
   --peer             the router may link as a peer
   --hub              (--secret) the router is a hub of the domain
-  --ttl DURATION     expire after 3600, 90s, 15m, 12h or 30d [never]
+  --ttl DURATION     expire after 3600, 90s, 15m, 12h or 30d, or never [agent tokens
+                     (--name): 90d; others: never]. A token is revoked before then by
+                     listing it in the router's --revoked file
   -h, --help         this help`;
+
+/** Default lifetime of an agent token (one with --name): 90 days. */
+const AGENT_TOKEN_TTL_S = 90 * 86400;
 
 export async function token(argv: string[]): Promise<number> {
   const p = parse('token', argv, {
@@ -51,7 +56,10 @@ export async function token(argv: string[]): Promise<number> {
   if (p.values.help) return out(help), 0;
   const domain = str(p, 'domain');
   if (domain === undefined) throw new UsageError('token: --domain is required');
-  const ttl = duration('token', p, 'ttl');
+  const never = str(p, 'ttl') === 'never';
+  const given = never ? undefined : duration('token', p, 'ttl');
+  // An agent's token is the one most likely to leak (it lives on laptops and in scripts): it expires unless told not to.
+  const ttl = given ?? (never || str(p, 'name') === undefined ? undefined : AGENT_TOKEN_TTL_S);
   const keyFile = str(p, 'key');
   const peer = flag(p, 'peer');
   const hub = flag(p, 'hub');
