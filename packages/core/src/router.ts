@@ -476,7 +476,9 @@ export class Router {
       if (g !== undefined) {
         const domains = [...(claims === undefined ? [] : claimedDomains(claims)), ...g.domains];
         const expiresAt = claims?.expiresAt === undefined ? g.expiresAt : g.expiresAt === undefined ? claims.expiresAt : Math.min(claims.expiresAt, g.expiresAt);
-        claims = { domain: domains[0]!, domains, peer: g.peer || claims?.peer === true, ...(expiresAt === undefined ? {} : { expiresAt }) };
+        // The token's id stays: revoking the token closes this link too.
+        const tokenId = claims?.tokenId;
+        claims = { domain: domains[0]!, domains, peer: g.peer || claims?.peer === true, ...(expiresAt === undefined ? {} : { expiresAt }), ...(tokenId === undefined ? {} : { tokenId }) };
       }
     }
     if (h.token !== '' && claims === undefined && h.role === Role.ROUTER && (o.authenticator !== undefined || o.trust !== undefined)) {
