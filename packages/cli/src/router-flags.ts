@@ -51,8 +51,7 @@ export const routerFlagsHelp = `  --secret S              signs and checks token
                           (PEM, any intermediates after it); needs --tls-key
   --tls-key FILE          the certificate's private key (PEM)
   --data DIR              keep durable state there (router.db, SQLite): the messages this router
-                          holds, and without --secret the key that lets agents resume with the
-                          same id [$POSTERN_DATA, else ~/.local/state/postern/<command>-<domain>]
+                          holds, and the key that lets agents resume with the same id [$POSTERN_DATA, else ~/.local/state/postern/<command>-<domain>]
   --memory                hold messages in memory only: a restart loses what was queued
   --max-age MS            a message not handed on within this time is dropped and its sender
                           told ERR_EXPIRED [86400000]

@@ -14,7 +14,7 @@ import { createTokenAuthenticator, tokenId } from './credentials.js';
 import { createTrustPolicy, isGrant, parseTrustAnchor, type TrustAnchor } from './grants.js';
 import { createAnonymizer, loadNodeKey, nodeIdentity } from './identity.js';
 import { formatListen, parseListen, type ListenAddress } from './listen.js';
-import { createHmacSessionTokens, resumeKeyFromSecret } from './session-tokens.js';
+import { createHmacSessionTokens } from './session-tokens.js';
 
 export interface UplinkConfig {
   /** The router to dial and keep, e.g. `wss://relay.example.com`. */
@@ -78,7 +78,7 @@ export interface RouterServerOptions extends Omit<RouterOptions, 'sessionTokens'
   nodeKey?: string;
   /** Reconnect policy for uplinks. */
   backoff?: BackoffOptions;
-  /** Key for resume tokens; derived from `secret` when absent, else kept in `dataDir`, else random per process. */
+  /** Key for resume tokens; when absent, kept in `dataDir`, else random per process. */
   sessionKey?: Uint8Array;
   /**
    * Directory for the router's durable state (`router.db`, SQLite): the messages it holds, the
@@ -229,7 +229,9 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
     .split(',')
     .map((t) => t.trim())
     .filter((t) => t !== '' && isGrant(t));
-  let key = sessionKey ?? (secret === undefined ? undefined : resumeKeyFromSecret(secret));
+  // Kept in the store, not derived from the secret: rotating the secret must not end every
+  // session (and a router with a new store takes no old token anyway: the epoch below).
+  let key = sessionKey;
   if (key === undefined && dataDir !== undefined) {
     key = await store.getValue('session-key');
     if (key === undefined) {
