@@ -1,8 +1,6 @@
-import { startRouter, type RouterServer } from '@postern/router';
-import type { UplinkStatus } from '@postern/core';
-import { PosternError } from '@postern/protocol';
 import { parse, required, str } from '../args.js';
-import { out, untilSignal } from '../output.js';
+import { runDialingRouter } from '../dial-out.js';
+import { out } from '../output.js';
 import { dialFlags, dialFlagsHelp, dialSettings } from '../dial-flags.js';
 import { routerFlags, routerFlagsHelp, routerOptions } from '../router-flags.js';
 import { UsageError } from '../usage-error.js';
@@ -46,32 +44,5 @@ export async function gateway(argv: string[]): Promise<number> {
   if (p.values.listen === undefined) throw new UsageError('gateway: --listen HOST:PORT is required');
   const dial = dialSettings('gateway', p);
   const options = routerOptions('gateway', p, domain, 'gateway: ');
-  let first: ((s: UplinkStatus) => void) | undefined;
-  const firstResult = new Promise<UplinkStatus>((resolve) => (first = resolve));
-  const server: RouterServer = await startRouter({
-    ...options,
-    uplinks: relays.map((url) => ({ url, token, ...dial })),
-    onUplinkStatus: (_url, s) => {
-      if (s.type !== 'up' && s.type !== 'down') return false;
-      const settle = first;
-      first = undefined;
-      settle?.(s);
-      // A refusal of the very first attempt ends the command with its own one-line error.
-      return settle !== undefined && s.type === 'down' && s.refused;
-    },
-  });
-  for (const a of server.addresses) {
-    out(`postern gateway: domain "${server.router.domain}" listening on ${options.tls === undefined ? 'ws' : 'wss'}://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`);
-  }
-  out(`postern gateway: node ${server.node}`);
-  const s = await Promise.race([firstResult, untilSignal()]);
-  if (typeof s === 'object' && s.type === 'down' && s.refused) {
-    await server.close();
-    // A transport error here is a proxy or certificate refusal: its message names what refused.
-    throw new PosternError(s.error.code, s.error.code === 'ERR_TRANSPORT' ? `cannot reach the relay: ${s.error.message}` : `the relay refused this gateway: ${s.error.message}`);
-  }
-  if (typeof s === 'object' && s.type === 'up') out(`postern gateway: uplink to ${relays.join(', ')} is up`);
-  if (typeof s === 'object') await untilSignal();
-  await server.close();
-  return 0;
+  return runDialingRouter(options, relays, token, dial, { command: 'gateway', target: 'relay', up: `uplink to ${relays.join(', ')} is up` });
 }

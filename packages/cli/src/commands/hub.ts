@@ -1,8 +1,6 @@
-import { startRouter, type RouterServer } from '@postern/router';
-import type { UplinkStatus } from '@postern/core';
-import { PosternError } from '@postern/protocol';
 import { parse, required, str } from '../args.js';
-import { out, untilSignal } from '../output.js';
+import { runDialingRouter } from '../dial-out.js';
+import { out } from '../output.js';
 import { dialFlags, dialFlagsHelp, dialSettings } from '../dial-flags.js';
 import { routerFlags, routerFlagsHelp, routerOptions } from '../router-flags.js';
 import { UsageError } from '../usage-error.js';
@@ -41,31 +39,5 @@ export async function hub(argv: string[]): Promise<number> {
   if (p.values.listen === undefined) throw new UsageError('hub: --listen HOST:PORT is required');
   const dial = dialSettings('hub', p);
   const options = routerOptions('hub', p, domain, 'hub: ');
-  let first: ((s: UplinkStatus) => void) | undefined;
-  const firstResult = new Promise<UplinkStatus>((resolve) => (first = resolve));
-  const server: RouterServer = await startRouter({
-    ...options,
-    hub: true,
-    uplinks: gateways.map((url) => ({ url, token, ...dial })),
-    onUplinkStatus: (_url, s) => {
-      if (s.type !== 'up' && s.type !== 'down') return false;
-      const settle = first;
-      first = undefined;
-      settle?.(s);
-      return settle !== undefined && s.type === 'down' && s.refused;
-    },
-  });
-  for (const a of server.addresses) {
-    out(`postern hub: domain "${server.router.domain}" listening on ${options.tls === undefined ? 'ws' : 'wss'}://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`);
-  }
-  out(`postern hub: node ${server.node}`);
-  const s = await Promise.race([firstResult, untilSignal()]);
-  if (typeof s === 'object' && s.type === 'down' && s.refused) {
-    await server.close();
-    throw new PosternError(s.error.code, s.error.code === 'ERR_TRANSPORT' ? `cannot reach the gateway: ${s.error.message}` : `the gateway refused this hub: ${s.error.message}`);
-  }
-  if (typeof s === 'object' && s.type === 'up') out(`postern hub: linked to ${gateways.join(', ')}`);
-  if (typeof s === 'object') await untilSignal();
-  await server.close();
-  return 0;
+  return runDialingRouter({ ...options, hub: true }, gateways, token, dial, { command: 'hub', target: 'gateway', up: `linked to ${gateways.join(', ')}` });
 }
