@@ -246,7 +246,9 @@ function relay(): void {
     init: async (args) => {
       const { secret } = args as { secret: string };
       // The default durable store (SQLite, fsync per group commit), as a relay runs in production.
-      const server = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret, logger: silent, dataDir: dataDir('relay'), ...syncOption() });
+      // The sender connects without a token: a guest, with the guest quotas lifted (the bench measures the path).
+      const guests = { allowGuests: true, guestMsgRate: 0, guestByteRate: 0, guestStoredBytes: 1 << 30, maxGuestStoredBytes: 1 << 30 };
+      const server = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret, ...guests, logger: silent, dataDir: dataDir('relay'), ...syncOption() });
       closers.push(() => server.close());
       handlers.stats = routerStats(server, {});
       return { url: server.url };

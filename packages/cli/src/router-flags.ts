@@ -20,7 +20,17 @@ export const routerFlags: Options = {
   'max-queue-bytes': { type: 'string' },
   'max-stored-bytes': { type: 'string' },
   domain: { type: 'string' },
-  'require-token': { type: 'boolean' },
+  'allow-guests': { type: 'boolean' },
+  'max-connections-per-address': { type: 'string' },
+  'connect-rate': { type: 'string' },
+  'max-connections-per-credential': { type: 'string' },
+  'sender-rate': { type: 'string' },
+  'sender-byte-rate': { type: 'string' },
+  'max-stored-per-sender': { type: 'string' },
+  'guest-rate': { type: 'string' },
+  'guest-byte-rate': { type: 'string' },
+  'guest-stored-bytes': { type: 'string' },
+  'max-guest-stored-bytes': { type: 'string' },
   'log-level': { type: 'string' },
   'ping-interval': { type: 'string' },
   'handshake-timeout': { type: 'string' },
@@ -58,7 +68,8 @@ export const routerFlagsHelp = `  --secret S              signs and checks token
   --max-queue N           messages one recipient (or domain) may have waiting [100000]
   --max-queue-bytes B     bytes one recipient (or domain) may have waiting [67108864]
   --max-stored-bytes B    bytes of messages held in all (in memory and on disk) [268435456]
-  --require-token         refuse agents that present no token (default: they get an id, no name)
+  --allow-guests          with --secret: let agents without a token in as guests (an id, no
+                          name) under the guest quotas below [refused: AUTH_FAILED]
   --trust KEY[=DOMAINS]   trust a key; repeatable. A router's node key (N...) with the domains it
                           may speak for (N...=r2,globex): that router may link as a peer. An
                           operator or domain key (O... or A...): its grants are accepted, within
@@ -84,6 +95,23 @@ export const routerFlagsHelp = `  --secret S              signs and checks token
   --max-frame BYTES       largest frame accepted [1048576]
   --max-outbound BYTES    per connection; a slower reader is disconnected [8388608]
   --max-connections N     connections at once [10000]
+  Quotas (per sender: a token, or a source address (IPv6: its /64) for agents without one; the
+  routers of the mesh are not limited). Rates pause reading from the sender; 0 turns one off:
+  --max-connections-per-address N
+                          connections without a token (or in their handshake) per address [256]
+  --connect-rate N        new connections per address a second, bursts of 2N; more get 429 [100]
+  --max-connections-per-credential N
+                          connections made with one token at once [1000]
+  --sender-rate N         messages a second per sender [0: no limit]
+  --sender-byte-rate B    body bytes a second per sender [0: no limit]
+  --max-stored-per-sender B
+                          bytes of one sender's messages held; more get ERR_QUEUE_FULL
+                          [a quarter of --max-stored-bytes]
+  --guest-rate N          messages a second from the guests of one address [50]
+  --guest-byte-rate B     body bytes a second from the guests of one address [262144]
+  --guest-stored-bytes B  bytes held for the guests of one address [1048576]
+  --max-guest-stored-bytes B
+                          bytes held for all guests together [a 16th of --max-stored-bytes]
   --hop-limit N           routers a message may cross [16]
   -h, --help              this help`;
 
@@ -113,7 +141,7 @@ export function routerOptions(command: string, p: Parsed, domain: string, prefix
     domain,
     listen: listen ?? [],
     logger: createConsoleLogger(level as LogLevel, prefix),
-    allowAnonymousAgents: p.values['require-token'] !== true,
+    allowGuests: p.values['allow-guests'] === true,
     // The router logged why; a supervisor restarts it and it recovers from its store.
     onFatal: () => process.exit(70),
   };
@@ -167,7 +195,7 @@ export function routerOptions(command: string, p: Parsed, domain: string, prefix
     if (secret === undefined) throw new UsageError(`${command}: --revoked needs --secret (it lists tokens signed with it)`);
     o.revokedFile = revoked;
   }
-  if (secret === undefined && p.values['require-token'] === true) throw new UsageError(`${command}: --require-token needs --secret (tokens are checked with it)`);
+  if (secret === undefined && p.values['allow-guests'] === true) throw new UsageError(`${command}: --allow-guests needs --secret (without one every agent connects without a token)`);
   if (p.values.data === '') throw new UsageError(`${command}: --data needs a directory`);
   const data = str(p, 'data', 'POSTERN_DATA');
   if (p.values.memory === true) {
@@ -191,5 +219,15 @@ export function routerOptions(command: string, p: Parsed, domain: string, prefix
   set('maxQueueBytes', 'max-queue-bytes', 1024);
   set('maxStoredBytes', 'max-stored-bytes', 1024);
   set('hopLimit', 'hop-limit');
+  set('maxConnectionsPerAddress', 'max-connections-per-address');
+  set('connectRatePerAddress', 'connect-rate');
+  set('maxConnectionsPerCredential', 'max-connections-per-credential');
+  set('senderMsgRate', 'sender-rate', 0);
+  set('senderByteRate', 'sender-byte-rate', 0);
+  set('maxStoredBytesPerSender', 'max-stored-per-sender');
+  set('guestMsgRate', 'guest-rate', 0);
+  set('guestByteRate', 'guest-byte-rate', 0);
+  set('guestStoredBytes', 'guest-stored-bytes');
+  set('maxGuestStoredBytes', 'max-guest-stored-bytes');
   return o;
 }

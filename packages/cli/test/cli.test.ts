@@ -11,7 +11,7 @@ import { connect, PosternError, type Client } from '@postern/client';
 import { FrameDecoder, FrameType, WireCode, type Frame } from '@postern/protocol';
 import { issueToken } from '@postern/router';
 import { waitFor } from '@postern/testing';
-import { killAll, listeningOn, run, sleep, start, startGateway, startListen, startRelay, type Proc } from './procs.js';
+import { killAll, listeningOn, run, sleep, start, startGateway, startListen, startRelay, type Proc, withGuests } from './procs.js';
 
 const SECRET = 'cli-test-secret-0123456789abcdef';
 const NO_STACK = /^\s+at /m;
@@ -338,7 +338,7 @@ describe('postern CLI, as processes', () => {
     const alice = await startListen('--connect', relay.url, '--as', 'alice', '--token', token);
     await relay.proc.kill('SIGKILL');
     // The same secret and port, but its messages and sessions went with the process (--memory).
-    const again = start('relay', '--listen', `127.0.0.1:${relay.port}`, '--secret', SECRET, '--memory');
+    const again = start('relay', ...withGuests(['--listen', `127.0.0.1:${relay.port}`, '--secret', SECRET, '--memory']));
     await listeningOn(again);
     const m = await alice.waitFor('stderr', /postern listen: warning: the router did not recover this session \(its store was lost or replaced\): messages it held for (\S+) may be lost/, 15_000);
     assert.equal(m[1], 'alice@relay');
@@ -466,7 +466,7 @@ describe('postern CLI, as processes', () => {
 
     it('every command has --help listing its flags', async () => {
       const flags: Record<string, string[]> = {
-        relay: ['--listen', '--domain', '--secret', '--require-token', '--log-level', '--max-frame', '--help'],
+        relay: ['--listen', '--domain', '--secret', '--allow-guests', '--log-level', '--max-frame', '--help'],
         gateway: ['--relay', '--domain', '--token', '--listen', '--secret', '--log-level', '--help'],
         token: ['--secret', '--domain', '--name', '--ttl', '--help'],
         listen: ['--connect', '--as', '--token', '--json', '--count', '--timeout', '--help'],

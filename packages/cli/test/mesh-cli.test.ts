@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, describe, it } from 'node:test';
-import { killAll, listeningOn, run, start, startGateway, startListen, type Proc } from './procs.js';
+import { killAll, listeningOn, run, start, startGateway, startListen, type Proc, withGuests } from './procs.js';
 
 afterEach(killAll);
 const dir = mkdtempSync(join(tmpdir(), 'postern-mesh-cli-'));
@@ -20,7 +20,7 @@ async function ok(args: string[]): Promise<string> {
 }
 
 async function startPeer(domain: string, secret: string, ...extra: string[]): Promise<{ proc: Proc; url: string; node: string }> {
-  const proc = start('relay', '--listen', '127.0.0.1:0', '--domain', domain, '--secret', secret, ...extra);
+  const proc = start('relay', ...withGuests(['--listen', '127.0.0.1:0', '--domain', domain, '--secret', secret, ...extra]));
   const { url } = await listeningOn(proc);
   const m = await proc.waitFor('stdout', NODE_ID);
   return { proc, url, node: m[1]! };

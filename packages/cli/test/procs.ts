@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { TEST_GUEST_FLAGS } from '@postern/testing';
 
 /** This file compiles to packages/cli/dist/test/procs.js; the repo root is four levels up. */
 export const REPO_ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
@@ -210,13 +211,21 @@ export async function listeningOn(p: Proc, timeoutMs = 10_000): Promise<{ url: s
   return { url: `ws://127.0.0.1:${port}`, port };
 }
 
-/** Starts a relay on an ephemeral port and waits until it listens. */
+/**
+ * A router started with a secret by these tests lets agents without a token in as guests, with
+ * the guest limits lifted (the tests measure delivery; quota tests set their own).
+ */
+export function withGuests(args: readonly string[]): string[] {
+  return args.includes('--secret') && !args.includes('--allow-guests') ? [...args, ...TEST_GUEST_FLAGS] : [...args];
+}
+
+/** Starts a relay on an ephemeral port and waits until it listens (see withGuests). */
 export async function startRelay(...extra: string[]): Promise<{ proc: Proc; url: string; port: number }> {
-  const proc = start('relay', '--listen', '127.0.0.1:0', ...extra);
+  const proc = start('relay', '--listen', '127.0.0.1:0', ...withGuests(extra));
   return { proc, ...(await listeningOn(proc)) };
 }
 
-/** Starts a gateway and waits until it listens and its uplink is up. */
+/** Starts a gateway and waits until it listens and its uplink is up (see withGuests). */
 export async function startGateway(
   relayUrl: string,
   domain: string,
@@ -224,7 +233,7 @@ export async function startGateway(
   listen = '127.0.0.1:0',
   ...extra: string[]
 ): Promise<{ proc: Proc; url: string; port: number }> {
-  const proc = start('gateway', '--relay', relayUrl, '--domain', domain, '--token', token, '--listen', listen, ...extra);
+  const proc = start('gateway', '--relay', relayUrl, '--domain', domain, '--token', token, '--listen', listen, ...withGuests(extra));
   const at = await listeningOn(proc);
   await proc.waitFor('stdout', /postern gateway: uplink to .* is up/);
   return { proc, ...at };

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { ConnectProxy, hasOpenssl, makeTestPki, type TestPki } from '@postern/testing';
-import { killAll, listeningOn, Proc, run, withData } from './procs.js';
+import { killAll, listeningOn, Proc, run, withData, withGuests } from './procs.js';
 
 const SECRET = 'cli-proxy-tls-secret-0123456789ab';
 const USER = 'gateway';
@@ -56,7 +56,7 @@ describe('postern CLI with TLS and proxies', { skip: hasOpenssl() ? false : 'the
 
   /** A relay serving TLS; waits for its `listening on wss://` line. */
   async function tlsRelay(): Promise<{ proc: Proc; url: string; port: number }> {
-    const proc = start(['relay', '--listen', '127.0.0.1:0', '--secret', SECRET, '--tls-cert', pki.server.certPath, '--tls-key', pki.server.keyPath]);
+    const proc = start(['relay', ...withGuests(['--listen', '127.0.0.1:0', '--secret', SECRET, '--tls-cert', pki.server.certPath, '--tls-key', pki.server.keyPath])]);
     const m = await proc.waitFor('stdout', /postern relay: domain "relay" listening on wss:\/\/127\.0\.0\.1:(\d+)/);
     return { proc, url: `wss://127.0.0.1:${m[1]}`, port: Number(m[1]) };
   }

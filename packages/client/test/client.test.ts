@@ -7,7 +7,7 @@ import { FrameType, WireCode, decodeBatch, encodeFrame } from '@postern/protocol
 import { attachWsServer, createNodeWsDialer } from '@postern/transport-ws/node';
 import { issueToken, startRouter, type RouterServer } from '@postern/router';
 import { MemoryStore, type NewMessage } from '@postern/core';
-import { waitFor } from '@postern/testing';
+import { waitFor, TEST_GUESTS } from '@postern/testing';
 
 const secret = 'client-test-secret';
 
@@ -42,7 +42,7 @@ describe('client SDK against a real router', () => {
 
   before(async () => {
     // `later` is provisioned: messages to it wait before it ever connects.
-    relay = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret, knownNames: ['later'] });
+    relay = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret, ...TEST_GUESTS, knownNames: ['later'] });
   });
   after(async () => {
     for (const c of clients) await c.close();
@@ -98,7 +98,7 @@ describe('client SDK against a real router', () => {
   it('applies backpressure at maxInFlight and keeps order', async () => {
     // A router whose store commits only when the test says so: nothing is accepted meanwhile.
     const gate = new GatedStore();
-    const slow = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret, store: gate });
+    const slow = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret, ...TEST_GUESTS, store: gate });
     try {
       const rx = await connect({ url: slow.url, name: 'slowpoke', token: await token('slowpoke') });
       const tx = await connect({ url: slow.url, maxInFlight: 8 });

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { connect, type Client, type Message } from '@postern/client';
 import type { UplinkStatus } from '@postern/core';
 import { issueToken, startRouter, type RouterServer } from '@postern/router';
-import { ConnectProxy, hasOpenssl, makeTestPki, waitFor, type TestPki } from '@postern/testing';
+import { ConnectProxy, hasOpenssl, makeTestPki, waitFor, type TestPki, TEST_GUESTS } from '@postern/testing';
 
 const secret = 'proxy-tls-test-secret';
 const USER = 'gw';
@@ -58,7 +58,7 @@ describe('TLS relay, gateway through a CONNECT proxy, SDK agents', { skip: hasOp
 
   before(async () => {
     pki = makeTestPki();
-    relay = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret, tls: { cert: pki.server.cert, key: pki.server.key } });
+    relay = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret, ...TEST_GUESTS, tls: { cert: pki.server.cert, key: pki.server.key } });
     proxy = await ConnectProxy.start({ credentials: { user: USER, password: PASSWORD } });
   });
   after(async () => {

@@ -3,6 +3,7 @@ import { crashPoint } from './crash.js';
 import { parseDestinationKey, type Destination } from './destination.js';
 import { messageKey, type Link } from './link.js';
 import type { ResolvedRouterOptions } from './options.js';
+import type { Principal, Quotas } from './quotas.js';
 import type { MessageKey, NewMessage, Store } from './store.js';
 
 /**
@@ -132,6 +133,8 @@ export class Entry {
   transit = false;
   /** Sent, and the next router said HELD: out of the link's window, still not settled. */
   held = false;
+  /** The sender its bytes count against while it is held (quotas.ts); none for messages made here or recovered. */
+  owner: Principal | undefined = undefined;
   readonly key: string;
   readonly size: number;
 
@@ -213,6 +216,7 @@ export interface Seen extends MessageKey {
 export class Delivery {
   readonly #o: ResolvedRouterOptions;
   readonly #store: Store;
+  readonly #quotas: Quotas;
   readonly #host: DeliveryHost;
   readonly #queues = new Map<string, Queue>();
   readonly #hops = new Map<Link, Hop>();
@@ -232,9 +236,10 @@ export class Delivery {
   readonly #waitingForReady: Array<() => void> = [];
   readonly #stats = { stored: 0, storedBytes: 0, duplicates: 0, expired: 0, reports: 0, reportsDropped: 0, dedupEvicted: 0, loops: 0 };
 
-  constructor(o: ResolvedRouterOptions, store: Store, host: DeliveryHost) {
+  constructor(o: ResolvedRouterOptions, store: Store, quotas: Quotas, host: DeliveryHost) {
     this.#o = o;
     this.#store = store;
+    this.#quotas = quotas;
     this.#host = host;
   }
 
@@ -308,7 +313,10 @@ export class Delivery {
             ? `the queue for "${m.to}" holds its limit of ${o.maxQueueBytes} bytes`
             : this.#stats.storedBytes + e.size > o.maxStoredBytes
               ? `this router holds its limit of ${o.maxStoredBytes} bytes of messages`
-              : undefined;
+              : origin.quota === undefined
+                ? undefined
+                : this.#quotas.store(origin.quota, e.size); // counted when it passes
+      if (refusal === undefined && origin.quota !== undefined) e.owner = origin.quota;
       if (refusal !== undefined) {
         if (q.count === 0) this.#queues.delete(q.key);
         this.#host.nack(origin, ackAs?.id ?? m.id, ackAs?.from ?? m.from, WireCode.QUEUE_FULL, refusal);
@@ -642,6 +650,10 @@ export class Delivery {
     q.bytes -= e.size;
     this.#stats.stored--;
     this.#stats.storedBytes -= e.size;
+    if (e.owner !== undefined) {
+      this.#quotas.unstore(e.owner, e.size);
+      e.owner = undefined;
+    }
     if (!wasPending) {
       // The key stays in the row while it may still be retried; else the row goes.
       const s = this.#seen.get(e.key);

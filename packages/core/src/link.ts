@@ -1,6 +1,7 @@
 import { DEFAULT_MAX_FRAME_BYTES } from '@postern/protocol';
 import type { Claims } from './auth.js';
 import type { Channel } from './channel.js';
+import type { Principal } from './quotas.js';
 
 /**
  * agent: an application endpoint. downlink: a router that dialed us and uses us as its default
@@ -49,6 +50,10 @@ export class Link {
   /** Largest frame the other end accepts (its HELLO, or the WELCOME of an uplink). */
   maxFrame = DEFAULT_MAX_FRAME_BYTES;
   up = true;
+  /** Who its traffic counts against (quotas.ts); undefined for routers of our mesh, which are not limited. */
+  quota: Principal | undefined = undefined;
+  /** Reading is paused until this timer fires: its sender went over a rate. */
+  rateTimer: unknown = undefined;
   /** Reasons reading from this link is paused (a congested router link, a backed-up queue). */
   #holds = 0;
 

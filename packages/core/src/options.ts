@@ -76,8 +76,39 @@ export interface RouterOptions {
   maxPropertyBytes?: number;
   /** Addresses (or `*@domain`) one agent may allow to watch it besides its own domain. @default 1000 */
   maxAllowedWatchers?: number;
-  /** Agents without a token may connect (id only, no name) when an authenticator is set. @default true */
-  allowAnonymousAgents?: boolean;
+  /**
+   * Agents without a token (guests) may connect, with an id and no name, although an authenticator
+   * is set; they get the guest quotas. Without an authenticator every agent connects without a
+   * token (an open router) and this does not apply. @default false
+   */
+  allowGuests?: boolean;
+  /**
+   * Connections from one source address (IPv4, or an IPv6 /64) that present no token, counting
+   * those still in their handshake. Connections with a token count against their credential. @default 256
+   */
+  maxConnectionsPerAddress?: number;
+  /** New connections (WebSocket upgrades, long-poll opens) one source address may make a second, in bursts of twice that. @default 100 */
+  connectRatePerAddress?: number;
+  /** Connections made with one credential (token or grant) at once. @default 1000 */
+  maxConnectionsPerCredential?: number;
+  /**
+   * Messages a second one sender may send (a credential; an address on an open router); reading
+   * from its connections pauses while it is over. 0 for no limit. Routers of the mesh (uplinks,
+   * peers, hubs) are not limited. @default 0
+   */
+  senderMsgRate?: number;
+  /** Body bytes a second one sender may send, as senderMsgRate. 0 for no limit. @default 0 */
+  senderByteRate?: number;
+  /** Bytes of reliable messages from one sender this router may hold; more are refused to that sender with QUEUE_FULL. @default maxStoredBytes / 4 */
+  maxStoredBytesPerSender?: number;
+  /** Messages a second from the guests of one source address. 0 for no limit. @default 50 */
+  guestMsgRate?: number;
+  /** Body bytes a second from the guests of one source address. 0 for no limit. @default 256 KiB */
+  guestByteRate?: number;
+  /** Bytes of reliable messages from the guests of one source address that this router may hold. @default 1 MiB */
+  guestStoredBytes?: number;
+  /** Bytes of reliable messages from all guests together that this router may hold. @default maxStoredBytes / 16 */
+  maxGuestStoredBytes?: number;
   /** @default 1 MiB */
   maxFrameBytes?: number;
   /** Per connection; past it the peer is disconnected as a slow consumer. @default 8 MiB */
@@ -185,6 +216,7 @@ export function resolveRouterOptions(o: RouterOptions): ResolvedRouterOptions {
   const d = ROUTER_DEFAULTS;
   const hopLimit = positive('hopLimit', o.hopLimit, d.hopLimit);
   if (hopLimit > 255) throw new ConfigError('hopLimit must be at most 255');
+  const maxStoredBytes = positive('maxStoredBytes', o.maxStoredBytes, d.maxStoredBytes);
   const maxMessageAgeMs = positive('maxMessageAgeMs', o.maxMessageAgeMs, d.maxMessageAgeMs);
   const dedupWindowMs = positive('dedupWindowMs', o.dedupWindowMs, Math.max(d.dedupWindowMs, maxMessageAgeMs));
   if (dedupWindowMs < maxMessageAgeMs) {
@@ -230,7 +262,17 @@ export function resolveRouterOptions(o: RouterOptions): ResolvedRouterOptions {
     claimTimeoutMs: positive('claimTimeoutMs', o.claimTimeoutMs, d.claimTimeoutMs, 1, MAX_TIMER_MS),
     moveDrainTimeoutMs: positive('moveDrainTimeoutMs', o.moveDrainTimeoutMs, d.moveDrainTimeoutMs, 1, MAX_TIMER_MS),
     node,
-    allowAnonymousAgents: o.allowAnonymousAgents ?? d.allowAnonymousAgents,
+    allowGuests: o.allowGuests ?? d.allowGuests,
+    maxConnectionsPerAddress: positive('maxConnectionsPerAddress', o.maxConnectionsPerAddress, d.maxConnectionsPerAddress),
+    connectRatePerAddress: positive('connectRatePerAddress', o.connectRatePerAddress, d.connectRatePerAddress),
+    maxConnectionsPerCredential: positive('maxConnectionsPerCredential', o.maxConnectionsPerCredential, d.maxConnectionsPerCredential),
+    senderMsgRate: positive('senderMsgRate', o.senderMsgRate, d.senderMsgRate, 0),
+    senderByteRate: positive('senderByteRate', o.senderByteRate, d.senderByteRate, 0),
+    maxStoredBytesPerSender: positive('maxStoredBytesPerSender', o.maxStoredBytesPerSender, Math.max(1, Math.floor(maxStoredBytes / 4))),
+    guestMsgRate: positive('guestMsgRate', o.guestMsgRate, d.guestMsgRate, 0),
+    guestByteRate: positive('guestByteRate', o.guestByteRate, d.guestByteRate, 0),
+    guestStoredBytes: positive('guestStoredBytes', o.guestStoredBytes, d.guestStoredBytes),
+    maxGuestStoredBytes: positive('maxGuestStoredBytes', o.maxGuestStoredBytes, Math.max(1, Math.floor(maxStoredBytes / 16))),
     maxFrameBytes: positive('maxFrameBytes', o.maxFrameBytes, d.maxFrameBytes, 1024),
     maxOutboundBytes,
     batchBytes: positive('batchBytes', o.batchBytes, d.batchBytes, 512),
@@ -246,7 +288,7 @@ export function resolveRouterOptions(o: RouterOptions): ResolvedRouterOptions {
     maxStallMs: positive('maxStallMs', o.maxStallMs, d.maxStallMs),
     maxQueueMessages: positive('maxQueueMessages', o.maxQueueMessages, d.maxQueueMessages),
     maxQueueBytes: positive('maxQueueBytes', o.maxQueueBytes, d.maxQueueBytes),
-    maxStoredBytes: positive('maxStoredBytes', o.maxStoredBytes, d.maxStoredBytes),
+    maxStoredBytes,
     maxMessageAgeMs,
     dedupWindowMs,
     maxUnreleasedPerLink: positive('maxUnreleasedPerLink', o.maxUnreleasedPerLink, d.maxUnreleasedPerLink),

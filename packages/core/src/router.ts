@@ -31,6 +31,7 @@ import { Anonymity } from './anonymity.js';
 import { Directory } from './directory.js';
 import { Homes } from './homes.js';
 import { Presence, type PresenceSource } from './presence.js';
+import { Quotas, sourceOf, type Principal } from './quotas.js';
 import { Link, type LinkKind } from './link.js';
 import { acceptPayload, dialPayload, isNonce, newNonce } from './link-auth.js';
 import { resolveRouterOptions, type ResolvedRouterOptions, type RouterOptions } from './options.js';
@@ -76,6 +77,12 @@ export interface RouterStats extends DeliveryStats, RoutingStats {
   anonymousWrapped: number;
   /** Reply handles held. */
   handles: number;
+  /** Connections refused for a source address's or a credential's connection limits or connect rate. */
+  connectionsRefused: number;
+  /** Times a sender went over its message or byte rate (its reading paused, or the message refused). */
+  rateLimited: number;
+  /** Reliable messages refused QUEUE_FULL because their sender held its share of the store. */
+  senderQuotaRefused: number;
 }
 
 /** What a router knows of a link, for operators (never bodies). */
@@ -129,6 +136,7 @@ export class Router {
   #connections = 0;
   #closed = false;
   readonly #delivery: Delivery;
+  readonly #quotas: Quotas;
   /** Resolves when what the store kept has been loaded (messages arriving earlier wait for it). */
   readonly ready: Promise<void>;
   readonly #stats = { msgsIn: 0, msgsDelivered: 0, msgsForwarded: 0, msgsDropped: 0, nacksSent: 0, protocolErrors: 0, pauses: 0, forbidden: 0 };
@@ -165,7 +173,8 @@ export class Router {
       },
     });
     this.#anonymity = new Anonymity(o, { addresses: this.#addresses, defaultUplink: () => this.#uplinks[0], dialsUplinks: () => this.#dialers > 0 });
-    this.#delivery = new Delivery(o, o.store, {
+    this.#quotas = new Quotas(o, o.clock);
+    this.#delivery = new Delivery(o, o.store, this.#quotas, {
       nextHop: (dest) => this.#nextHop(dest),
       linkTo: (node) => this.#routers.get(node),
       route: (address) => {
@@ -269,6 +278,7 @@ export class Router {
       ...this.#stats,
       ...this.#anonymity.stats,
       handles: this.#anonymity.handles.size,
+      ...this.#quotas.stats,
       ...this.#delivery.stats(),
       ...this.#routing.stats(),
     };
@@ -324,6 +334,10 @@ export class Router {
     let state: 'hello' | 'checking' | 'proof' | 'ready' = 'hello';
     let onAuth: ((f: AuthFrame) => void) | undefined;
     this.#connections++;
+    // Counted at its address until its handshake shows a credential (or that it has none).
+    const source = sourceOf(duplex.remote);
+    const overQuota = this.#quotas.opened(source);
+    let atSource = overQuota === undefined;
     const channel = new Channel(duplex, this.#channelOptions, {
       frame: (f, raw) => {
         if (state === 'ready' && link !== undefined) {
@@ -348,6 +362,14 @@ export class Router {
             link = l;
             state = 'ready';
             o.clock.clearTimeout(timer);
+            // Routers of our mesh count against nobody; a credential takes the connection over
+            // from the address; a connection without one stays counted there.
+            const trusted = l.kind === 'peer' || l.kind === 'hub';
+            if (!trusted) l.quota = this.#quotas.principal(l.claims, source, o.authenticator !== undefined, l.kind === 'agent' ? '' : l.node);
+            if (atSource && (trusted || l.quota?.tier === 'credential')) {
+              atSource = false;
+              this.#quotas.released(source);
+            }
           },
           awaitProof: (fn) => {
             state = 'proof';
@@ -362,6 +384,11 @@ export class Router {
       closed: (reason) => {
         o.clock.clearTimeout(timer);
         this.#connections--;
+        if (atSource) {
+          atSource = false;
+          this.#quotas.released(source);
+        }
+        if (link?.quota !== undefined) this.#quotas.closed(link.quota);
         if (link !== undefined) this.#detach(link, reason);
       },
     });
@@ -372,7 +399,16 @@ export class Router {
     if (this.#closed) channel.close(WireCode.SHUTDOWN, 'router is shutting down');
     else if (this.#connections > o.maxConnections) {
       channel.close(WireCode.TOO_MANY_CONNECTIONS, `router holds its limit of ${o.maxConnections} connections`);
-    }
+    } else if (overQuota !== undefined) channel.close(WireCode.TOO_MANY_CONNECTIONS, overQuota);
+  }
+
+  /**
+   * A transport is about to make a connection for `remote` ("ip:port"): why it should refuse it
+   * (an HTTP 429 before any upgrade or session), or undefined. Per source address: connections
+   * without a token, and new connections a second.
+   */
+  admit(remote: string): string | undefined {
+    return this.#closed ? undefined : this.#quotas.admit(sourceOf(remote));
   }
 
   /**
@@ -485,6 +521,11 @@ export class Router {
       channel.close(WireCode.AUTH_FAILED, 'the credential is neither a token signed with this router\'s secret nor a grant that chains to a key this router trusts for this node');
       return;
     }
+    const overCredential = claims === undefined ? undefined : this.#quotas.credentialRefusal(claims);
+    if (overCredential !== undefined) {
+      channel.close(WireCode.TOO_MANY_CONNECTIONS, overCredential);
+      return;
+    }
     if (h.role === Role.ROUTER) this.#helloRouter(channel, h, version, claims, hooks);
     else this.#helloAgent(channel, h, version, claims, hooks);
   }
@@ -511,8 +552,8 @@ export class Router {
 
   #helloAgent(channel: Channel, h: HelloFrame, version: number, claims: Claims | undefined, hooks: HelloHooks): void {
     const o = this.options;
-    if (o.authenticator !== undefined && claims === undefined && !o.allowAnonymousAgents) {
-      channel.close(WireCode.AUTH_FAILED, 'this router requires a token');
+    if (o.authenticator !== undefined && claims === undefined && !o.allowGuests) {
+      channel.close(WireCode.AUTH_FAILED, 'this router requires a token (its operator may let agents without one in as guests: --allow-guests)');
       return;
     }
     if (claims !== undefined && claims.domain !== '*' && claims.domain !== this.domain) {
@@ -886,6 +927,7 @@ export class Router {
   #onMsg(link: Link, f: MsgFrame, raw: Uint8Array): void {
     this.#stats.msgsIn++;
     const o = this.options;
+    if (link.quota !== undefined && !this.#withinRate(link, link.quota, f)) return;
     let from: string;
     let id = f.id;
     let hops = f.hops;
@@ -1177,10 +1219,31 @@ export class Router {
     }
   }
 
+  /**
+   * Keeps a sender to its rates: over them, reading from this link pauses until it is within
+   * them again (the sender feels TCP backpressure; the message in hand goes on). A transport
+   * that cannot pause gets the message refused, RATE_LIMITED, instead. False: refused.
+   */
+  #withinRate(link: Link, p: Principal, f: MsgFrame): boolean {
+    const wait = this.#quotas.spend(p, f.body.length);
+    if (wait === 0 || link.rateTimer !== undefined) return true;
+    if (!link.channel.canPause) {
+      this.#nack(link, f.id, link.kind === 'agent' ? link.address : f.from, WireCode.RATE_LIMITED, `this sender is over its rate (${p.msgRate || 'any'} messages, ${p.byteRate || 'any'} bytes a second); retry later`);
+      return false;
+    }
+    link.hold();
+    link.rateTimer = this.options.clock.setTimeout(() => {
+      link.rateTimer = undefined;
+      link.letGo();
+    }, wait);
+    return true;
+  }
+
   #detach(link: Link, reason: PosternError): void {
     if (!link.up) return;
     link.up = false;
     if (link.expiry !== undefined) this.options.clock.clearTimeout(link.expiry);
+    if (link.rateTimer !== undefined) this.options.clock.clearTimeout(link.rateTimer);
     this.#unblock(link);
     this.#links.delete(link);
     if (link.kind === 'agent') {

@@ -42,10 +42,10 @@ describe('resolveRouterOptions', () => {
   });
 
   it('keeps valid values as given', () => {
-    const o = resolveRouterOptions({ ...base(), node: 'gw-1.eu', hopLimit: 255, maxFrameBytes: 1024, pingIntervalMs: 0, allowAnonymousAgents: false });
+    const o = resolveRouterOptions({ ...base(), node: 'gw-1.eu', hopLimit: 255, maxFrameBytes: 1024, pingIntervalMs: 0, allowGuests: true });
     assert.deepEqual(
-      [o.node, o.hopLimit, o.maxFrameBytes, o.pingIntervalMs, o.allowAnonymousAgents],
-      ['gw-1.eu', 255, 1024, 0, false],
+      [o.node, o.hopLimit, o.maxFrameBytes, o.pingIntervalMs, o.allowGuests],
+      ['gw-1.eu', 255, 1024, 0, true],
     );
   });
 

@@ -48,7 +48,7 @@ class WatchedStore extends MemoryStore {
 
 describe('Router: custody across hops', () => {
   it('keeps a message written to a router pinned to it when the link is lost; other senders take the new route at once', async (t) => {
-    const ctx = setup(t, { authenticator: auth });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth });
     const r2 = await globex(ctx, 'r2');
     const r3 = await globex(ctx, 'r3', true, 1); // a longer way: r2 is the best route
     assert.deepEqual(ctx.router.routes().get('globex'), ['r2', 'r3']);
@@ -81,13 +81,13 @@ describe('Router: custody across hops', () => {
 
   it('keeps where a message went across a restart: it goes back only to that router', async (t) => {
     const store = new MemoryStore();
-    const first = setup(t, { authenticator: auth, store, node: 'r1' });
+    const first = setup(t, { allowGuests: true, authenticator: auth, store, node: 'r1' });
     const r2 = await globex(first, 'r2');
     const alice = await first.agent({ name: 'alice', token: 'acme-domain' });
     alice.peer.send(msg('x@globex', 'm1'));
     await r2.next(FrameType.MSG, (m) => m.id === 'm1');
     first.router.close(); // a crash: r2 never answered
-    const ctx = setup(t, { authenticator: auth, store, node: 'r1', clock: first.clock });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth, store, node: 'r1', clock: first.clock });
     await ctx.router.ready;
     const r3 = await globex(ctx, 'r3');
     await settle();
@@ -98,12 +98,12 @@ describe('Router: custody across hops', () => {
 
   it('remembers where a message came from across a restart: never sent back there, it waits for another way', async (t) => {
     const store = new MemoryStore();
-    const first = setup(t, { authenticator: auth, store, node: 'r1' });
+    const first = setup(t, { allowGuests: true, authenticator: auth, store, node: 'r1' });
     const r2 = await globex(first, 'r2');
     r2.send(msg('x@initech', 'back?', { from: 'bot@globex', hops: 9 }));
     await r2.next(FrameType.ACK, (f) => f.id === 'back?'); // held: nobody reaches initech
     first.router.close();
-    const ctx = setup(t, { authenticator: { verify: () => Promise.resolve({ domain: '*' }) }, store, node: 'r1', clock: first.clock });
+    const ctx = setup(t, { allowGuests: true, authenticator: { verify: () => Promise.resolve({ domain: '*' }) }, store, node: 'r1', clock: first.clock });
     await ctx.router.ready;
     const back = ctx.connect();
     back.send(routerHello('initech', 'any', 'r2'));
@@ -121,7 +121,7 @@ describe('Router: custody across hops', () => {
 
   it('records a new next hop before a never-sent message takes it (repin), then sends it', async (t) => {
     const store = new WatchedStore();
-    const ctx = setup(t, { authenticator: auth, store });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth, store });
     const r2 = await globex(ctx, 'r2');
     const r3 = await globex(ctx, 'r3', true, 1);
     const alice = await ctx.agent({ name: 'alice', token: 'acme-domain' });
@@ -139,7 +139,7 @@ describe('Router: custody across hops', () => {
 
 describe('Router: protocol versions', () => {
   it('an uplink whose relay refuses version 2 speaks version 1 to it', async (t) => {
-    const ctx = setup(t, { authenticator: auth });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth });
     const up = uplinkTo(t, ctx);
     await waitFor(() => up.relays.length === 1, 'dial', 2000, 1);
     const old = up.relays[0]!;

@@ -48,7 +48,7 @@ function routesTo(peer: Peer, domain: string): RouteFrame[] {
 describe('Router: version 2 router links', () => {
   it('takes a router link only once it proved its node key; frames before AUTH, or a bad proof, close it', async (t) => {
     const r2 = testIdentity();
-    const ctx = setup(t, { authenticator: auth, identity: testIdentity(), trust: trust({ [r2.node]: ['globex'] }) });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth, identity: testIdentity(), trust: trust({ [r2.node]: ['globex'] }) });
     const early = await link(ctx, { domain: 'globex', id: r2, auth: 'none' });
     early.peer.send(msg('x@acme', 'too early', { from: 'bot@globex' }));
     assert.equal(await early.peer.closeCode(), 'ERR_PROTOCOL');
@@ -66,7 +66,7 @@ describe('Router: version 2 router links', () => {
 
   it('admits a peer only where the operator trusts its key, or its credential is a peer credential', async (t) => {
     const trusted = testIdentity();
-    const ctx = setup(t, { authenticator: fakeAuthenticator({ ...TOKENS, 'peer-token': { domain: 'initech', peer: true } }), identity: testIdentity(), trust: trust({ [trusted.node]: ['globex'] }) });
+    const ctx = setup(t, { allowGuests: true, authenticator: fakeAuthenticator({ ...TOKENS, 'peer-token': { domain: 'initech', peer: true } }), identity: testIdentity(), trust: trust({ [trusted.node]: ['globex'] }) });
     const stranger = await link(ctx, { domain: 'globex' });
     assert.equal(await stranger.peer.closeCode(), 'ERR_AUTH_FAILED');
     const gatewayToken = await link(ctx, { domain: 'globex', token: 'globex-domain' });
@@ -83,7 +83,7 @@ describe('Router: version 2 router links', () => {
   it('accepts from a peer the domains it is trusted with or proves, refuses the rest without cutting it, and checks senders alike', async (t) => {
     const p = testIdentity();
     const far = testIdentity();
-    const ctx = setup(t, { authenticator: auth, identity: testIdentity(), trust: trust({ [p.node]: ['globex'] }) });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth, identity: testIdentity(), trust: trust({ [p.node]: ['globex'] }) });
     const me = ctx.router.node;
     const { peer } = await link(ctx, { domain: 'globex', id: p });
     /** A proof: the grants, then each hop's signature of the path so far towards the next. */
@@ -120,7 +120,7 @@ describe('Router: version 2 router links', () => {
 
   it('tells peers what it learned below and from other peers, a downlink that asked everything, never back where a route came from, a version 1 downlink nothing', async (t) => {
     const [p1, p2, gw] = [testIdentity(), testIdentity(), testIdentity()];
-    const ctx = setup(t, { authenticator: auth, identity: testIdentity(), trust: trust({ [p1.node]: ['r1', 'initech'], [p2.node]: ['r2'], [gw.node]: ['globex'] }) });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth, identity: testIdentity(), trust: trust({ [p1.node]: ['r1', 'initech'], [p2.node]: ['r2'], [gw.node]: ['globex'] }) });
     const a = await link(ctx, { domain: 'r1', id: p1 });
     const b = await link(ctx, { domain: 'r2', id: p2 });
     // A gateway below, asking for routes (it has two relays).
@@ -148,7 +148,7 @@ describe('Router: version 2 router links', () => {
   });
 
   it('never writes a WATCH to a version 1 router: the watcher is refused with VERSION, the link stays', async (t) => {
-    const ctx = setup(t, { authenticator: auth, identity: testIdentity() });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth, identity: testIdentity() });
     const v1 = ctx.connect();
     v1.send(hello({ version: 1, role: Role.ROUTER, name: 'globex', node: 'old', token: 'globex-domain' }));
     await v1.next(FrameType.WELCOME);
@@ -169,7 +169,7 @@ describe('Router: version 2 router links', () => {
 
   it('picks among equal routes deterministically (the lower neighbour node id), and switches when the best goes', async (t) => {
     const [x, y] = [testIdentity(), testIdentity()].sort((a, b) => (a.node < b.node ? -1 : 1));
-    const ctx = setup(t, { authenticator: auth, identity: testIdentity(), trust: trust({ [x!.node]: ['rx', 'initech'], [y!.node]: ['ry', 'initech'] }) });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth, identity: testIdentity(), trust: trust({ [x!.node]: ['rx', 'initech'], [y!.node]: ['ry', 'initech'] }) });
     const ly = await link(ctx, { domain: 'ry', id: y });
     const lx = await link(ctx, { domain: 'rx', id: x });
     ly.peer.send(route('initech', ['o', y!.node], RouteOp.ADD, 1));
@@ -190,7 +190,7 @@ describe('Router: version 2 router links', () => {
 describe('Router: transit custody (HELD) and loops', () => {
   it('as a transit, answers HELD when it stored a message and the ACK only once the next router has it', async (t) => {
     const [a, b] = [testIdentity(), testIdentity()];
-    const ctx = setup(t, { authenticator: auth, identity: testIdentity(), trust: trust({ [a.node]: ['ra'], [b.node]: ['rb', 'initech'] }) });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth, identity: testIdentity(), trust: trust({ [a.node]: ['ra'], [b.node]: ['rb', 'initech'] }) });
     const la = await link(ctx, { domain: 'ra', id: a });
     const lb = await link(ctx, { domain: 'rb', id: b });
     lb.peer.send(route('initech', ['o', b.node], RouteOp.ADD, 1));
@@ -213,7 +213,7 @@ describe('Router: transit custody (HELD) and loops', () => {
 
   it('frees its window on HELD but keeps a flow off another path until the ACK, so it cannot overtake itself', async (t) => {
     const [x, y] = [testIdentity(), testIdentity()];
-    const ctx = setup(t, { authenticator: auth, identity: testIdentity(), maxInFlightPerLink: 2, trust: trust({ [x.node]: ['rx', 'initech'], [y.node]: ['ry', 'initech'] }) });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth, identity: testIdentity(), maxInFlightPerLink: 2, trust: trust({ [x.node]: ['rx', 'initech'], [y.node]: ['ry', 'initech'] }) });
     const lx = await link(ctx, { domain: 'rx', id: x });
     const ly = await link(ctx, { domain: 'ry', id: y });
     lx.peer.send(route('initech', [x.node]));
@@ -243,7 +243,7 @@ describe('Router: transit custody (HELD) and loops', () => {
   it('lets a peer send from a domain it announced on an earlier link (messages it took then), and lets reports pass', async (t) => {
     const p = testIdentity();
     const far = testIdentity();
-    const ctx = setup(t, { authenticator: auth, identity: testIdentity(), trust: trust({ [p.node]: ['rp'] }) });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth, identity: testIdentity(), trust: trust({ [p.node]: ['rp'] }) });
     const me = ctx.router.node;
     const alice = await ctx.agent({ name: 'alice', token: 'acme-domain' });
     const first = await link(ctx, { domain: 'rp', id: p });
@@ -267,7 +267,7 @@ describe('Router: transit custody (HELD) and loops', () => {
 
   it('refuses with LOOP a copy that comes back from another router than the one it came from', async (t) => {
     const [p, q] = [testIdentity(), testIdentity()];
-    const ctx = setup(t, { authenticator: auth, identity: testIdentity(), trust: trust({ [p.node]: ['rp', 'globex'], [q.node]: ['rq', 'globex', 'initech'] }) });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth, identity: testIdentity(), trust: trust({ [p.node]: ['rp', 'globex'], [q.node]: ['rq', 'globex', 'initech'] }) });
     const lp = await link(ctx, { domain: 'rp', id: p });
     const lq = await link(ctx, { domain: 'rq', id: q });
     lq.peer.send(route('initech', [q.node]));

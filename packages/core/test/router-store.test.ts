@@ -298,7 +298,7 @@ describe('Router: store and forward', () => {
     assert.deepEqual({ id: n.id, code: errorCodeOf(n.code), reason: n.reason }, { id: 'b3', code: 'ERR_QUEUE_FULL', reason: 'the queue for "bob@acme" holds its limit of 300 bytes' });
     for (const id of ['b1', 'b2', 'b4']) await alice.peer.next(FrameType.ACK, (f) => f.id === id);
 
-    const inAll = setup(t, { maxStoredBytes: 300 });
+    const inAll = setup(t, { maxStoredBytes: 300, maxStoredBytesPerSender: 300 });
     const dave = await inAll.agent({ name: 'dave' });
     dave.peer.send(msg('bob', 's1', { body }), msg('carol', 's2', { body }), msg('erin', 's3', { body }));
     const n2 = await dave.peer.next(FrameType.NACK);
@@ -412,7 +412,7 @@ describe('Router: store and forward', () => {
   });
 
   it('RELEASEs the ACKs of a downlink once its copy is removed, and reports the downlink NACK to the sender', async (t) => {
-    const ctx = setup(t, { authenticator: auth });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth });
     const r2 = await ctx.downlink();
     const alice = await ctx.agent({ token: 'alice-only', name: 'alice' });
     alice.peer.send(msg('bot@globex', 'f1'), msg('bot@globex', 'f2'), msg('bot@globex', 'f3'));
@@ -433,7 +433,7 @@ describe('Router: store and forward', () => {
   });
 
   it('acks a retry of a message it holds even when the route changed meanwhile (no NACK for a message on its way)', async (t) => {
-    const ctx = setup(t, { authenticator: auth });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth });
     const r2 = await ctx.downlink('globex', 'any-domain', 'r2');
     r2.send(msg('x@initech', 'm1', { from: 'bot@globex', hops: 9 }));
     await r2.next(FrameType.ACK, (f) => f.id === 'm1'); // held: nobody reaches initech yet
@@ -457,7 +457,7 @@ describe('Router: store and forward', () => {
   });
 
   it('acks a downlink once stored, forgets the key on its RELEASE, and sends a receipt back through it', async (t) => {
-    const ctx = setup(t, { authenticator: auth });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth });
     const r2 = await ctx.downlink();
     const alice = await ctx.agent({ token: 'alice-only', name: 'alice' });
     r2.send(msg('alice@acme', 'in1', { from: 'bot@globex', hops: 9, flags: MsgFlag.RECEIPT }));
@@ -475,7 +475,7 @@ describe('Router: store and forward', () => {
   });
 
   it('resends what was in flight to a downlink when it links again', async (t) => {
-    const ctx = setup(t, { authenticator: auth });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth });
     const first = await ctx.downlink();
     const alice = await ctx.agent({ token: 'alice-only', name: 'alice' });
     alice.peer.send(msg('bot@globex', 'g1'), msg('bot@globex', 'g2'));
@@ -619,7 +619,7 @@ describe('Router: store and forward', () => {
   });
 
   it('keeps a sender paused while a congested router link still holds it, though its queue drained', async (t) => {
-    const ctx = setup(t, { authenticator: auth, maxOutboundBytes: 64 * 1024, queueHighWater: 4, maxInFlightPerLink: 2 });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth, maxOutboundBytes: 64 * 1024, queueHighWater: 4, maxInFlightPerLink: 2 });
     const stuckEnd = new StuckMemoryDuplex('memory:gateway');
     const farEnd = new MemoryDuplex('memory:far');
     stuckEnd.peer = farEnd;

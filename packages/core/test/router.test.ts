@@ -67,7 +67,7 @@ describe('Router: agent handshake and sessions', () => {
   });
 
   it('binds a resume token to the credential that made the session: stolen, it resumes nothing and replaces nobody', async (t) => {
-    const ctx = setup(t, { authenticator: fakeAuthenticator(TOKENS) });
+    const ctx = setup(t, { allowGuests: true, authenticator: fakeAuthenticator(TOKENS) });
     const alice = await ctx.agent({ name: 'alice', token: 'alice-only' });
     // Without a credential, or with another one, the token is not hers to use.
     const thief = await ctx.agent({ resume: alice.welcome.resume });
@@ -143,7 +143,7 @@ describe('Router: credentials', () => {
   const auth = fakeAuthenticator(TOKENS);
 
   it('admits an anonymous agent (id only) but refuses it a name with NAME_NOT_ALLOWED', async (t) => {
-    const ctx = setup(t, { authenticator: auth });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth });
     const anon = await ctx.agent();
     assert.match(anon.welcome.id, ID);
     assert.equal(await ctx.refused(hello({ name: 'alice' })), 'ERR_NAME_NOT_ALLOWED');
@@ -151,15 +151,15 @@ describe('Router: credentials', () => {
     assert.equal(errorCodeOf((await anon.peer.next(FrameType.REGISTERED)).code), 'ERR_NAME_NOT_ALLOWED');
   });
 
-  it('refuses an agent without a token with AUTH_FAILED when allowAnonymousAgents is false', async (t) => {
-    const ctx = setup(t, { authenticator: auth, allowAnonymousAgents: false });
+  it('refuses an agent without a token with AUTH_FAILED by default (guests are let in only with allowGuests)', async (t) => {
+    const ctx = setup(t, { authenticator: auth });
     assert.equal(await ctx.refused(hello()), 'ERR_AUTH_FAILED');
     const ok = await ctx.agent({ token: 'acme-domain' });
     assert.match(ok.welcome.id, ID);
   });
 
   it('lets a name-scoped token claim its name only', async (t) => {
-    const ctx = setup(t, { authenticator: auth });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth });
     assert.equal(await ctx.refused(hello({ token: 'alice-only', name: 'bob' })), 'ERR_NAME_NOT_ALLOWED');
     const a = await ctx.agent({ token: 'alice-only', name: 'alice' });
     assert.equal(a.welcome.name, 'alice');
@@ -170,7 +170,7 @@ describe('Router: credentials', () => {
   });
 
   it('lets a domain token claim any free name', async (t) => {
-    const ctx = setup(t, { authenticator: auth });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth });
     const a = await ctx.agent({ token: 'acme-domain', name: 'anything' });
     assert.equal(a.welcome.name, 'anything');
     const b = await ctx.agent({ token: 'any-domain', name: 'other' });
@@ -178,7 +178,7 @@ describe('Router: credentials', () => {
   });
 
   it('refuses a token of another domain and an unknown token with AUTH_FAILED', async (t) => {
-    const ctx = setup(t, { authenticator: auth });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth });
     assert.equal(await ctx.refused(hello({ token: 'globex-domain' })), 'ERR_AUTH_FAILED');
     assert.equal(await ctx.refused(hello({ token: 'globex-agent', name: 'bot' })), 'ERR_AUTH_FAILED');
     assert.equal(await ctx.refused(hello({ token: 'forged.jwt.here' })), 'ERR_AUTH_FAILED');
@@ -195,7 +195,7 @@ describe('Router: router links', () => {
   });
 
   it('needs a domain token covering the domain claimed in HELLO', async (t) => {
-    const ctx = setup(t, { authenticator: auth });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth });
     assert.equal(await ctx.refused(routerHello('globex', '')), 'ERR_AUTH_FAILED');
     assert.equal(await ctx.refused(routerHello('globex', 'globex-agent')), 'ERR_AUTH_FAILED', 'an agent token is no router credential');
     assert.equal(await ctx.refused(routerHello('globex', 'nonsense')), 'ERR_AUTH_FAILED');
@@ -214,7 +214,7 @@ describe('Router: router links', () => {
   });
 
   it('takes ROUTE ADD for covered domains and refuses others without cutting the link', async (t) => {
-    const ctx = setup(t, { authenticator: auth });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth });
     const r2 = await ctx.downlink();
     r2.send(route('eu.globex', ['r3', 'r2'], RouteOp.ADD, 1));
     await r2.sync();
@@ -229,7 +229,7 @@ describe('Router: router links', () => {
   });
 
   it('refuses an announcement of the router own domain, and keeps the link', async (t) => {
-    const ctx = setup(t, { authenticator: auth });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth });
     const r2 = await ctx.downlink('globex', 'any-domain');
     r2.send(route('acme', ['r2']));
     await r2.sync();
@@ -239,7 +239,7 @@ describe('Router: router links', () => {
   });
 
   it('limits the domains one link may announce (maxDomainsPerLink): more are refused, the busy link stays', async (t) => {
-    const ctx = setup(t, { authenticator: auth, maxDomainsPerLink: 2 });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth, maxDomainsPerLink: 2 });
     const r2 = await ctx.downlink();
     r2.send(route('a.globex', ['r2']));
     r2.send(route('globex', ['r2']));
@@ -258,7 +258,7 @@ describe('Router: router links', () => {
   });
 
   it('ignores a ROUTE whose path contains its own node', async (t) => {
-    const ctx = setup(t, { authenticator: auth });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth });
     const peer = ctx.connect();
     peer.send(routerHello('globex', 'globex-domain'));
     await peer.next(FrameType.WELCOME);
@@ -272,7 +272,7 @@ describe('Router: router links', () => {
   });
 
   it('removes a route on WITHDRAW: then nothing goes that way (reliable messages wait, volatile ones have no route)', async (t) => {
-    const ctx = setup(t, { authenticator: auth });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth });
     const r2 = await ctx.downlink();
     const a = await ctx.agent();
     a.peer.send(msg('x@globex', 'before'));
@@ -291,7 +291,7 @@ describe('Router: router links', () => {
   });
 
   it('refuses frames a link kind may not send with PROTOCOL', async (t) => {
-    const ctx = setup(t, { authenticator: auth });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth });
     const a = await ctx.agent();
     a.peer.send(route('evil', ['x']));
     assert.equal(await a.peer.closeCode(), 'ERR_PROTOCOL');
@@ -326,7 +326,7 @@ describe('Router: routing', () => {
   });
 
   it('counts reliable messages handed to agents in msgsDelivered and to routers in msgsForwarded', async (t) => {
-    const ctx = setup(t, { authenticator: auth });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth });
     const r2 = await ctx.downlink();
     const alice = await ctx.agent({ token: 'alice-only', name: 'alice' });
     const bob = await ctx.agent({ token: 'acme-domain', name: 'bob' });
@@ -392,7 +392,7 @@ describe('Router: routing', () => {
   });
 
   it('holds a message for an unknown domain until a route to it appears; a volatile one is nacked NO_ROUTE', async (t) => {
-    const ctx = setup(t, { authenticator: auth });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth });
     const alice = await ctx.agent({ name: 'alice', token: 'alice-only' });
     alice.peer.send(msg('x@initech', 'u1'), msg('x@initech', 'u2', { flags: MsgFlag.VOLATILE }));
     await alice.peer.next(FrameType.ACK, (f) => f.id === 'u1');
@@ -404,7 +404,7 @@ describe('Router: routing', () => {
   });
 
   it('forwards to the downlink that announced the domain, hop decremented, having acked the sender itself', async (t) => {
-    const ctx = setup(t, { authenticator: auth });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth });
     const r2 = await ctx.downlink();
     const alice = await ctx.agent({ token: 'alice-only', name: 'alice' });
     alice.peer.send(msg('bot@globex', 'f1'), msg('bot@eu.globex', 'f2'));
@@ -422,7 +422,7 @@ describe('Router: routing', () => {
   });
 
   it('delivers a downlink message to a local agent as sent, and nacks a sender outside its credential with FORBIDDEN', async (t) => {
-    const ctx = setup(t, { authenticator: auth });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth });
     const r2 = await ctx.downlink();
     const alice = await ctx.agent({ token: 'alice-only', name: 'alice' });
     r2.send(msg('alice@acme', 'd1', { from: 'bot@globex', hops: 9 }));
@@ -440,7 +440,7 @@ describe('Router: routing', () => {
   });
 
   it('never sends a message back out of the link it came from: volatile gets NO_ROUTE, reliable waits for another way', async (t) => {
-    const ctx = setup(t, { authenticator: auth });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth });
     const r2 = await ctx.downlink();
     r2.send(msg('someone@globex', 'loop-v', { from: 'bot@globex', hops: 5, flags: MsgFlag.VOLATILE }));
     assert.equal(errorCodeOf((await r2.next(FrameType.NACK)).code), 'ERR_NO_ROUTE');
@@ -452,7 +452,7 @@ describe('Router: routing', () => {
   });
 
   it('nacks with HOP_LIMIT a message that would leave with no hops left', async (t) => {
-    const ctx = setup(t, { authenticator: auth, hopLimit: 1 });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth, hopLimit: 1 });
     const r2 = await ctx.downlink();
     const alice = await ctx.agent({ token: 'alice-only', name: 'alice' });
     const bob = await ctx.agent({ token: 'acme-domain', name: 'bob' });
@@ -469,7 +469,7 @@ describe('Router: uplink', () => {
   const auth = fakeAuthenticator(TOKENS);
 
   it('dials, claims its domain, announces what it reaches, and sends unknown domains up', async (t) => {
-    const ctx = setup(t, { authenticator: auth });
+    const ctx = setup(t, { allowGuests: true, authenticator: auth });
     const up = uplinkTo(t, ctx);
     await waitFor(() => up.relays.length === 1, 'dial', 2000, 1);
     const relay = up.relays[0]!;
@@ -743,7 +743,7 @@ describe('Router: robustness', () => {
   });
 
   it('sheds volatile load on a congested router link when the sender cannot be paused; a reliable message is stored and still sent', async (t) => {
-    const ctx = setup(t, { maxOutboundBytes: 64 * 1024, authenticator: fakeAuthenticator(TOKENS) });
+    const ctx = setup(t, { allowGuests: true, maxOutboundBytes: 64 * 1024, authenticator: fakeAuthenticator(TOKENS) });
     const stuckEnd = new StuckMemoryDuplex('memory:gateway');
     const farEnd = new MemoryDuplex('memory:far');
     stuckEnd.peer = farEnd;
@@ -789,7 +789,7 @@ describe('Router: robustness', () => {
   });
 
   it('does not let a router with a credential for another domain replace a link by claiming its node id', async (t) => {
-    const ctx = setup(t, { authenticator: fakeAuthenticator(TOKENS) });
+    const ctx = setup(t, { allowGuests: true, authenticator: fakeAuthenticator(TOKENS) });
     const globex = await ctx.downlink('globex', 'globex-domain', 'r2');
     await ctx.downlink('initech', 'any-domain', 'r2'); // the same node id, another domain
     await globex.sync();
@@ -798,7 +798,7 @@ describe('Router: robustness', () => {
   });
 
   it('replaces the old link when the same router links again', async (t) => {
-    const ctx = setup(t, { authenticator: fakeAuthenticator(TOKENS) });
+    const ctx = setup(t, { allowGuests: true, authenticator: fakeAuthenticator(TOKENS) });
     const first = await ctx.downlink('globex', 'globex-domain', 'r2');
     const second = await ctx.downlink('globex', 'globex-domain', 'r2');
     assert.equal(await first.closeCode(), 'ERR_REPLACED');
@@ -809,7 +809,7 @@ describe('Router: robustness', () => {
   });
 
   it('refuses, from an uplink, a sender in its own domain or in a domain it reaches below', async (t) => {
-    const ctx = setup(t, { authenticator: fakeAuthenticator(TOKENS) });
+    const ctx = setup(t, { allowGuests: true, authenticator: fakeAuthenticator(TOKENS) });
     await ctx.downlink('globex', 'globex-domain', 'r2');
     const up = uplinkTo(t, ctx);
     const relay = await waitFor(() => up.relays[0], 'the uplink to dial');

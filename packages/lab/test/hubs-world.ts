@@ -121,6 +121,7 @@ export class HubsWorld {
       '--domain', 'acme',
       '--token', await issueToken(SECRET, { domain: 'acme' }),
       '--secret', ACME_SECRET,
+      '--allow-guests', '--guest-rate', '0', '--guest-byte-rate', '0', '--guest-stored-bytes', '1073741824', '--max-guest-stored-bytes', '1073741824',
       '--listen', `${url.hostname}:${url.port}`,
       '--data', join(this.dir, `gateway-${i + 1}`),
       '--node-key', this.gatewayKeyFile(i),

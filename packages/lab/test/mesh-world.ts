@@ -103,6 +103,7 @@ export class Mesh {
       '--data', join(this.dir, r),
       '--node-key', this.keyFile(r),
       '--secret', relaySecret(r),
+      '--allow-guests', '--guest-rate', '0', '--guest-byte-rate', '0', '--guest-stored-bytes', '1073741824', '--max-guest-stored-bytes', '1073741824',
       '--tls-cert', cert.certPath,
       '--tls-key', cert.keyPath,
       '--ping-interval', String(PING_MS),

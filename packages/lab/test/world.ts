@@ -83,7 +83,7 @@ export function cliHas(command: string, ...flags: string[]): boolean {
 /** Starts the relay (TLS) on the outside host; waits until it listens and checks it serves the lab's certificate. */
 export async function startRelay(lab: Lab): Promise<LabProc> {
   const { relayCert, relayKey, relayFingerprint } = lab.tls;
-  const p = lab.postern('outside', 'relay', '--listen', `${LAB.outside}:${LAB.relayPort}`, '--tls-cert', relayCert, '--tls-key', relayKey, '--secret', SECRET, '--memory', '--ping-interval', String(PING_MS));
+  const p = lab.postern('outside', 'relay', '--listen', `${LAB.outside}:${LAB.relayPort}`, '--tls-cert', relayCert, '--tls-key', relayKey, '--secret', SECRET, '--allow-guests', '--guest-rate', '0', '--guest-byte-rate', '0', '--guest-stored-bytes', '1073741824', '--max-guest-stored-bytes', '1073741824', '--memory', '--ping-interval', String(PING_MS));
   await p.waitFor('stdout', /postern relay: domain "[^"]+" listening on wss:\/\//, 15_000);
   const fp = await p.waitFor('stdout', /TLS certificate SHA-256 ([0-9A-F:]+)/, 5000);
   assert.equal(fp[1], relayFingerprint, 'the relay announced another certificate');

@@ -344,6 +344,7 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
         maxSessions: router.options.maxConnections,
         allowOrigins: allowOriginsConfig,
         onRefusedOrigin: refusedOrigin,
+        admit: (remote) => router.admit(remote),
         ...longPollOptions,
       });
     }
@@ -358,7 +359,7 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
       // (WebSocket links) are timed by their own rules.
       http.requestTimeout = requestTimeoutMs;
       http.headersTimeout = Math.min(10_000, requestTimeoutMs);
-      const ws = attachWsServer(http, (d) => router.accept(d), { maxPayload, allowedOrigins, onRefusedOrigin: refusedOrigin });
+      const ws = attachWsServer(http, (d) => router.accept(d), { maxPayload, allowedOrigins, onRefusedOrigin: refusedOrigin, admit: (remote) => router.admit(remote) });
       servers.push({ http, ws });
       await new Promise<void>((resolve, reject) => {
         http.once('error', (err: NodeJS.ErrnoException) =>
@@ -379,6 +380,12 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
     throw err;
   }
   log.info('node', { node: router.node, domain: router.domain });
+  // Who may connect without a token is the operator's choice; it is said once, at start.
+  if (addresses.length > 0) {
+    const ro = router.options;
+    if (ro.authenticator === undefined) log.info('open: agents connect without a token and may claim any name (give --secret to require tokens)', { listen: addresses.map((a) => formatListen(a)).join(' ') });
+    else if (ro.allowGuests) log.info('guests: agents without a token connect with an id and no name, under the guest quotas', { rate: ro.guestMsgRate, byteRate: ro.guestByteRate, storedPerAddress: ro.guestStoredBytes, storedAll: ro.maxGuestStoredBytes });
+  }
   for (const [i, u] of peerConfigs.entries()) {
     const peer = new Uplink(router, { url: u.url, token: u.token ?? credentials, dial: peerDialers[i]!, mode: 'peer', backoff, agent: 'postern-router/0.2' });
     peer.onStatus((s) => {

@@ -6,13 +6,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { issueToken, type RouterServer, type RouterServerOptions } from '@postern/router';
-import { waitFor } from '@postern/testing';
+import { waitFor, TEST_GUESTS } from '@postern/testing';
 import { agent, next, onCleanup, router } from './live.js';
 
 
 /** A relay (domain `relay`) and a gateway (acme) behind it. */
 async function world(relayOptions: Partial<RouterServerOptions> = {}, gatewayOptions: Partial<RouterServerOptions> = {}): Promise<{ relay: RouterServer; gateway: RouterServer }> {
-  const relay = await router({ domain: 'relay', secret: 'anon-secret', ...relayOptions });
+  const relay = await router({ domain: 'relay', secret: 'anon-secret', ...TEST_GUESTS, ...relayOptions });
   const gateway = await router({ domain: 'acme', uplinks: [{ url: relay.url, token: await issueToken('anon-secret', { domain: 'acme' }) }], ...gatewayOptions });
   await waitFor(() => relay.router.routes().has('acme'), 'the gateway to be linked');
   return { relay, gateway };
@@ -137,7 +137,7 @@ describe('anonymous receiving: pseudonyms', () => {
     const dirs = [mkdtempSync(join(tmpdir(), 'postern-anon-r-')), mkdtempSync(join(tmpdir(), 'postern-anon-g-'))];
     onCleanup(() => Promise.resolve(dirs.forEach((d) => rmSync(d, { recursive: true, force: true }))));
     const token = await issueToken('anon-secret', { domain: 'acme' });
-    let relay = await router({ domain: 'relay', secret: 'anon-secret', dataDir: dirs[0]!, listen: ['127.0.0.1:0'] });
+    let relay = await router({ domain: 'relay', secret: 'anon-secret', ...TEST_GUESTS, dataDir: dirs[0]!, listen: ['127.0.0.1:0'] });
     const port = relay.addresses[0]!.port;
     let gateway = await router({ domain: 'acme', dataDir: dirs[1]!, uplinks: [{ url: relay.url, token }] });
     await waitFor(() => relay.router.routes().has('acme'), 'linked');
@@ -146,7 +146,7 @@ describe('anonymous receiving: pseudonyms', () => {
     await alice.close();
     await gateway.close();
     await relay.close();
-    relay = await router({ domain: 'relay', secret: 'anon-secret', dataDir: dirs[0]!, listen: [`127.0.0.1:${port}`] });
+    relay = await router({ domain: 'relay', secret: 'anon-secret', ...TEST_GUESTS, dataDir: dirs[0]!, listen: [`127.0.0.1:${port}`] });
     gateway = await router({ domain: 'acme', dataDir: dirs[1]!, uplinks: [{ url: relay.url, token }] });
     await waitFor(() => relay.router.routes().has('acme'), 'linked again');
     alice = await agent(gateway.url, 'alice');

@@ -30,7 +30,7 @@ describe('credentials: rotation and revocation', () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('accepts tokens of the current and the previous secrets, each picked by its key id, and refuses others saying which key they need', async () => {
-    const r = await startRouter({ domain: 'acme', listen: ['127.0.0.1:0'], secret: 'new-secret', previousSecrets: ['old-secret'], allowAnonymousAgents: false, logger: quiet });
+    const r = await startRouter({ domain: 'acme', listen: ['127.0.0.1:0'], secret: 'new-secret', previousSecrets: ['old-secret'], logger: quiet });
     after(() => r.close());
     assert.equal(await refusal(r.url, await issueToken('new-secret', { domain: 'acme', name: 'alice' }), 'alice'), 'accepted');
     assert.equal(await refusal(r.url, await issueToken('old-secret', { domain: 'acme', name: 'bob' }), 'bob'), 'accepted', 'a token of the secret being rotated out');

@@ -5,6 +5,7 @@
 // never with INTERNAL or 500, never logs an internal error, and keeps serving other agents.
 // Bounded in `npm test` (POSTERN_FUZZ_RUNS cases per property, default 300); `npm run fuzz`
 // runs many more (scripts/fuzz.sh). A failure prints the seed and the shrunk input to replay.
+import { TEST_GUESTS } from '@postern/testing';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
@@ -120,7 +121,7 @@ describe('fuzz: the router against generated inputs', () => {
   before(async () => {
     const w = watchingLogger();
     errors = w.errors;
-    r = await startRouter({ domain: 'acme', listen: ['127.0.0.1:0'], secret: 'fuzz-secret', logger: w.logger, longPoll: { pollTimeoutMs: 300 } });
+    r = await startRouter({ domain: 'acme', listen: ['127.0.0.1:0'], secret: 'fuzz-secret', ...TEST_GUESTS, logger: w.logger, longPoll: { pollTimeoutMs: 300 } });
   });
   after(() => r.close());
 

@@ -8,15 +8,15 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { connect, type Client, type Message } from '@postern/client';
 import { issueToken, type RouterServer } from '@postern/router';
-import { waitFor } from '@postern/testing';
+import { waitFor, TEST_GUESTS } from '@postern/testing';
 import { agent, next, onCleanup, router } from './live.js';
 
 const SECRET = 'acme-gateway-secret';
 
 /** A relay, acme's gateway (the bridgehead) and `hubs` hubs of acme dialing it. */
 async function domain(hubs = 2, o: { relay?: RouterServer } = {}): Promise<{ relay: RouterServer; gw: RouterServer; hubs: RouterServer[] }> {
-  const relay = o.relay ?? (await router({ domain: 'relay', secret: 'relay-secret' }));
-  const gw = await router({ domain: 'acme', secret: SECRET, uplinks: [{ url: relay.url, token: await issueToken('relay-secret', { domain: 'acme' }) }] });
+  const relay = o.relay ?? (await router({ domain: 'relay', secret: 'relay-secret', ...TEST_GUESTS }));
+  const gw = await router({ domain: 'acme', secret: SECRET, ...TEST_GUESTS, uplinks: [{ url: relay.url, token: await issueToken('relay-secret', { domain: 'acme' }) }] });
   const token = await issueToken(SECRET, { domain: 'acme', hub: true });
   const hs: RouterServer[] = [];
   for (let i = 0; i < hubs; i++) hs.push(await router({ domain: 'acme', hub: true, uplinks: [{ url: gw.url, token }] }));
@@ -145,10 +145,10 @@ describe('hubs: name@domain resolved by the bridgehead', () => {
   });
 
   it('a bridgehead restarted: the hubs sync their names again, and messages resume', async () => {
-    const relay = await router({ domain: 'relay', secret: 'relay-secret' });
+    const relay = await router({ domain: 'relay', secret: 'relay-secret', ...TEST_GUESTS });
     const dir = await mkdtemp(join(tmpdir(), 'postern-bridgehead-'));
     const up = [{ url: relay.url, token: await issueToken('relay-secret', { domain: 'acme' }) }];
-    let gw = await router({ domain: 'acme', secret: SECRET, dataDir: dir, uplinks: up });
+    let gw = await router({ domain: 'acme', secret: SECRET, ...TEST_GUESTS, dataDir: dir, uplinks: up });
     const port = Number(new URL(gw.url).port);
     const hub = await router({ domain: 'acme', hub: true, uplinks: [{ url: gw.url, token: await issueToken(SECRET, { domain: 'acme', hub: true }) }] });
     const alice = await agent(hub.url, 'alice');
@@ -156,16 +156,16 @@ describe('hubs: name@domain resolved by the bridgehead', () => {
     await waitFor(() => relay.router.routes().has('acme') && gw.router.stats().directory >= 2, 'alice to be known');
     assert.equal((await deliver(outside, alice, 'alice@acme', 'before')).from, outside.address);
     await gw.close();
-    gw = await router({ domain: 'acme', secret: SECRET, dataDir: dir, uplinks: up, listen: [`127.0.0.1:${port}`] });
+    gw = await router({ domain: 'acme', secret: SECRET, ...TEST_GUESTS, dataDir: dir, uplinks: up, listen: [`127.0.0.1:${port}`] });
     await waitFor(() => gw.router.stats().hubs === 1 && relay.router.routes().has('acme'), 'the hub and the relay to link again');
     assert.equal((await deliver(outside, alice, 'alice@acme', 'after')).from, outside.address);
   });
 
   it('two bridgeheads: a hub dials both, the relay uses either, and messages arrive once while one is down and after it restarted', async () => {
-    const relay = await router({ domain: 'relay', secret: 'relay-secret' });
+    const relay = await router({ domain: 'relay', secret: 'relay-secret', ...TEST_GUESTS });
     const up = [{ url: relay.url, token: await issueToken('relay-secret', { domain: 'acme' }) }];
     const dirs = [await mkdtemp(join(tmpdir(), 'postern-bh1-')), await mkdtemp(join(tmpdir(), 'postern-bh2-'))];
-    const gws = [await router({ domain: 'acme', secret: SECRET, uplinks: up, dataDir: dirs[0]! }), await router({ domain: 'acme', secret: SECRET, uplinks: up, dataDir: dirs[1]! })];
+    const gws = [await router({ domain: 'acme', secret: SECRET, ...TEST_GUESTS, uplinks: up, dataDir: dirs[0]! }), await router({ domain: 'acme', secret: SECRET, uplinks: up, dataDir: dirs[1]! })];
     const token = await issueToken(SECRET, { domain: 'acme', hub: true });
     const hub = await router({ domain: 'acme', hub: true, uplinks: gws.map((g) => ({ url: g.url, token })) });
     const alice = await agent(hub.url, 'alice');
@@ -188,7 +188,7 @@ describe('hubs: name@domain resolved by the bridgehead', () => {
     for (let i = 30; i < 60; i++) await outside.send('alice@acme', `m${i}`);
     await waitFor(() => seen.length === 60, 'the next 30, through the other bridgehead');
     // Back again (same store, same port): both carry on, nothing twice.
-    gws[k] = await router({ domain: 'acme', secret: SECRET, uplinks: up, dataDir: dirs[k]!, listen: [`127.0.0.1:${port}`] });
+    gws[k] = await router({ domain: 'acme', secret: SECRET, ...TEST_GUESTS, uplinks: up, dataDir: dirs[k]!, listen: [`127.0.0.1:${port}`] });
     await waitFor(both, 'both up again');
     for (let i = 60; i < 90; i++) await outside.send('alice@acme', `m${i}`);
     await reading;

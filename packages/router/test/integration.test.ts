@@ -6,7 +6,7 @@ import { after, describe, it } from 'node:test';
 import { connect, type Client, type Message } from '@postern/client';
 import type { UplinkStatus } from '@postern/core';
 import { issueToken, startRouter, type RouterServer } from '@postern/router';
-import { waitFor } from '@postern/testing';
+import { TEST_GUESTS, waitFor } from '@postern/testing';
 
 const secret = 'integration-secret';
 
@@ -23,7 +23,7 @@ async function next(client: Client, timeoutMs = 5000): Promise<Message> {
 }
 
 async function relayAndGateway(relayListen = '127.0.0.1:0'): Promise<{ relay: RouterServer; gateway: RouterServer; statuses: UplinkStatus[] }> {
-  const relay = await startRouter({ domain: 'relay', listen: [relayListen], secret });
+  const relay = await startRouter({ domain: 'relay', listen: [relayListen], secret, ...TEST_GUESTS });
   const statuses: UplinkStatus[] = [];
   const gateway = await startRouter({
     domain: 'acme',
@@ -83,7 +83,7 @@ describe('relay + gateway + agents in one process', () => {
   });
 
   it('keeps internal traffic going while the uplink is down, and re-announces after reconnecting', async () => {
-    const first = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret });
+    const first = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret, ...TEST_GUESTS });
     const port = first.addresses[0]!.port;
     await first.close();
     const { relay, gateway, statuses } = await relayAndGateway(`127.0.0.1:${port}`);
@@ -102,7 +102,7 @@ describe('relay + gateway + agents in one process', () => {
     assert.equal(gateway.router.stats().stored, 1);
 
     // A new relay (its store is gone) that knows bob because he is provisioned.
-    const relay2 = await startRouter({ domain: 'relay', listen: [`127.0.0.1:${port}`], secret, knownNames: ['bob'] });
+    const relay2 = await startRouter({ domain: 'relay', listen: [`127.0.0.1:${port}`], secret, ...TEST_GUESTS, knownNames: ['bob'] });
     cleanup.push(() => relay2.close());
     await waitFor(() => relay2.router.routes().has('acme'), 'the gateway to reconnect and announce acme again', 10_000);
     assert.ok(statuses.some((s) => s.type === 'down' && !s.refused));
@@ -115,7 +115,7 @@ describe('relay + gateway + agents in one process', () => {
   });
 
   it('refuses a gateway whose credential is not signed by the relay', async () => {
-    const relay = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret });
+    const relay = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret, ...TEST_GUESTS });
     cleanup.push(() => relay.close());
     const statuses: UplinkStatus[] = [];
     const gateway = await startRouter({
@@ -134,7 +134,7 @@ describe('relay + gateway + agents in one process', () => {
   it('gives an agent the same id when it resumes, and resends what was not acknowledged', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'postern-data-'));
     cleanup.push(() => Promise.resolve(rmSync(dataDir, { recursive: true, force: true })));
-    const first = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret, dataDir });
+    const first = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret, ...TEST_GUESTS, dataDir });
     const port = first.addresses[0]!.port;
     const url = first.url;
     const first_eve = await connect({ url });
@@ -152,7 +152,7 @@ describe('relay + gateway + agents in one process', () => {
     await waitFor(() => !eve.connected, 'eve to notice');
     const frankToken = await issueToken(secret, { domain: 'relay', name: 'frank' });
     const queued = eve.send('frank@relay', 'sent while the router was down');
-    const second = await startRouter({ domain: 'relay', listen: [`127.0.0.1:${port}`], secret, dataDir });
+    const second = await startRouter({ domain: 'relay', listen: [`127.0.0.1:${port}`], secret, ...TEST_GUESTS, dataDir });
     cleanup.push(() => second.close());
     const frank = await connect({ url, name: 'frank', token: frankToken });
     cleanup.push(() => frank.close());
@@ -199,7 +199,7 @@ describe('relay + gateway + agents in one process', () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'postern-data-'));
     cleanup.push(() => Promise.resolve(rmSync(dataDir, { recursive: true, force: true })));
     const start = (o: { listen?: string; dataDir?: string } = {}): Promise<RouterServer> =>
-      startRouter({ domain: 'relay', listen: [o.listen ?? '127.0.0.1:0'], secret, ...(o.dataDir === undefined ? {} : { dataDir: o.dataDir }) });
+      startRouter({ domain: 'relay', listen: [o.listen ?? '127.0.0.1:0'], secret, ...TEST_GUESTS, ...(o.dataDir === undefined ? {} : { dataDir: o.dataDir }) });
     let relay = await start({ dataDir });
     const port = relay.addresses[0]!.port;
     const alice = await connect({ url: relay.url, name: 'alice', token: await issueToken(secret, { domain: 'relay', name: 'alice' }), backoff: { initialMs: 50, maxMs: 300 } });
@@ -227,7 +227,7 @@ describe('relay + gateway + agents in one process', () => {
   });
 
   it('drops duplicates at the recipient and acks them again', async () => {
-    const relay = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret });
+    const relay = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret, ...TEST_GUESTS });
     cleanup.push(() => relay.close());
     const tok = (name: string): Promise<string> => issueToken(secret, { domain: 'relay', name });
     const gina = await connect({ url: relay.url, name: 'gina', token: await tok('gina') });

@@ -6,7 +6,7 @@ import { createServer } from 'node:net';
 import { describe, it } from 'node:test';
 import type { Client, Message } from '@postern/client';
 import { createKeyPair, issueGrant, issueToken } from '@postern/router';
-import { waitFor } from '@postern/testing';
+import { waitFor, TEST_GUESTS } from '@postern/testing';
 import { agent, next, router } from './live.js';
 
 
@@ -33,8 +33,8 @@ describe('peers: relays of different operators', () => {
   it('link with exchanged node keys (no shared secret) and carry messages between their gateways both ways, with receipts', async () => {
     const k1 = createKeyPair('node');
     const k2 = createKeyPair('node');
-    const r1 = await router({ domain: 'r1', secret: 'secret-of-operator-1', key: k1, trust: [`${k2.publicKey}=r2,globex`] });
-    const r2 = await router({ domain: 'r2', secret: 'secret-of-operator-2', key: k2, trust: [`${k1.publicKey}=r1,acme`], peers: [{ url: r1.url }] });
+    const r1 = await router({ domain: 'r1', secret: 'secret-of-operator-1', ...TEST_GUESTS, key: k1, trust: [`${k2.publicKey}=r2,globex`] });
+    const r2 = await router({ domain: 'r2', secret: 'secret-of-operator-2', ...TEST_GUESTS, key: k2, trust: [`${k1.publicKey}=r1,acme`], peers: [{ url: r1.url }] });
     assert.equal(r1.node, k1.publicKey, 'the node id is the public key');
     const ga = await router({ domain: 'acme', uplinks: [{ url: r1.url, token: await issueToken('secret-of-operator-1', { domain: 'acme' }) }] });
     const gb = await router({ domain: 'globex', uplinks: [{ url: r2.url, token: await issueToken('secret-of-operator-2', { domain: 'globex' }) }] });
@@ -58,8 +58,8 @@ describe('peers: relays of different operators', () => {
     const k1 = createKeyPair('node');
     const k2 = createKeyPair('node');
     // r2 trusts r1 for r1 only, so acme (behind r1) may neither be announced nor send through it.
-    const r1 = await router({ domain: 'r1', secret: 's1', key: k1, trust: [`${k2.publicKey}=r2,globex`] });
-    const r2 = await router({ domain: 'r2', secret: 's2', key: k2, trust: [`${k1.publicKey}=r1`], peers: [{ url: r1.url }] });
+    const r1 = await router({ domain: 'r1', secret: 's1', ...TEST_GUESTS, key: k1, trust: [`${k2.publicKey}=r2,globex`] });
+    const r2 = await router({ domain: 'r2', secret: 's2', ...TEST_GUESTS, key: k2, trust: [`${k1.publicKey}=r1`], peers: [{ url: r1.url }] });
     const ga = await router({ domain: 'acme', uplinks: [{ url: r1.url, token: await issueToken('s1', { domain: 'acme' }) }] });
     const gb = await router({ domain: 'globex', uplinks: [{ url: r2.url, token: await issueToken('s2', { domain: 'globex' }) }] });
     await waitFor(() => r1.router.routes().has('globex') && r2.router.stats().routesRefused > 0, 'globex learned at r1, acme refused at r2');
@@ -126,8 +126,8 @@ describe('peers: relays of different operators', () => {
 
 describe('a gateway with two relays', () => {
   it('sends each message through the relay that reaches its destination, and keeps working while either is down', async () => {
-    const r1 = await router({ domain: 'r1', secret: 's1' });
-    const r2 = await router({ domain: 'r2', secret: 's2' });
+    const r1 = await router({ domain: 'r1', secret: 's1', ...TEST_GUESTS });
+    const r2 = await router({ domain: 'r2', secret: 's2', ...TEST_GUESTS });
     const ga = await router({
       domain: 'acme',
       uplinks: [

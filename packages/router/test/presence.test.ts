@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { connect, type Client, type PresenceEvent } from '@postern/client';
 import { createKeyPair, issueToken, type RouterServer } from '@postern/router';
-import { waitFor } from '@postern/testing';
+import { waitFor, TEST_GUESTS } from '@postern/testing';
 import { agent, onCleanup, router } from './live.js';
 
 const SECRET = 'acme-gateway-secret';
@@ -59,8 +59,8 @@ function watching(c: Client, address: string): { events: PresenceEvent[]; until(
 }
 
 async function acme(o: { relay?: RouterServer; hubs?: number; hubDirs?: string[] } = {}): Promise<{ relay: RouterServer; gw: RouterServer; hubs: RouterServer[]; hubToken: string }> {
-  const relay = o.relay ?? (await router({ domain: 'relay', secret: 'relay-secret' }));
-  const gw = await router({ domain: 'acme', secret: SECRET, uplinks: [{ url: relay.url, token: await issueToken('relay-secret', { domain: 'acme' }) }] });
+  const relay = o.relay ?? (await router({ domain: 'relay', secret: 'relay-secret', ...TEST_GUESTS }));
+  const gw = await router({ domain: 'acme', secret: SECRET, ...TEST_GUESTS, uplinks: [{ url: relay.url, token: await issueToken('relay-secret', { domain: 'acme' }) }] });
   const hubToken = await issueToken(SECRET, { domain: 'acme', hub: true });
   const hubs: RouterServer[] = [];
   for (let i = 0; i < (o.hubs ?? 2); i++) {
@@ -103,7 +103,7 @@ describe('presence: watching an address', () => {
   });
 
   it('across the relay and another organisation: refused by default, let by allowWatchers, and unreachable when the hub goes', async () => {
-    const relay = await router({ domain: 'relay', secret: 'relay-secret' });
+    const relay = await router({ domain: 'relay', secret: 'relay-secret', ...TEST_GUESTS });
     const dir = await mkdtemp(join(tmpdir(), 'postern-hub-'));
     const { gw, hubs, hubToken } = await acme({ relay, hubs: 1, hubDirs: [dir] });
     const globex = await router({ domain: 'globex', uplinks: [{ url: relay.url, token: await issueToken('relay-secret', { domain: 'globex' }) }] });
@@ -141,8 +141,8 @@ describe('presence: watching an address', () => {
   it('across peered relays of two operators: a watcher behind globex on r2 sees alice behind acme on r1', async () => {
     const k1 = createKeyPair('node');
     const k2 = createKeyPair('node');
-    const r1 = await router({ domain: 'r1', secret: 's1', key: k1, trust: [`${k2.publicKey}=r2,globex`] });
-    const r2 = await router({ domain: 'r2', secret: 's2', key: k2, trust: [`${k1.publicKey}=r1,acme`], peers: [{ url: r1.url }] });
+    const r1 = await router({ domain: 'r1', secret: 's1', ...TEST_GUESTS, key: k1, trust: [`${k2.publicKey}=r2,globex`] });
+    const r2 = await router({ domain: 'r2', secret: 's2', ...TEST_GUESTS, key: k2, trust: [`${k1.publicKey}=r1,acme`], peers: [{ url: r1.url }] });
     const ga = await router({ domain: 'acme', uplinks: [{ url: r1.url, token: await issueToken('s1', { domain: 'acme' }) }] });
     const gb = await router({ domain: 'globex', uplinks: [{ url: r2.url, token: await issueToken('s2', { domain: 'globex' }) }] });
     await waitFor(() => r2.router.routes().has('acme') && r1.router.routes().has('globex'), 'the peers to learn both sides');
@@ -182,7 +182,7 @@ describe('presence: watching an address', () => {
 
   it('a watch survives the watcher\'s reconnect and a restart of the watcher\'s router', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'postern-gw-'));
-    const relay = await router({ domain: 'relay', secret: 'relay-secret' });
+    const relay = await router({ domain: 'relay', secret: 'relay-secret', ...TEST_GUESTS });
     const up = [{ url: relay.url, token: await issueToken('relay-secret', { domain: 'acme' }) }];
     let gw = await router({ domain: 'acme', uplinks: up, dataDir: dir });
     const port = Number(new URL(gw.url).port);
@@ -232,7 +232,7 @@ describe('presence: watching an address', () => {
   });
 
   it('fans out at the last router: one change reaches N watchers behind M gateways with one frame per router link', async () => {
-    const relay = await router({ domain: 'relay', secret: 'relay-secret' });
+    const relay = await router({ domain: 'relay', secret: 'relay-secret', ...TEST_GUESTS });
     const { hubs } = await acme({ relay, hubs: 1 });
     const alice = await agent(hubs[0]!.url, 'alice');
     await alice.allowWatchers(['*']);

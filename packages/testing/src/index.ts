@@ -13,3 +13,4 @@ export type { ConnectProxyOptions, ConnectRecord } from './connect-proxy.js';
 export { makeTestPki, hasOpenssl } from './test-pki.js';
 export type { TestPki, TestCert } from './test-pki.js';
 export { testIdentity } from './test-identity.js';
+export { TEST_GUESTS, TEST_GUEST_FLAGS } from './guests.js';

@@ -28,11 +28,14 @@ export interface LongPollServerOptions {
   allowOrigins?: readonly string[];
   /** Told of each request refused for its Origin (to log it). */
   onRefusedOrigin?: (origin: string, remote: string) => void;
+  /** Asked before each session is opened, with the peer's "address:port": a reason to refuse it with 429 (quotas), or undefined. */
+  admit?: (remote: string) => string | undefined;
 }
 
-export type ResolvedLongPollServerOptions = Readonly<Required<Omit<LongPollServerOptions, 'allowOrigins' | 'onRefusedOrigin'>>> & {
+export type ResolvedLongPollServerOptions = Readonly<Required<Omit<LongPollServerOptions, 'allowOrigins' | 'onRefusedOrigin' | 'admit'>>> & {
   readonly allowOrigins: AllowedOrigins;
   readonly onRefusedOrigin: ((origin: string, remote: string) => void) | undefined;
+  readonly admit: ((remote: string) => string | undefined) | undefined;
 };
 
 export interface LongPollServer {
@@ -66,6 +69,7 @@ export function resolveLongPollServerOptions(o: LongPollServerOptions = {}): Res
     closeTimeoutMs: positive('closeTimeoutMs', o.closeTimeoutMs, d.closeTimeoutMs),
     allowOrigins: o.allowOrigins === undefined ? NO_ORIGINS : resolveAllowedOrigins(o.allowOrigins),
     onRefusedOrigin: o.onRefusedOrigin,
+    admit: o.admit,
   });
 }
 
@@ -167,8 +171,10 @@ export function createLongPollServer(onDuplex: (d: Duplex) => void, options: Lon
     if ((await readBody(req, res, 4096)) === undefined) return;
     if (closed) return reply(res, 503, 'the router is shutting down', { 'retry-after': '5' });
     if (sessions.size >= o.maxSessions) return reply(res, 503, `the router holds its limit of ${o.maxSessions} long-poll sessions`, { 'retry-after': '5' });
-    const id = randomBytes(24).toString('base64url');
     const remote = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
+    const refused = o.admit?.(remote);
+    if (refused !== undefined) return reply(res, 429, refused, { 'retry-after': '1' });
+    const id = randomBytes(24).toString('base64url');
     const session = new LongPollSession(id, remote, limits, reply, onEnd);
     sessions.set(id, session);
     const answer: OpenAnswer = {

@@ -7,7 +7,7 @@ import { after, describe, it } from 'node:test';
 import { connect, type Client, type Message } from '@postern/client';
 import type { LinkInfo, UplinkStatus } from '@postern/core';
 import { issueToken, startRouter, type RouterServer } from '@postern/router';
-import { waitFor } from '@postern/testing';
+import { waitFor, TEST_GUESTS } from '@postern/testing';
 import { Middlebox } from './middlebox.js';
 
 const secret = 'long-poll-integration';
@@ -46,7 +46,7 @@ describe('routers and agents over HTTP long-poll', () => {
   });
 
   it('carries messages both ways through a gateway whose uplink is forced to long-poll, on one session for all its agents', async () => {
-    const relay = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret });
+    const relay = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret, ...TEST_GUESTS });
     cleanups.push(() => relay.close());
     const statuses: UplinkStatus[] = [];
     const gateway = await startRouter({
@@ -159,7 +159,7 @@ describe('routers and agents over HTTP long-poll', () => {
   });
 
   it('a gateway in auto mode behind the middlebox keeps its uplink on long-poll while WebSocket is refused', async () => {
-    const relay = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret });
+    const relay = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret, ...TEST_GUESTS });
     cleanups.push(() => relay.close());
     const mb = await Middlebox.start({ host: '127.0.0.1', port: relay.addresses[0]!.port });
     cleanups.push(() => mb.close());

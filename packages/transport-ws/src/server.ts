@@ -15,6 +15,8 @@ export interface WsServerOptions {
   allowedOrigins?: AllowedOrigins;
   /** Told of each upgrade refused for its Origin (to log it). */
   onRefusedOrigin?: (origin: string, remote: string) => void;
+  /** Asked before each upgrade, with the peer's "address:port": a reason to refuse it with 429 (quotas), or undefined. */
+  admit?: (remote: string) => string | undefined;
 }
 
 export interface WsServer {
@@ -41,8 +43,15 @@ export function attachWsServer(server: Server | HttpsServer, onDuplex: (d: Duple
       options.onRefusedOrigin?.(String(req.headers.origin).slice(0, 200), `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`);
       return;
     }
+    const remote = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
+    const refused = options.admit?.(remote);
+    if (refused !== undefined) {
+      // Before the upgrade: a refused client costs us no WebSocket and no session.
+      const body = `${refused}\n`;
+      socket.end(`HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\nRetry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      return;
+    }
     wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
-      const remote = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
       onDuplex(new WebSocketDuplex(ws as unknown as WebSocketLike, remote, () => ws.terminate()));
     });
   };
