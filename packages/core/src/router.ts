@@ -36,6 +36,7 @@ import { acceptPayload, dialPayload, isNonce, newNonce } from './link-auth.js';
 import { resolveRouterOptions, type ResolvedRouterOptions, type RouterOptions } from './options.js';
 import { Routing, type RoutingStats } from './routing.js';
 import type { Duplex } from './transport.js';
+import type { StoreState } from './store-health.js';
 
 /** Counters since start; read by /healthz, metrics and the benchmarks. */
 export interface RouterStats extends DeliveryStats, RoutingStats {
@@ -239,6 +240,11 @@ export class Router {
 
   get channelOptions(): ChannelOptions {
     return this.#channelOptions;
+  }
+
+  /** Whether the store commits: `ok`, or since when and why not (the router then refuses reliable messages with STORE_UNAVAILABLE). */
+  storeState(): StoreState {
+    return this.#delivery.storeState();
   }
 
   stats(): RouterStats {
