@@ -223,7 +223,7 @@ export class Router {
     this.ready.catch((err: unknown) => this.#fatal(err));
   }
 
-  /** The store failed: nothing more can be promised, so stop taking messages. */
+  /** The store failed for good (closed, corrupt; not a transient ERR_STORE_UNAVAILABLE): nothing more can be promised, so stop taking messages. */
   #fatal(err: unknown): void {
     this.options.logger.error('the store failed; the router stops', { err: err instanceof Error ? err.message : String(err) });
     this.close();
