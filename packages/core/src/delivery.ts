@@ -784,7 +784,8 @@ export class Delivery {
       const failuresBefore = this.#removeFailures;
       Promise.all([this.#store.retire(retires), this.#store.remove(removals)]).then(
         () => {
-          this.#health.succeeded();
+          // A commit that wrote nothing proves nothing about the disk.
+          if (retires.length > 0 || removals.length > 0) this.#health.succeeded();
           if (this.#removeFailures !== failuresBefore) {
             this.#keepReleases(releases);
             this.#schedule();
