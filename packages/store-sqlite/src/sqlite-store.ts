@@ -294,7 +294,8 @@ export class SqliteStore implements Store {
           // Still in the transaction: checked below, and then fatal.
         }
       }
-      const code = String((cause as { code?: unknown }).code ?? '');
+      const raw = (cause as { code?: unknown }).code;
+      const code = typeof raw === 'string' ? raw : '';
       const transient = TRANSIENT.some((c) => code.startsWith(c)) && !this.#db.inTransaction;
       const err = new PosternError(transient ? 'ERR_STORE_UNAVAILABLE' : 'ERR_INTERNAL', `the store could not commit: ${(cause as Error).message}`, { cause });
       for (const a of appends) a.reject(err);
