@@ -4,7 +4,8 @@ import { parseDestinationKey, type Destination } from './destination.js';
 import { messageKey, type Link } from './link.js';
 import type { ResolvedRouterOptions } from './options.js';
 import type { Principal, Quotas } from './quotas.js';
-import type { MessageKey, NewMessage, Store } from './store.js';
+import { StoreHealth, type StoreState } from './store-health.js';
+import { isStoreUnavailable, type MessageKey, type NewMessage, type Store } from './store.js';
 
 /**
  * Store-and-forward of reliable messages: custody moves hop by hop.
@@ -34,6 +35,13 @@ import type { MessageKey, NewMessage, Store } from './store.js';
  *    RELEASE the ACK so the next hop may forget the key. A NACK, or a message that outlives
  *    `maxMessageAgeMs` while waiting, is removed and reported to its sender (a REPORT message,
  *    stored and routed like any other). So is delivery, when the sender asked for a receipt.
+ * 6. A failing store (a commit rejected with ERR_STORE_UNAVAILABLE: disk full, I/O error) stops
+ *    nothing but custody: the messages of a failed append are NACKed STORE_UNAVAILABLE (nothing
+ *    unstored is ever ACKed), reports made here wait to be stored, and failed retirements,
+ *    removals and repins are kept and go into a later commit (a RELEASE still leaves only once
+ *    its removals are durable; a repinned message waits until its `via` is). What is held goes
+ *    on being delivered. Each new message and, while it fails, a retry every second probes the
+ *    store; the first commit that succeeds ends the failing state. Any other rejection is fatal.
  */
 export interface DeliveryHost {
   /** The link that carries messages for `dest` now, or undefined while there is none. */
@@ -46,7 +54,7 @@ export interface DeliveryHost {
    */
   route(address: string): { dest: Destination; hops: number; to: string; ref(id: string): string } | undefined;
   nack(link: Link, id: string, from: string, code: number, reason: string): void;
-  /** The store failed: this router cannot keep its promises any more. */
+  /** The store failed for good (not ERR_STORE_UNAVAILABLE): this router cannot keep its promises any more. */
   fatal(err: unknown): void;
   /** A reliable message was written to `link` (for the router's counters). */
   sent(link: Link): void;
@@ -79,6 +87,10 @@ export interface DeliveryStats {
   pinned: number;
   /** Copies refused because they came back round a routing loop (NACK LOOP). */
   loops: number;
+  /** Store calls that failed with ERR_STORE_UNAVAILABLE (disk full, I/O error); each was tried again or refused. */
+  storeFailures: number;
+  /** Reliable messages refused with NACK STORE_UNAVAILABLE because their commit failed. */
+  storeRefused: number;
 }
 
 export interface Incoming {
@@ -100,6 +112,12 @@ const PENDING = 0;
 const UNSENT = 1;
 const SENT = 2;
 const DONE = 3;
+
+/** While the store fails, kept changes are committed again this often; a message its next router could not store waits this long. */
+const STORE_RETRY_MS = 1000;
+
+/** The value a failing store is probed with (written only while it fails). */
+const PROBE_KEY = 'store-probe';
 
 /** Entries a pump looks at past the first it had to skip: bounds the work of one pass while flows wait. */
 const MAX_SCAN = 16_384;
@@ -124,6 +142,8 @@ export class Entry {
   repinning = false;
   /** Written to a next hop at least once (this process): that hop may have it even if no ACK came back. */
   sentOnce = false;
+  /** Its next router could not store it (NACK STORE_UNAVAILABLE): not written again before this time. */
+  retryAt = 0;
   /** The node id of the router it came from ('' from an agent or made here): never sent back there. */
   cameFrom = '';
   /**
@@ -228,6 +248,11 @@ export class Delivery {
   #removals: number[] = [];
   #repins: Entry[] = [];
   readonly #releases = new Map<Link, number>();
+  /** Counts failed retire/remove commits: a RELEASE waits for the removals of every earlier commit. */
+  #removeFailures = 0;
+  readonly #health: StoreHealth;
+  /** Queues with a message waiting out `retryAt`: woken by the timer. */
+  readonly #delayed = new Set<Queue>();
   readonly #wake = new Set<Queue>();
   #scheduled = false;
   #ready = false;
@@ -241,12 +266,19 @@ export class Delivery {
     this.#store = store;
     this.#quotas = quotas;
     this.#host = host;
+    this.#health = new StoreHealth(o.logger, o.clock);
+  }
+
+  /** Whether the store commits (for `/healthz`). */
+  storeState(): StoreState {
+    return this.#health.state();
   }
 
   stats(): DeliveryStats {
     let pinned = 0;
     for (const q of this.#queues.values()) pinned += q.pinned;
-    return { ...this.#stats, queues: this.#queues.size, seenKeys: this.#seen.size, orphanKeys: this.#leftovers.length, pinned };
+    const h = this.#health;
+    return { ...this.#stats, queues: this.#queues.size, seenKeys: this.#seen.size, orphanKeys: this.#leftovers.length, pinned, storeFailures: h.failures, storeRefused: h.refused };
   }
 
   /** Loads what the store kept: every held message is queued again, every kept key drops retries. */
@@ -446,6 +478,18 @@ export class Delivery {
     const e = hop?.inflight.get(messageKey(f.from, f.id));
     if (hop === undefined || e === undefined) return;
     this.#landed(link, hop, e);
+    if (f.code === WireCode.STORE_UNAVAILABLE && link.isRouter) {
+      // That router stored nothing and may later: we keep the message and write it again after a
+      // pause (to it, or to another router if the route changed: a NACK answers the pin).
+      e.state = UNSENT;
+      e.pinned = false;
+      e.retryAt = this.#o.clock.now() + STORE_RETRY_MS;
+      const q = e.queue;
+      if (q.cursor > q.head) q.cursor = q.head;
+      this.#delayed.add(q);
+      this.#schedule();
+      return;
+    }
     this.#report(e, f.code, f.reason);
     this.#finish(e);
     this.#schedule();
@@ -714,8 +758,11 @@ export class Delivery {
     if (appends.length > 0) {
       this.#appends = [];
       this.#store.append(appends.map(toNew)).then(
-        (seqs) => this.#stored(appends, seqs),
-        (err: unknown) => this.#host.fatal(err),
+        (seqs) => {
+          this.#health.succeeded();
+          this.#stored(appends, seqs);
+        },
+        (err: unknown) => this.#appendFailed(appends, err),
       );
     }
     if (this.#repins.length > 0) {
@@ -724,13 +771,17 @@ export class Delivery {
       // Written only once durable: a restarted router must know where they may be.
       this.#store.repin(repins.map((e) => ({ seq: e.seq, via: e.via }))).then(
         () => {
+          this.#health.succeeded();
           for (const e of repins) {
             e.repinning = false;
             this.#wake.add(e.queue);
           }
           this.#schedule();
         },
-        (err: unknown) => this.#host.fatal(err),
+        (err: unknown) => {
+          // Still `repinning`: they wait, unsent, for a later commit of their `via`.
+          if (this.#unavailable(err)) for (const e of repins) if (e.state !== DONE) this.#repins.push(e);
+        },
       );
     }
     if (this.#retires.length > 0 || this.#removals.length > 0 || this.#releases.size > 0) {
@@ -741,17 +792,75 @@ export class Delivery {
       this.#removals = [];
       this.#releases.clear();
       // Released only once durable: after a crash we must not send again what the next hop
-      // may then forget.
+      // may then forget. That includes the removals of an earlier commit that failed.
+      const failuresBefore = this.#removeFailures;
       Promise.all([this.#store.retire(retires), this.#store.remove(removals)]).then(
         () => {
+          // A commit that wrote nothing proves nothing about the disk.
+          if (retires.length > 0 || removals.length > 0) this.#health.succeeded();
+          if (this.#removeFailures !== failuresBefore) {
+            this.#keepReleases(releases);
+            this.#schedule();
+            return;
+          }
           crashPoint('forward.after-remove');
           for (const [link, count] of releases) if (link.up) link.channel.send({ type: FrameType.RELEASE, count });
         },
-        (err: unknown) => this.#host.fatal(err),
+        (err: unknown) => {
+          if (!this.#unavailable(err)) return;
+          // Kept for a later commit. Until then a crash would send these messages again: a
+          // duplicate the receiver drops, as it still knows their keys (not yet released).
+          this.#removeFailures++;
+          this.#retires = retires.concat(this.#retires);
+          this.#removals = removals.concat(this.#removals);
+          this.#keepReleases(releases);
+        },
       );
     }
     for (const q of this.#wake) this.#pump(q);
     this.#wake.clear();
+  }
+
+  /** True for a commit that may succeed later (the router goes on); otherwise the router stops. */
+  #unavailable(err: unknown): boolean {
+    if (!isStoreUnavailable(err)) {
+      this.#host.fatal(err);
+      return false;
+    }
+    if (!this.#closed) this.#health.failed(err);
+    return true;
+  }
+
+  /** RELEASEs not sent because their removals are not durable: they go with a later commit. */
+  #keepReleases(releases: Array<[Link, number]>): void {
+    for (const [link, count] of releases) if (link.up && (this.#releases.get(link) ?? -1) < count) this.#releases.set(link, count);
+  }
+
+  /**
+   * Nothing of a failed append was stored: its senders hear NACK STORE_UNAVAILABLE (they may
+   * send again: the key is forgotten, so that is a new message). Reports made here are kept and
+   * appended again with a later commit: nobody would send them again.
+   */
+  #appendFailed(entries: Entry[], err: unknown): void {
+    if (!this.#unavailable(err)) return;
+    const reason = `this router cannot store messages now (${err instanceof Error ? err.message : String(err)}); nothing was stored: send it again later`;
+    for (const e of entries) {
+      const s = this.#seen.get(e.key);
+      const mine = s !== undefined && s.entry === e;
+      if (e.state === DONE) {
+        if (mine) this.#seen.delete(e.key);
+        continue;
+      }
+      if (e.local) {
+        this.#appends.push(e);
+        continue;
+      }
+      if (mine) this.#seen.delete(e.key);
+      this.#health.refused++;
+      for (const o of e.origins) if (o.up) this.#host.nack(o, s?.ackAs?.id ?? e.m.id, s?.ackAs?.from ?? e.m.from, WireCode.STORE_UNAVAILABLE, reason);
+      e.origins = [];
+      this.#finish(e);
+    }
   }
 
   #stored(entries: Entry[], seqs: number[]): void {
@@ -804,6 +913,7 @@ export class Delivery {
     let waitFlows: Set<string> | undefined;
     let firstWaiting = -1;
     let scanned = 0;
+    const now = o.clock.now();
     let i = fast ? q.cursor : q.head;
     for (; i < q.items.length; i++) {
       const e = q.items[i]!;
@@ -817,6 +927,10 @@ export class Delivery {
       if (firstWaiting >= 0 && ++scanned > MAX_SCAN) break;
       const flow = e.m.from;
       let wait = waitFlows?.has(flow) === true || e.repinning || (e.pinned && e.via !== target.node);
+      if (!wait && e.retryAt > now) {
+        this.#delayed.add(q);
+        wait = true;
+      }
       // A route that leads back where the message came from: it waits for another. (Inside a
       // domain a message may go back: a hub hands back what it held for a name that moved.)
       if (!wait && q.dest.kind === 'domain' && target.isRouter && e.cameFrom !== '' && target.node === e.cameFrom) wait = true;
@@ -855,6 +969,11 @@ export class Delivery {
       if (e.state !== UNSENT || !e.pinned || e.via === target?.node) continue;
       scanned++;
       if (held?.has(e.m.from) === true) continue;
+      if (e.retryAt > o.clock.now()) {
+        this.#delayed.add(q);
+        (held ??= new Set()).add(e.m.from);
+        continue;
+      }
       const link = this.#host.linkTo(e.via);
       const hop = link === undefined || !link.up ? undefined : this.#hop(link);
       if (link === undefined || hop === undefined || hop.windowCount >= o.maxInFlightPerLink || (hop.windowCount > 0 && hop.windowBytes + e.size > o.maxInFlightBytesPerLink)) {
@@ -907,9 +1026,24 @@ export class Delivery {
   #armTimer(): void {
     if (this.#closed) return;
     this.#timer = this.#o.clock.setTimeout(() => {
+      for (const q of this.#delayed) this.#wake.add(q);
+      this.#delayed.clear();
+      if (this.#health.failing) this.#probe();
       this.#expire();
       this.#armTimer();
-    }, 1000);
+    }, STORE_RETRY_MS);
+  }
+
+  /**
+   * While the store fails: what was kept goes into the commit of this tick's flush; with nothing
+   * kept, a small value is written, so that the failing state ends without waiting for traffic.
+   */
+  #probe(): void {
+    if (this.#appends.length > 0 || this.#retires.length > 0 || this.#removals.length > 0 || this.#repins.length > 0 || this.#releases.size > 0) return;
+    this.#store.setValue(PROBE_KEY, new TextEncoder().encode(String(this.#o.clock.now()))).then(
+      () => this.#health.succeeded(),
+      (err: unknown) => void this.#unavailable(err),
+    );
   }
 
   /** Drops messages that waited past their age and keys of lost links past the window. */

@@ -29,5 +29,7 @@ export type { Duplex, DuplexHandlers, DialOptions, Dialer } from './transport.js
 export type { LinkKind } from './link.js';
 export { MemoryStore } from './memory-store.js';
 export type { Store, StoredMessage, NewMessage, SeenKey, Recovered, MessageKey } from './store.js';
+export { isStoreUnavailable } from './store.js';
+export type { StoreState } from './store-health.js';
 export { CRASH_POINTS, armCrashPoint, disarmCrashPoint, crashPoint } from './crash.js';
 export type { CrashPointName } from './crash.js';

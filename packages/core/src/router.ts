@@ -37,6 +37,7 @@ import { acceptPayload, dialPayload, isNonce, newNonce } from './link-auth.js';
 import { resolveRouterOptions, type ResolvedRouterOptions, type RouterOptions } from './options.js';
 import { Routing, type RoutingStats } from './routing.js';
 import type { Duplex } from './transport.js';
+import type { StoreState } from './store-health.js';
 
 /** Counters since start; read by /healthz, metrics and the benchmarks. */
 export interface RouterStats extends DeliveryStats, RoutingStats {
@@ -231,7 +232,7 @@ export class Router {
     this.ready.catch((err: unknown) => this.#fatal(err));
   }
 
-  /** The store failed: nothing more can be promised, so stop taking messages. */
+  /** The store failed for good (closed, corrupt; not a transient ERR_STORE_UNAVAILABLE): nothing more can be promised, so stop taking messages. */
   #fatal(err: unknown): void {
     this.options.logger.error('the store failed; the router stops', { err: err instanceof Error ? err.message : String(err) });
     this.close();
@@ -248,6 +249,11 @@ export class Router {
 
   get channelOptions(): ChannelOptions {
     return this.#channelOptions;
+  }
+
+  /** Whether the store commits: `ok`, or since when and why not (the router then refuses reliable messages with STORE_UNAVAILABLE). */
+  storeState(): StoreState {
+    return this.#delivery.storeState();
   }
 
   stats(): RouterStats {

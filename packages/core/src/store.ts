@@ -10,6 +10,13 @@
  * `retire()` and `remove()` resolve. Calls made in the same tick share one commit, atomically:
  * after a crash either all of them happened or none. Commits resolve in the order of the calls;
  * the order of `seq` follows the order of calls and of messages within a call.
+ *
+ * A failed commit: when a call rejects with a PosternError of code `ERR_STORE_UNAVAILABLE`
+ * (see {@link isStoreUnavailable}), nothing of the commit it belonged to happened (its
+ * transaction was rolled back, every call of it rejects alike) and the store stays usable: the
+ * same calls may be made again and succeed once the cause is gone (disk full, I/O error, a lock
+ * held for a while). Any other rejection means the store cannot go on (closed, corrupt), and the
+ * router stops.
  */
 export interface StoredMessage {
   /** Assigned by the store: increasing, never reused. */
@@ -79,4 +86,9 @@ export interface Store {
   /** Every value whose key starts with `prefix`, in key order. */
   listValues(prefix: string): Promise<Array<[string, Uint8Array]>>;
   close(): Promise<void>;
+}
+
+/** The rejection of a commit that did not happen and may succeed when tried again (see Store). */
+export function isStoreUnavailable(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 'ERR_STORE_UNAVAILABLE';
 }

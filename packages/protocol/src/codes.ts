@@ -35,6 +35,11 @@ export const WireCode = {
   RATE_LIMITED: 26,
   /** A limit on watches or properties (count or size) would be passed: the request is refused, nothing changed. */
   LIMIT_EXCEEDED: 27,
+  /**
+   * The router's store could not commit (disk full, I/O error): the message was not stored and
+   * not accepted. The router keeps serving and takes messages again once its store commits. Retry later.
+   */
+  STORE_UNAVAILABLE: 28,
 } as const;
 export type WireCodeValue = (typeof WireCode)[keyof typeof WireCode];
 export type WireCodeName = keyof typeof WireCode;

@@ -296,10 +296,14 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
     if (longPoll?.handle(req, res) === true) return;
     const path = (req.url ?? '/').split('?')[0];
     if (req.method === 'GET' && path === '/healthz') {
+      // `degraded`: up and serving, but its store cannot commit, so it refuses reliable
+      // messages (STORE_UNAVAILABLE) until it can. Still 200: the process needs no restart.
+      const store = router.storeState();
       const body = JSON.stringify({
-        status: 'ok',
+        status: store.ok ? 'ok' : 'degraded',
         domain: router.domain,
         node: router.node,
+        store,
         stats: router.stats(),
         uplinks: uplinks.map((u) => ({ url: u.url, connected: u.connected })),
         peers: peers.map((u) => ({ url: u.url, connected: u.connected, node: u.node })),

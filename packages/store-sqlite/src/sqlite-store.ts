@@ -23,6 +23,9 @@ export interface SqliteStoreOptions {
 
 const SCHEMA_VERSION = 3;
 
+/** SQLite result codes (and their extended forms) of a commit that may succeed when tried again. */
+const TRANSIENT = ['SQLITE_FULL', 'SQLITE_IOERR', 'SQLITE_BUSY', 'SQLITE_LOCKED', 'SQLITE_NOMEM'];
+
 /** Rows per multi-row statement: one call into SQLite for many rows. */
 const CHUNK = 64;
 
@@ -281,7 +284,20 @@ export class SqliteStore implements Store {
       this.#next = first;
       // Values not written must still read back as set for a retry of the caller.
       for (const [k, v] of values) if (!this.#values.has(k)) this.#values.set(k, v);
-      const err = new PosternError('ERR_INTERNAL', `the store could not commit: ${(cause as Error).message}`, { cause });
+      // The transaction was rolled back (better-sqlite3 rolls back when its body or COMMIT
+      // throws), so the database is as before the commit and usable: a full disk or an I/O
+      // error may pass. Other failures (corrupt file, closed) leave nothing to retry.
+      if (this.#db.inTransaction) {
+        try {
+          this.#db.exec('ROLLBACK');
+        } catch {
+          // Still in the transaction: checked below, and then fatal.
+        }
+      }
+      const raw = (cause as { code?: unknown }).code;
+      const code = typeof raw === 'string' ? raw : '';
+      const transient = TRANSIENT.some((c) => code.startsWith(c)) && !this.#db.inTransaction;
+      const err = new PosternError(transient ? 'ERR_STORE_UNAVAILABLE' : 'ERR_INTERNAL', `the store could not commit: ${(cause as Error).message}`, { cause });
       for (const a of appends) a.reject(err);
       for (const w of waiters) w.reject(err);
       return;
