@@ -35,6 +35,11 @@ export const WireCode = {
   RATE_LIMITED: 26,
   /** A limit on watches or properties (count or size) would be passed: the request is refused, nothing changed. */
   LIMIT_EXCEEDED: 27,
+  /**
+   * A router announced a domain that another router (another node id) already serves alone at
+   * the receiving router: the newer one is fenced (its link closed) until the first one goes.
+   */
+  DOMAIN_TAKEN: 28,
 } as const;
 export type WireCodeValue = (typeof WireCode)[keyof typeof WireCode];
 export type WireCodeName = keyof typeof WireCode;

@@ -39,6 +39,7 @@ const ERROR_CODES = {
   ERR_UNKNOWN_RECIPIENT: true,
   ERR_RATE_LIMITED: true,
   ERR_LIMIT_EXCEEDED: true,
+  ERR_DOMAIN_TAKEN: true,
   ERR_UNKNOWN: true,
   ERR_CONFIG: true,
   ERR_ABORTED: true,
