@@ -97,6 +97,8 @@ export interface DialedLink {
   mode: 'uplink' | 'peer';
   /** Uplinks: their place in the configuration; the lowest connected one is the default route. */
   rank: number;
+  /** The last attempt was fenced (DOMAIN_TAKEN): log the link at debug level, since it retries every 2 s. */
+  fenced?: boolean;
 }
 
 /**
@@ -401,7 +403,7 @@ export class Router {
     link.entitled = this.options.trust?.trusted(welcome.node) ?? [];
     this.#connections++;
     this.#addRouterLink(link);
-    this.options.logger.info(kind === 'peer' ? 'peer up' : link.bridgehead ? 'bridgehead up' : 'uplink up', { node: welcome.node, domain: welcome.domain, version: welcome.version });
+    this.options.logger[how.fenced === true ? 'debug' : 'info'](kind === 'peer' ? 'peer up' : link.bridgehead ? 'bridgehead up' : 'uplink up', { node: welcome.node, domain: welcome.domain, version: welcome.version });
     return link;
   }
 

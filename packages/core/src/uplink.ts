@@ -87,6 +87,8 @@ export class Uplink {
   #node = '';
   /** The far router refused version 2: speak version 1 to it (uplinks only). */
   #v1 = false;
+  /** The last link ended DOMAIN_TAKEN: we stand by (see UplinkStatus 'fenced'). */
+  #fenced = false;
 
   constructor(router: Router, options: UplinkOptions) {
     this.#router = router;
@@ -164,7 +166,7 @@ export class Uplink {
         return;
       }
       this.#handshaking = duplex;
-      const how = { mode: o.mode, rank: o.rank };
+      const how = { mode: o.mode, rank: o.rank, fenced: this.#fenced };
       const dialing = r.dialHello(how, o.token, o.agent, this.#v1 ? 1 : undefined, o.features);
       const hello = dialing.hello;
       const est = await openChannel(duplex, r.channelOptions, hello, o.connectTimeoutMs).finally(() => (this.#handshaking = undefined));
@@ -215,7 +217,8 @@ export class Uplink {
       return;
     }
     // Another router serves our domain there: stand by, and look again soon (failover).
-    if (error.code === 'ERR_DOMAIN_TAKEN') {
+    this.#fenced = error.code === 'ERR_DOMAIN_TAKEN';
+    if (this.#fenced) {
       this.#upSince = 0;
       const wait = Math.min(FENCED_RETRY_MS, this.#o.backoff.maxMs ?? FENCED_RETRY_MS);
       this.#status.emit({ type: 'fenced', error, retryInMs: wait });
