@@ -80,6 +80,11 @@ export function compareRoutes(a: Route, b: Route): number {
  * What is accepted from whom (`learn`): a downlink, the domains its credential covers; a peer,
  * those the operator trusts it with, or any carrying a valid proof for its origin; an uplink,
  * any but our own. Anything else is refused and logged, and the link stays up.
+ *
+ * One domain, one router (`#rival`, PROTOCOL.md 7.6): a route whose origin (`path[0]`) differs
+ * from that of a route we already use for the domain is fenced, unless both origins are
+ * bridgeheads: a gateway claiming it itself is closed DOMAIN_TAKEN, other such routes are kept
+ * aside and taken when the holder's routes go.
  */
 export class Routing {
   readonly #h: RoutingHost;
