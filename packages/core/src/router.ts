@@ -9,6 +9,7 @@ import {
   PosternError,
   Role,
   WireCode,
+  RouteFlag,
   isHandle,
   isId,
   isValidDomain,
@@ -104,6 +105,8 @@ export interface DialedLink {
   mode: 'uplink' | 'peer';
   /** Uplinks: their place in the configuration; the lowest connected one is the default route. */
   rank: number;
+  /** The last attempt was fenced (DOMAIN_TAKEN): log the link at debug level, since it retries every 2 s. */
+  fenced?: boolean;
 }
 
 /**
@@ -134,6 +137,8 @@ export class Router {
   readonly #announced = new Map<string, number>();
   /** Uplinks configured (see addDialer). */
   #dialers = 0;
+  /** We serve our domain as a bridgehead (a hub linked, now or in an earlier run): our ROUTE says so (RouteFlag.BRIDGEHEAD). */
+  #bridgehead = false;
   #connections = 0;
   #closed = false;
   readonly #delivery: Delivery;
@@ -163,6 +168,7 @@ export class Router {
       identity: o.identity,
       maxDomainsPerLink: o.maxDomainsPerLink,
       logger: o.logger,
+      ownFlags: () => (this.#bridgehead ? RouteFlag.BRIDGEHEAD : 0),
       routerLinks: () => this.#routerLinks(),
       changed: (domain) => {
         this.#delivery.wake(domainDestination(domain));
@@ -222,6 +228,10 @@ export class Router {
     this.ready = this.#anonymity
       .start()
       .then(() => this.#directory.load())
+      .then(() => {
+        // Names homed at hubs in an earlier run: a bridgehead restarted is one from the start.
+        for (const [, e] of this.#directory.entries()) if (e.home !== '') return this.#becomeBridgehead();
+      })
       .then(() => this.#presence.load())
       .then(() => {
         this.#homes.start();
@@ -435,7 +445,7 @@ export class Router {
     link.entitled = this.options.trust?.trusted(welcome.node) ?? [];
     this.#connections++;
     this.#addRouterLink(link);
-    this.options.logger.info(kind === 'peer' ? 'peer up' : link.bridgehead ? 'bridgehead up' : 'uplink up', { node: welcome.node, domain: welcome.domain, version: welcome.version });
+    this.options.logger[how.fenced === true ? 'debug' : 'info'](kind === 'peer' ? 'peer up' : link.bridgehead ? 'bridgehead up' : 'uplink up', { node: welcome.node, domain: welcome.domain, version: welcome.version });
     return link;
   }
 
@@ -738,6 +748,7 @@ export class Router {
     this.#delivery.linkUp(link);
     this.#delivery.wakeDomains();
     if (link.kind === 'hub') {
+      this.#becomeBridgehead();
       this.#homes.hubUp(link);
       this.#delivery.wake();
     } else if (link.bridgehead) {
@@ -746,6 +757,17 @@ export class Router {
     }
     // Addresses that were unreachable may be watched through it now.
     this.#presence.reroute();
+  }
+
+  /**
+   * A hub linked (or had names here before a restart): from now on our domain is announced as a
+   * bridgehead's, which may share it with other bridgeheads (RouteFlag.BRIDGEHEAD). It stays so:
+   * the hubs' names stay in the directory while their links are down.
+   */
+  #becomeBridgehead(): void {
+    if (this.#bridgehead) return;
+    this.#bridgehead = true;
+    this.#routing.ownChanged();
   }
 
   /** Messages for `local` may go now (it connected): its queue, and on a hub what our agents sent it that was held. */

@@ -1,4 +1,4 @@
-import { Feature, FrameType, RouteOp, isValidDomain, type RouteFrame } from '@postern/protocol';
+import { Feature, FrameType, RouteFlag, RouteOp, WireCode, isValidDomain, type RouteFrame } from '@postern/protocol';
 import { anyCovers, type NodeIdentity, type TrustPolicy } from './auth.js';
 import type { Link, LinkKind } from './link.js';
 import { routePayload } from './link-auth.js';
@@ -18,6 +18,8 @@ export interface Route {
    * routePayload(domain, path[0..i], the next router). Empty without a proof.
    */
   readonly sigs: readonly string[];
+  /** RouteFlag bits of the origin, as announced (BRIDGEHEAD: it shares the domain with other bridgeheads). */
+  readonly flags: number;
 }
 
 export interface RoutingHost {
@@ -30,6 +32,8 @@ export interface RoutingHost {
   readonly identity: NodeIdentity | undefined;
   readonly maxDomainsPerLink: number;
   readonly logger: Logger;
+  /** RouteFlag bits of our own domain's announcement (BRIDGEHEAD once we have hubs). */
+  ownFlags(): number;
   /** Router links that are up (uplinks, downlinks, peers). */
   routerLinks(): Iterable<Link>;
   /** The best way to `domain` changed (or appeared, or went): queues may go another way. */
@@ -45,6 +49,8 @@ export interface RoutingStats {
   routesRefused: number;
   /** Announcements dropped because their path held this router (loops). */
   routeLoops: number;
+  /** Announcements fenced: a second origin for a domain another origin serves alone here (DOMAIN_TAKEN). */
+  routesFenced: number;
 }
 
 /** Preference among link kinds at equal metric: our own subtree first, then peers, then the default route's side. */
@@ -74,6 +80,11 @@ export function compareRoutes(a: Route, b: Route): number {
  * What is accepted from whom (`learn`): a downlink, the domains its credential covers; a peer,
  * those the operator trusts it with, or any carrying a valid proof for its origin; an uplink,
  * any but our own. Anything else is refused and logged, and the link stays up.
+ *
+ * One domain, one router (`#rival`, PROTOCOL.md 7.6): a route whose origin (`path[0]`) differs
+ * from that of a route we already use for the domain is fenced, unless both origins are
+ * bridgeheads: a gateway claiming it itself is closed DOMAIN_TAKEN, other such routes are kept
+ * aside and taken when the holder's routes go.
  */
 export class Routing {
   readonly #h: RoutingHost;
@@ -82,7 +93,14 @@ export class Routing {
   readonly #told = new Map<Link, Map<string, string>>();
   /** Per link, the domains it announced (its routes). */
   readonly #learned = new Map<Link, Set<string>>();
-  readonly #stats = { routesRefused: 0, routeLoops: 0 };
+  /**
+   * Per domain, routes held back because another origin serves the domain here (fenced), in the
+   * order they came: the first that no longer conflicts is taken when the holder's routes go.
+   */
+  readonly #fenced = new Map<string, Route[]>();
+  /** `domain origin holder` of the fences logged at error level, so that retries do not flood the log. */
+  readonly #fenceLogged = new Set<string>();
+  readonly #stats = { routesRefused: 0, routeLoops: 0, routesFenced: 0 };
 
   constructor(host: RoutingHost) {
     this.#h = host;
@@ -114,9 +132,15 @@ export class Routing {
     for (const domain of this.#routes.keys()) this.#tell(link, domain);
   }
 
+  /** Our own announcement changed (its flags): tell every link that hears routes. */
+  ownChanged(): void {
+    for (const l of this.#h.routerLinks()) this.#tell(l, this.#h.domain);
+  }
+
   /** A link went: its routes go, and whoever was told them hears of the change. */
   linkDown(link: Link): void {
     this.#told.delete(link);
+    for (const domain of this.#learned.get(link) ?? []) this.#unfence(link, domain);
     const learned = this.#learned.get(link);
     this.#learned.delete(link);
     for (const domain of learned ?? []) this.#remove(link, domain);
@@ -132,6 +156,7 @@ export class Routing {
       return;
     }
     if (f.op === RouteOp.WITHDRAW) {
+      this.#unfence(link, domain);
       if (this.#learned.get(link)?.delete(domain) === true) this.#remove(link, domain);
       return;
     }
@@ -153,7 +178,15 @@ export class Routing {
       h.validated(link, domain);
     }
     const proven = this.#proven(link, f);
-    const route: Route = { link, metric: Math.min(255, f.metric + 1), path: f.path, proof: proven?.grants ?? '', sigs: proven?.sigs ?? [] };
+    const route: Route = { link, metric: Math.min(255, f.metric + 1), path: f.path, proof: proven?.grants ?? '', sigs: proven?.sigs ?? [], flags: f.flags ?? 0 };
+    this.#unfence(link, domain);
+    const holder = this.#rival(domain, route);
+    if (holder !== undefined) {
+      // The link's earlier route, if it had one, goes: its word now is for a rival origin.
+      this.#remove(link, domain);
+      this.#fence(domain, route, holder);
+      return;
+    }
     const old = this.#routes.get(domain) ?? [];
     const list = old.filter((r) => r.link !== link);
     list.push(route);
@@ -212,11 +245,83 @@ export class Routing {
     const list = this.#routes.get(domain);
     if (list === undefined) return;
     const before = list[0];
-    const rest = list.filter((r) => r.link !== link);
+    let rest = list.filter((r) => r.link !== link);
     if (rest.length === list.length) return;
+    rest = this.#admitFenced(domain, rest);
     if (rest.length === 0) this.#routes.delete(domain);
     else this.#routes.set(domain, rest);
     if (rest[0] !== before) this.#changed(domain);
+  }
+
+  /**
+   * An accepted route of `route`'s domain whose origin is another router, where the two may not
+   * both serve it: the domain is served alone by one origin, unless every origin says it is a
+   * bridgehead (its agents are homed at hubs that dial each bridgehead, so any of them reaches
+   * every name). The same origin reached two ways (a mesh) is one router, never a rival.
+   */
+  #rival(domain: string, route: Route): Route | undefined {
+    for (const r of this.#routes.get(domain) ?? []) {
+      if (r.link !== route.link && conflicts(r, route)) return r;
+    }
+    return undefined;
+  }
+
+  /**
+   * Holds `route` back: the domain is someone else's here. A router that dialed us and claims
+   * the domain itself is closed with DOMAIN_TAKEN, so that it knows (it retries, and takes the
+   * domain once the holder went); a route passed on by a peer or a relay is kept aside, unused
+   * and told to nobody, and taken when the holder's routes go. Logged at error level once per
+   * domain, claimant and holder.
+   */
+  #fence(domain: string, route: Route, holder: Route): void {
+    const h = this.#h;
+    const origin = route.path[0] ?? route.link.node;
+    const by = holder.path[0] ?? holder.link.node;
+    this.#stats.routesFenced++;
+    const key = `${domain} ${origin} ${by}`;
+    const fields = { domain, node: origin, via: route.link.node, kind: route.link.kind, holder: by, code: 'ERR_DOMAIN_TAKEN' };
+    if (!this.#fenceLogged.has(key)) {
+      if (this.#fenceLogged.size >= 1024) this.#fenceLogged.clear();
+      this.#fenceLogged.add(key);
+      h.logger.error(`two routers claim domain "${domain}": node ${by} serves it alone here, so node ${origin} is fenced (DOMAIN_TAKEN) until ${by} goes`, fields);
+    } else {
+      h.logger.debug('domain still fenced', fields);
+    }
+    if (route.link.kind === 'downlink' && origin === route.link.node) {
+      route.link.channel.close(WireCode.DOMAIN_TAKEN, `domain "${domain}" is already served by node ${by} at this router; this router is fenced (standby) until it goes`);
+      return;
+    }
+    const list = this.#fenced.get(domain) ?? [];
+    list.push(route);
+    this.#fenced.set(domain, list);
+  }
+
+  /** Forgets the fenced route of `link` for `domain`, if any. */
+  #unfence(link: Link, domain: string): void {
+    const list = this.#fenced.get(domain);
+    if (list === undefined) return;
+    const rest = list.filter((r) => r.link !== link);
+    if (rest.length === 0) this.#fenced.delete(domain);
+    else if (rest.length !== list.length) this.#fenced.set(domain, rest);
+  }
+
+  /** `routes` (what is left of a domain's routes) with the fenced routes that no longer conflict, in the order they were fenced. */
+  #admitFenced(domain: string, routes: Route[]): Route[] {
+    const fenced = this.#fenced.get(domain);
+    if (fenced === undefined) return routes;
+    const list = [...routes];
+    const still: Route[] = [];
+    for (const r of fenced) {
+      if (list.some((a) => conflicts(a, r))) still.push(r);
+      else {
+        list.push(r);
+        this.#h.logger.info(`domain "${domain}" is served by node ${r.path[0] ?? r.link.node} now: its fence is lifted`, { domain, node: r.path[0], via: r.link.node });
+      }
+    }
+    if (still.length === 0) this.#fenced.delete(domain);
+    else this.#fenced.set(domain, still);
+    for (const key of [...this.#fenceLogged]) if (key.startsWith(`${domain} `)) this.#fenceLogged.delete(key);
+    return list.sort(compareRoutes);
   }
 
   #changed(domain: string): void {
@@ -229,16 +334,18 @@ export class Routing {
     const told = this.#told.get(link);
     if (told === undefined || !link.up) return;
     const h = this.#h;
-    let want: { metric: number; path: string[]; proof: string; sigs: readonly string[] } | undefined;
+    let want: { metric: number; path: string[]; proof: string; sigs: readonly string[]; flags: number } | undefined;
     if (domain === h.domain) {
-      want = { metric: 0, path: [h.node], proof: h.ownProof, sigs: [] };
+      want = { metric: 0, path: [h.node], proof: h.ownProof, sigs: [], flags: h.ownFlags() };
     } else {
       const best = this.best(domain);
       if (best !== undefined && this.#exports(best, link)) {
-        want = { metric: best.metric, path: [...best.path, h.node].slice(-255), proof: best.proof, sigs: best.sigs };
+        want = { metric: best.metric, path: [...best.path, h.node].slice(-255), proof: best.proof, sigs: best.sigs, flags: best.flags };
       }
     }
-    const sig = want === undefined ? undefined : `${want.metric} ${want.path.join(' ')}`;
+    // Flags only on version 2 links: a version 1 ROUTE has no trailing fields.
+    const flags = link.version >= 2 ? (want?.flags ?? 0) : 0;
+    const sig = want === undefined ? undefined : `${want.metric} ${want.path.join(' ')} ${flags}`;
     const had = told.get(domain);
     if (sig === had) return;
     if (want === undefined) {
@@ -252,7 +359,7 @@ export class Routing {
       // Our signature towards this link extends the chain: the next router can check every hop.
       proof = `${want.proof};${[...want.sigs, h.identity.sign(routePayload(domain, want.path, link.node))].join(',')}`;
     }
-    link.channel.send({ type: FrameType.ROUTE, op: RouteOp.ADD, metric: want.metric, domain, path: want.path, proof });
+    link.channel.send({ type: FrameType.ROUTE, op: RouteOp.ADD, metric: want.metric, domain, path: want.path, proof, ...(flags === 0 ? {} : { flags }) });
   }
 
   /** Whether `route` (a best route) is told to `to`, a link that hears routes. */
@@ -269,6 +376,11 @@ export class Routing {
  */
 function hearsRoutes(link: Link): boolean {
   return (link.kind === 'uplink' && !link.bridgehead) || link.kind === 'peer' || (link.kind === 'downlink' && (link.features & Feature.ROUTES) !== 0);
+}
+
+/** Two routes whose origins may not both serve their domain: different routers, not both bridgeheads. */
+function conflicts(a: Route, b: Route): boolean {
+  return a.path[0] !== b.path[0] && !((a.flags & RouteFlag.BRIDGEHEAD) !== 0 && (b.flags & RouteFlag.BRIDGEHEAD) !== 0);
 }
 
 const EMPTY: ReadonlySet<string> = new Set();

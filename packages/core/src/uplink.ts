@@ -37,6 +37,12 @@ export type UplinkStatus =
   | { type: 'up'; node: string; domain: string; version: number }
   /** refused: retrying with the same settings cannot help (credential refused, proxy 4xx, untrusted certificate); retries wait the longest backoff. */
   | { type: 'down'; error: PosternError; retryInMs: number; refused: boolean }
+  /**
+   * The far router closed the link with DOMAIN_TAKEN: another router (another node id) serves
+   * our domain there alone. We stand by and look again every `retryInMs` (at most
+   * FENCED_RETRY_MS), taking the domain once the other one went.
+   */
+  | { type: 'fenced'; error: PosternError; retryInMs: number }
   /** A peer: the other side's link to us is up, so this one does not dial meanwhile. */
   | { type: 'standby'; node: string }
   | { type: 'closed' };
@@ -46,6 +52,9 @@ const STABLE_MS = 10_000;
 
 /** While the peer's own link to us is up, look again this often. */
 const STANDBY_CHECK_MS = 5_000;
+
+/** Fenced (DOMAIN_TAKEN): look again this often (or at the longest backoff, if shorter), so that a standby takes over within seconds. */
+const FENCED_RETRY_MS = 2_000;
 
 /** Wire codes after which retrying with the same credential cannot succeed. */
 const REFUSALS: ReadonlySet<string> = new Set([
@@ -78,6 +87,8 @@ export class Uplink {
   #node = '';
   /** The far router refused version 2: speak version 1 to it (uplinks only). */
   #v1 = false;
+  /** The last link ended DOMAIN_TAKEN: we stand by (see UplinkStatus 'fenced'). */
+  #fenced = false;
 
   constructor(router: Router, options: UplinkOptions) {
     this.#router = router;
@@ -155,7 +166,7 @@ export class Uplink {
         return;
       }
       this.#handshaking = duplex;
-      const how = { mode: o.mode, rank: o.rank };
+      const how = { mode: o.mode, rank: o.rank, fenced: this.#fenced };
       const dialing = r.dialHello(how, o.token, o.agent, this.#v1 ? 1 : undefined, o.features);
       const hello = dialing.hello;
       const est = await openChannel(duplex, r.channelOptions, hello, o.connectTimeoutMs).finally(() => (this.#handshaking = undefined));
@@ -203,6 +214,15 @@ export class Uplink {
     // The peer kept its own link to us instead of ours: not a failure, wait in standby.
     if (error.code === 'ERR_REPLACED' && this.#o.mode === 'peer') {
       this.#timer = this.#router.options.clock.setTimeout(() => void this.#attempt(), 100);
+      return;
+    }
+    // Another router serves our domain there: stand by, and look again soon (failover).
+    this.#fenced = error.code === 'ERR_DOMAIN_TAKEN';
+    if (this.#fenced) {
+      this.#upSince = 0;
+      const wait = Math.min(FENCED_RETRY_MS, this.#o.backoff.maxMs ?? FENCED_RETRY_MS);
+      this.#status.emit({ type: 'fenced', error, retryInMs: wait });
+      this.#timer = this.#router.options.clock.setTimeout(() => void this.#attempt(), wait);
       return;
     }
     // A proxy's 4xx or an untrusted certificate will not pass by itself either.

@@ -10,12 +10,16 @@ import { TOKENS, fakeAuthenticator, msg, route, routerHello, settle, setup, upli
 
 const auth = fakeAuthenticator(TOKENS);
 
-/** A version 1 downlink for domain globex with node id `node`, announcing globex with `metric` unless told not to. */
+/**
+ * A version 1 downlink with node id `node`, announcing globex with `metric` unless told not to:
+ * a way to globex's one gateway `g` (two such downlinks are two ways to one router; two origins
+ * would be two routers claiming globex, and the second would be fenced).
+ */
 async function globex(ctx: Ctx, node: string, announce = true, metric = 0): Promise<Peer> {
   const p = ctx.connect();
   p.send(routerHello('globex', 'globex-domain', node));
   await p.next(FrameType.WELCOME);
-  if (announce) p.send(route('globex', [node], RouteOp.ADD, metric));
+  if (announce) p.send(route('globex', ['g', node], RouteOp.ADD, metric));
   await p.sync();
   return p;
 }
@@ -108,14 +112,14 @@ describe('Router: custody across hops', () => {
     const back = ctx.connect();
     back.send(routerHello('initech', 'any', 'r2'));
     await back.next(FrameType.WELCOME);
-    back.send(route('initech', ['r2']));
+    back.send(route('initech', ['i', 'r2'])); // initech's gateway i, through r2
     await back.sync();
     await settle();
     assert.deepEqual(back.all(FrameType.MSG), [], 'the only route leads back to r2, where it came from');
     const other = ctx.connect();
     other.send(routerHello('initech', 'any', 'r0'));
     await other.next(FrameType.WELCOME);
-    other.send(route('initech', ['r0']));
+    other.send(route('initech', ['i', 'r0'])); // the same gateway, another way
     assert.equal((await other.next(FrameType.MSG)).id, 'back?');
   });
 
@@ -128,7 +132,7 @@ describe('Router: custody across hops', () => {
     store.hold();
     alice.peer.send(msg('x@globex', 'm1')); // stored with via r2, the best route now
     await alice.peer.sync();
-    r2.send(route('globex', ['r2'], RouteOp.WITHDRAW));
+    r2.send(route('globex', ['g', 'r2'], RouteOp.WITHDRAW));
     await r2.sync();
     store.open();
     assert.equal((await r3.next(FrameType.MSG)).id, 'm1');

@@ -437,7 +437,7 @@ describe('Router: store and forward', () => {
     const r2 = await ctx.downlink('globex', 'any-domain', 'r2');
     r2.send(msg('x@initech', 'm1', { from: 'bot@globex', hops: 9 }));
     await r2.next(FrameType.ACK, (f) => f.id === 'm1'); // held: nobody reaches initech yet
-    r2.send(route('initech', ['r2'])); // now only back through r2
+    r2.send(route('initech', ['i', 'r2'])); // now only back through r2 (to initech's gateway i)
     r2.send(msg('x@initech', 'm1', { from: 'bot@globex', hops: 9 })); // r2 retries it
     await r2.sync();
     assert.deepEqual(r2.all(FrameType.NACK), [], 'the retry is not refused with NO_ROUTE');
@@ -450,7 +450,7 @@ describe('Router: store and forward', () => {
     const r3 = ctx.connect();
     r3.send(routerHello('initech', 'any-domain', 'r0'));
     await r3.next(FrameType.WELCOME);
-    r3.send(route('initech', ['r0']));
+    r3.send(route('initech', ['i', 'r0'])); // the same gateway, another way
     const fwd = await r3.next(FrameType.MSG, (m) => m.id === 'm1');
     assert.equal(fwd.from, 'bot@globex');
     assert.equal(r2.all(FrameType.MSG).length, 0);

@@ -141,7 +141,8 @@ export class FrameWriter {
         this.#u8(f.path.length);
         for (const p of f.path) this.#str8(p, 'path');
         // Trailing: written only when there is one, so a version 1 frame stays byte-identical.
-        if (f.proof !== '') this.#str16(f.proof, 'proof');
+        if (f.proof !== '' || (f.flags ?? 0) !== 0) this.#str16(f.proof, 'proof');
+        if ((f.flags ?? 0) !== 0) this.#u8(f.flags!);
         return;
       case FrameType.AUTH:
         this.#str8(f.proof, 'proof');
@@ -548,7 +549,9 @@ export function decodeFrameAt(bytes: Uint8Array, start: number, end: number): Fr
       const n = r.u8();
       const path: string[] = [];
       for (let i = 0; i < n; i++) path.push(r.str8());
-      return { type: FrameType.ROUTE, op, metric, domain, path, proof: r.pos < r.end ? r.str16() : '' };
+      const proof = r.pos < r.end ? r.str16() : '';
+      // Trailing flags (PROTOCOL.md 7.6): present only when the sender set one.
+      return r.pos < r.end ? { type: FrameType.ROUTE, op, metric, domain, path, proof, flags: r.u8() } : { type: FrameType.ROUTE, op, metric, domain, path, proof };
     }
     case FrameType.CLOSE:
       return { type: FrameType.CLOSE, code: r.u16(), reason: r.str16() };

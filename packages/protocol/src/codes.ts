@@ -40,6 +40,11 @@ export const WireCode = {
    * not accepted. The router keeps serving and takes messages again once its store commits. Retry later.
    */
   STORE_UNAVAILABLE: 28,
+  /**
+   * A router announced a domain that another router (another node id) already serves alone at
+   * the receiving router: the newer one is fenced (its link closed) until the first one goes.
+   */
+  DOMAIN_TAKEN: 29,
 } as const;
 export type WireCodeValue = (typeof WireCode)[keyof typeof WireCode];
 export type WireCodeName = keyof typeof WireCode;

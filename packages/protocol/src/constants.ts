@@ -90,6 +90,19 @@ export const Feature = {
   ROUTES: 0x01,
 } as const;
 
+/**
+ * ROUTE `flags` bits (version 2, trailing): what the origin says of how it serves the domain,
+ * passed on unchanged. Unknown bits are passed on and ignored.
+ */
+export const RouteFlag = {
+  /**
+   * The origin is a bridgehead: its domain's agents are homed at hubs that dial every bridgehead
+   * of the domain, so several origins may serve the domain at once (PROTOCOL.md 7.6). Without
+   * it the origin serves the domain alone, and a second origin is fenced (DOMAIN_TAKEN).
+   */
+  BRIDGEHEAD: 0x01,
+} as const;
+
 /** Bits this code knows; others are reserved and sent as 0. */
 export const KNOWN_FEATURES = Feature.ROUTES;
 

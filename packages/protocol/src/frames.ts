@@ -195,6 +195,11 @@ export interface RouteFrame {
    * (`path[0]`) may serve `domain`: grants (JWTs, EdDSA) separated by commas (PROTOCOL.md 4.7).
    */
   proof: string;
+  /**
+   * Version 2 (trailing, after `proof`; absent: 0): RouteFlag bits the origin set, passed on
+   * unchanged along the path. Written only when not 0 (PROTOCOL.md 7.6).
+   */
+  flags?: number;
 }
 
 export interface MsgFrame {

@@ -17,6 +17,7 @@ export {
   Role,
   MsgFlag,
   RouteOp,
+  RouteFlag,
 } from './constants.js';
 export type { FrameTypeValue, RoleValue, RouteOpValue, LinkModeValue, HandleOpValue, HomeOpValue, WatchOpValue, PresenceStateValue, PropsOpValue } from './constants.js';
 export type {

@@ -274,6 +274,18 @@ describe('codec round trip', () => {
     assert.deepEqual(minimal.map((f) => f.type).sort((a, b) => a - b), Object.values(FrameType).sort((a, b) => a - b));
   });
 
+  test('ROUTE flags (PROTOCOL.md 2.4, 7.6): written after the proof only when not 0, read back; without them the bytes are as before', () => {
+    const plain: RouteFrame = { type: FrameType.ROUTE, op: RouteOp.ADD, metric: 0, domain: 'acme', path: ['G'], proof: '' };
+    const flagged = { ...plain, flags: 1 };
+    const a = encodeFrame(plain);
+    const b = encodeFrame(flagged);
+    assert.deepEqual(decodeOne(a), plain, 'no flags field when none was written');
+    assert.deepEqual(decodeOne(b), flagged);
+    assert.deepEqual([...b.subarray(a.length)], [0, 0, 1], 'an empty proof (str16), then the flags byte');
+    assert.deepEqual(encodeFrame({ ...plain, flags: 0 }), a, 'flags 0 is not written');
+    assert.deepEqual(decodeOne(encodeFrame({ ...flagged, proof: 'P' })), { ...flagged, proof: 'P' });
+  });
+
   test('decodeBatch(encodeFrame(f)) equals f, for every frame type', () => {
     fc.assert(
       fc.property(anyFrame, (f) => {

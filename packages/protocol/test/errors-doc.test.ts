@@ -40,6 +40,7 @@ const ERROR_CODES = {
   ERR_RATE_LIMITED: true,
   ERR_LIMIT_EXCEEDED: true,
   ERR_STORE_UNAVAILABLE: true,
+  ERR_DOMAIN_TAKEN: true,
   ERR_UNKNOWN: true,
   ERR_CONFIG: true,
   ERR_ABORTED: true,

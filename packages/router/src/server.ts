@@ -15,6 +15,7 @@ import { createTrustPolicy, isGrant, parseTrustAnchor, type TrustAnchor } from '
 import { createAnonymizer, loadNodeKey, nodeIdentity } from './identity.js';
 import { formatListen, parseListen, type ListenAddress } from './listen.js';
 import { createHmacSessionTokens } from './session-tokens.js';
+import { fenceLog } from './fence-log.js';
 
 export interface UplinkConfig {
   /** The router to dial and keep, e.g. `wss://relay.example.com`. */
@@ -412,8 +413,10 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
       backoff,
       agent: 'postern-router/0.2',
     });
+    const fence = fenceLog(router.options.clock, log, u.url);
     uplink.onStatus((s) => {
       if (onUplinkStatus?.(u.url, s) === true) return;
+      if (fence(s)) return;
       if (s.type === 'up') log.info(core.hub === true ? 'bridgehead connected' : 'uplink connected', { url: u.url, domain: s.domain });
       else if (s.type === 'down') log.warn(s.refused ? 'uplink refused' : 'uplink down', { url: u.url, reason: s.error.message, code: s.error.code, retry_ms: s.retryInMs });
     });
