@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Logger } from '@postern/core';
 import { createKeyPair, issueToken, type RouterServer } from '@postern/router';
-import { waitFor } from '@postern/testing';
+import { waitFor, TEST_GUESTS } from '@postern/testing';
 import { agent, next, router } from './live.js';
 
 /** A logger that keeps its lines (level, message and fields) for the test to look at. */
@@ -23,7 +23,7 @@ function code(c: string) {
 describe('fence: two routers for one domain at a relay', () => {
   it('the second gateway of acme is fenced with an error in both logs; bob (on the first) gets everything; the second takes acme once the first goes', async () => {
     const relayLog = capture();
-    const relay = await router({ domain: 'relay', secret: 'relay-secret', logger: relayLog.logger });
+    const relay = await router({ domain: 'relay', secret: 'relay-secret', ...TEST_GUESTS, logger: relayLog.logger });
     const up = [{ url: relay.url, token: await issueToken('relay-secret', { domain: 'acme' }) }];
     const a = await router({ domain: 'acme', uplinks: up });
     await waitFor(() => relay.router.route('acme')?.node === a.node, 'gateway A to serve acme at the relay');
@@ -72,7 +72,7 @@ describe('fence: two routers for one domain at a relay', () => {
 
   it('the same node id (a gateway restarted with its key) is the same router, not fenced by its own old route', async () => {
     const relayLog = capture();
-    const relay = await router({ domain: 'relay', secret: 'relay-secret', logger: relayLog.logger });
+    const relay = await router({ domain: 'relay', secret: 'relay-secret', ...TEST_GUESTS, logger: relayLog.logger });
     const up = [{ url: relay.url, token: await issueToken('relay-secret', { domain: 'acme' }) }];
     const key = createKeyPair('node');
     const first = await router({ domain: 'acme', uplinks: up, key });
@@ -93,9 +93,9 @@ describe('fence: two routers for one domain at a relay', () => {
   it('across peered relays: a gateway of acme at the second relay is fenced there when acme is served at the first', async () => {
     const k1 = createKeyPair('node');
     const k2 = createKeyPair('node');
-    const r1 = await router({ domain: 'r1', secret: 's1', key: k1, trust: [`${k2.publicKey}=r2,acme`] });
+    const r1 = await router({ domain: 'r1', secret: 's1', ...TEST_GUESTS, key: k1, trust: [`${k2.publicKey}=r2,acme`] });
     const r2Log = capture();
-    const r2 = await router({ domain: 'r2', secret: 's2', key: k2, trust: [`${k1.publicKey}=r1,acme`], peers: [{ url: r1.url }], logger: r2Log.logger });
+    const r2 = await router({ domain: 'r2', secret: 's2', ...TEST_GUESTS, key: k2, trust: [`${k1.publicKey}=r1,acme`], peers: [{ url: r1.url }], logger: r2Log.logger });
     const a = await router({ domain: 'acme', uplinks: [{ url: r1.url, token: await issueToken('s1', { domain: 'acme' }) }] });
     await waitFor(() => r2.router.route('acme')?.path[0] === a.node, 'r2 to learn acme (A) through r1');
     const bLog = capture();
