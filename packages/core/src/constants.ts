@@ -15,6 +15,7 @@ export const ROUTER_DEFAULTS = Object.freeze({
   maxQueueMessages: 100_000,
   maxQueueBytes: 64 * 1024 * 1024,
   maxStoredBytes: 256 * 1024 * 1024,
+  maxBodyMemoryBytes: 32 * 1024 * 1024,
   maxMessageAgeMs: 24 * 3600_000,
   dedupWindowMs: 25 * 3600_000,
   maxUnreleasedPerLink: 65_536,

@@ -68,6 +68,12 @@ export interface DeliveryStats {
   /** Reliable messages held (waiting or in flight). */
   stored: number;
   storedBytes: number;
+  /** Of the bodies held, bytes in memory now (the others are in the store only; maxBodyMemoryBytes). */
+  bodyBytes: number;
+  /** Bodies left in the store only, to keep memory within maxBodyMemoryBytes. */
+  bodiesEvicted: number;
+  /** Bodies read back from the store to be sent. */
+  bodiesRead: number;
   queues: number;
   /** Retries recognised by key and acked again without a second copy. */
   duplicates: number;
@@ -101,6 +107,16 @@ export interface Incoming {
   readonly hops: number;
   readonly body: Uint8Array;
 }
+
+/** A message as Delivery holds it: its body may be left in the store and read back (Entry.evicted). */
+interface Held extends Omit<Incoming, 'body'> {
+  body: Uint8Array;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** Bodies read back from the store at once, at most (and about maxInFlightBytesPerLink of them). */
+const MAX_READ = 1024;
 
 /** How the router names a message to the hop it came from, when not as it stores it (an anonymous sender's own id). */
 export interface AckAs {
@@ -153,6 +169,10 @@ export class Entry {
   transit = false;
   /** Sent, and the next router said HELD: out of the link's window, still not settled. */
   held = false;
+  /** Its body is left in the store (memory is bounded by maxBodyMemoryBytes): read back before it is sent. */
+  evicted = false;
+  /** Its body is being read back. */
+  loading = false;
   /** The sender its bytes count against while it is held (quotas.ts); none for messages made here or recovered. */
   owner: Principal | undefined = undefined;
   readonly key: string;
@@ -160,7 +180,7 @@ export class Entry {
 
   constructor(
     readonly queue: Queue,
-    readonly m: Incoming,
+    readonly m: Held,
     readonly storedAt: number,
     readonly expiresAt: number,
   ) {
@@ -259,7 +279,11 @@ export class Delivery {
   #closed = false;
   #timer: unknown;
   readonly #waitingForReady: Array<() => void> = [];
-  readonly #stats = { stored: 0, storedBytes: 0, duplicates: 0, expired: 0, reports: 0, reportsDropped: 0, dedupEvicted: 0, loops: 0 };
+  readonly #stats = { stored: 0, storedBytes: 0, duplicates: 0, expired: 0, reports: 0, reportsDropped: 0, dedupEvicted: 0, loops: 0, bodiesEvicted: 0, bodiesRead: 0 };
+  /** Bytes of message bodies held in memory; past maxBodyMemoryBytes, bodies stay in the store only. */
+  #bodyBytes = 0;
+  /** Queues with a read of bodies under way (one at a time each). */
+  readonly #reading = new Set<Queue>();
 
   constructor(o: ResolvedRouterOptions, store: Store, quotas: Quotas, host: DeliveryHost) {
     this.#o = o;
@@ -278,13 +302,13 @@ export class Delivery {
     let pinned = 0;
     for (const q of this.#queues.values()) pinned += q.pinned;
     const h = this.#health;
-    return { ...this.#stats, queues: this.#queues.size, seenKeys: this.#seen.size, orphanKeys: this.#leftovers.length, pinned, storeFailures: h.failures, storeRefused: h.refused };
+    return { ...this.#stats, bodyBytes: this.#bodyBytes, queues: this.#queues.size, seenKeys: this.#seen.size, orphanKeys: this.#leftovers.length, pinned, storeFailures: h.failures, storeRefused: h.refused };
   }
 
   /** Loads what the store kept: every held message is queued again, every kept key drops retries. */
   async start(): Promise<void> {
     const now = this.#o.clock.now();
-    const r = await this.#store.recover();
+    const r = await this.#store.recover({ bodyBudget: this.#o.maxBodyMemoryBytes });
     for (const k of r.seen) {
       const key = messageKey(k.from, k.id);
       // After a restart no link owns a key: each waits out the window from now.
@@ -307,6 +331,11 @@ export class Delivery {
       if (e.pinned) q.pinned++;
       const s = this.#seen.get(e.key);
       if (s !== undefined && s.seq === e.seq) s.entry = e;
+      if (m.bodyOmitted === true) {
+        // Left in the store by recover(): it is read back when it is sent.
+        e.evicted = true;
+        this.#bodyBytes -= m.body.length; // (0: #hold counts it back)
+      }
       this.#hold(q, e);
     }
     this.#ready = true;
@@ -598,6 +627,7 @@ export class Delivery {
   }
 
   #hold(q: Queue, e: Entry): void {
+    this.#bodyBytes += e.m.body.length;
     q.items.push(e);
     q.count++;
     q.bytes += e.size;
@@ -694,6 +724,9 @@ export class Delivery {
     q.bytes -= e.size;
     this.#stats.stored--;
     this.#stats.storedBytes -= e.size;
+    // Done entries stay in the queue's array for a while: their bodies must not.
+    this.#bodyBytes -= e.m.body.length;
+    e.m.body = EMPTY;
     if (e.owner !== undefined) {
       this.#quotas.unstore(e.owner, e.size);
       e.owner = undefined;
@@ -873,6 +906,8 @@ export class Delivery {
         return;
       }
       e.state = UNSENT;
+      // Durable now: past the memory budget its body lives in the store only.
+      if (this.#bodyBytes > this.#o.maxBodyMemoryBytes) this.#evict(e);
       crashPoint('accept.after-store');
       if (s !== undefined && e.transit) {
         // The hop before hears HELD now and the ACK when the next router has it. A version 1
@@ -951,6 +986,11 @@ export class Delivery {
         hop.waiting.add(q);
         break;
       }
+      if (e.evicted) {
+        // Its body is in the store only: read it (and the next ones') back, then go on from here.
+        this.#readBack(q, i);
+        break;
+      }
       if (!this.#send(q, e, target, hop)) continue;
     }
     q.cursor = firstWaiting >= 0 ? firstWaiting : i;
@@ -981,8 +1021,77 @@ export class Delivery {
         (held ??= new Set()).add(e.m.from);
         continue;
       }
+      if (e.evicted) {
+        this.#readBack(q, i);
+        (held ??= new Set()).add(e.m.from);
+        continue;
+      }
       this.#send(q, e, link, hop);
     }
+  }
+
+  /** Leaves the body of a stored message in the store only (it is read back before it is sent). */
+  #evict(e: Entry): void {
+    if (e.evicted || e.m.body.length === 0 || e.state !== UNSENT) return;
+    this.#bodyBytes -= e.m.body.length;
+    e.m.body = EMPTY;
+    e.evicted = true;
+    this.#stats.bodiesEvicted++;
+  }
+
+  /**
+   * Reads back the bodies of the evicted messages of `q` from index `from` on (up to MAX_READ, or
+   * about a link's in-flight bytes), then wakes the queue. One read per queue at a time.
+   */
+  #readBack(q: Queue, from: number): void {
+    if (this.#reading.has(q)) return;
+    const batch: Entry[] = [];
+    let bytes = 0;
+    for (let i = from; i < q.items.length && batch.length < MAX_READ && bytes < this.#o.maxInFlightBytesPerLink; i++) {
+      const e = q.items[i]!;
+      if (e.state !== UNSENT || !e.evicted || e.loading) continue;
+      e.loading = true;
+      batch.push(e);
+      bytes += e.size;
+    }
+    if (batch.length === 0) return;
+    this.#reading.add(q);
+    const done = (): void => {
+      this.#reading.delete(q);
+      for (const e of batch) e.loading = false;
+      this.#wake.add(q);
+      this.#schedule();
+    };
+    this.#store.readBodies(batch.map((e) => e.seq)).then(
+      (bodies) => {
+        batch.forEach((e, i) => {
+          if (e.state === DONE || !e.evicted) return;
+          const body = bodies[i];
+          if (body === undefined) {
+            // The store lost what it said it held: say so to the sender rather than wait for ever.
+            this.#report(e, WireCode.INTERNAL, 'this router could not read the message back from its store');
+            this.#finish(e);
+            return;
+          }
+          e.m.body = body;
+          e.evicted = false;
+          this.#bodyBytes += body.length;
+          this.#stats.bodiesRead++;
+        });
+        done();
+      },
+      (err: unknown) => {
+        // A read that failed (an I/O error) is tried again a second later.
+        this.#o.logger.warn('could not read message bodies back from the store; trying again', { queue: q.key, error: err instanceof Error ? err.message : String(err) });
+        this.#reading.delete(q);
+        for (const e of batch) e.loading = false;
+        this.#o.clock.setTimeout(() => {
+          if (this.#closed) return;
+          this.#wake.add(q);
+          this.#schedule();
+        }, 1000);
+      },
+    );
   }
 
   /** Writes `e` to `link`; false when it was refused here instead (too large, not encodable). */

@@ -12,11 +12,17 @@ export class MemoryStore implements Store {
   #seq = 0;
   #closed = false;
 
-  recover(): Promise<Recovered> {
+  recover(options: { readonly bodyBudget?: number } = {}): Promise<Recovered> {
     this.#closed = false;
     const rows = [...this.#rows.values()].sort((a, b) => a.message.seq - b.message.seq);
+    let budget = options.bodyBudget ?? Infinity;
     return Promise.resolve({
-      messages: rows.filter((r) => r.held).map((r) => r.message),
+      messages: rows
+        .filter((r) => r.held)
+        .map((r) => {
+          budget -= r.message.body.length;
+          return budget >= 0 ? r.message : { ...r.message, body: new Uint8Array(0), bodyOmitted: true };
+        }),
       seen: rows.map((r): SeenKey => ({ from: r.message.from, id: r.message.id, seq: r.message.seq, at: r.message.storedAt, cameFrom: r.message.cameFrom })),
     });
   }
@@ -30,6 +36,16 @@ export class MemoryStore implements Store {
       seqs.push(seq);
     }
     return Promise.resolve(seqs);
+  }
+
+  readBodies(seqs: readonly number[]): Promise<Array<Uint8Array | undefined>> {
+    this.#open();
+    return Promise.resolve(
+      seqs.map((seq) => {
+        const r = this.#rows.get(seq);
+        return r?.held === true ? r.message.body : undefined;
+      }),
+    );
   }
 
   retire(seqs: readonly number[]): Promise<void> {

@@ -152,6 +152,14 @@ export interface RouterOptions {
   maxQueueBytes?: number;
   /** Bytes of messages the router may hold in all (held in memory as well as in the store). @default 256 MiB */
   maxStoredBytes?: number;
+  /**
+   * Bytes of message bodies the router keeps in memory. Past it, the bodies of stored messages
+   * stay in the store only and are read back when they are sent; with the SQLite store that
+   * bounds memory (what is held beyond it is on disk). The in-memory store keeps one copy of each
+   * body whatever this says. Each held message costs about 300 bytes more (its key, addresses
+   * and entry). @default 32 MiB
+   */
+  maxBodyMemoryBytes?: number;
   /** A message not delivered to the next hop within this time is dropped and reported EXPIRED to its sender. @default 24 h */
   maxMessageAgeMs?: number;
   /**
@@ -289,6 +297,7 @@ export function resolveRouterOptions(o: RouterOptions): ResolvedRouterOptions {
     maxQueueMessages: positive('maxQueueMessages', o.maxQueueMessages, d.maxQueueMessages),
     maxQueueBytes: positive('maxQueueBytes', o.maxQueueBytes, d.maxQueueBytes),
     maxStoredBytes,
+    maxBodyMemoryBytes: positive('maxBodyMemoryBytes', o.maxBodyMemoryBytes, d.maxBodyMemoryBytes, 0),
     maxMessageAgeMs,
     dedupWindowMs,
     maxUnreleasedPerLink: positive('maxUnreleasedPerLink', o.maxUnreleasedPerLink, d.maxUnreleasedPerLink),

@@ -40,9 +40,14 @@ export interface StoredMessage {
    * by `repin()`; a message recovered with one may be at that router already.
    */
   readonly via: string;
+  /**
+   * Set by `recover()` for a message whose body it left in the store (past the body budget it
+   * was given): `body` is empty then; `readBodies()` reads it.
+   */
+  readonly bodyOmitted?: boolean;
 }
 
-export type NewMessage = Omit<StoredMessage, 'seq'>;
+export type NewMessage = Omit<StoredMessage, 'seq' | 'bodyOmitted'>;
 
 /** Names a message at every hop: the sender's address and the sender-made id. */
 export interface MessageKey {
@@ -67,8 +72,17 @@ export interface Recovered {
 }
 
 export interface Store {
-  /** What survived the last run. Called once, before anything else. */
-  recover(): Promise<Recovered>;
+  /**
+   * What survived the last run. Called once, before anything else. With `bodyBudget`, the bodies
+   * of held messages are returned in seq order up to that many bytes; later ones are left in the
+   * store (`bodyOmitted`), so that recovering a full store does not need its size in memory.
+   */
+  recover(options?: { readonly bodyBudget?: number }): Promise<Recovered>;
+  /**
+   * The bodies of held messages by seq (undefined for a seq not held). A router keeps at most
+   * `maxBodyMemoryBytes` of bodies in memory and reads the others back here to send them.
+   */
+  readBodies(seqs: readonly number[]): Promise<Array<Uint8Array | undefined>>;
   /** Stores messages with their (from, id) keys, durably. Resolves with their seqs. */
   append(messages: readonly NewMessage[]): Promise<number[]>;
   /** These messages left the router; their keys stay (a retry of them must still be recognised). */

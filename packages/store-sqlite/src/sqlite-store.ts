@@ -29,6 +29,8 @@ const TRANSIENT = ['SQLITE_FULL', 'SQLITE_IOERR', 'SQLITE_BUSY', 'SQLITE_LOCKED'
 /** Rows per multi-row statement: one call into SQLite for many rows. */
 const CHUNK = 64;
 
+const EMPTY = new Uint8Array(0);
+
 interface Pending {
   messages: readonly NewMessage[];
   resolve(seqs: number[]): void;
@@ -53,6 +55,7 @@ export class SqliteStore implements Store {
   readonly #insert1: Statement;
   readonly #insertN: Statement;
   readonly #delete1: Statement;
+  readonly #readN: Statement;
   readonly #deleteN: Statement;
   readonly #retire1: Statement;
   readonly #retireN: Statement;
@@ -122,6 +125,7 @@ export class SqliteStore implements Store {
     this.#insert1 = db.prepare('INSERT INTO messages (seq, held, data, via) VALUES (?, 1, ?, ?)');
     this.#insertN = db.prepare(`INSERT INTO messages (seq, held, data, via) VALUES ${list(CHUNK, '(?, 1, ?, ?)')}`);
     this.#delete1 = db.prepare('DELETE FROM messages WHERE seq = ?');
+    this.#readN = db.prepare(`SELECT seq, data, via FROM messages WHERE held = 1 AND seq IN (${list(CHUNK, '?')})`);
     this.#deleteN = db.prepare(`DELETE FROM messages WHERE seq IN (${list(CHUNK, '?')})`);
     this.#retire1 = db.prepare('UPDATE messages SET held = 0 WHERE seq = ?');
     this.#retireN = db.prepare(`UPDATE messages SET held = 0 WHERE seq IN (${list(CHUNK, '?')})`);
@@ -134,17 +138,35 @@ export class SqliteStore implements Store {
     this.#next = Math.max(max + 1, saved === undefined ? 1 : Number(saved.value.toString('utf8')));
   }
 
-  recover(): Promise<Recovered> {
+  recover(options: { readonly bodyBudget?: number } = {}): Promise<Recovered> {
     this.#open();
-    const rows = this.#db.prepare('SELECT seq, held, data, via FROM messages ORDER BY seq').all() as Array<{ seq: number; held: number; data: Buffer; via: string }>;
+    // Row by row: a store larger than the budget is never in memory at once.
+    const rows = this.#db.prepare('SELECT seq, held, data, via FROM messages ORDER BY seq').iterate() as IterableIterator<{ seq: number; held: number; data: Buffer; via: string }>;
     const messages: StoredMessage[] = [];
     const seen: SeenKey[] = [];
+    let budget = options.bodyBudget ?? Infinity;
     for (const r of rows) {
       const m = decodeRow(r.seq, r.data, r.via);
       seen.push({ from: m.from, id: m.id, seq: r.seq, at: m.storedAt, cameFrom: m.cameFrom });
-      if (r.held === 1) messages.push(m);
+      if (r.held !== 1) continue;
+      budget -= m.body.length;
+      // A body is a view of its row: one left out must not keep the row.
+      messages.push(budget >= 0 ? m : { ...m, body: EMPTY, bodyOmitted: true });
     }
     return Promise.resolve({ messages, seen });
+  }
+
+  readBodies(seqs: readonly number[]): Promise<Array<Uint8Array | undefined>> {
+    this.#open();
+    const bySeq = new Map<number, Uint8Array>();
+    for (let i = 0; i < seqs.length; i += CHUNK) {
+      // Padded with a seq that is never used (they start at 1): one prepared statement.
+      const part = seqs.slice(i, i + CHUNK);
+      while (part.length < CHUNK) part.push(0);
+      const rows = this.#readN.all(...part) as Array<{ seq: number; data: Buffer; via: string }>;
+      for (const r of rows) bySeq.set(r.seq, decodeRow(r.seq, r.data, r.via).body);
+    }
+    return Promise.resolve(seqs.map((s) => bySeq.get(s)));
   }
 
   append(messages: readonly NewMessage[]): Promise<number[]> {

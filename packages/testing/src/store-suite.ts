@@ -33,6 +33,27 @@ const text = (b: Uint8Array): string => new TextDecoder().decode(b);
 /** The contract every Store passes (see core/src/store.ts). */
 export function storeSuite(name: string, harness: StoreHarness): void {
   describe(`store contract: ${name}`, () => {
+    it('reads bodies of held messages back by seq, and leaves bodies past the budget out of recover()', async () => {
+      const s = await harness.create();
+      await s.recover();
+      const seqs = await s.append([message('agent:alice', 'aaaa'), message('agent:alice', 'bbbb'), message('agent:bob', 'cccc')]);
+      await s.retire([seqs[1]!]);
+      const bodies = await s.readBodies([seqs[2]!, seqs[1]!, seqs[0]!, 999_999]);
+      assert.deepEqual(bodies.map((b) => (b === undefined ? undefined : text(b))), ['cccc', undefined, 'aaaa', undefined], 'a retired or unknown seq has none');
+      const again = await harness.reopen(s);
+      const r = await again.recover({ bodyBudget: 5 });
+      assert.deepEqual(
+        r.messages.map((m) => [text(m.body), m.bodyOmitted === true]),
+        [
+          ['aaaa', false],
+          ['', true],
+        ],
+        'bodies in seq order up to the budget; the rest left in the store',
+      );
+      assert.deepEqual((await again.readBodies([seqs[2]!])).map((b) => b && text(b)), ['cccc']);
+      await again.close();
+    });
+
     it('keeps appended messages, in seq order, with every field', async () => {
       const s = await harness.create();
       await s.recover();
