@@ -19,6 +19,8 @@ export const routerFlags: Options = {
   'max-queue': { type: 'string' },
   'max-queue-bytes': { type: 'string' },
   'max-stored-bytes': { type: 'string' },
+  'max-stored-messages': { type: 'string' },
+  'max-body-memory': { type: 'string' },
   domain: { type: 'string' },
   'allow-guests': { type: 'boolean' },
   'max-connections-per-address': { type: 'string' },
@@ -67,7 +69,10 @@ export const routerFlagsHelp = `  --secret S              signs and checks token
                           told ERR_EXPIRED [86400000]
   --max-queue N           messages one recipient (or domain) may have waiting [100000]
   --max-queue-bytes B     bytes one recipient (or domain) may have waiting [67108864]
-  --max-stored-bytes B    bytes of messages held in all (in memory and on disk) [268435456]
+  --max-stored-bytes B    bytes of messages held in all (on disk with --data) [268435456]
+  --max-stored-messages N messages held in all [1000000]
+  --max-body-memory B     bytes of message bodies kept in memory; the others stay on disk and
+                          are read back when sent (with --data) [33554432]
   --allow-guests          with --secret: let agents without a token in as guests (an id, no
                           name) under the guest quotas below [refused: AUTH_FAILED]
   --trust KEY[=DOMAINS]   trust a key; repeatable. A router's node key (N...) with the domains it
@@ -218,6 +223,8 @@ export function routerOptions(command: string, p: Parsed, domain: string, prefix
   set('maxQueueMessages', 'max-queue');
   set('maxQueueBytes', 'max-queue-bytes', 1024);
   set('maxStoredBytes', 'max-stored-bytes', 1024);
+  set('maxStoredMessages', 'max-stored-messages');
+  set('maxBodyMemoryBytes', 'max-body-memory', 0);
   set('hopLimit', 'hop-limit');
   set('maxConnectionsPerAddress', 'max-connections-per-address');
   set('connectRatePerAddress', 'connect-rate');

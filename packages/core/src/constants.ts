@@ -16,6 +16,7 @@ export const ROUTER_DEFAULTS = Object.freeze({
   maxQueueBytes: 64 * 1024 * 1024,
   maxStoredBytes: 256 * 1024 * 1024,
   maxBodyMemoryBytes: 32 * 1024 * 1024,
+  maxStoredMessages: 1_000_000,
   maxMessageAgeMs: 24 * 3600_000,
   dedupWindowMs: 25 * 3600_000,
   maxUnreleasedPerLink: 65_536,

@@ -374,6 +374,8 @@ export class Delivery {
             ? `the queue for "${m.to}" holds its limit of ${o.maxQueueBytes} bytes`
             : this.#stats.storedBytes + e.size > o.maxStoredBytes
               ? `this router holds its limit of ${o.maxStoredBytes} bytes of messages`
+              : this.#stats.stored >= o.maxStoredMessages
+                ? `this router holds its limit of ${o.maxStoredMessages} messages`
               : origin.quota === undefined
                 ? undefined
                 : this.#quotas.store(origin.quota, e.size); // counted when it passes

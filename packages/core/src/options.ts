@@ -160,6 +160,12 @@ export interface RouterOptions {
    * and entry). @default 32 MiB
    */
   maxBodyMemoryBytes?: number;
+  /**
+   * Messages the router may hold in all; more are refused with QUEUE_FULL. With
+   * maxBodyMemoryBytes it bounds memory: each held message costs about 2.5 KB besides its body
+   * (bench/src/held.ts measures it). @default 1000000
+   */
+  maxStoredMessages?: number;
   /** A message not delivered to the next hop within this time is dropped and reported EXPIRED to its sender. @default 24 h */
   maxMessageAgeMs?: number;
   /**
@@ -298,6 +304,7 @@ export function resolveRouterOptions(o: RouterOptions): ResolvedRouterOptions {
     maxQueueBytes: positive('maxQueueBytes', o.maxQueueBytes, d.maxQueueBytes),
     maxStoredBytes,
     maxBodyMemoryBytes: positive('maxBodyMemoryBytes', o.maxBodyMemoryBytes, d.maxBodyMemoryBytes, 0),
+    maxStoredMessages: positive('maxStoredMessages', o.maxStoredMessages, d.maxStoredMessages),
     maxMessageAgeMs,
     dedupWindowMs,
     maxUnreleasedPerLink: positive('maxUnreleasedPerLink', o.maxUnreleasedPerLink, d.maxUnreleasedPerLink),

@@ -289,7 +289,7 @@ describe('Router: store and forward', () => {
     assert.deepEqual(bob.peer.msgIds(), ['q1', 'q2', 'q3']);
   });
 
-  it('refuses with QUEUE_FULL past maxQueueBytes for one recipient, and past maxStoredBytes in all', async (t) => {
+  it('refuses with QUEUE_FULL past maxQueueBytes for one recipient, and past maxStoredBytes and maxStoredMessages in all', async (t) => {
     const body = new Uint8Array(100); // ~136 bytes held with its addresses and id
     const perQueue = setup(t, { maxQueueBytes: 300 });
     const alice = await perQueue.agent({ name: 'alice' });
@@ -304,6 +304,12 @@ describe('Router: store and forward', () => {
     const n2 = await dave.peer.next(FrameType.NACK);
     assert.deepEqual({ id: n2.id, code: errorCodeOf(n2.code), reason: n2.reason }, { id: 's3', code: 'ERR_QUEUE_FULL', reason: 'this router holds its limit of 300 bytes of messages' });
     assert.equal(inAll.router.stats().queues, 2, 'a refused message leaves no queue behind');
+
+    const byCount = setup(t, { maxStoredMessages: 2 });
+    const erin = await byCount.agent({ name: 'erin' });
+    erin.peer.send(msg('bob', 'c1'), msg('carol', 'c2'), msg('dave', 'c3'));
+    const n3 = await erin.peer.next(FrameType.NACK);
+    assert.deepEqual({ id: n3.id, code: errorCodeOf(n3.code), reason: n3.reason }, { id: 'c3', code: 'ERR_QUEUE_FULL', reason: 'this router holds its limit of 2 messages' });
   });
 
   it('drops a message that waited past maxMessageAgeMs and tells its sender with an EXPIRED report, which the sender acks', async (t) => {
