@@ -244,6 +244,27 @@ describe('postern CLI, as processes', () => {
     assert.equal(gw2.proc.exit, undefined, gw2.proc.describe());
   });
 
+  it('a relay with --secret refuses agents without a token unless --allow-guests, and an open one says at start that it is open', async () => {
+    // start() directly: startRelay() lets guests in for the other tests.
+    const closed = start('relay', '--listen', '127.0.0.1:0', '--secret', SECRET, '--memory');
+    const at = await listeningOn(closed);
+    const refused = await run(['send', '--connect', at.url, '--to', 'bob@relay', 'hi'], 8000);
+    assert.equal(refused.exit?.code, 1, refused.describe());
+    assert.match(refused.stderr, /postern: error: .*requires a token \(its operator may let agents without one in as guests: --allow-guests\) \[ERR_AUTH_FAILED\]/, refused.describe());
+    assert.doesNotMatch(closed.stdout + closed.stderr, /open: /, 'no open line with a secret');
+    const guests = start('relay', '--listen', '127.0.0.1:0', '--secret', SECRET, '--memory', '--allow-guests', '--known', 'bob');
+    const g = await listeningOn(guests);
+    await guests.waitFor('stderr', /guests: agents without a token connect with an id and no name, under the guest quotas/);
+    const sent = await run(['send', '--connect', g.url, '--to', 'bob@relay', 'hi'], 8000);
+    assert.equal(sent.exit?.code, 0, sent.describe());
+    const open = start('relay', '--listen', '127.0.0.1:0', '--memory');
+    await listeningOn(open);
+    await open.waitFor('stderr', /open: agents connect without a token and may claim any name \(give --secret to require tokens\)/);
+    const usage = await run(['relay', '--listen', '127.0.0.1:0', '--memory', '--allow-guests'], 8000);
+    assert.equal(usage.exit?.code, 2, usage.describe());
+    assert.match(usage.stderr, /--allow-guests needs --secret/, usage.describe());
+  });
+
   it('refuses bad credentials with one line and a non-zero exit', async () => {
     const relay = await startRelay('--secret', SECRET);
     const [forged, acme, carol] = await Promise.all([
