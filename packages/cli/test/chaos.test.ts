@@ -411,9 +411,10 @@ describe('chaos: nothing accepted is lost, duplicated or reordered', () => {
 
     // alice moves away from a hub that is SIGKILLed just before, during or just after the move
     // (while it hands back what it holds for her): restarted, it is told of the move again and
-    // hands back what it still has. Nothing may be lost. Open defect (ARCHITECTURE, "What hubs do
-    // not do (yet)"): in about half the runs of some seeds one message comes late (after later
-    // ones of its sender) or twice, so order and duplicates are printed here, not asserted.
+    // hands back what it still has. Nothing may be lost or reordered. A message may come twice:
+    // one alice took from the old hub just before it died (its ACK never stored there) comes again
+    // from its store, and her new client's SDK does not know its key (deduplication is per client,
+    // ARCHITECTURE "What is not guaranteed"), so duplicates are printed here, not asserted.
     it('hub-move-kill: alice moves between hubs, the old hub is SIGKILLed during the move', () =>
       scenario(
         'hub-move-kill',
@@ -436,7 +437,7 @@ describe('chaos: nothing accepted is lost, duplicated or reordered', () => {
             await t.noteHealth();
           }
         },
-        { count: HUB_COUNT, rate: HUB_RATE, hubs: hubWorld(1), ordered: false, once: false },
+        { count: HUB_COUNT, rate: HUB_RATE, hubs: hubWorld(1), once: false },
       ));
   });
 });

@@ -49,6 +49,13 @@ export interface DeliveryHost {
   /** The live router link to node `node`, if any (where messages pinned to it go). */
   linkTo(node: string): Link | undefined;
   /**
+   * Router `node` is handing back what it holds for `dest` (a hub its name moved away from): the
+   * messages for `dest` pinned to it are not written to it again but wait for its word that it
+   * holds nothing more (then `unpin`). Written now, one it never had would come back after that
+   * word, behind later messages.
+   */
+  handingBack(dest: Destination, node: string): boolean;
+  /**
    * Where a report to `address` goes: its destination, hop limit, the recipient address to
    * write (a reply handle of ours resolved), and how to name the reported message to it.
    */
@@ -437,6 +444,27 @@ export class Delivery {
       this.#wake.add(e.queue);
     }
     return this.#retried(origin, key, true);
+  }
+
+  /**
+   * Router `node` says it holds nothing more for `dest` (a hub handed back everything for a name
+   * that moved away from it, PROTOCOL.md 15): had it held one of our messages pinned to it, it
+   * would have handed it back (`takeBack` unpinned ours then), so those still pinned to it were
+   * never there and take the recipient's new way, in their places in the queue.
+   */
+  unpin(dest: Destination, node: string): void {
+    const q = this.#queues.get(dest.key);
+    if (q === undefined || q.pinned === 0) return;
+    for (let i = q.head; i < q.items.length; i++) {
+      const e = q.items[i]!;
+      if (e.state !== UNSENT || !e.pinned || e.via !== node) continue;
+      e.pinned = false;
+      e.via = '';
+      q.pinned--;
+    }
+    if (q.cursor > q.head) q.cursor = q.head;
+    this.#wake.add(q);
+    this.#schedule();
   }
 
   /** Messages are held for `dest` (waiting or in flight). */
@@ -1013,6 +1041,10 @@ export class Delivery {
       if (held?.has(e.m.from) === true) continue;
       if (e.retryAt > o.clock.now()) {
         this.#delayed.add(q);
+        (held ??= new Set()).add(e.m.from);
+        continue;
+      }
+      if (this.#host.handingBack(q.dest, e.via)) {
         (held ??= new Set()).add(e.m.from);
         continue;
       }

@@ -21,6 +21,8 @@ export interface HomesHost {
   holds(dest: Destination): boolean;
   /** Queues that may move now. */
   wake(dest: Destination): void;
+  /** Router `node` holds nothing more for `dest`: what is pinned to it here was never there (Delivery.unpin). */
+  unpin(dest: Destination, node: string): void;
   /** Closes a local session: its name is held by another session of the domain now. */
   evict(link: Link, code: number, reason: string): void;
   /** The directory said something about `local` that watchers may want to hear (presence). */
@@ -140,6 +142,15 @@ export class Homes {
   destinationFrom(link: Link, local: string): Destination {
     const e = this.#h.directory.get(local);
     return e !== undefined && e.from !== '' && e.from === link.node ? returnDestination(local) : agentDestination(local);
+  }
+
+  /**
+   * Bridgehead: messages for `dest` pinned to hub `node` wait for its DRAINED rather than go to it
+   * again: the name moved away from it. Written to it now, one it never had would be taken there as
+   * new and come back after DRAINED, once the waiting messages went on: behind later ones.
+   */
+  handingBack(dest: Destination, node: string): boolean {
+    return !this.#o.hub && dest.kind === 'agent' && this.#h.directory.get(dest.local)?.from === node;
   }
 
   #draining(local: string, e: HomeEntry): boolean {
@@ -380,6 +391,8 @@ export class Homes {
       case HomeOp.DRAINED: {
         const e = this.#h.directory.get(f.local);
         if (e === undefined || e.from !== link.node) return;
+        // What that hub had of ours it handed back before this: the rest never reached it.
+        this.#h.unpin(agentDestination(f.local), link.node);
         this.#endMove(f.local, e);
         return;
       }

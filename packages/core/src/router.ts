@@ -184,6 +184,7 @@ export class Router {
     this.#delivery = new Delivery(o, o.store, this.#quotas, {
       nextHop: (dest) => this.#nextHop(dest),
       linkTo: (node) => this.#routers.get(node),
+      handingBack: (dest, node) => this.#homes.handingBack(dest, node),
       route: (address) => {
         const parsed = this.#addresses.parse(address);
         const a = parsed === undefined ? undefined : this.#anonymity.resolve(parsed);
@@ -215,6 +216,7 @@ export class Router {
       hubOfHandle: (local) => this.#anonymity.hubOf(local),
       holds: (dest) => this.#delivery.holds(dest),
       wake: (dest) => this.#delivery.wake(dest),
+      unpin: (dest, node) => this.#delivery.unpin(dest, node),
       evict: (link, code, reason) => link.channel.close(code, reason),
       changed: (local) => this.#presence.changed(local),
     });
