@@ -101,7 +101,7 @@ export const routerFlagsHelp = `  --secret S              signs and checks token
   --max-outbound BYTES    per connection; a slower reader is disconnected [8388608]
   --max-connections N     connections at once [10000]
   Quotas (per sender: a token, or a source address (IPv6: its /64) for agents without one; the
-  routers of the mesh are not limited). Rates pause reading from the sender; 0 turns one off:
+  routers of the mesh are not limited). Rates pause reading from the sender (a rate of 0: none):
   --max-connections-per-address N
                           connections without a token (or in their handshake) per address [256]
   --connect-rate N        new connections per address a second, bursts of 2N; more get 429 [100]

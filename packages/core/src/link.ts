@@ -1,4 +1,4 @@
-import { DEFAULT_MAX_FRAME_BYTES } from '@postern/protocol';
+import { DEFAULT_MAX_FRAME_BYTES, type MsgFrame } from '@postern/protocol';
 import type { Claims } from './auth.js';
 import type { Channel } from './channel.js';
 import type { Principal } from './quotas.js';
@@ -54,6 +54,11 @@ export class Link {
   quota: Principal | undefined = undefined;
   /** Reading is paused until this timer fires: its sender went over a rate. */
   rateTimer: unknown = undefined;
+  /**
+   * Messages read while its sender was over a rate (the rest of the transport message in hand),
+   * in order, taken as the rate allows. At most one transport message: reading is paused meanwhile.
+   */
+  deferred: Array<{ f: MsgFrame; raw: Uint8Array }> = [];
   /** Reasons reading from this link is paused (a congested router link, a backed-up queue). */
   #holds = 0;
 

@@ -156,25 +156,34 @@ export class Quotas {
   }
 
   /**
-   * `p` sent a message of `bytes`: how many ms its links should stop reading so that it keeps
-   * to its rates (0: none). The message itself goes on: a rate shapes, it does not refuse.
+   * How many ms `p` must wait before its next message may be taken (0: now). Token buckets, one
+   * second's worth deep, shared by every connection of `p`: a message is taken while the bucket
+   * is not in debt, and may take it into debt by its own size (so a message larger than a
+   * second's worth still goes), which the wait then pays back.
    */
-  spend(p: Principal, bytes: number): number {
+  wait(p: Principal): number {
     if (p.msgRate === 0 && p.byteRate === 0) return 0;
+    this.#refill(p);
+    let wait = 0;
+    if (p.msgRate > 0 && p.msgTokens < 0) wait = (-p.msgTokens * 1000) / p.msgRate;
+    if (p.byteRate > 0 && p.byteTokens < 0) wait = Math.max(wait, (-p.byteTokens * 1000) / p.byteRate);
+    return wait > 0 ? Math.max(1, Math.ceil(wait)) : 0;
+  }
+
+  /** `p`'s message of `bytes` is taken (after `wait(p)` said 0). */
+  spend(p: Principal, bytes: number): void {
+    if (p.msgRate === 0 && p.byteRate === 0) return;
+    this.#refill(p);
+    if (p.msgRate > 0) p.msgTokens -= 1;
+    if (p.byteRate > 0) p.byteTokens -= bytes;
+  }
+
+  #refill(p: Principal): void {
     const now = this.#clock.now();
     const dt = now - p.at;
     p.at = now;
-    let wait = 0;
-    if (p.msgRate > 0) {
-      p.msgTokens = Math.min(p.msgRate, p.msgTokens + (dt * p.msgRate) / 1000) - 1;
-      if (p.msgTokens < 0) wait = Math.max(wait, (-p.msgTokens * 1000) / p.msgRate);
-    }
-    if (p.byteRate > 0) {
-      p.byteTokens = Math.min(p.byteRate, p.byteTokens + (dt * p.byteRate) / 1000) - bytes;
-      if (p.byteTokens < 0) wait = Math.max(wait, (-p.byteTokens * 1000) / p.byteRate);
-    }
-    if (wait > 0) this.stats.rateLimited++;
-    return Math.ceil(wait);
+    if (p.msgRate > 0) p.msgTokens = Math.min(p.msgRate, p.msgTokens + (dt * p.msgRate) / 1000);
+    if (p.byteRate > 0) p.byteTokens = Math.min(p.byteRate, p.byteTokens + (dt * p.byteRate) / 1000);
   }
 
   /** Why `p` may not have `bytes` more held by this router, or undefined (then they are counted). */

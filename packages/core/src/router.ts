@@ -956,8 +956,12 @@ export class Router {
 
   #onMsg(link: Link, f: MsgFrame, raw: Uint8Array): void {
     this.#stats.msgsIn++;
+    if (link.quota !== undefined && (link.quota.msgRate > 0 || link.quota.byteRate > 0) && !this.#withinRate(link, link.quota, f, raw)) return;
+    this.#onMsgTaken(link, f, raw);
+  }
+
+  #onMsgTaken(link: Link, f: MsgFrame, raw: Uint8Array): void {
     const o = this.options;
-    if (link.quota !== undefined && !this.#withinRate(link, link.quota, f)) return;
     let from: string;
     let id = f.id;
     let hops = f.hops;
@@ -1250,23 +1254,49 @@ export class Router {
   }
 
   /**
-   * Keeps a sender to its rates: over them, reading from this link pauses until it is within
-   * them again (the sender feels TCP backpressure; the message in hand goes on). A transport
-   * that cannot pause gets the message refused, RATE_LIMITED, instead. False: refused.
+   * Keeps a sender to its rates, over all its connections: while it is in debt, what it sends is
+   * not taken yet. Reading from this link pauses (the sender feels TCP backpressure) and the
+   * messages already read wait in order on the link until the rate allows them; nothing is
+   * refused. A transport that cannot pause gets such a message refused, RATE_LIMITED, instead.
+   * True: take `f` now.
    */
-  #withinRate(link: Link, p: Principal, f: MsgFrame): boolean {
-    const wait = this.#quotas.spend(p, f.body.length);
-    if (wait === 0 || link.rateTimer !== undefined) return true;
-    if (!link.channel.canPause) {
-      this.#nack(link, f.id, link.kind === 'agent' ? link.address : f.from, WireCode.RATE_LIMITED, `this sender is over its rate (${p.msgRate || 'any'} messages, ${p.byteRate || 'any'} bytes a second); retry later`);
-      return false;
+  #withinRate(link: Link, p: Principal, f: MsgFrame, raw: Uint8Array): boolean {
+    if (link.deferred.length === 0) {
+      const wait = this.#quotas.wait(p);
+      if (wait === 0) {
+        this.#quotas.spend(p, f.body.length);
+        return true;
+      }
+      this.#quotas.stats.rateLimited++;
+      if (!link.channel.canPause) {
+        this.#nack(link, f.id, link.kind === 'agent' ? link.address : f.from, WireCode.RATE_LIMITED, `this sender is over its rate (${p.msgRate || 'any'} messages, ${p.byteRate || 'any'} bytes a second); retry later`);
+        return false;
+      }
+      link.hold();
+      this.#rateLater(link, p, wait);
     }
-    link.hold();
+    // The frame and its body are views of the transport message: keep copies.
+    link.deferred.push({ f: { ...f, body: f.body.slice() }, raw: raw.slice() });
+    return false;
+  }
+
+  /** Takes the messages `link` deferred as its sender's rate allows; reading resumes when none is left. */
+  #rateLater(link: Link, p: Principal, wait: number): void {
     link.rateTimer = this.options.clock.setTimeout(() => {
       link.rateTimer = undefined;
+      if (!link.up) return;
+      while (link.deferred.length > 0) {
+        const w = this.#quotas.wait(p);
+        if (w > 0) {
+          this.#rateLater(link, p, w);
+          return;
+        }
+        const { f, raw } = link.deferred.shift()!;
+        this.#quotas.spend(p, f.body.length);
+        this.#onMsgTaken(link, f, raw);
+      }
       link.letGo();
     }, wait);
-    return true;
   }
 
   #detach(link: Link, reason: PosternError): void {
@@ -1274,6 +1304,7 @@ export class Router {
     link.up = false;
     if (link.expiry !== undefined) this.options.clock.clearTimeout(link.expiry);
     if (link.rateTimer !== undefined) this.options.clock.clearTimeout(link.rateTimer);
+    link.deferred = [];
     this.#unblock(link);
     this.#links.delete(link);
     if (link.kind === 'agent') {

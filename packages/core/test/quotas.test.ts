@@ -42,10 +42,17 @@ describe('quotas', () => {
     const g1 = q.principal(undefined, '192.0.2.1', true);
     const g2 = q.principal(undefined, '192.0.2.2', true);
     assert.equal(g1.tier, 'guest');
-    for (let i = 0; i < 10; i++) assert.equal(q.spend(g1, 10), 0, 'within the burst');
-    assert.equal(q.spend(g1, 10), 100, 'one over: wait 100 ms');
-    clock.tick(100);
-    assert.equal(q.spend(g1, 10), 100);
+    for (let i = 0; i < 10; i++) {
+      assert.equal(q.wait(g1), 0, 'within the burst');
+      q.spend(g1, 10);
+    }
+    assert.equal(q.wait(g1), 0, 'a bucket at 0 is not in debt: one more is taken...');
+    q.spend(g1, 10);
+    assert.equal(q.wait(g1), 100, '...and then it waits 100 ms');
+    clock.tick(60);
+    assert.equal(q.wait(g1), 40, 'shared by all its connections: the debt is paid back with time only');
+    clock.tick(40);
+    assert.equal(q.wait(g1), 0);
     assert.equal(q.store(g1, 100), undefined);
     assert.match(q.store(g1, 1) ?? '', /holds 100 bytes sent by this address, its limit is 100/);
     assert.match(q.store(g2, 60) ?? '', /limit of 150 bytes sent by agents without a token/, 'all guests together');
@@ -53,6 +60,7 @@ describe('quotas', () => {
     assert.equal(q.store(g2, 60), undefined);
     const token = q.principal({ domain: 'acme', name: 'alice', tokenId: 't1' }, '192.0.2.1', true);
     assert.equal(token.tier, 'credential');
-    assert.equal(q.spend(token, 1_000_000), 0, 'no rate for credentials by default');
+    q.spend(token, 1_000_000);
+    assert.equal(q.wait(token), 0, 'no rate for credentials by default');
   });
 });
