@@ -717,7 +717,8 @@ export class Router {
       hooks.ready(link);
       this.#addRouterLink(link);
       this.#armExpiry(link);
-      o.logger.info(peer ? 'peer linked' : hub ? 'hub linked' : 'router linked', { node: h.node, domain, version, remote: channel.duplex.remote });
+      // A fenced router retries every 2 s: its links are not news (its fence was logged once).
+      (this.#routing.fenced(h.node) ? o.logger.debug : o.logger.info).call(o.logger, peer ? 'peer linked' : hub ? 'hub linked' : 'router linked', { node: h.node, domain, version, remote: channel.duplex.remote });
     });
     channel.send(this.#welcome({ id: linkId, name: '', resume: '' }, h, version, nonce));
   }

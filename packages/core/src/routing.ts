@@ -305,6 +305,12 @@ export class Routing {
     else if (rest.length !== list.length) this.#fenced.set(domain, rest);
   }
 
+  /** True while node `node` is fenced here for some domain (its retried links need no log line each). */
+  fenced(node: string): boolean {
+    for (const key of this.#fenceLogged) if (key.split(' ')[1] === node) return true;
+    return false;
+  }
+
   /** `routes` (what is left of a domain's routes) with the fenced routes that no longer conflict, in the order they were fenced. */
   #admitFenced(domain: string, routes: Route[]): Route[] {
     const fenced = this.#fenced.get(domain);
