@@ -718,7 +718,10 @@ export class Router {
       this.#addRouterLink(link);
       this.#armExpiry(link);
       // A fenced router retries every 2 s: its links are not news (its fence was logged once).
-      (this.#routing.fenced(h.node) ? o.logger.debug : o.logger.info).call(o.logger, peer ? 'peer linked' : hub ? 'hub linked' : 'router linked', { node: h.node, domain, version, remote: channel.duplex.remote });
+      const what = peer ? 'peer linked' : hub ? 'hub linked' : 'router linked';
+      const fields = { node: h.node, domain, version, remote: channel.duplex.remote };
+      if (this.#routing.fenced(h.node)) o.logger.debug(what, fields);
+      else o.logger.info(what, fields);
     });
     channel.send(this.#welcome({ id: linkId, name: '', resume: '' }, h, version, nonce));
   }
