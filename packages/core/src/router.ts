@@ -66,7 +66,11 @@ export interface RouterStats extends DeliveryStats, RoutingStats {
   msgsIn: number;
   msgsDelivered: number;
   msgsForwarded: number;
-  /** Volatile messages shed because the link to the next router was congested (and the sender's transport could not pause). */
+  /**
+   * Volatile messages shed because their next hop was congested (more than half of
+   * maxOutboundBytes waiting): to a router, when the sender's transport could not pause; to an
+   * agent, when they came over a router link or such a transport.
+   */
   msgsDropped: number;
   /** Times a sender's link was paused because the router link its traffic feeds was congested. */
   pauses: number;
@@ -1087,8 +1091,12 @@ export class Router {
     // reach the slow-consumer cap, which would cut the whole tunnel. Stop reading from whoever
     // feeds it (TCP backpressure reaches the sender) until it drains; where the transport
     // cannot pause, shed load instead.
-    if (next.isRouter && next.channel.outboundBytes > o.maxOutboundBytes / 2) {
-      if (!link.channel.canPause) {
+    if (next.channel.outboundBytes > o.maxOutboundBytes / 2) {
+      // An agent that reads slower than it is written to is not cut off as a slow consumer for
+      // volatile traffic: an agent sending to it is paused (TCP backpressure reaches it); what
+      // comes over a router link (everyone behind it) or a transport that cannot pause is shed,
+      // counted in msgsDropped. Volatile is at most once: shedding keeps that promise.
+      if (!link.channel.canPause || (next.kind === 'agent' && link.isRouter)) {
         this.#stats.msgsDropped++;
         return;
       }

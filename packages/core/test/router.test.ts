@@ -709,6 +709,36 @@ describe('Router: robustness', () => {
     assert.equal((await bobAgain.peer.next(FrameType.MSG)).id, 's1');
   });
 
+  it('keeps a slow but live agent connected under volatile load: an agent sending to it is paused, what comes over a router link is shed and counted', async (t) => {
+    const ctx = setup(t, { maxOutboundBytes: 64 * 1024, allowGuests: true, authenticator: fakeAuthenticator(TOKENS) });
+    const stuckEnd = new StuckMemoryDuplex('memory:bob');
+    const bobEnd = new MemoryDuplex('memory:bob-far');
+    stuckEnd.peer = bobEnd;
+    bobEnd.peer = stuckEnd;
+    ctx.router.accept(stuckEnd);
+    const bob = new Peer(bobEnd);
+    bob.send(hello({ token: 'acme-domain' }));
+    const w = await bob.next(FrameType.WELCOME);
+    const [agentEnd, routerEnd] = memoryPair();
+    ctx.router.accept(routerEnd);
+    const alice = new Peer(agentEnd);
+    alice.send(hello({ token: 'acme-domain' }));
+    await alice.next(FrameType.WELCOME);
+    const gw = await ctx.downlink();
+    stuckEnd.backlog = 40 * 1024; // over half of maxOutboundBytes, under all of it
+    alice.send(msg(`${w.id}@acme`, 'v1', { flags: MsgFlag.VOLATILE }));
+    assert.equal((await bob.next(FrameType.MSG)).id, 'v1', 'the one in hand goes');
+    assert.equal(routerEnd.paused, true, 'the agent sending to it is paused');
+    gw.send(msg(`${w.id}@acme`, 'g1', { from: 'x@globex', flags: MsgFlag.VOLATILE }));
+    await gw.sync();
+    assert.equal(ctx.router.stats().msgsDropped, 1, 'what comes over a router link is shed, not the tunnel paused');
+    assert.equal(gw.ended, false);
+    stuckEnd.backlog = 0;
+    ctx.clock.tick(10);
+    assert.equal(routerEnd.paused, false, 'resumed once it drained');
+    assert.equal(bob.ended, false, 'the slow reader was never disconnected');
+  });
+
   it('pauses the sender of traffic into a congested router link, and resumes it once the link drained', async (t) => {
     const ctx = setup(t, { maxOutboundBytes: 64 * 1024, authenticator: fakeAuthenticator(TOKENS) });
     const stuckEnd = new StuckMemoryDuplex('memory:gateway');
