@@ -1,5 +1,5 @@
-/** Slots of the ring to start with: an idle client costs a few hundred bytes, not the whole window. */
-const INITIAL_SLOTS = 64;
+/** Slots of the ring at the first key: an idle client reserves none, not the whole window. */
+const INITIAL_SLOTS = 16;
 
 /**
  * Remembers the last `capacity` message keys, oldest forgotten first. A key is 'queued' until
@@ -7,7 +7,7 @@ const INITIAL_SLOTS = 64;
  * the oldest entry of a Map through its iterator walks past every deleted slot V8 has not yet
  * compacted, which made each insert cost tens of microseconds once the window was full.
  *
- * The ring grows with use: it starts at 64 slots and doubles (oldest key first in the copy)
+ * The ring grows with use: it is empty until the first key, then 16 slots, and doubles (oldest key first in the copy)
  * whenever it is full and smaller than `capacity`, so nothing is forgotten before `capacity`
  * keys are held, and a client that receives little never reserves the whole window (65,536
  * slots, 512 KiB of pointers, by default).
@@ -22,7 +22,7 @@ export class DedupWindow {
   constructor(capacity: number) {
     if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`dedup capacity must be a positive integer, not ${capacity}`);
     this.#capacity = capacity;
-    this.#ring = new Array<string | undefined>(Math.min(capacity, INITIAL_SLOTS)).fill(undefined);
+    this.#ring = [];
   }
 
   get size(): number {
@@ -59,9 +59,9 @@ export class DedupWindow {
   /** Doubles the ring (up to capacity), keys in age order from slot 0; the next key goes after them. */
   #grow(): void {
     const n = this.#ring.length;
-    const next = new Array<string | undefined>(Math.min(this.#capacity, n * 2)).fill(undefined);
+    const next = new Array<string | undefined>(Math.min(this.#capacity, Math.max(INITIAL_SLOTS, n * 2))).fill(undefined);
     for (let i = 0; i < n; i++) next[i] = this.#ring[(this.#head + i) % n];
     this.#ring = next;
-    this.#head = n;
+    this.#head = n % next.length;
   }
 }

@@ -17,12 +17,17 @@ class Model {
 }
 
 describe('DedupWindow', () => {
-  it('an idle window is small: it reserves 64 slots, not the configured window', () => {
+  it('an idle window is small: it reserves no slots until the first key, then 16, not the configured window', () => {
     const w = new DedupWindow(65_536);
     assert.equal(w.capacity, 65_536);
-    assert.equal(w.slots, 64);
+    assert.equal(w.slots, 0);
     assert.equal(w.size, 0);
-    assert.equal(new DedupWindow(10).slots, 10);
+    w.set('a 1', 'queued');
+    assert.equal(w.slots, 16);
+    assert.equal(w.get('a 1'), 'queued');
+    const small = new DedupWindow(10);
+    small.set('a 1', 'queued');
+    assert.equal(small.slots, 10);
   });
 
   it('grows by doubling up to its capacity and forgets nothing before it is full', () => {
