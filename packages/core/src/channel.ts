@@ -47,7 +47,12 @@ export class Channel {
   readonly #o: ChannelOptions;
   readonly #handler: ChannelHandler;
   readonly #decoder: FrameDecoder;
-  readonly #writer = new FrameWriter();
+  /**
+   * Starts small and grows with the batches (then keeps its size, up to 4 MiB): an idle
+   * connection's control frames fit in 256 bytes, and 16 KiB reserved up front was most of what
+   * an idle agent cost its router (issue 12: measured by bench/src/idle.ts).
+   */
+  readonly #writer = new FrameWriter(256);
   #scheduled = false;
   #closed = false;
   #closing = false;
