@@ -506,7 +506,7 @@ function targets(rows: Row[], r: Record<string, number | undefined>, chosen: Set
     add(['c'], `p99 at ${rateName}: c <= 2 ms at ${sizeName(size)}`, `p99 c@${size} us`, '<=', 2000, c, () => `c ${fmt(c)} us`);
   }
   const memory = 'memory (issue 12: an idle agent costs the relay <= 6 KiB, an idle SDK client <= 16 KiB, RSS flat over a 60 s run at full rate)';
-  const why = 'needs cases this bench does not run yet (10,000 idle agents, a 60 s run; issue 12 item 4)';
+  const why = 'needs cases this bench does not run yet: 10,000 idle agents, a 60 s run; issue 12 item 4';
   console.log(`target ${memory}: not measured here (${why})`);
   notMeasured.push({ what: memory, why });
   return { met: out, notMeasured };
