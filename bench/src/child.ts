@@ -1,6 +1,8 @@
 // One benchmark role per process: `node child.js <role>`, driven by run.js over IPC.
 //   forwarder, ws-sender, ws-receiver           the baseline (a minimal ws forwarder)
 //   relay, gateway, agent-sender, agent-receiver the Postern firewall path
+//   nats-hub, nats-leaf, nats-sender, nats-receiver       the NATS leaf-node anchor
+//   mosquitto-hub, mosquitto-leaf, mqtt-sender, mqtt-receiver  the Mosquitto QoS 1 anchor
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -8,7 +10,10 @@ import { join } from 'node:path';
 import { connect, type Client, type ClientOptions } from '@postern/client';
 import { createConsoleLogger, issueToken, startRouter, type RouterServer } from '@postern/router';
 import { createNodeWsDialer, createWsDialer, type WebSocketLike } from '@postern/transport-ws/node';
+import mqtt, { type MqttClient } from 'mqtt';
+import { connect as natsConnect, type NatsConnection } from 'nats';
 import WebSocket, { WebSocketServer } from 'ws';
+import { RunningServer, type ServerSpec } from './anchors.js';
 import { emit, serve, type Handler } from './ipc.js';
 import {
   KIND_PROBE,
@@ -437,6 +442,170 @@ function agentSender(): void {
   );
 }
 
+
+// ---------------------------------------------------------------- anchors (NATS, Mosquitto)
+
+/**
+ * nats-hub, nats-leaf, mosquitto-hub, mosquitto-leaf: runs the server program as its child and
+ * answers memory and cpu with the server's figures (from /proc), so the parent treats it like
+ * any middle process. The server dies with this process.
+ */
+function serverWrapper(): void {
+  let server: RunningServer | undefined;
+  serve({
+    ...common,
+    init: async (args) => {
+      server = await RunningServer.start(args as ServerSpec, role);
+      closers.push(() => server?.kill());
+      return { pid: server.proc.pid };
+    },
+    memory: () => Promise.resolve(server?.memory() ?? memory()),
+    cpu: () => Promise.resolve(server?.cpuUs() ?? 0),
+    stats: () => Promise.resolve({ pid: server?.proc.pid, log: server?.log.slice(-500) }),
+  });
+}
+
+const NATS_SUBJECT = 'bench.data';
+const NATS_PROBE = 'bench.probe';
+
+/** NATS publisher on the hub. Volatile (core NATS is at most once), like case b. */
+function natsSender(): void {
+  let nc: NatsConnection | undefined;
+  // The client's own buffers, seen through its internals: the protocol's outbound buffer and the socket's.
+  const buffered = (): number => {
+    const p = (nc as unknown as { protocol?: { outbound?: { size(): number }; transport?: { socket?: { writableLength?: number } } } } | undefined)?.protocol;
+    return (p?.outbound?.size() ?? 0) + (p?.transport?.socket?.writableLength ?? 0);
+  };
+  const sink = (): Sink => {
+    const c = nc;
+    if (c === undefined) throw new Error('not initialised');
+    return { reliable: false, send: (body) => c.publish(NATS_SUBJECT, body), buffered };
+  };
+  // A request answered by the receiver proves the path (leaf connected, interest propagated).
+  const probe = async (): Promise<void> => {
+    const stop = Date.now() + 10_000;
+    for (;;) {
+      try {
+        await nc?.request(NATS_PROBE, payload(16, KIND_PROBE), { timeout: 1000 });
+        return;
+      } catch (err) {
+        if (Date.now() > stop) throw err;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  };
+  serve(
+    {
+      ...common,
+      init: async (args) => {
+        nc = await natsConnect({ servers: (args as { url: string }).url, name: 'bench-sender' });
+        closers.push(() => nc?.close());
+        await probe();
+        return true;
+      },
+      probe: async () => {
+        await probe();
+        return true;
+      },
+      stats: () => Promise.resolve(nc?.stats()),
+      ...senderHandlers(sink, () => ({})),
+    },
+    onSenderEvent,
+  );
+}
+
+function natsReceiver(): void {
+  let nc: NatsConnection | undefined;
+  serve({
+    ...common,
+    init: async (args) => {
+      nc = await natsConnect({ servers: (args as { url: string }).url, name: 'bench-receiver' });
+      closers.push(() => nc?.close());
+      nc.subscribe(NATS_SUBJECT, { callback: (_err, m) => recorder.onMessage(m.data) });
+      nc.subscribe(NATS_PROBE, { callback: (_err, m) => m.respond(m.data) });
+      await nc.flush();
+      return true;
+    },
+    stats: () => Promise.resolve(nc?.stats()),
+    ...receiverHandlers(),
+  });
+}
+
+const MQTT_DATA = 'bench/in/data';
+const MQTT_PROBE = 'bench/in/probe';
+const MQTT_ACK = 'bench/out/ack';
+
+function mqttConnect(url: string, clientId: string): Promise<MqttClient> {
+  return mqtt.connectAsync(url, { clientId, clean: true, protocolVersion: 4, reconnectPeriod: 500, connectTimeout: 10_000 });
+}
+
+/** MQTT publisher at QoS 1 on the hub broker: a send is settled by the broker's PUBACK. */
+function mqttSender(): void {
+  let client: MqttClient | undefined;
+  const acks = new Set<number>();
+  const sink = (): Sink => {
+    const c = client;
+    if (c === undefined) throw new Error('not initialised');
+    return {
+      reliable: true,
+      send: (body, settled) => {
+        c.publish(MQTT_DATA, Buffer.from(body.buffer, body.byteOffset, body.byteLength), { qos: 1 }, (err) => settled(err === undefined || err === null));
+      },
+      buffered: () => c.stream.writableLength,
+    };
+  };
+  // A probe that the receiver (on the leaf broker) answers through the bridge proves the path.
+  let probeSeq = 0;
+  const probe = async (): Promise<void> => {
+    const stop = Date.now() + 10_000;
+    for (;;) {
+      const seq = ++probeSeq;
+      await client?.publishAsync(MQTT_PROBE, Buffer.from(payload(16, KIND_PROBE, seq)), { qos: 1 });
+      const waitUntil = Date.now() + 500;
+      while (!acks.has(seq) && Date.now() < waitUntil) await new Promise((r) => setTimeout(r, 10));
+      if (acks.has(seq)) return;
+      if (Date.now() > stop) throw new Error('mqtt probe: no answer through the bridge within 10 s');
+    }
+  };
+  serve(
+    {
+      ...common,
+      init: async (args) => {
+        client = await mqttConnect((args as { url: string }).url, `bench-sender-${process.pid}`);
+        closers.push(() => client?.endAsync(true));
+        client.on('message', (_topic, m: Buffer) => acks.add(m.readUInt32LE(8)));
+        await client.subscribeAsync(MQTT_ACK, { qos: 1 });
+        await probe();
+        return true;
+      },
+      probe: async () => {
+        await probe();
+        return true;
+      },
+      ...senderHandlers(sink, () => ({})),
+    },
+    onSenderEvent,
+  );
+}
+
+/** MQTT subscriber at QoS 1 on the leaf broker (the client library sends each PUBACK). */
+function mqttReceiver(): void {
+  serve({
+    ...common,
+    init: async (args) => {
+      const client = await mqttConnect((args as { url: string }).url, `bench-receiver-${process.pid}`);
+      closers.push(() => client.endAsync(true));
+      client.on('message', (topic, m: Buffer) => {
+        if (topic === MQTT_PROBE) client.publish(MQTT_ACK, m, { qos: 1 });
+        else recorder.onMessage(m);
+      });
+      await client.subscribeAsync('bench/in/#', { qos: 1 });
+      return true;
+    },
+    ...receiverHandlers(),
+  });
+}
+
 const roles: Record<string, () => void | Promise<void>> = {
   forwarder,
   'ws-sender': wsSender,
@@ -445,6 +614,14 @@ const roles: Record<string, () => void | Promise<void>> = {
   gateway,
   'agent-sender': agentSender,
   'agent-receiver': agentReceiver,
+  'nats-hub': serverWrapper,
+  'nats-leaf': serverWrapper,
+  'nats-sender': natsSender,
+  'nats-receiver': natsReceiver,
+  'mosquitto-hub': serverWrapper,
+  'mosquitto-leaf': serverWrapper,
+  'mqtt-sender': mqttSender,
+  'mqtt-receiver': mqttReceiver,
 };
 
 const start = roles[role];
