@@ -20,6 +20,7 @@ export const ROUTER_DEFAULTS = Object.freeze({
   maxMessageAgeMs: 24 * 3600_000,
   dedupWindowMs: 25 * 3600_000,
   maxUnreleasedPerLink: 65_536,
+  settleDelayMs: 20,
   maxSeenKeys: 1_000_000,
   maxDomainsPerLink: 1024,
   allowGuests: false,

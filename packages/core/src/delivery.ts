@@ -285,6 +285,10 @@ export class Delivery {
   #ready = false;
   #closed = false;
   #timer: unknown;
+  /** Armed while removals, retirements or RELEASEs wait for a commit to ride with (settleDelayMs). */
+  #settleTimer: unknown = undefined;
+  /** The settle timer fired: the next flush commits them even without new messages. */
+  #settleNow = false;
   readonly #waitingForReady: Array<() => void> = [];
   readonly #stats = { stored: 0, storedBytes: 0, duplicates: 0, expired: 0, reports: 0, reportsDropped: 0, dedupEvicted: 0, loops: 0, bodiesEvicted: 0, bodiesRead: 0 };
   /** Bytes of message bodies held in memory; past maxBodyMemoryBytes, bodies stay in the store only. */
@@ -633,9 +637,11 @@ export class Delivery {
   /** Hands what was decided to the store (a durable store commits it when closed), then stops. */
   close(): void {
     if (this.#closed) return;
+    this.#settleNow = true;
     if (this.#ready) this.#flush();
     this.#closed = true;
     this.#o.clock.clearTimeout(this.#timer);
+    if (this.#settleTimer !== undefined) this.#o.clock.clearTimeout(this.#settleTimer);
   }
 
   #queue(dest: Destination): Queue {
@@ -847,7 +853,20 @@ export class Delivery {
         },
       );
     }
-    if (this.#retires.length > 0 || this.#removals.length > 0 || this.#releases.size > 0) {
+    const settling = this.#retires.length > 0 || this.#removals.length > 0 || this.#releases.size > 0;
+    // Settling waits for a commit of new messages (or settleDelayMs): alone it would cost an
+    // fsync that the next sender's commit then waits behind.
+    if (settling && appends.length === 0 && this.#o.settleDelayMs > 0 && !this.#settleNow) {
+      if (this.#settleTimer === undefined) {
+        this.#settleTimer = this.#o.clock.setTimeout(() => {
+          this.#settleTimer = undefined;
+          this.#settleNow = true;
+          this.#schedule();
+        }, this.#o.settleDelayMs);
+      }
+    } else if (settling) {
+      // (An armed timer is left to fire: re-arming it per commit would cost more than its flush.)
+      this.#settleNow = false;
       const retires = this.#retires;
       const removals = this.#removals;
       const releases = [...this.#releases];

@@ -175,6 +175,14 @@ export interface RouterOptions {
   dedupWindowMs?: number;
   /** Keys acked on one link and not yet released by its peer; older ones fall to the dedup window. @default 65536 */
   maxUnreleasedPerLink?: number;
+  /**
+   * Longest wait before removals and retirements (copies the next hop took, keys the hop before
+   * released) are committed when no new message is being stored: they ride along with the next
+   * commit of new messages, so that they never cost an fsync of their own under load nor hold
+   * up the commit a sender waits for. Only the RELEASE to the hop before waits for them. 0: they
+   * are committed at once. @default 20
+   */
+  settleDelayMs?: number;
   /** Keys kept for deduplication in all; past it the oldest keys of lost links are dropped early. @default 1000000 */
   maxSeenKeys?: number;
   /** Domains one linked router may announce. @default 1024 */
@@ -308,6 +316,7 @@ export function resolveRouterOptions(o: RouterOptions): ResolvedRouterOptions {
     maxMessageAgeMs,
     dedupWindowMs,
     maxUnreleasedPerLink: positive('maxUnreleasedPerLink', o.maxUnreleasedPerLink, d.maxUnreleasedPerLink),
+    settleDelayMs: positive('settleDelayMs', o.settleDelayMs, d.settleDelayMs, 0, 10_000),
     maxSeenKeys: positive('maxSeenKeys', o.maxSeenKeys, d.maxSeenKeys),
     maxDomainsPerLink: positive('maxDomainsPerLink', o.maxDomainsPerLink, d.maxDomainsPerLink),
     onFatal: o.onFatal ?? ((): void => undefined),

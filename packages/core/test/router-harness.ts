@@ -227,7 +227,8 @@ export interface Ctx {
 export function setup(t: TestContext, o: Partial<Omit<RouterOptions, 'clock'>> & { clock?: ManualClock } = {}): Ctx {
   const clock = o.clock ?? new ManualClock();
   // Most tests send to names before they connect: those wait (the default refuses unknown names; its tests say so).
-  const router = new Router({ domain: 'acme', ...(o.identity === undefined ? { node: 'r1' } : {}), sessionTokens: testSessionTokens(), unknownRecipients: 'queue', ...o, clock });
+  // settleDelayMs 0: removals commit in the tick they are decided, so tests see RELEASE without ticking the clock.
+  const router = new Router({ domain: 'acme', ...(o.identity === undefined ? { node: 'r1' } : {}), sessionTokens: testSessionTokens(), unknownRecipients: 'queue', settleDelayMs: 0, ...o, clock });
   t.after(() => router.close());
   const connect = (): Peer => {
     const [dialer, acceptor] = memoryPair();

@@ -438,6 +438,28 @@ describe('Router: store and forward', () => {
     assert.equal(r2.all(FrameType.RELEASE).length, 2, 'a NACK is not released');
   });
 
+  it('commits removals with the next new messages, or after settleDelayMs: RELEASE waits for that commit', async (t) => {
+    const ctx = setup(t, { allowGuests: true, authenticator: auth, settleDelayMs: 20 });
+    const r2 = await ctx.downlink();
+    const alice = await ctx.agent({ token: 'alice-only', name: 'alice' });
+    alice.peer.send(msg('bot@globex', 'f1'));
+    const f1 = await r2.next(FrameType.MSG, (m) => m.id === 'f1');
+    r2.ack(f1);
+    await settle();
+    assert.equal(r2.all(FrameType.RELEASE).length, 0, 'no commit of its own for a removal while nothing else is stored');
+    alice.peer.send(msg('bot@globex', 'f2'));
+    assert.equal((await r2.next(FrameType.RELEASE)).count, 1, 'the removal rode with the commit of f2');
+    const f2 = await r2.next(FrameType.MSG, (m) => m.id === 'f2');
+    r2.ack(f2);
+    await settle();
+    assert.equal(r2.all(FrameType.RELEASE).length, 1);
+    ctx.clock.tick(19);
+    await settle();
+    assert.equal(r2.all(FrameType.RELEASE).length, 1, 'not before settleDelayMs');
+    ctx.clock.tick(1);
+    assert.equal((await r2.next(FrameType.RELEASE, (f) => f.count === 2)).count, 2, 'then on its own');
+  });
+
   it('acks a retry of a message it holds even when the route changed meanwhile (no NACK for a message on its way)', async (t) => {
     const ctx = setup(t, { allowGuests: true, authenticator: auth });
     const r2 = await ctx.downlink('globex', 'any-domain', 'r2');
