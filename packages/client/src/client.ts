@@ -11,6 +11,7 @@ import {
 } from '@postern/core';
 import {
   AbortError,
+  Feature,
   FrameType,
   HandleOp,
   MsgFlag,
@@ -109,9 +110,17 @@ interface Outgoing {
   readonly flags: number;
   /** Accepted by the router; now waiting for the delivery report. */
   accepted: boolean;
+  /** Its number on the current connection (feature ACKS), 0 if none. */
+  num: number;
   resolve(r: SendResult): void;
   reject(e: unknown): void;
   cleanup(): void;
+}
+
+/** Acknowledges a received MSG: by its number on a numbered connection (feature ACKS), else by key. */
+function ackOn(channel: Channel, num: number, f: MsgFrame): void {
+  if (num !== 0) channel.ack(num);
+  else channel.send({ type: FrameType.ACK, id: f.id, from: f.from });
 }
 
 /** Close codes after which reconnecting cannot help. */
@@ -148,6 +157,13 @@ export class Client implements AsyncIterable<Message> {
   readonly #inbox: Pushable<Message>;
   readonly #dedup: DedupWindow;
   readonly #outstanding = new Map<string, Outgoing>();
+  /** The same, by their number on the current connection (feature ACKS); created with the first. */
+  #byNum: Map<number, Outgoing> | undefined;
+  /**
+   * Messages waiting in the inbox whose copy came again on a newer connection (after a reconnect):
+   * acknowledged by the newer number when taken. Rare; created when needed.
+   */
+  #reacks: Map<string, { channel: Channel; num: number }> | undefined;
   /** Accepted sends waiting for their delivery report (receipt 'delivered'), by id. */
   readonly #receipts = new Map<string, Outgoing>();
   readonly #undeliverable = new Broadcast<Undeliverable>();
@@ -343,13 +359,15 @@ export class Client implements AsyncIterable<Message> {
         deadline: Date.now() + (options.timeoutMs ?? this.#o.sendTimeoutMs),
         flags,
         accepted: false,
+        num: 0,
         resolve,
         reject,
         cleanup: () => signal?.removeEventListener('abort', onAbort),
       });
       this.#outstandingBytes += bytes.length;
       try {
-        this.#channel?.msg(flags, 0, id, '', target, bytes);
+        const ch = this.#channel;
+        if (ch !== undefined) this.#numbered(this.#outstanding.get(id)!, ch.msg(flags, 0, id, '', target, bytes));
       } catch (err) {
         this.#forget(id);
         reject(err instanceof Error ? err : new PosternError('ERR_INTERNAL', String(err)));
@@ -448,10 +466,21 @@ export class Client implements AsyncIterable<Message> {
   }
 
   /** Drops an outstanding send and frees its slot; returns it, or undefined if it was not there. */
+  /** Remembers the number a connection gave `m` (feature ACKS): it is acknowledged by it. */
+  #numbered(m: Outgoing, num: number): void {
+    m.num = num;
+    if (num === 0) return;
+    (this.#byNum ??= new Map()).set(num, m);
+  }
+
   #forget(id: string): Outgoing | undefined {
     const m = this.#outstanding.get(id);
     if (m === undefined) return undefined;
     this.#outstanding.delete(id);
+    if (m.num !== 0) {
+      this.#byNum?.delete(m.num);
+      m.num = 0;
+    }
     this.#outstandingBytes -= m.body.length;
     m.cleanup();
     this.#freeSlot();
@@ -550,7 +579,8 @@ export class Client implements AsyncIterable<Message> {
           node: '',
           agent: o.agent,
           maxFrame: o.maxFrameBytes,
-          features: 0,
+          // Numbered acknowledgements: one ACKS per run of messages instead of an ACK each.
+          features: Feature.ACKS,
           nonce: '',
           link: 0,
         },
@@ -581,9 +611,12 @@ export class Client implements AsyncIterable<Message> {
     this.#upSince = Date.now();
     // What was sent and not acknowledged went down with the old connection: send it again, in order.
     this.#acksIn = 0;
+    this.#byNum?.clear();
+    this.#reacks = undefined;
     for (const m of this.#outstanding.values()) {
       try {
-        channel.msg(m.flags, 0, m.id, '', m.to, m.body);
+        m.num = 0;
+        this.#numbered(m, channel.msg(m.flags, 0, m.id, '', m.to, m.body));
       } catch (err) {
         // Checked in send(), so a bug: that send fails, the connection and the others go on.
         this.#forget(m.id);
@@ -593,25 +626,38 @@ export class Client implements AsyncIterable<Message> {
     if (est.welcome.version >= 2) this.#watches.connected(channel);
     // 'connected' before anything that happened after WELCOME (an early close) is replayed.
     this.#status.emit({ type: 'connected', id: est.welcome.id, address: this.address, resumed, lost });
-    est.attach({ frame: (f) => this.#onFrame(channel, f), closed: (r) => this.#onClosed(channel, r) });
+    est.attach({ frame: (f, _raw, num) => this.#onFrame(channel, f, num), closed: (r) => this.#onClosed(channel, r) });
   }
 
-  #onFrame(channel: Channel, f: Frame): void {
+  #onFrame(channel: Channel, f: Frame, num: number): void {
     switch (f.type) {
       case FrameType.MSG:
-        this.#onMsg(channel, f);
+        this.#onMsg(channel, f, num);
         return;
       case FrameType.ACK: {
         this.#acksIn++;
         this.#releaseSoon(channel);
-        const m = this.#forget(f.id);
-        if (m === undefined) return;
-        if ((m.flags & MsgFlag.RECEIPT) === 0) {
-          m.resolve({ id: f.id });
+        this.#accepted(f.id);
+        return;
+      }
+      case FrameType.ACKS: {
+        if (!channel.numbered) {
+          channel.close(WireCode.PROTOCOL, 'ACKS on a connection that did not grant feature ACKS');
+          return;
+        }
+        this.#acksIn += f.count;
+        this.#releaseSoon(channel);
+        const byNum = this.#byNum;
+        if (byNum === undefined) return;
+        // Numbers not in flight (answered already) are ignored, like an ACK for an unknown id.
+        const end = f.first + f.count;
+        if (f.count <= byNum.size) {
+          for (let n = f.first; n < end; n++) {
+            const m = byNum.get(n);
+            if (m !== undefined) this.#accepted(m.id);
+          }
         } else {
-          // Accepted: the router has it, so it is not resent; the body can go. The outcome comes as a report.
-          m.accepted = true;
-          this.#receipts.set(m.id, m);
+          for (const [n, m] of [...byNum]) if (n >= f.first && n < end) this.#accepted(m.id);
         }
         return;
       }
@@ -648,6 +694,19 @@ export class Client implements AsyncIterable<Message> {
     }
   }
 
+  /** The router ACKed our message `id`. */
+  #accepted(id: string): void {
+    const m = this.#forget(id);
+    if (m === undefined) return;
+    if ((m.flags & MsgFlag.RECEIPT) === 0) {
+      m.resolve({ id });
+    } else {
+      // Accepted: the router has it, so it is not resent; the body can go. The outcome comes as a report.
+      m.accepted = true;
+      this.#receipts.set(m.id, m);
+    }
+  }
+
   /** One RELEASE per batch of ACKs: we keep nothing to settle, so every ACK is settled on arrival. */
   #releaseSoon(channel: Channel): void {
     if (this.#releaseDue) return;
@@ -677,7 +736,8 @@ export class Client implements AsyncIterable<Message> {
     if (r.code !== WireCode.OK) this.#undeliverable.emit({ id: r.ref, to: f.from, error: new RemoteError(r.code, r.reason) });
   }
 
-  #onMsg(channel: Channel, f: MsgFrame): void {
+  /** `num`: its number on `channel` (feature ACKS), by which it is acknowledged; 0: by (from, id). */
+  #onMsg(channel: Channel, f: MsgFrame, num: number): void {
     const volatile = (f.flags & MsgFlag.VOLATILE) !== 0;
     if (volatile) {
       if (this.#inbox.length < this.#o.maxQueued) this.#inbox.push(createMessage(f.id, f.from, f.to, f.body, true));
@@ -687,13 +747,18 @@ export class Client implements AsyncIterable<Message> {
     const seen = this.#dedup.get(key);
     if (seen === 'taken') {
       // A retry of something the application already has: the first ack was lost. Ack again.
-      channel.send({ type: FrameType.ACK, id: f.id, from: f.from });
+      ackOn(channel, num, f);
       return;
     }
-    if (seen === 'queued') return; // acked when the application takes the first copy
+    if (seen === 'queued') {
+      // Acked when the application takes the first copy: by this copy's number if that one came
+      // on an older connection (the router waits for this one now).
+      if (num !== 0) (this.#reacks ??= new Map()).set(key, { channel, num });
+      return;
+    }
     if ((f.flags & MsgFlag.REPORT) !== 0) {
       this.#dedup.set(key, 'taken');
-      channel.send({ type: FrameType.ACK, id: f.id, from: f.from });
+      ackOn(channel, num, f);
       this.#onReport(f);
       return;
     }
@@ -712,9 +777,17 @@ export class Client implements AsyncIterable<Message> {
       if (acked) return;
       acked = true;
       this.#dedup.set(key, 'taken');
-      // On the current connection: the router resends what a lost one did not ack, and an
-      // ACK that crosses the resend is matched or the resend is acked again as a duplicate.
-      this.#channel?.send({ type: FrameType.ACK, id: f.id, from: f.from });
+      const current = this.#channel;
+      if (current === undefined) return;
+      const again = this.#reacks?.get(key);
+      if (again !== undefined) this.#reacks!.delete(key);
+      const target = again ?? (num === 0 ? undefined : { channel, num });
+      // By key on the current connection: the router resends what a lost one did not ack, and an
+      // ACK that crosses the resend is matched or the resend is acked again as a duplicate. By
+      // number only on the connection that numbered it: on a newer one the router resends it
+      // and that copy (now a duplicate of a taken message) is acked by its own number.
+      if (target === undefined) current.send({ type: FrameType.ACK, id: f.id, from: f.from });
+      else if (target.channel === current) current.ack(target.num);
     };
     this.#inbox.push(createMessage(f.id, f.from, f.to, f.body, false, ack));
   }

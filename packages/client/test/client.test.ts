@@ -179,6 +179,52 @@ describe('client SDK against a real router', () => {
     await sent;
   });
 
+  it('acknowledges a message taken after a reconnect by the number of its resent copy (feature ACKS), once, on either order of take and resend', async () => {
+    const ws = createNodeWsDialer({ proxy: false });
+    let link: Duplex | undefined;
+    const dialer: Dialer = async (url, o) => (link = await ws(url, o));
+    const tx = await open({ url: relay.url });
+    const rx = await open({ url: relay.url, name: 'renum', token: await token('renum'), dialer, backoff: { initialMs: 10, maxMs: 50 } });
+    const reconnected = (): Promise<void> =>
+      new Promise((resolve) => {
+        const off = rx.onStatus((st) => {
+          if (st.type === 'connected') {
+            off();
+            resolve();
+          }
+        });
+      });
+    const it = rx[Symbol.asyncIterator]();
+    // (a) The resend arrives while the first copy waits in the inbox; then the application takes it.
+    const a = tx.send('renum', 'a', { receipt: 'delivered' });
+    let up = reconnected();
+    await new Promise((r) => setTimeout(r, 100)); // the copy is in rx's inbox, not taken
+    link!.close();
+    await up;
+    await new Promise((r) => setTimeout(r, 100)); // the router resent it on the new connection
+    assert.equal(((await it.next()).value as Message).text(), 'a');
+    await a;
+    // (b) Taken while the connection is down: acknowledged when the resend comes (a duplicate then).
+    const b = tx.send('renum', 'b', { receipt: 'delivered' });
+    await new Promise((r) => setTimeout(r, 100)); // in the inbox
+    up = reconnected();
+    const down = new Promise<void>((resolve) => {
+      const off = rx.onStatus((st) => {
+        if (st.type === 'disconnected') {
+          off();
+          resolve();
+        }
+      });
+    });
+    link!.close();
+    await down;
+    assert.equal(((await it.next()).value as Message).text(), 'b', 'taken with no connection to acknowledge it on');
+    await up;
+    await b;
+    const more = await Promise.race([it.next().then(() => 'delivered twice'), new Promise((r) => setTimeout(() => r('once'), 200))]);
+    assert.equal(more, 'once');
+  });
+
   it('does not lose a wake-up to an aborted send waiting for a slot', async () => {
     const rx = await open({ url: relay.url, name: 'slots', token: await token('slots') });
     const tx = await open({ url: relay.url, maxInFlight: 1 });

@@ -164,7 +164,7 @@ export class Anonymity {
   onHandle(link: Link, f: HandleFrame): void {
     const o = this.#o;
     const answer = (code: number, address: string, expiresAt: number, reason: string): void =>
-      link.channel.send({ type: FrameType.HANDLED, ref: f.ref, code, address, expires: Math.floor(expiresAt / 1000), reason });
+      void link.channel.send({ type: FrameType.HANDLED, ref: f.ref, code, address, expires: Math.floor(expiresAt / 1000), reason });
     const refuse = (code: number, reason: string): void => answer(code, '', 0, reason);
     if (o.anonymizer === undefined || !o.allowAnonymous) return refuse(WireCode.FORBIDDEN, 'anonymity is switched off on this router');
     if (this.handles.size >= o.maxHandles) return refuse(WireCode.RATE_LIMITED, `this router holds its limit of ${o.maxHandles} reply handles`);

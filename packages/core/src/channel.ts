@@ -2,6 +2,7 @@ import {
   FrameDecoder,
   FrameType,
   FrameWriter,
+  MsgFlag,
   PosternError,
   RemoteError,
   TransportError,
@@ -31,8 +32,11 @@ export interface ChannelOptions {
 }
 
 export interface ChannelHandler {
-  /** A decoded frame; `raw` is its encoded form (header included), valid while the call lasts. */
-  frame(frame: Frame, raw: Uint8Array): void;
+  /**
+   * A decoded frame; `raw` is its encoded form (header included), valid while the call lasts.
+   * `num`: a reliable MSG's number on a numbered connection (feature ACKS), else 0.
+   */
+  frame(frame: Frame, raw: Uint8Array, num: number): void;
   /** Called once. `reason` says why: a RemoteError for the peer's CLOSE, else a local error. */
   closed(reason: PosternError): void;
 }
@@ -67,6 +71,18 @@ export class Channel {
   #peerClose: CloseFrame | undefined;
   /** Frames and bytes in each direction since the channel opened. */
   readonly stats = { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0 };
+  /**
+   * Feature ACKS granted on this connection (set by the handshake, before any MSG): reliable MSGs
+   * are numbered in each direction and acknowledged by number (`ack()`), in ranges.
+   */
+  numbered = false;
+  /** Reliable MSGs received (numbered). */
+  msgsIn = 0;
+  /** Reliable MSGs sent (numbered). */
+  msgsOut = 0;
+  /** The range of numbers acknowledged and not yet written: one ACKS frame per run of consecutive numbers. */
+  #ackFirst = 0;
+  #ackCount = 0;
 
   constructor(duplex: Duplex, options: ChannelOptions, handler: ChannelHandler) {
     this.duplex = duplex;
@@ -93,26 +109,61 @@ export class Channel {
     this.#arm();
   }
 
-  send(frame: Frame): void {
-    if (this.closed) return;
+  /** Queues a frame. For a reliable MSG on a numbered connection: its number; otherwise 0. */
+  send(frame: Frame): number {
+    if (this.closed) return 0;
     this.#writer.frame(frame);
     this.#queued();
+    return frame.type === FrameType.MSG ? this.#numberOut(frame.flags) : 0;
   }
 
-  /** Appends a MSG without allocating a frame object. */
-  msg(flags: number, hops: number, id: string, from: string, to: string, body: Uint8Array): void {
-    if (this.closed) return;
+  /** Appends a MSG without allocating a frame object. Returns its number (see `send`). */
+  msg(flags: number, hops: number, id: string, from: string, to: string, body: Uint8Array): number {
+    if (this.closed) return 0;
     this.#writer.msg(flags, hops, id, from, to, body);
     this.#queued();
+    return this.#numberOut(flags);
   }
 
-  /** Appends an encoded MSG frame as is, with its hop byte set to `hops`. */
-  msgRaw(raw: Uint8Array, hops: number): void {
-    if (this.closed) return;
+  /** Appends an encoded MSG frame as is, with its hop byte set to `hops`. Returns its number (see `send`). */
+  msgRaw(raw: Uint8Array, hops: number): number {
+    if (this.closed) return 0;
     this.#writer.raw(raw);
     // MSG layout: u32 length, u8 type, u8 flags, u8 hops.
     this.#writer.patchFromEnd(raw.length - 6, hops);
     this.#queued();
+    return this.#numberOut(raw[5] ?? 0);
+  }
+
+  #numberOut(flags: number): number {
+    return this.numbered && (flags & MsgFlag.VOLATILE) === 0 ? ++this.msgsOut : 0;
+  }
+
+  /**
+   * Acknowledges the reliable MSG numbered `n` that we received here (feature ACKS). Consecutive
+   * numbers acknowledged in one I/O phase leave as one ACKS frame; the order of the numbers is
+   * kept (RELEASE counts acknowledgements in the order they were sent).
+   */
+  ack(n: number): void {
+    if (this.closed) return;
+    if (this.#ackCount > 0 && n === this.#ackFirst + this.#ackCount) {
+      this.#ackCount++;
+      return;
+    }
+    this.#writeAcks();
+    this.#ackFirst = n;
+    this.#ackCount = 1;
+    this.stats.framesOut++;
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      this.#o.scheduler(() => this.flush());
+    }
+  }
+
+  #writeAcks(): void {
+    if (this.#ackCount === 0) return;
+    this.#writer.frame({ type: FrameType.ACKS, first: this.#ackFirst, count: this.#ackCount });
+    this.#ackCount = 0;
   }
 
   /** True when the transport can stop reading (see Duplex.pause). */
@@ -142,7 +193,9 @@ export class Channel {
   /** Sends what is queued now rather than at the end of the I/O phase. */
   flush(): void {
     this.#scheduled = false;
-    if (this.#closed || this.#writer.length === 0) return;
+    if (this.#closed) return;
+    this.#writeAcks();
+    if (this.#writer.length === 0) return;
     const data = this.#writer.take();
     this.stats.bytesOut += data.length;
     this.duplex.send(data);
@@ -154,6 +207,7 @@ export class Channel {
    */
   close(code: number = WireCode.SHUTDOWN, reason = 'closing'): void {
     if (this.#closed) return;
+    this.#writeAcks();
     this.#writer.frame({ type: FrameType.CLOSE, code, reason });
     this.flush();
     this.#closed = true;
@@ -196,8 +250,14 @@ export class Channel {
           case FrameType.CLOSE:
             this.#peerClose = frame;
             return;
+          case FrameType.MSG:
+            if (this.numbered && (frame.flags & MsgFlag.VOLATILE) === 0) {
+              this.#handler.frame(frame, raw, ++this.msgsIn);
+              return;
+            }
+            break;
         }
-        this.#handler.frame(frame, raw);
+        this.#handler.frame(frame, raw, 0);
       });
     } catch (err) {
       this.#fail(err);

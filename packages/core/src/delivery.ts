@@ -152,6 +152,10 @@ export class Entry {
   link: Link | undefined;
   /** Hops that sent it (a retry may arrive while the first copy commits): each gets an ACK. */
   origins: Link[] = [];
+  /** For each of `origins`, the number of the MSG that brought it (feature ACKS; 0: ACK by key). */
+  nums: number[] = [];
+  /** Its number on the link it was last written to (feature ACKS), 0 if none. */
+  outNum = 0;
   /** Made by this router (a report), not received. */
   local = false;
   /**
@@ -230,6 +234,8 @@ export class Queue {
 class Hop {
   /** Reliable messages sent on this link and not yet acked by the other end, by (from, id). */
   readonly inflight = new Map<string, Entry>();
+  /** The same, by the number the link gave each (feature ACKS): acknowledged by number. */
+  readonly byNum = new Map<number, Entry>();
   /** The window: messages (and their bytes) in flight and not HELD by the other end. */
   windowCount = 0;
   windowBytes = 0;
@@ -363,8 +369,13 @@ export class Delivery {
    */
   accept(origin: Link | undefined, m: Incoming, dest: Destination, unseen = false, ackAs?: AckAs): void {
     if (!this.#ready) {
+      const num = origin?.inNum ?? 0;
       this.#waitingForReady.push(() => {
-        if (origin === undefined || origin.up) this.accept(origin, m, dest, false, ackAs);
+        if (origin === undefined || !origin.up) return;
+        const now = origin.inNum;
+        origin.inNum = num;
+        this.accept(origin, m, dest, false, ackAs);
+        origin.inNum = now;
       });
       return;
     }
@@ -399,6 +410,7 @@ export class Delivery {
     }
     if (origin !== undefined) {
       e.origins.push(origin);
+      e.nums.push(origin.inNum);
       if (origin.isRouter) e.cameFrom = origin.node;
       e.transit = origin.isRouter && dest.kind === 'domain';
     } else e.local = true;
@@ -491,12 +503,14 @@ export class Delivery {
     const e = seen.entry;
     if (e !== undefined && e.state === PENDING) {
       e.origins.push(origin); // ACKed (or HELD) once stored
+      e.nums.push(origin.inNum);
     } else if (e !== undefined && e.transit && e.state !== DONE && origin.version >= 2) {
       // Stored, its next router has not answered: HELD again now, the ACK then.
       e.origins.push(origin);
+      e.nums.push(origin.inNum);
       origin.channel.send({ type: FrameType.HELD, id: seen.ackAs?.id ?? seen.id, from: seen.ackAs?.from ?? seen.from });
     } else {
-      this.#ack(origin, seen);
+      this.#ack(origin, seen, origin.inNum);
     }
     return true;
   }
@@ -506,15 +520,35 @@ export class Delivery {
     const hop = this.#hop(link);
     hop.acksIn++;
     const e = hop.inflight.get(messageKey(f.from, f.id));
-    if (e !== undefined) {
-      this.#landed(link, hop, e);
-      crashPoint(link.kind === 'agent' ? 'deliver.after-ack' : 'forward.after-ack');
-      if (link.kind === 'agent' && (e.m.flags & MsgFlag.RECEIPT) !== 0) this.#report(e, WireCode.OK, '');
-      this.#finish(e);
-    }
+    if (e !== undefined) this.#acked(link, hop, e);
     // The agent SDK keeps no keys for us to release: its dedup window covers our resends.
     if (link.isRouter) this.#releases.set(link, hop.acksIn);
     this.#schedule();
+  }
+
+  /** ACKS (feature ACKS): the messages numbered `first` .. `first + count - 1` on `link` are acknowledged, each as by an ACK. */
+  onAcks(link: Link, first: number, count: number): void {
+    const hop = this.#hop(link);
+    hop.acksIn += count;
+    // Numbers never sent (or answered already) are ignored, like an ACK for a message not in flight.
+    const end = first + count;
+    if (count <= hop.byNum.size) {
+      for (let n = first; n < end; n++) {
+        const e = hop.byNum.get(n);
+        if (e !== undefined) this.#acked(link, hop, e);
+      }
+    } else {
+      for (const [n, e] of hop.byNum) if (n >= first && n < end) this.#acked(link, hop, e);
+    }
+    if (link.isRouter) this.#releases.set(link, hop.acksIn);
+    this.#schedule();
+  }
+
+  #acked(link: Link, hop: Hop, e: Entry): void {
+    this.#landed(link, hop, e);
+    crashPoint(link.kind === 'agent' ? 'deliver.after-ack' : 'forward.after-ack');
+    if (link.kind === 'agent' && (e.m.flags & MsgFlag.RECEIPT) !== 0) this.#report(e, WireCode.OK, '');
+    this.#finish(e);
   }
 
   /**
@@ -601,6 +635,7 @@ export class Delivery {
     for (const s of hop?.acked ?? []) if (s.owner === link) this.#orphan(s);
     for (const e of hop?.inflight.values() ?? []) {
       e.state = UNSENT;
+      e.outNum = 0;
       e.held = false;
       e.link = undefined;
       const q = e.queue;
@@ -671,12 +706,14 @@ export class Delivery {
     this.#stats.storedBytes += e.size;
   }
 
-  #ack(origin: Link, s: Seen): void {
+  /** Acknowledges `s` to `origin`: by `num` where the link numbers its MSGs (feature ACKS), else by key. */
+  #ack(origin: Link, s: Seen, num: number): void {
     if (!origin.up) {
       this.#orphan(s);
       return;
     }
-    origin.channel.send({ type: FrameType.ACK, id: s.ackAs?.id ?? s.id, from: s.ackAs?.from ?? s.from });
+    if (num > 0) origin.channel.ack(num);
+    else origin.channel.send({ type: FrameType.ACK, id: s.ackAs?.id ?? s.id, from: s.ackAs?.from ?? s.from });
     s.owner = origin;
     const hop = this.#hop(origin);
     hop.acked.push(s);
@@ -724,6 +761,10 @@ export class Delivery {
   /** Removes `e` from its link's in-flight window. */
   #landed(link: Link, hop: Hop, e: Entry): void {
     hop.inflight.delete(e.key);
+    if (e.outNum !== 0) {
+      hop.byNum.delete(e.outNum);
+      e.outNum = 0;
+    }
     if (!e.held) {
       hop.windowCount--;
       hop.windowBytes -= e.size;
@@ -748,10 +789,11 @@ export class Delivery {
       // Settled further on (or reported): now the hop before may let go of its copy.
       const s = this.#seen.get(e.key);
       if (s !== undefined && s.entry === e) {
-        for (const o of e.origins) this.#ack(o, s);
+        e.origins.forEach((o, i) => this.#ack(o, s, e.nums[i] ?? 0));
         if (s.owner === undefined) this.#orphan(s);
       }
       e.origins = [];
+      e.nums = [];
     }
     const q = e.queue;
     if (e.state === UNSENT && e.pinned) q.pinned--;
@@ -941,6 +983,7 @@ export class Delivery {
       this.#health.refused++;
       for (const o of e.origins) if (o.up) this.#host.nack(o, s?.ackAs?.id ?? e.m.id, s?.ackAs?.from ?? e.m.from, WireCode.STORE_UNAVAILABLE, reason);
       e.origins = [];
+      e.nums = [];
       this.#finish(e);
     }
   }
@@ -962,20 +1005,24 @@ export class Delivery {
         // The hop before hears HELD now and the ACK when the next router has it. A version 1
         // router knows no HELD: it gets the ACK now (its flows keep order up to here only).
         const later: Link[] = [];
-        for (const o of e.origins) {
+        const laterNums: number[] = [];
+        e.origins.forEach((o, i) => {
           if (o.version >= 2) {
             if (o.up) o.channel.send({ type: FrameType.HELD, id: s.ackAs?.id ?? s.id, from: s.ackAs?.from ?? s.from });
             later.push(o);
-          } else this.#ack(o, s);
-        }
+            laterNums.push(e.nums[i] ?? 0);
+          } else this.#ack(o, s, e.nums[i] ?? 0);
+        });
         e.origins = later;
+        e.nums = laterNums;
       } else if (s !== undefined) {
-        for (const o of e.origins) this.#ack(o, s);
+        for (let i = 0; i < e.origins.length; i++) this.#ack(e.origins[i]!, s, e.nums[i] ?? 0);
         // Made here (a report): nobody will retry it to us, so its key is not needed. Every
         // sender gone: nobody will release the key, so it waits out the window.
         if (e.local) this.#dropKey(s);
         else if (s.owner === undefined) this.#orphan(s);
         e.origins = [];
+        e.nums = [];
       }
       crashPoint('accept.after-ack');
       this.#wake.add(e.queue);
@@ -1162,8 +1209,9 @@ export class Delivery {
       this.#finish(e);
       return false;
     }
+    let num: number;
     try {
-      link.channel.msg(m.flags, m.hops, m.id, m.from, m.to, m.body);
+      num = link.channel.msg(m.flags, m.hops, m.id, m.from, m.to, m.body);
     } catch (err) {
       // A message the codec cannot write (a bug above it): refuse that one, not the router.
       this.#report(e, WireCode.INTERNAL, `this router could not write the message: ${(err as Error).message}`);
@@ -1176,6 +1224,8 @@ export class Delivery {
     if (link.isRouter) e.pinned = true;
     e.link = link;
     hop.inflight.set(e.key, e);
+    e.outNum = num;
+    if (num !== 0) hop.byNum.set(num, e);
     hop.windowCount++;
     hop.windowBytes += e.size;
     q.inflight++;

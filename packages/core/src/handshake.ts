@@ -1,4 +1,4 @@
-import { FrameType, TimeoutError, WireCode, type PosternError, type Frame, type HelloFrame, type WelcomeFrame } from '@postern/protocol';
+import { Feature, FrameType, TimeoutError, WireCode, type PosternError, type Frame, type HelloFrame, type WelcomeFrame } from '@postern/protocol';
 import { Channel, type ChannelHandler, type ChannelOptions } from './channel.js';
 import type { Duplex } from './transport.js';
 
@@ -21,7 +21,7 @@ export function openChannel(duplex: Duplex, options: ChannelOptions, hello: Hell
   return new Promise((resolve, reject) => {
     let welcome: WelcomeFrame | undefined;
     let target: ChannelHandler | undefined;
-    const early: Array<[Frame, Uint8Array]> = [];
+    const early: Array<[Frame, Uint8Array, number]> = [];
     let earlyClose: PosternError | undefined;
     const timer = options.clock.setTimeout(() => {
       // Reject first: closing reports its own (local) reason through `closed` below.
@@ -29,10 +29,10 @@ export function openChannel(duplex: Duplex, options: ChannelOptions, hello: Hell
       channel.close(WireCode.HANDSHAKE_TIMEOUT, 'no WELCOME');
     }, timeoutMs);
     const channel = new Channel(duplex, options, {
-      frame(f, raw) {
-        if (target !== undefined) return target.frame(f, raw);
+      frame(f, raw, num) {
+        if (target !== undefined) return target.frame(f, raw, num);
         if (welcome !== undefined) {
-          early.push([f, raw.slice()]);
+          early.push([f, raw.slice(), num]);
           return;
         }
         if (f.type !== FrameType.WELCOME) {
@@ -40,12 +40,14 @@ export function openChannel(duplex: Duplex, options: ChannelOptions, hello: Hell
           return;
         }
         welcome = f;
+        // Before any MSG either way: numbered acknowledgements if the router granted them.
+        channel.numbered = (f.features & Feature.ACKS) !== 0;
         options.clock.clearTimeout(timer);
         resolve({
           channel,
           welcome: f,
           attach(handler) {
-            for (const [ef, raw] of early) handler.frame(ef, raw);
+            for (const [ef, raw, num] of early) handler.frame(ef, raw, num);
             early.length = 0;
             target = handler;
             if (earlyClose !== undefined) handler.closed(earlyClose);

@@ -228,7 +228,7 @@ export class Homes {
   /** Hub: a bridgehead linked: it hears everything homed here (a SYNC), then the answers to anything it asked. */
   bridgeheadUp(link: Link): void {
     const entries = [...this.#h.directory.entries()].filter(([, e]) => e.home === '');
-    const send = (f: Omit<HomeFrame, 'type'>): void => link.channel.send({ type: FrameType.HOME, ...f });
+    const send = (f: Omit<HomeFrame, 'type'>): void => void link.channel.send({ type: FrameType.HOME, ...f });
     send({ op: HomeOp.SYNC, ref: 0, local: '', id: '', since: 0 });
     let i = 0;
     const step = (): void => {

@@ -58,7 +58,12 @@ export class Link {
    * Messages read while its sender was over a rate (the rest of the transport message in hand),
    * in order, taken as the rate allows. At most one transport message: reading is paused meanwhile.
    */
-  deferred: Array<{ f: MsgFrame; raw: Uint8Array }> = [];
+  deferred: Array<{ f: MsgFrame; raw: Uint8Array; num: number }> = [];
+  /**
+   * The number of the reliable MSG being handled now (feature ACKS: it is acknowledged by that
+   * number), 0 when none or the link does not number its MSGs.
+   */
+  inNum = 0;
   /** Reasons reading from this link is paused (a congested router link, a backed-up queue). */
   #holds = 0;
 

@@ -384,7 +384,7 @@ export class Presence {
 
   /** PROPS from an agent of ours (its home is here): set its properties or its allow-list. */
   onProps(link: Link, f: PropsFrame): void {
-    const answer = (r: Refusal | undefined): void => link.channel.send({ type: FrameType.PROPSET, ref: f.ref, code: r?.[0] ?? WireCode.OK, reason: r?.[1] ?? '' });
+    const answer = (r: Refusal | undefined): void => void link.channel.send({ type: FrameType.PROPSET, ref: f.ref, code: r?.[0] ?? WireCode.OK, reason: r?.[1] ?? '' });
     const local = link.name !== '' ? link.name : link.id;
     const old = this.#profiles.get(local) ?? { props: [], allow: [] };
     let next: Profile;

@@ -1,4 +1,5 @@
 import {
+  Feature,
   FrameType,
   HomeOp,
   KNOWN_FEATURES,
@@ -361,9 +362,9 @@ export class Router {
     const overQuota = this.#quotas.opened(source);
     let atSource = overQuota === undefined;
     const channel = new Channel(duplex, this.#channelOptions, {
-      frame: (f, raw) => {
+      frame: (f, raw, num) => {
         if (state === 'ready' && link !== undefined) {
-          this.#onFrame(link, f, raw);
+          this.#onFrame(link, f, raw, num);
           return;
         }
         if (state === 'proof' && f.type === FrameType.AUTH && onAuth !== undefined) {
@@ -456,8 +457,8 @@ export class Router {
   }
 
   /** Frames of a dialed link's channel are handed here by `Uplink`. */
-  dialedFrame(link: Link, f: Frame, raw: Uint8Array): void {
-    this.#onFrame(link, f, raw);
+  dialedFrame(link: Link, f: Frame, raw: Uint8Array, num: number): void {
+    this.#onFrame(link, f, raw, num);
   }
 
   dialedClosed(link: Link, reason: PosternError): void {
@@ -479,7 +480,8 @@ export class Router {
       node: this.node,
       agent,
       maxFrame: this.options.maxFrameBytes,
-      features: features & KNOWN_FEATURES,
+      // Numbered acknowledgements always: one ACKS per run of messages instead of an ACK each.
+      features: (features | Feature.ACKS) & KNOWN_FEATURES,
       nonce,
       link: how.mode === 'peer' ? LinkMode.PEER : LinkMode.UPLINK,
     };
@@ -620,7 +622,7 @@ export class Router {
     this.#armExpiry(link);
     hooks.ready(link);
     this.#wakeAgent(id);
-    channel.send(this.#welcome({ id, name, resume: o.sessionTokens.issue(id, holderOf(claims)) }, h, version));
+    sendWelcome(channel, this.#welcome({ id, name, resume: o.sessionTokens.issue(id, holderOf(claims)) }, h, version));
     o.logger.debug('agent connected', { id, name, remote: channel.duplex.remote });
   }
 
@@ -698,7 +700,7 @@ export class Router {
       hooks.ready(link);
       this.#addRouterLink(link);
       this.#armExpiry(link);
-      channel.send(this.#welcome({ id: link.id, name: '', resume: '' }, h, version));
+      sendWelcome(channel, this.#welcome({ id: link.id, name: '', resume: '' }, h, version));
       o.logger.info('router linked', { node: h.node, domain, version, remote: channel.duplex.remote });
       return;
     }
@@ -727,7 +729,7 @@ export class Router {
       if (this.#routing.fenced(h.node)) o.logger.debug(what, fields);
       else o.logger.info(what, fields);
     });
-    channel.send(this.#welcome({ id: linkId, name: '', resume: '' }, h, version, nonce));
+    sendWelcome(channel, this.#welcome({ id: linkId, name: '', resume: '' }, h, version, nonce));
   }
 
   /** Registers a router link (either side dialed it), replacing or refusing a duplicate, and tells it our routes. */
@@ -858,13 +860,19 @@ export class Router {
     link.address = `${name === '' ? link.id : name}@${this.domain}`;
   }
 
-  #onFrame(link: Link, f: Frame, raw: Uint8Array): void {
+  #onFrame(link: Link, f: Frame, raw: Uint8Array, num: number): void {
     switch (f.type) {
       case FrameType.MSG:
+        link.inNum = num;
         this.#onMsg(link, f, raw);
+        link.inNum = 0;
         return;
       case FrameType.ACK:
         this.#delivery.onAck(link, f);
+        return;
+      case FrameType.ACKS:
+        if (!link.channel.numbered) break;
+        this.#delivery.onAcks(link, f.first, f.count);
         return;
       case FrameType.NACK:
         this.#delivery.onNack(link, f);
@@ -1288,7 +1296,7 @@ export class Router {
       this.#rateLater(link, p, wait);
     }
     // The frame and its body are views of the transport message: keep copies.
-    link.deferred.push({ f: { ...f, body: f.body.slice() }, raw: raw.slice() });
+    link.deferred.push({ f: { ...f, body: f.body.slice() }, raw: raw.slice(), num: link.inNum });
     return false;
   }
 
@@ -1303,9 +1311,11 @@ export class Router {
           this.#rateLater(link, p, w);
           return;
         }
-        const { f, raw } = link.deferred.shift()!;
+        const { f, raw, num } = link.deferred.shift()!;
         this.#quotas.spend(p, f.body.length);
+        link.inNum = num;
         this.#onMsgTaken(link, f, raw);
+        link.inNum = 0;
       }
       link.letGo();
     }, wait);
@@ -1383,4 +1393,10 @@ export function newId(): string {
   let s = '_';
   for (const x of b) s += B32[x & 31];
   return s;
+}
+
+/** Sends WELCOME; from then on, reliable MSGs are numbered if it granted feature ACKS. */
+function sendWelcome(channel: Channel, w: WelcomeFrame): void {
+  channel.send(w);
+  channel.numbered = (w.features & Feature.ACKS) !== 0;
 }

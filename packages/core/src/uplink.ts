@@ -187,7 +187,7 @@ export class Uplink {
       this.#upSince = r.options.clock.now();
       this.#status.emit({ type: 'up', node: est.welcome.node, domain: est.welcome.domain, version: est.welcome.version });
       est.attach({
-        frame: (f, raw) => r.dialedFrame(link, f, raw),
+        frame: (f, raw, num) => r.dialedFrame(link, f, raw, num),
         closed: (reason) => {
           this.#link = undefined;
           // The far router may have been upgraded meanwhile: try version 2 first next time.

@@ -221,6 +221,10 @@ export class FrameWriter {
       case FrameType.RELEASE:
         this.#u32(f.count);
         return;
+      case FrameType.ACKS:
+        this.#u32(f.first);
+        this.#u32(f.count);
+        return;
       case FrameType.PING:
       case FrameType.PONG:
         this.#u32(f.nonce);
@@ -443,6 +447,12 @@ export function decodeFrameAt(bytes: Uint8Array, start: number, end: number): Fr
       return { type: FrameType.NACK, code: r.u16(), id: r.str8(), from: r.str8(), reason: r.str16() };
     case FrameType.RELEASE:
       return { type: FrameType.RELEASE, count: r.u32() };
+    case FrameType.ACKS: {
+      const first = r.u32();
+      const count = r.u32();
+      if (first === 0 || count === 0 || first + count - 1 > 0xffffffff) throw new ProtocolError('ERR_PROTOCOL', `ACKS names no message numbers (first ${first}, count ${count})`);
+      return { type: FrameType.ACKS, first, count };
+    }
     case FrameType.PING:
       return { type: FrameType.PING, nonce: r.u32() };
     case FrameType.PONG:

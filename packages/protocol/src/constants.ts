@@ -57,6 +57,11 @@ export const FrameType = {
    * keeps the message's flow from taking another path until the ACK (PROTOCOL.md section 6.7).
    */
   HELD: 0x14,
+  /**
+   * Feature ACKS: "your reliable MSGs numbered `first` to `first + count - 1` on this connection
+   * are acknowledged", each as an ACK would (PROTOCOL.md section 6.1). Replaces ACK where granted.
+   */
+  ACKS: 0x15,
   PING: 0x20,
   PONG: 0x21,
   CLOSE: 0x30,
@@ -88,6 +93,12 @@ export type LinkModeValue = (typeof LinkMode)[keyof typeof LinkMode];
 export const Feature = {
   /** The dialer wants the router's routes (ROUTE frames), e.g. a gateway with several relays. Peers always get them. */
   ROUTES: 0x01,
+  /**
+   * Numbered acknowledgements: each side numbers the reliable MSGs it sends on the connection
+   * (1, 2, ...) and acknowledges those it receives by number, in ranges (ACKS), instead of one ACK
+   * naming (from, id) per message (PROTOCOL.md section 6.1).
+   */
+  ACKS: 0x02,
 } as const;
 
 /**
@@ -104,7 +115,7 @@ export const RouteFlag = {
 } as const;
 
 /** Bits this code knows; others are reserved and sent as 0. */
-export const KNOWN_FEATURES = Feature.ROUTES;
+export const KNOWN_FEATURES = Feature.ROUTES | Feature.ACKS;
 
 /** MSG flag bits. Unknown bits are preserved by routers and ignored by receivers. */
 export const MsgFlag = {

@@ -229,6 +229,16 @@ export interface HeldFrame {
   from: string;
 }
 
+/**
+ * Feature ACKS: acknowledges the reliable MSGs numbered `first` .. `first + count - 1` on this
+ * connection (each side numbers the MSGs without the VOLATILE flag that it sends, from 1).
+ */
+export interface AcksFrame {
+  type: typeof FrameType.ACKS;
+  first: number;
+  count: number;
+}
+
 export interface NackFrame {
   type: typeof FrameType.NACK;
   code: number;
@@ -283,6 +293,7 @@ export type Frame =
   | MsgFrame
   | AckFrame
   | HeldFrame
+  | AcksFrame
   | NackFrame
   | ReleaseFrame
   | PingFrame

@@ -40,6 +40,7 @@ export type {
   HandledFrame,
   MsgFrame,
   AckFrame,
+  AcksFrame,
   HeldFrame,
   NackFrame,
   ReleaseFrame,

@@ -21,6 +21,7 @@ import {
   PresenceState,
   PropsOp,
   type AckFrame,
+  type AcksFrame,
   type CloseFrame,
   type Frame,
   type HelloFrame,
@@ -178,11 +179,14 @@ const ack: fc.Arbitrary<AckFrame> = rec({ type: fc.constant(FrameType.ACK), id: 
 const held: fc.Arbitrary<HeldFrame> = rec({ type: fc.constant(FrameType.HELD), id: str8, from: str8 });
 const nack: fc.Arbitrary<NackFrame> = rec({ type: fc.constant(FrameType.NACK), code: u16, id: str8, from: str8, reason: str16 });
 const release: fc.Arbitrary<ReleaseFrame> = rec({ type: fc.constant(FrameType.RELEASE), count: u32 });
+const acks: fc.Arbitrary<AcksFrame> = fc
+  .tuple(fc.integer({ min: 1, max: 0xffffffff }), fc.integer({ min: 1, max: 0xffffffff }))
+  .map(([first, n]) => ({ type: FrameType.ACKS, first, count: Math.min(n, 0xffffffff - first + 1) }));
 const ping: fc.Arbitrary<PingFrame> = rec({ type: fc.constant(FrameType.PING), nonce: u32 });
 const pong: fc.Arbitrary<PongFrame> = rec({ type: fc.constant(FrameType.PONG), nonce: u32 });
 const close: fc.Arbitrary<CloseFrame> = rec({ type: fc.constant(FrameType.CLOSE), code: u16, reason: str16 });
 
-const anyFrame: fc.Arbitrary<Frame> = fc.oneof(hello, welcome, register, registered, route, auth, home, homed, watch, watched, presence, propsFrame, propset, handle, handled, msg, ack, held, nack, release, ping, pong, close);
+const anyFrame: fc.Arbitrary<Frame> = fc.oneof(hello, welcome, register, registered, route, auth, home, homed, watch, watched, presence, propsFrame, propset, handle, handled, msg, ack, held, acks, nack, release, ping, pong, close);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
@@ -190,6 +194,10 @@ const anyFrame: fc.Arbitrary<Frame> = fc.oneof(hello, welcome, register, registe
 /** Decoded MSG bodies are views into the input: compare their bytes, not their buffers. */
 function norm(f: Frame): Frame {
   return f.type === FrameType.MSG ? { ...f, body: f.body.slice() } : f;
+}
+
+function u32be(n: number): number[] {
+  return [(n >>> 24) & 0xff, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff];
 }
 
 function concat(parts: readonly Uint8Array[]): Uint8Array {
@@ -262,6 +270,7 @@ const minimal: Frame[] = [
   { type: FrameType.HELD, id: '', from: '' },
   { type: FrameType.NACK, code: 0, id: '', from: '', reason: '' },
   { type: FrameType.RELEASE, count: 0 },
+  { type: FrameType.ACKS, first: 1, count: 1 },
   { type: FrameType.PING, nonce: 0 },
   { type: FrameType.PONG, nonce: 0 },
   { type: FrameType.CLOSE, code: 0, reason: '' },
@@ -272,6 +281,16 @@ const minimal: Frame[] = [
 describe('codec round trip', () => {
   test('the examples cover every frame type', () => {
     assert.deepEqual(minimal.map((f) => f.type).sort((a, b) => a - b), Object.values(FrameType).sort((a, b) => a - b));
+  });
+
+  test('ACKS (PROTOCOL.md 2.4, 6.1): first and count as two u32; no numbers, number 0 or a range past 2^32 - 1 is PROTOCOL', () => {
+    const f = { type: FrameType.ACKS, first: 7, count: 3 } as const;
+    assert.deepEqual([...encodeFrame(f)], [0, 0, 0, 9, 0x15, 0, 0, 0, 7, 0, 0, 0, 3]);
+    assert.deepEqual(decodeOne(encodeFrame(f)), f);
+    for (const [first, count] of [[0, 1], [1, 0], [0xffffffff, 2]] as const) {
+      const bytes = new Uint8Array([0, 0, 0, 9, 0x15, ...u32be(first), ...u32be(count)]);
+      assert.throws(() => decodeOne(bytes), (e: unknown) => (e as { code?: string }).code === 'ERR_PROTOCOL', `first ${first} count ${count}`);
+    }
   });
 
   test('ROUTE flags (PROTOCOL.md 2.4, 7.6): written after the proof only when not 0, read back; without them the bytes are as before', () => {
