@@ -117,11 +117,26 @@ interface Outgoing {
   cleanup(): void;
 }
 
+/**
+ * The key a received MSG is deduplicated by: its `id` and `from` fields as they are on the wire
+ * (each with its length byte, so the key is unambiguous), one byte per character. Made in one
+ * go from the frame's bytes: a key concatenated from the decoded strings is a rope that every
+ * Map lookup must first flatten (issue 12: 18 % of a receiving client's time).
+ */
+function dedupKey(raw: Uint8Array): string {
+  // MSG: u32 length, u8 type, u8 flags, u8 hops, then id (str8) and from (str8).
+  const idLen = raw[7] ?? 0;
+  const end = 9 + idLen + (raw[8 + idLen] ?? 0);
+  return String.fromCharCode.apply(null, raw.subarray(7, end) as unknown as number[]);
+}
+
 /** Acknowledges a received MSG: by its number on a numbered connection (feature ACKS), else by key. */
 function ackOn(channel: Channel, num: number, f: MsgFrame): void {
   if (num !== 0) channel.ack(num);
   else channel.send({ type: FrameType.ACK, id: f.id, from: f.from });
 }
+
+const noop = (): void => {};
 
 /** Close codes after which reconnecting cannot help. */
 const FATAL: ReadonlySet<string> = new Set([
@@ -300,7 +315,7 @@ export class Client implements AsyncIterable<Message> {
     if (bytes.length > max) throw new PosternError('ERR_FRAME_TOO_LARGE', `the body is ${bytes.length} bytes; at most ${max} fit in a frame`);
     const target = this.#target(to);
     const id = options.id ?? `${this.#prefix}${(this.#seq++).toString(36)}`;
-    if (id.length === 0 || id.length > 128 || /\s/.test(id) || utf8Length(id) > MAX_ID_BYTES) {
+    if (options.id !== undefined && (id.length === 0 || id.length > 128 || /\s/.test(id) || utf8Length(id) > MAX_ID_BYTES)) {
       throw new PosternError('ERR_BAD_ADDRESS', `a message id is 1-128 characters without spaces, at most ${MAX_ID_BYTES} bytes in UTF-8`);
     }
     if (volatile) {
@@ -348,10 +363,14 @@ export class Client implements AsyncIterable<Message> {
     const flags = (options.receipt === 'delivered' ? MsgFlag.RECEIPT : 0) | this.#anonymityFlags(options);
     return new Promise<SendResult>((resolve, reject) => {
       const signal = options.signal;
-      const onAbort = (): void => {
-        if (this.#forget(id)) reject(new AbortError('send aborted; the message may still be delivered'));
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
+      let cleanup = noop;
+      if (signal !== undefined) {
+        const onAbort = (): void => {
+          if (this.#forget(id)) reject(new AbortError('send aborted; the message may still be delivered'));
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        cleanup = () => signal.removeEventListener('abort', onAbort);
+      }
       this.#outstanding.set(id, {
         id,
         to: target,
@@ -362,7 +381,7 @@ export class Client implements AsyncIterable<Message> {
         num: 0,
         resolve,
         reject,
-        cleanup: () => signal?.removeEventListener('abort', onAbort),
+        cleanup,
       });
       this.#outstandingBytes += bytes.length;
       try {
@@ -626,13 +645,13 @@ export class Client implements AsyncIterable<Message> {
     if (est.welcome.version >= 2) this.#watches.connected(channel);
     // 'connected' before anything that happened after WELCOME (an early close) is replayed.
     this.#status.emit({ type: 'connected', id: est.welcome.id, address: this.address, resumed, lost });
-    est.attach({ frame: (f, _raw, num) => this.#onFrame(channel, f, num), closed: (r) => this.#onClosed(channel, r) });
+    est.attach({ frame: (f, raw, num) => this.#onFrame(channel, f, raw, num), closed: (r) => this.#onClosed(channel, r) });
   }
 
-  #onFrame(channel: Channel, f: Frame, num: number): void {
+  #onFrame(channel: Channel, f: Frame, raw: Uint8Array, num: number): void {
     switch (f.type) {
       case FrameType.MSG:
-        this.#onMsg(channel, f, num);
+        this.#onMsg(channel, f, raw, num);
         return;
       case FrameType.ACK: {
         this.#acksIn++;
@@ -737,13 +756,13 @@ export class Client implements AsyncIterable<Message> {
   }
 
   /** `num`: its number on `channel` (feature ACKS), by which it is acknowledged; 0: by (from, id). */
-  #onMsg(channel: Channel, f: MsgFrame, num: number): void {
+  #onMsg(channel: Channel, f: MsgFrame, raw: Uint8Array, num: number): void {
     const volatile = (f.flags & MsgFlag.VOLATILE) !== 0;
     if (volatile) {
       if (this.#inbox.length < this.#o.maxQueued) this.#inbox.push(createMessage(f.id, f.from, f.to, f.body, true));
       return;
     }
-    const key = `${f.from} ${f.id}`;
+    const key = dedupKey(raw);
     const seen = this.#dedup.get(key);
     if (seen === 'taken') {
       // A retry of something the application already has: the first ack was lost. Ack again.

@@ -194,8 +194,9 @@ export class Entry {
     readonly m: Held,
     readonly storedAt: number,
     readonly expiresAt: number,
+    key = messageKey(m.from, m.id),
   ) {
-    this.key = messageKey(m.from, m.id);
+    this.key = key;
     this.size = m.body.length + m.from.length + m.to.length + m.id.length + 16;
   }
 }
@@ -310,6 +311,23 @@ export class Delivery {
     this.#health = new StoreHealth(o.logger, o.clock);
   }
 
+  /**
+   * messageKey(from, id), made once per message: retry() and accept() of the same message ask in
+   * turn, and each new key is a concatenation that its first Map lookup must flatten and hash.
+   */
+  #key(from: string, id: string): string {
+    if (from !== this.#keyFrom || id !== this.#keyId) {
+      this.#keyFrom = from;
+      this.#keyId = id;
+      this.#keyOf = messageKey(from, id);
+    }
+    return this.#keyOf;
+  }
+
+  #keyFrom = '';
+  #keyId = '';
+  #keyOf = messageKey('', '');
+
   /** Whether the store commits (for `/healthz`). */
   storeState(): StoreState {
     return this.#health.state();
@@ -380,13 +398,13 @@ export class Delivery {
       return;
     }
     const o = this.#o;
-    const key = messageKey(m.from, m.id);
+    const key = this.#key(m.from, m.id);
     // `unseen`: the caller's retry() just found no key, in this same tick.
     if (!unseen && this.#retried(origin, key)) return;
     const q = this.#queue(dest);
     const isReport = (m.flags & MsgFlag.REPORT) !== 0;
     const now = o.clock.now();
-    const e = new Entry(q, m, now, now + o.maxMessageAgeMs);
+    const e = new Entry(q, m, now, now + o.maxMessageAgeMs, key);
     // Reports are exempt from the limits: refusing one would leave its reader guessing.
     if (!isReport && origin !== undefined) {
       const refusal =
@@ -432,7 +450,7 @@ export class Delivery {
    * cannot refuse a message that is on its way.
    */
   retry(origin: Link, from: string, id: string): boolean {
-    return this.#ready && this.#retried(origin, messageKey(from, id));
+    return this.#ready && this.#retried(origin, this.#key(from, id));
   }
 
   /**
