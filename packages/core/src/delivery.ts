@@ -145,15 +145,30 @@ const PROBE_KEY = 'store-probe';
 /** Entries a pump looks at past the first it had to skip: bounds the work of one pass while flows wait. */
 const MAX_SCAN = 16_384;
 
+/** An entry's origins before it has any, or after they were answered: shared, never written. */
+const NO_LINKS: readonly Link[] = Object.freeze([]);
+const NO_NUMS: readonly number[] = Object.freeze([]);
+
+/** Adds `origin` (and the number of the MSG it is handling now) to `e`'s origins; most entries have one. */
+function addOrigin(e: Entry, origin: Link): void {
+  if (e.origins.length === 0) {
+    e.origins = [origin];
+    e.nums = [origin.inNum];
+  } else {
+    e.origins = [...e.origins, origin];
+    e.nums = [...e.nums, origin.inNum];
+  }
+}
+
 /** A message this router holds. */
 export class Entry {
   seq = 0;
   state = PENDING;
   link: Link | undefined;
   /** Hops that sent it (a retry may arrive while the first copy commits): each gets an ACK. */
-  origins: Link[] = [];
+  origins: readonly Link[] = NO_LINKS;
   /** For each of `origins`, the number of the MSG that brought it (feature ACKS; 0: ACK by key). */
-  nums: number[] = [];
+  nums: readonly number[] = NO_NUMS;
   /** Its number on the link it was last written to (feature ACKS), 0 if none. */
   outNum = 0;
   /** Made by this router (a report), not received. */
@@ -427,8 +442,7 @@ export class Delivery {
       }
     }
     if (origin !== undefined) {
-      e.origins.push(origin);
-      e.nums.push(origin.inNum);
+      addOrigin(e, origin);
       if (origin.isRouter) e.cameFrom = origin.node;
       e.transit = origin.isRouter && dest.kind === 'domain';
     } else e.local = true;
@@ -520,12 +534,10 @@ export class Delivery {
     if (origin === undefined) return true;
     const e = seen.entry;
     if (e !== undefined && e.state === PENDING) {
-      e.origins.push(origin); // ACKed (or HELD) once stored
-      e.nums.push(origin.inNum);
+      addOrigin(e, origin); // ACKed (or HELD) once stored
     } else if (e !== undefined && e.transit && e.state !== DONE && origin.version >= 2) {
       // Stored, its next router has not answered: HELD again now, the ACK then.
-      e.origins.push(origin);
-      e.nums.push(origin.inNum);
+      addOrigin(e, origin);
       origin.channel.send({ type: FrameType.HELD, id: seen.ackAs?.id ?? seen.id, from: seen.ackAs?.from ?? seen.from });
     } else {
       this.#ack(origin, seen, origin.inNum);
@@ -810,8 +822,8 @@ export class Delivery {
         e.origins.forEach((o, i) => this.#ack(o, s, e.nums[i] ?? 0));
         if (s.owner === undefined) this.#orphan(s);
       }
-      e.origins = [];
-      e.nums = [];
+      e.origins = NO_LINKS;
+      e.nums = NO_NUMS;
     }
     const q = e.queue;
     if (e.state === UNSENT && e.pinned) q.pinned--;
@@ -1000,8 +1012,8 @@ export class Delivery {
       if (mine) this.#seen.delete(e.key);
       this.#health.refused++;
       for (const o of e.origins) if (o.up) this.#host.nack(o, s?.ackAs?.id ?? e.m.id, s?.ackAs?.from ?? e.m.from, WireCode.STORE_UNAVAILABLE, reason);
-      e.origins = [];
-      e.nums = [];
+      e.origins = NO_LINKS;
+      e.nums = NO_NUMS;
       this.#finish(e);
     }
   }
@@ -1039,8 +1051,8 @@ export class Delivery {
         // sender gone: nobody will release the key, so it waits out the window.
         if (e.local) this.#dropKey(s);
         else if (s.owner === undefined) this.#orphan(s);
-        e.origins = [];
-        e.nums = [];
+        e.origins = NO_LINKS;
+        e.nums = NO_NUMS;
       }
       crashPoint('accept.after-ack');
       this.#wake.add(e.queue);
