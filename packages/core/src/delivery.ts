@@ -1057,7 +1057,10 @@ export class Delivery {
       crashPoint('accept.after-ack');
       this.#wake.add(e.queue);
     });
-    this.#schedule();
+    // Sent on now, not after one more turn of the event loop: a commit's messages leave with its ACKs.
+    if (this.#closed) return;
+    this.#scheduled = true;
+    this.#flush();
   }
 
   /** Sends what `q` may send now: in order per flow, within the window of each link. */
