@@ -387,6 +387,38 @@ class Reader {
   str8(): string {
     return this.#str(this.u8());
   }
+  /** A str8 that repeats from frame to frame (an address): the same string object each time. */
+  addr8(): string {
+    const len = this.u8();
+    this.#need(len);
+    const start = this.pos;
+    if (len > INTERN_MAX) return this.#str(len);
+    const b = this.b;
+    let h = len;
+    for (let i = start; i < start + len; i++) {
+      const c = b[i]!;
+      if (c >= 0x80) return this.#str(len);
+      h = Math.imul(h ^ c, 0x01000193);
+    }
+    const slot = (h >>> 0) & (INTERN_SLOTS - 1);
+    const hit = interned[slot];
+    if (hit !== undefined && hit.length === len) {
+      let same = true;
+      for (let i = 0; i < len; i++) {
+        if (hit.charCodeAt(i) !== b[start + i]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) {
+        this.pos += len;
+        return hit;
+      }
+    }
+    const str = this.#str(len);
+    interned[slot] = str;
+    return str;
+  }
   str16(): string {
     return this.#str(this.u16());
   }
@@ -417,6 +449,15 @@ class Reader {
   }
 }
 
+/**
+ * Addresses decoded recently, by a hash of their bytes (direct-mapped, last one wins): a router
+ * or client decodes the same few senders and recipients in every MSG, and handing out the same
+ * string object saves its allocation and lets every Map lookup by it reuse its cached hash.
+ */
+const INTERN_SLOTS = 1024;
+const INTERN_MAX = 64;
+const interned: Array<string | undefined> = new Array<string | undefined>(INTERN_SLOTS).fill(undefined);
+
 const names: Record<number, string> = Object.fromEntries(
   Object.entries(FrameType).map(([k, v]) => [v, k]),
 );
@@ -434,13 +475,13 @@ export function decodeFrameAt(bytes: Uint8Array, start: number, end: number): Fr
       const flags = r.u8();
       const hops = r.u8();
       const id = r.str8();
-      const from = r.str8();
-      const to = r.str8();
+      const from = r.addr8();
+      const to = r.addr8();
       const f: MsgFrame = { type: FrameType.MSG, flags, hops, id, from, to, body: r.rest() };
       return f;
     }
     case FrameType.ACK:
-      return { type: FrameType.ACK, id: r.str8(), from: r.str8() };
+      return { type: FrameType.ACK, id: r.str8(), from: r.addr8() };
     case FrameType.HELD:
       return { type: FrameType.HELD, id: r.str8(), from: r.str8() };
     case FrameType.NACK:

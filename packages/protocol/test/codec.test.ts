@@ -293,6 +293,20 @@ describe('codec round trip', () => {
     }
   });
 
+  test('addresses decoded again are the same string objects; a different address in the same slot is read as itself', () => {
+    const m = (from: string, to: string): MsgFrame => ({ type: FrameType.MSG, flags: 0, hops: 1, id: 'i', from, to, body: new Uint8Array(0) });
+    const a = decodeOne(encodeFrame(m('alice@acme', 'bob@globex'))) as MsgFrame;
+    const b = decodeOne(encodeFrame(m('alice@acme', 'bob@globex'))) as MsgFrame;
+    assert.ok(Object.is(a.from, b.from) && Object.is(a.to, b.to));
+    // Many addresses (more than the cache's slots) still decode exactly, also non-ASCII ones.
+    for (let i = 0; i < 5000; i++) {
+      const from = `s${i}@d${i % 7}`;
+      const to = i % 3 === 0 ? `é${i}@x` : `r${(i * 7919) % 5000}@y`;
+      const f = decodeOne(encodeFrame(m(from, to))) as MsgFrame;
+      assert.deepEqual([f.from, f.to], [from, to]);
+    }
+  });
+
   test('ROUTE flags (PROTOCOL.md 2.4, 7.6): written after the proof only when not 0, read back; without them the bytes are as before', () => {
     const plain: RouteFrame = { type: FrameType.ROUTE, op: RouteOp.ADD, metric: 0, domain: 'acme', path: ['G'], proof: '' };
     const flagged = { ...plain, flags: 1 };
