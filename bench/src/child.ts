@@ -41,7 +41,8 @@ const wsClientOptions = zeroMask
   : { perMessageDeflate: false };
 const memory = startRssSampler();
 /** How late this process's timers ran (event-loop stalls: GC, synchronous work such as a store commit). */
-const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+const LOOP_RESOLUTION_MS = 10;
+const loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
 loopDelay.enable();
 const closers: Array<() => Promise<void> | void> = [];
 
@@ -64,9 +65,9 @@ async function shutdown(): Promise<void> {
 
 const common: Record<string, Handler> = {
   memory: () => Promise.resolve(memory()),
-  /** Event-loop delay since the last call (or the start), ms: p50, p99, max. */
+  /** Event-loop delay since the last call (or the start), ms: p50, p99, max (beyond the sampling interval the histogram includes). */
   loop: () => {
-    const ms = (ns: number): number => Math.round(ns / 1e4) / 100;
+    const ms = (ns: number): number => Math.max(0, Math.round(ns / 1e4) / 100 - LOOP_RESOLUTION_MS);
     const r = { p50Ms: ms(loopDelay.percentile(50)), p99Ms: ms(loopDelay.percentile(99)), maxMs: ms(loopDelay.max) };
     loopDelay.reset();
     return Promise.resolve(r);

@@ -121,6 +121,8 @@ export interface FleetCollected {
   unexpected: number;
   /** `process.hrtime.bigint()` of the last message received, decimal. */
   lastNs: string;
+  /** Why the wait ended: all expected arrived, nothing arrived for idleMs (the rest is lost or stuck), or maxWaitMs passed while messages still came. */
+  ended: 'complete' | 'idle' | 'max-wait';
   /** One-way latency of the timed messages, µs (rounded). */
   latencyUs: number[];
 }
@@ -145,7 +147,7 @@ export class FleetRecorder {
     this.arm('0', '0');
   }
 
-  static #empty(): Omit<FleetCollected, 'expected' | 'missing' | 'missingSample' | 'lastNs'> {
+  static #empty(): Omit<FleetCollected, 'expected' | 'missing' | 'missingSample' | 'lastNs' | 'ended'> {
     return { received: 0, inWindow: 0, duplicates: 0, reordered: 0, misrouted: 0, unexpected: 0, latencyUs: [] };
   }
 
@@ -203,12 +205,19 @@ export class FleetRecorder {
     const stop = Date.now() + maxWaitMs;
     let seen = this.#c.received;
     let lastAt = Date.now();
-    while (this.#distinct < want && Date.now() < stop) {
-      await sleep(10);
-      if (this.#c.received !== seen) {
-        seen = this.#c.received;
-        lastAt = Date.now();
-      } else if (Date.now() - lastAt >= idleMs) break;
+    let ended: FleetCollected['ended'] = 'max-wait';
+    for (;;) {
+      if (this.#distinct >= want) ended = 'complete';
+      else if (Date.now() - lastAt >= idleMs) ended = 'idle';
+      else if (Date.now() < stop) {
+        await sleep(10);
+        if (this.#c.received !== seen) {
+          seen = this.#c.received;
+          lastAt = Date.now();
+        }
+        continue;
+      }
+      break;
     }
     let missing = 0;
     let unexpected = this.#c.unexpected;
@@ -223,6 +232,6 @@ export class FleetRecorder {
         } else if (q >= n && got > 0) unexpected++;
       }
     });
-    return { ...this.#c, unexpected, expected: want, missing, missingSample, lastNs: this.#lastNs.toString() };
+    return { ...this.#c, unexpected, expected: want, missing, missingSample, lastNs: this.#lastNs.toString(), ended };
   }
 }
