@@ -1,12 +1,14 @@
-// One benchmark role per process: `node child.js <role>`, driven by run.js over IPC.
+// One benchmark role per process: `node child.js <role>`, driven by run.js (and active.js) over IPC.
 //   forwarder, ws-sender, ws-receiver           the baseline (a minimal ws forwarder)
 //   relay, gateway, agent-sender, agent-receiver the Postern firewall path
+//   fleet-sender, fleet-receiver                many agents in one process (active.js)
 //   nats-hub, nats-leaf, nats-sender, nats-receiver       the NATS leaf-node anchor
 //   mosquitto-hub, mosquitto-leaf, mqtt-sender, mqtt-receiver  the Mosquitto QoS 1 anchor
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { connect, type Client, type ClientOptions } from '@postern/client';
 import { createConsoleLogger, issueToken, startRouter, type RouterServer } from '@postern/router';
 import { createNodeWsDialer, createWsDialer, type WebSocketLike } from '@postern/transport-ws/node';
@@ -14,6 +16,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { connect as natsConnect, type NatsConnection } from 'nats';
 import WebSocket, { WebSocketServer } from 'ws';
 import { RunningServer, type ServerSpec } from './anchors.js';
+import { FleetRecorder, pool, pushFleet, type FleetPacedArgs } from './fleet.js';
 import { emit, serve, type Handler } from './ipc.js';
 import {
   KIND_PROBE,
@@ -37,6 +40,10 @@ const wsClientOptions = zeroMask
   ? { perMessageDeflate: false, generateMask: (mask: Buffer) => void mask.fill(0) }
   : { perMessageDeflate: false };
 const memory = startRssSampler();
+/** How late this process's timers ran (event-loop stalls: GC, synchronous work such as a store commit). */
+const LOOP_RESOLUTION_MS = 10;
+const loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
+loopDelay.enable();
 const closers: Array<() => Promise<void> | void> = [];
 
 // The parent owns us: if it goes away (even killed), so do we.
@@ -58,6 +65,13 @@ async function shutdown(): Promise<void> {
 
 const common: Record<string, Handler> = {
   memory: () => Promise.resolve(memory()),
+  /** Event-loop delay since the last call (or the start), ms: p50, p99, max (beyond the sampling interval the histogram includes). */
+  loop: () => {
+    const ms = (ns: number): number => Math.max(0, Math.round(ns / 1e4) / 100 - LOOP_RESOLUTION_MS);
+    const r = { p50Ms: ms(loopDelay.percentile(50)), p99Ms: ms(loopDelay.percentile(99)), maxMs: ms(loopDelay.max) };
+    loopDelay.reset();
+    return Promise.resolve(r);
+  },
   /** CPU time used so far (user + system), microseconds. */
   cpu: () => {
     const u = process.cpuUsage();
@@ -232,7 +246,17 @@ function routerStats(server: RouterServer, extra: Record<string, unknown>): Hand
   return () => Promise.resolve({ ...server.router.stats(), links: server.router.links().map((l) => ({ kind: l.kind, transport: l.transport, pending: l.pending })), ...extra });
 }
 
-/** A fresh data dir for this process's router, removed when the process exits. */
+/**
+ * Router options the parent may set: active.js lifts the per-address limits, since all its
+ * agents connect from 127.0.0.1.
+ */
+interface Limits {
+  maxConnections?: number;
+  maxConnectionsPerAddress?: number;
+  connectRatePerAddress?: number;
+}
+
+/** A fresh data dir for this process's router, removed when the process exits (the parent removes it after a SIGKILL). */
 function dataDir(role: string): string {
   const dir = mkdtempSync(join(tmpdir(), `postern-bench-${role}-`));
   process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
@@ -249,14 +273,15 @@ function relay(): void {
   const handlers: Record<string, Handler> = {
     ...common,
     init: async (args) => {
-      const { secret } = args as { secret: string };
+      const { secret, limits } = args as { secret: string; limits?: Limits };
       // The default durable store (SQLite, fsync per group commit), as a relay runs in production.
       // The sender connects without a token: a guest, with the guest quotas lifted (the bench measures the path).
       const guests = { allowGuests: true, guestMsgRate: 0, guestByteRate: 0, guestStoredBytes: 1 << 30, maxGuestStoredBytes: 1 << 30 };
-      const server = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret, ...guests, logger: silent, dataDir: dataDir('relay'), ...syncOption() });
+      const dir = dataDir('relay');
+      const server = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret, ...guests, ...limits, logger: silent, dataDir: dir, ...syncOption() });
       closers.push(() => server.close());
       handlers.stats = routerStats(server, {});
-      return { url: server.url };
+      return { url: server.url, dataDir: dir };
     },
   };
   serve(handlers);
@@ -266,16 +291,18 @@ function gateway(): void {
   const handlers: Record<string, Handler> = {
     ...common,
     init: async (args) => {
-      const { secret, relayUrl, transport } = args as { secret: string; relayUrl: string; transport?: 'ws' | 'http' };
+      const { secret, relayUrl, transport, limits } = args as { secret: string; relayUrl: string; transport?: 'ws' | 'http'; limits?: Limits };
       const token = await issueToken(secret, { domain: 'acme' });
       const uplinkEvents = { up: 0, down: 0, lastError: '' };
       let onUp: (() => void) | undefined;
+      const dir = dataDir('gateway');
       const server = await startRouter({
         domain: 'acme',
         listen: ['127.0.0.1:0'],
         uplinks: [{ url: relayUrl, token, ...(transport === undefined ? {} : { transport }) }],
+        ...limits,
         logger: silent,
-        dataDir: dataDir('gateway'),
+        dataDir: dir,
         ...syncOption(),
         onUplinkStatus: (_url, s) => {
           if (s.type === 'up') {
@@ -298,7 +325,7 @@ function gateway(): void {
         });
       }
       handlers.stats = routerStats(server, { uplinkEvents });
-      return { url: server.url };
+      return { url: server.url, dataDir: dir };
     },
   };
   serve(handlers);
@@ -343,8 +370,8 @@ function countingDialer(counts: TransportCounts, onDuplex: (d: Duplex) => void =
   };
 }
 
-function watchStatus(c: Client): { disconnects: number; lastError: string } {
-  const s = { disconnects: 0, lastError: '' };
+/** Counts `c`'s disconnects into `s` (which several clients may share). */
+function watchStatus(c: Client, s = { disconnects: 0, lastError: '' }): { disconnects: number; lastError: string } {
   c.onStatus((st) => {
     if (st.type === 'disconnected') {
       s.disconnects++;
@@ -442,6 +469,94 @@ function agentSender(): void {
   );
 }
 
+// ---------------------------------------------------------------- many agents (active.js)
+
+interface FleetInit {
+  url: string;
+  /** Agent indexes first .. first + count - 1: sender i is `s<i>`, its receiver `r<i>@relay`. */
+  first: number;
+  count: number;
+  /** Connections opened at once. */
+  concurrency: number;
+}
+
+/** Connects `count` clients (the SDK's defaults otherwise), at most `concurrency` at once. */
+async function connectFleet(a: FleetInit, options: (i: number) => Promise<ClientOptions>, status: { disconnects: number; lastError: string }): Promise<{ clients: Client[]; connectMs: number }> {
+  const clients: Client[] = [];
+  closers.push(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+  });
+  const t0 = Date.now();
+  await pool(a.count, a.concurrency, async (i) => {
+    const c = await connect(await options(i));
+    clients[i] = c;
+    watchStatus(c, status);
+  });
+  return { clients, connectMs: Date.now() - t0 };
+}
+
+/** Agents `s<i>` on the gateway, each sending reliable messages to `r<i>@relay` at a paced rate. */
+function fleetSender(): void {
+  const status = { disconnects: 0, lastError: '' };
+  let clients: Client[] = [];
+  let first = 0;
+  serve({
+    ...common,
+    init: async (args) => {
+      const a = args as FleetInit;
+      first = a.first;
+      const r = await connectFleet(a, (i) => Promise.resolve({ url: a.url, name: `s${a.first + i}` }), status);
+      clients = r.clients;
+      return { connectMs: r.connectMs };
+    },
+    paced: (args) =>
+      pushFleet(
+        (i, body) => clients[i]!.send(`r${first + i}@relay`, body),
+        clients.length,
+        (i) => first + i,
+        args as FleetPacedArgs,
+      ),
+    stats: () => Promise.resolve(status),
+  });
+}
+
+/** Agents `r<i>` on the relay (each with a token naming it), reading with `for await`. */
+function fleetReceiver(): void {
+  const status = { disconnects: 0, lastError: '' };
+  let rec: FleetRecorder | undefined;
+  serve({
+    ...common,
+    init: async (args) => {
+      const a = args as FleetInit & { secret: string };
+      const recorder = (rec = new FleetRecorder(a.first, a.count));
+      const r = await connectFleet(
+        a,
+        async (i) => {
+          const name = `r${a.first + i}`;
+          return { url: a.url, name, token: await issueToken(a.secret, { domain: 'relay', name }) };
+        },
+        status,
+      );
+      r.clients.forEach((c, i) => {
+        void (async () => {
+          for await (const m of c) recorder.onMessage(i, m.body);
+        })().catch((err: unknown) => emit('fatal', `fleet-receiver r${a.first + i}: ${String(err)}`));
+      });
+      return { connectMs: r.connectMs };
+    },
+    arm: (args) => {
+      const { fromNs, toNs } = args as { fromNs: string; toNs: string };
+      rec?.arm(fromNs, toNs);
+      return Promise.resolve(true);
+    },
+    collect: (args) => {
+      const { expected, idleMs, maxWaitMs } = args as { expected: number[]; idleMs: number; maxWaitMs: number };
+      if (rec === undefined) return Promise.reject(new Error('not initialised'));
+      return rec.collect(expected, idleMs, maxWaitMs);
+    },
+    stats: () => Promise.resolve(status),
+  });
+}
 
 // ---------------------------------------------------------------- anchors (NATS, Mosquitto)
 
@@ -614,6 +729,8 @@ const roles: Record<string, () => void | Promise<void>> = {
   gateway,
   'agent-sender': agentSender,
   'agent-receiver': agentReceiver,
+  'fleet-sender': fleetSender,
+  'fleet-receiver': fleetReceiver,
   'nats-hub': serverWrapper,
   'nats-leaf': serverWrapper,
   'nats-sender': natsSender,

@@ -10,7 +10,7 @@
 // what stays, not what awaits collection. Readings are taken after a warm-up (`--warm` agents per
 // child), so code loaded and compiled on the first connections is not counted per agent. Every
 // child gets the open-files limit raised (`ulimit -n`, up to the hard limit).
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +19,8 @@ import { parseArgs } from 'node:util';
 import { WebSocket, WebSocketServer } from 'ws';
 import { connect, type Client } from '@postern/client';
 import { startRouter } from '@postern/router';
+import { pool } from './fleet.js';
+import { openFilesLimit, spawnNode } from './spawn.js';
 
 const { values: opt } = parseArgs({
   options: {
@@ -64,11 +66,6 @@ function reading(held?: number): Reading {
   const gc = (globalThis as { gc?: () => void }).gc;
   for (let i = 0; i < 3; i++) gc?.();
   return { rss: rssBytes(), heap: process.memoryUsage().heapUsed, ...(held === undefined ? {} : { held }) };
-}
-
-function openFilesLimit(): number {
-  const m = /Max open files\s+(\d+|unlimited)/.exec(readFileSync('/proc/self/limits', 'utf8'));
-  return m?.[1] === 'unlimited' ? Infinity : Number(m?.[1] ?? 1024);
 }
 
 // ---------------------------------------------------------------------------------- children
@@ -129,13 +126,7 @@ async function agentsChild(spec: { url: string; kind: 'sdk' | 'ws'; first: numbe
     ws.on('error', () => {});
     held.push(ws);
   };
-  const run = async (from: number, n: number): Promise<void> => {
-    let next = from;
-    const worker = async (): Promise<void> => {
-      while (next < from + n) await one(next++);
-    };
-    await Promise.all(Array.from({ length: 32 }, worker));
-  };
+  const run = (from: number, n: number): Promise<void> => pool(n, 32, (i) => one(from + i));
   process.on('disconnect', () => process.exit(0));
   process.on('message', (m: { op: string }) => {
     if (m.op === 'read') process.send?.(reading(held.length));
@@ -155,11 +146,9 @@ async function agentsChild(spec: { url: string; kind: 'sdk' | 'ws'; first: numbe
 
 // ------------------------------------------------------------------------------------ parent
 
-/** A child with the open-files limit raised as far as the hard limit lets (sh's ulimit), IPC kept across exec. */
+/** A child with the open-files limit raised as far as the hard limit lets. */
 function start(role: string, spec: unknown, nofile: number): ChildProcess {
-  const script = fileURLToPath(import.meta.url);
-  const sh = `ulimit -n ${nofile} 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"`;
-  return spawn('/bin/sh', ['-c', sh, 'sh', process.execPath, '--expose-gc', script, '--child', role, '--spec', JSON.stringify(spec)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  return spawnNode(fileURLToPath(import.meta.url), ['--child', role, '--spec', JSON.stringify(spec)], { nofile, execArgv: ['--expose-gc'] });
 }
 
 function next<T>(p: ChildProcess, key: string): Promise<T> {

@@ -72,6 +72,21 @@ export class Peer {
     this.#listeners.set(name, fn);
   }
 
+  /** Resolves once the child emits 'ready' (child.js does when its role is set up); rejects if it exits first or takes longer than `timeoutMs`. */
+  ready(timeoutMs: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`${this.role} did not start within ${timeoutMs / 1000} s`)), timeoutMs);
+      this.on('ready', () => {
+        clearTimeout(t);
+        resolve();
+      });
+      this.proc.once('exit', (code) => {
+        clearTimeout(t);
+        reject(new Error(`${this.role} exited during start (code ${String(code)})`));
+      });
+    });
+  }
+
   /** Sends an event the child handles without answering (e.g. credit for the sender). */
   notify(name: string, data: unknown): void {
     if (!this.alive || !this.proc.connected) return;
@@ -91,6 +106,70 @@ export class Peer {
       const r: Request = { kind: 'req', id, cmd, args };
       this.proc.send(r);
     });
+  }
+}
+
+/**
+ * Asks each peer to exit (so that it closes its servers and removes its temp dirs) and SIGKILLs
+ * the ones still running after `graceMs`.
+ */
+export async function stopPeers(peers: Peer[], graceMs = 3000): Promise<void> {
+  await Promise.all(
+    peers.map(async (p) => {
+      if (!p.alive) return;
+      const exited = new Promise<void>((r) => p.proc.once('exit', () => r()));
+      await p.call('exit', null, 2000).catch(() => undefined);
+      await Promise.race([exited, new Promise<void>((r) => setTimeout(r, graceMs).unref())]);
+      if (p.alive) p.proc.kill('SIGKILL');
+    }),
+  );
+}
+
+/**
+ * The parent's children: each started as a Peer that must say 'ready', all SIGKILLed when the
+ * parent exits, on Ctrl-C and on SIGTERM (and `onKill` hooks run then, for what else must go).
+ */
+export class Children {
+  readonly live = new Set<Peer>();
+  /** Every 'fatal' event a child sent (also printed). */
+  readonly fatals: string[] = [];
+  readonly #onKill: Array<() => void> = [];
+
+  constructor() {
+    process.on('exit', () => this.killAll());
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+      process.on(sig, () => {
+        this.killAll();
+        process.exit(130);
+      });
+    }
+  }
+
+  onKill(fn: () => void): void {
+    this.#onKill.push(fn);
+  }
+
+  /** Wraps `proc` (a child.js role with an IPC channel) and waits until it is ready. */
+  async start(role: string, proc: ChildProcess): Promise<Peer> {
+    const peer = new Peer(role, proc);
+    this.live.add(peer);
+    peer.on('fatal', (m) => {
+      this.fatals.push(String(m));
+      console.error(String(m));
+    });
+    await peer.ready(10_000);
+    return peer;
+  }
+
+  /** Stops `peers` with stopPeers. */
+  async stop(peers: Peer[]): Promise<void> {
+    await stopPeers(peers);
+    for (const p of peers) this.live.delete(p);
+  }
+
+  killAll(): void {
+    for (const p of this.live) if (p.alive) p.proc.kill('SIGKILL');
+    for (const fn of this.#onKill) fn();
   }
 }
 

@@ -243,7 +243,7 @@ export class Recorder {
   }
 }
 
-function summarize(xs: number[]): Collected['latency'] {
+export function summarize(xs: number[]): Collected['latency'] {
   if (xs.length === 0) return undefined;
   const s = Float64Array.from(xs).sort();
   const q = (p: number): number => s[Math.min(s.length - 1, Math.floor(p * s.length))] ?? 0;

@@ -1,7 +1,7 @@
 // `npm run bench`: the baseline ws forwarder against the Postern firewall path, each role in
 // its own process, driven over IPC. Prints a table and writes bench/results/latest.json.
 // See bench/README.md for what is measured and how to read it.
-import { execFileSync, fork } from 'node:child_process';
+import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -11,12 +11,12 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { anchorPrograms, findProgram, freePort, mosquittoConfigs, natsConfigs, type AnchorProgram, type ServerSpec } from './anchors.js';
 import { formatProfile, summarizeProfile, type ProfileSummary } from './cpuprofile.js';
-import { Peer } from './ipc.js';
+import { Children, type Peer } from './ipc.js';
+import { fmt, git } from './report.js';
 import type { Collected, MemoryReport, PacedResult, ThroughputArgs, ThroughputResult } from './load.js';
 
 const benchDir = fileURLToPath(new URL('..', import.meta.url));
 const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
-const repoDir = join(benchDir, '..');
 
 const { values: opt } = parseArgs({
   options: {
@@ -153,13 +153,12 @@ interface Row {
 
 // ---------------------------------------------------------------- processes
 
-const live = new Set<Peer>();
-const fatals: string[] = [];
+const children = new Children();
+const fatals = children.fatals;
 /** Server programs (nats-server, mosquitto) run by wrapper children: killed too, should a wrapper die first. */
 const serverPids = new Set<number>();
 
-function killAllNow(): void {
-  for (const p of live) if (p.alive) p.proc.kill('SIGKILL');
+children.onKill(() => {
   for (const pid of serverPids) {
     try {
       process.kill(pid, 'SIGKILL');
@@ -168,52 +167,14 @@ function killAllNow(): void {
     }
   }
   serverPids.clear();
-}
-
-async function stopAll(peers: Peer[]): Promise<void> {
-  await Promise.all(
-    peers.map(async (p) => {
-      if (p.alive) {
-        const exited = new Promise<void>((r) => p.proc.once('exit', () => r()));
-        await p.call('exit', null, 2000).catch(() => undefined);
-        await Promise.race([exited, sleep(3000, undefined, { ref: false })]);
-        if (p.alive) p.proc.kill('SIGKILL');
-      }
-      live.delete(p);
-    }),
-  );
-}
-
-process.on('exit', killAllNow);
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(sig, () => {
-    killAllNow();
-    process.exit(130);
-  });
-}
+});
+const killAllNow = (): void => children.killAll();
+const stopAll = (peers: Peer[]): Promise<void> => children.stop(peers);
 
 async function spawn(role: string, tag: string, profileDir: string | undefined): Promise<Peer> {
   const execArgv = profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${tag}-${role}.cpuprofile`];
   const env = { ...process.env, BENCH_ZERO_MASK: CONFIG.zeroMask ? '1' : '0' };
-  const proc = fork(childScript, [role], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv, env });
-  const peer = new Peer(role, proc);
-  live.add(peer);
-  peer.on('fatal', (m) => {
-    fatals.push(String(m));
-    console.error(String(m));
-  });
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`${role} did not start within 10 s`)), 10_000);
-    peer.on('ready', () => {
-      clearTimeout(t);
-      resolve();
-    });
-    proc.once('exit', (code) => {
-      clearTimeout(t);
-      reject(new Error(`${role} exited during start (code ${String(code)})`));
-    });
-  });
-  return peer;
+  return children.start(role, fork(childScript, [role], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv, env }));
 }
 
 // ---------------------------------------------------------------- one case, one size
@@ -386,11 +347,6 @@ async function runCase(c: CaseDef, size: number, profileDir: string | undefined)
 
 // ---------------------------------------------------------------- report
 
-function fmt(x: number | undefined, digits = 0): string {
-  if (x === undefined || !Number.isFinite(x)) return '-';
-  return x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
-}
-
 function middleRss(r: Row): string {
   const c = CASES.find((x) => x.id === r.case);
   if (c === undefined) return '-';
@@ -527,14 +483,6 @@ function lossNotes(rows: Row[]): string[] {
     out.push(`loss: ${r.case} ${r.size} B: ${parts.join('; ')}`);
   }
   return out;
-}
-
-function git(args: string[]): string {
-  try {
-    return execFileSync('git', args, { cwd: repoDir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-  } catch {
-    return 'unknown';
-  }
 }
 
 // ---------------------------------------------------------------- main
