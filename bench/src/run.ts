@@ -30,7 +30,8 @@ const { values: opt } = parseArgs({
     'window-kib': { type: 'string', default: '2048' },
     'latency-s': { type: 'string', default: '3' },
     rate: { type: 'string', default: '5000' },
-    'budget-s': { type: 'string', default: '360' },
+    'budget-s': { type: 'string', default: '480' },
+    'soak-s': { type: 'string', default: '60' },
     'dedup-window': { type: 'string' },
     'zero-mask': { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
@@ -55,8 +56,10 @@ if (opt.help) {
                     payload sent and not yet received (0 = skip that run) [2048]
   --latency-s S     paced run length after a 0.5 s warm-up [3]
   --rate R          paced rate, msg/s [5000]
+  --soak-s S        with case c: a run of case c at 64 B at full rate for S seconds, sampling the
+                    relay's and gateway's RSS every second (issue 12: RSS stays flat); 0 skips [60]
   --budget-s S      kill everything and fail after S seconds (not counting an install of the
-                    anchors' packages) [360]
+                    anchors' packages) [480]
   --dedup-window N  the receiving agent's dedupWindow (diagnostic; default: the SDK's)
   --zero-mask       what-if: WebSocket clients (senders, receivers) send with an all-zero
                     mask, which ws then skips on both ends (diagnostic)
@@ -86,6 +89,7 @@ const CONFIG = {
   dedupWindow: opt['dedup-window'] === undefined ? undefined : num(opt['dedup-window'], 'dedup-window'),
   zeroMask: opt['zero-mask'] ?? false,
   profile: opt.profile ?? false,
+  soakMs: num(opt['soak-s'], 'soak-s') * 1000,
 };
 
 interface CaseDef {
@@ -345,6 +349,75 @@ async function runCase(c: CaseDef, size: number, profileDir: string | undefined)
   return row;
 }
 
+// ---------------------------------------------------------------- soak: RSS over a long run
+
+interface Soak {
+  seconds: number;
+  delivered: number;
+  sent: number;
+  msgPerSec: number;
+  /** [seconds since start, relay RSS MiB, gateway RSS MiB], one per second. */
+  samples: Array<[number, number, number]>;
+  /**
+   * Per router: mean RSS over the middle third of the run (after warm-up) and over the last third
+   * (means, not points: RSS saws up and down with each garbage collection), and the growth between.
+   */
+  growth: Record<string, { midMiB: number; lastMiB: number; growthMiB: number; growthPct: number; mibPerMillion: number }>;
+  error?: string;
+}
+
+/**
+ * Case c at 64 B, at full rate, for CONFIG.soakMs: RSS of the relay and the gateway every second.
+ * Flat means no growth per message: what the routers hold at the end of the first third (their
+ * working set, after warm-up) is what they hold at the end, within 10 %.
+ */
+async function soak(): Promise<Soak | undefined> {
+  const c = CASES.find((x) => x.id === 'c')!;
+  let t: Topology | undefined;
+  const samples: Array<[number, number, number]> = [];
+  try {
+    t = await startTopology(c, 64, undefined);
+    const [relay, gateway] = t.middle as [Peer, Peer];
+    await t.sender.call('probe', null, 15_000);
+    await t.receiver.call('arm', { progress: false }, 5000);
+    const t0 = Date.now();
+    const rss = async (p: Peer): Promise<number> => (await p.call<MemoryReport>('memory', null, 5000)).rssNowMiB;
+    let running = true;
+    const sampler = (async () => {
+      while (running) {
+        samples.push([(Date.now() - t0) / 1000, await rss(relay), await rss(gateway)]);
+        await sleep(1000);
+      }
+    })();
+    const args: ThroughputArgs = { n: 50_000_000, size: 64, capMs: CONFIG.soakMs, highWaterBytes: CONFIG.highWaterBytes, inFlight: CONFIG.inFlight, batch: CONFIG.batch, window: 0 };
+    const sender = await t.sender.call<ThroughputResult>('throughput', args, CONFIG.soakMs + 30_000);
+    running = false;
+    await sampler;
+    const receiver = await t.receiver.call<Collected>('collect', { expected: sender.sent, idleMs: 1000, maxWaitMs: 15_000 }, 20_000);
+    const seconds = (Date.now() - t0) / 1000;
+    const growth: Soak['growth'] = {};
+    const span = samples.at(-1)?.[0] ?? 0;
+    const mid = samples.filter((x) => x[0] >= span / 3 && x[0] < (2 * span) / 3);
+    const last = samples.filter((x) => x[0] >= (2 * span) / 3);
+    if (mid.length > 0 && last.length > 0) {
+      // Messages between the middles of the two windows: what the growth is spread over.
+      const between = receiver.received / 3;
+      ([['relay', 1], ['gateway', 2]] as const).forEach(([role, i]) => {
+        const mean = (xs: typeof samples): number => xs.reduce((a, x) => a + x[i], 0) / xs.length;
+        const g = mean(last) - mean(mid);
+        growth[role] = { midMiB: mean(mid), lastMiB: mean(last), growthMiB: g, growthPct: (100 * g) / mean(mid), mibPerMillion: between > 0 ? (g * 1e6) / between : 0 };
+      });
+    }
+    return { seconds, delivered: receiver.received, sent: sender.sent, msgPerSec: receiver.received / seconds, samples, growth };
+  } catch (err) {
+    const error = err instanceof Error ? err.message : String(err);
+    console.error(`soak failed: ${error}`);
+    return { seconds: 0, delivered: 0, sent: 0, msgPerSec: 0, samples, growth: {}, error };
+  } finally {
+    if (t !== undefined) await stopAll(t.all);
+  }
+}
+
 // ---------------------------------------------------------------- report
 
 function middleRss(r: Row): string {
@@ -420,7 +493,7 @@ interface Target {
  * A target whose case was asked for but has no figure (failed, skipped) is printed as not
  * measured; one whose case was not asked for is left out.
  */
-function targets(rows: Row[], r: Record<string, number | undefined>, chosen: Set<string>, skipped: Map<string, string>): { met: Target[]; notMeasured: Array<{ what: string; why: string }> } {
+function targets(rows: Row[], r: Record<string, number | undefined>, chosen: Set<string>, skipped: Map<string, string>, soaked: Soak | undefined): { met: Target[]; notMeasured: Array<{ what: string; why: string }> } {
   const out: Target[] = [];
   const notMeasured: Array<{ what: string; why: string }> = [];
   const sizeName = (size: number): string => (size === 1024 ? '1 KiB' : `${size} B`);
@@ -461,10 +534,16 @@ function targets(rows: Row[], r: Record<string, number | undefined>, chosen: Set
     const c = p99(rows, 'c', size);
     add(['c'], `p99 at ${rateName}: c <= 2 ms at ${sizeName(size)}`, `p99 c@${size} us`, '<=', 2000, c, () => `c ${fmt(c)} us`);
   }
-  const memory = 'memory (issue 12: an idle agent costs the relay <= 6 KiB, an idle SDK client <= 16 KiB, RSS flat over a 60 s run at full rate)';
-  const why = 'needs cases this bench does not run yet: 10,000 idle agents, a 60 s run; issue 12 item 4';
-  console.log(`target ${memory}: not measured here (${why})`);
-  notMeasured.push({ what: memory, why });
+  if (soaked !== undefined) {
+    const what = `memory: RSS flat over a ${fmt(CONFIG.soakMs / 1000)} s run of c at full rate (mean RSS of the last third <= that of the middle third + 10 %, relay and gateway)`;
+    const worst = Math.max(...Object.values(soaked.growth).map((g) => g.growthPct));
+    add(['c'], what, 'soak growth %', '<=', 10, soaked.error === undefined && Number.isFinite(worst) ? worst : undefined, () =>
+      Object.entries(soaked.growth)
+        .map(([role, g]) => `${role} ${fmt(g.midMiB)} -> ${fmt(g.lastMiB)} MiB (${g.growthPct >= 0 ? '+' : ''}${fmt(g.growthPct, 1)} %)`)
+        .join(', ') + `; ${fmt(soaked.msgPerSec)} msg/s, ${soaked.delivered}/${soaked.sent} delivered`,
+    );
+  }
+  console.log('target memory of idle agents and SDK clients (issue 12): printed by bench/dist/idle.js, which npm run bench runs next');
   return { met: out, notMeasured };
 }
 
@@ -556,6 +635,12 @@ async function main(): Promise<number> {
       );
     }
   }
+  let soaked: Soak | undefined;
+  if (CONFIG.soakMs > 0 && chosen.some((c) => c.id === 'c')) {
+    const t0 = Date.now();
+    soaked = await soak();
+    console.log(`  soak: c at 64 B for ${fmt(CONFIG.soakMs / 1000)} s: ${fmt(soaked?.msgPerSec)} msg/s, ${soaked?.delivered}/${soaked?.sent} delivered (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  }
   const r = ratios(rows);
   console.log(`\n${table(rows)}\n`);
   for (const size of CONFIG.sizes) {
@@ -579,7 +664,12 @@ async function main(): Promise<number> {
   for (const line of lossNotes(rows)) console.log(line);
   // The issues' targets, each computed from this run's figures.
   console.log('');
-  const t = targets(rows, r, new Set(chosen.map((c) => c.id)), skipped);
+  if (soaked !== undefined) {
+    const every = Math.max(1, Math.round(soaked.samples.length / 12));
+    console.log(`soak RSS (s: relay / gateway MiB): ${soaked.samples.filter((_, i) => i % every === 0 || i === soaked.samples.length - 1).map(([s, a, b]) => `${fmt(s)}: ${fmt(a)} / ${fmt(b)}`).join(', ')}`);
+    for (const [role, g] of Object.entries(soaked.growth)) console.log(`soak ${role}: mean RSS ${fmt(g.midMiB)} MiB over the middle third, ${fmt(g.lastMiB)} MiB over the last: ${fmt(g.growthMiB, 1)} MiB, ${fmt(g.mibPerMillion, 2)} MiB per million messages`);
+  }
+  const t = targets(rows, r, new Set(chosen.map((c) => c.id)), skipped, soaked);
 
   let profiles: ProfileSummary[] | undefined;
   if (profileDir !== undefined) {
@@ -602,6 +692,7 @@ async function main(): Promise<number> {
     loadavg: { before: loadBefore, after: os.loadavg() },
     config: CONFIG,
     ratios: r,
+    soak: soaked,
     targets: t.met,
     targetsNotMeasured: t.notMeasured,
     skippedCases: Object.fromEntries(skipped),
