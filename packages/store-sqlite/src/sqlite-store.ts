@@ -36,6 +36,8 @@ const COMPACT_SLACK = 1024 * 1024;
 const REWRITE_MIN = 256 * 1024;
 /** Rows a commit deletes at most. */
 const MAX_FREED = 64;
+/** Dead rows at the head wait to be deleted together, this many (or REWRITE_MIN bytes of them). */
+const FREE_BATCH = 16;
 
 const EMPTY = new Uint8Array(0);
 
@@ -95,7 +97,7 @@ interface Rewrite {
  * - The newest row is never deleted: compaction runs only in a commit that writes a row, and
  *   every row holds the store's next seq after its commit (a seq is never reused).
  *
- * When: a head without live entries goes at once; a head with live ones is rewritten only
+ * When: heads without live entries go 16 (or 256 KiB) or more at a time; a head with live ones is rewritten only
  * while the log holds more dead bytes than max(COMPACT_SLACK, its live bytes): a queue that
  * drains costs no rewrite, a long-lived message pins at most about COMPACT_SLACK of dead rows,
  * and the file stays below about twice what is live plus that slack. Each commit deletes at
@@ -110,6 +112,8 @@ export class SqliteStore implements Store {
   readonly #readRow: Statement;
   readonly #setValue: Statement;
   readonly #deleteValue: Statement;
+  /** One group commit, in one transaction; returns what brings the index up to date once it is durable. */
+  readonly #transaction: (appends: Pending[], retires: number[], removals: number[], repins: Array<{ seq: number; via: string }>, values: Map<string, Buffer | undefined>, results: number[][]) => (() => void) | undefined;
   readonly #writer = new LogWriter(ROW_BYTES);
   #next = 1;
   #rowId = 1;
@@ -172,6 +176,15 @@ export class SqliteStore implements Store {
         { cause },
       );
     }
+    // Made once: better-sqlite3 builds four wrappers each time transaction() is called.
+    this.#transaction = db.transaction((appends: Pending[], retires: number[], removals: number[], repins: Array<{ seq: number; via: string }>, values: Map<string, Buffer | undefined>, results: number[][]) => {
+      const applied = this.#writeLog(appends, retires, removals, repins, results);
+      for (const [k, v] of values) {
+        if (v === undefined) this.#deleteValue.run(k);
+        else this.#setValue.run(k, v);
+      }
+      return applied;
+    });
     this.#insert = db.prepare('INSERT INTO log (id, data) VALUES (?, ?)');
     this.#deleteTo = db.prepare('DELETE FROM log WHERE id <= ?');
     this.#readRow = db.prepare('SELECT data FROM log WHERE id = ?').pluck();
@@ -330,13 +343,7 @@ export class SqliteStore implements Store {
     const results: number[][] = [];
     let applied: (() => void) | undefined;
     try {
-      this.#db.transaction(() => {
-        applied = this.#writeLog(appends, retires, removals, repins, results);
-        for (const [k, v] of values) {
-          if (v === undefined) this.#deleteValue.run(k);
-          else this.#setValue.run(k, v);
-        }
-      })();
+      applied = this.#transaction(appends, retires, removals, repins, values, results);
     } catch (cause) {
       this.#next = first;
       this.#rowId = firstRowId;
@@ -428,6 +435,7 @@ export class SqliteStore implements Store {
   #compaction(index: LogIndex, freshBytes: number, repins: Array<{ seq: number; via: string }>, retires: number[], removals: number[]): { freed: number; rewrites: Rewrite[] } {
     const rewrites: Rewrite[] = [];
     let freed = 0;
+    let freedBytes = 0;
     let rewritten = 0;
     let dead = index.logBytes - index.liveBytes;
     const budget = Math.max(REWRITE_MIN, 2 * freshBytes);
@@ -459,8 +467,12 @@ export class SqliteStore implements Store {
         rewritten += r.liveBytes;
       }
       dead -= r.bytes - r.liveBytes;
+      freedBytes += r.bytes;
       freed++;
     }
+    // Dead heads alone wait until there are a few: deleting them touches the pages at the far
+    // end of the table (and often the free list), which a commit that only inserts does not.
+    if (rewritten === 0 && freed < FREE_BATCH && freedBytes < REWRITE_MIN) freed = 0;
     // MOVED entries of a row are in seq order (LogIndex finds them by binary search).
     if (rewrites.length > 1) rewrites.sort((a, b) => a.seq - b.seq);
     return { freed, rewrites };
