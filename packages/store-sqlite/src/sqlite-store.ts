@@ -97,12 +97,17 @@ interface Rewrite {
  * - The newest row is never deleted: compaction runs only in a commit that writes a row, and
  *   every row holds the store's next seq after its commit (a seq is never reused).
  *
- * When: heads without live entries go 16 (or 256 KiB) or more at a time; a head with live ones is rewritten only
- * while the log holds more dead bytes than max(COMPACT_SLACK, its live bytes): a queue that
- * drains costs no rewrite, a long-lived message pins at most about COMPACT_SLACK of dead rows,
- * and the file stays below about twice what is live plus that slack. Each commit deletes at
- * most MAX_FREED rows and rewrites at most max(REWRITE_MIN, twice its new bytes), at least one
- * row when rewriting is due: compaction keeps ahead of the appends.
+ * When: heads without live entries go FREE_BATCH (or REWRITE_MIN bytes) or more at a time; a
+ * head with live ones is rewritten only while the log holds more dead bytes than
+ * max(COMPACT_SLACK, its live bytes): a queue that drains costs no rewrite, a long-lived message
+ * pins at most about COMPACT_SLACK of dead rows, and the file stays below about twice what is
+ * live plus that slack. Each commit deletes at most MAX_FREED rows and rewrites at most
+ * max(REWRITE_MIN, twice its new bytes), at least one row when rewriting is due: compaction
+ * keeps ahead of the appends.
+ *
+ * Records about seqs that are not live are not written (they would change nothing), and memory
+ * (the index) follows a commit only once it is durable: a commit that fails leaves both as they
+ * were, and the same calls can be made again.
  */
 export class SqliteStore implements Store {
   readonly file: string;
