@@ -6,16 +6,25 @@ const encoder = new TextEncoder();
 // ignoreBOM: a leading U+FEFF is part of the string, not a byte-order mark to drop.
 const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
+/** What a writer holds before its first frame: nothing. */
+const EMPTY = new Uint8Array(0);
+/** take() hands a buffer this small out as it is (no copy) and starts the next batch in a new one. */
+const HAND_OUT_BYTES = 1024;
+
 /**
  * Appends frames to one growing buffer, so that many frames leave as one transport message.
- * `take()` hands out a copy and resets; the writer never shares memory with what it returned.
+ * `take()` hands out what was written and resets; the writer never shares memory with what it
+ * returned. It holds no buffer until the first frame: a writer per connection costs an idle
+ * connection nothing (issue 12).
  */
 export class FrameWriter {
-  #buf: Uint8Array;
+  #buf: Uint8Array = EMPTY;
   #pos = 0;
+  /** The size of the next buffer: the initial size, or that of the last one handed out (batches tend to repeat their size). */
+  #next: number;
 
   constructor(initialBytes = 16 * 1024) {
-    this.#buf = new Uint8Array(initialBytes);
+    this.#next = Math.max(64, initialBytes);
   }
 
   /** Bytes written since the last take(). */
@@ -64,13 +73,31 @@ export class FrameWriter {
     this.#buf[this.#pos - back] = value;
   }
 
-  /** Returns everything written as a new array and empties the writer. */
+  /**
+   * Returns everything written as an array of its own and empties the writer. A small buffer is
+   * handed out as it is (a view of its first bytes) and the writer lets go of it, so a connection
+   * that writes a little now and then keeps no buffer between batches; a larger one is copied
+   * out and kept for the next batch (up to 4 MiB).
+   */
   take(): Uint8Array {
-    const out = this.#buf.slice(0, this.#pos);
+    const buf = this.#buf;
+    if (buf.length <= HAND_OUT_BYTES) {
+      const out = buf.subarray(0, this.#pos);
+      if (buf.length > this.#next) this.#next = buf.length;
+      this.#buf = EMPTY;
+      this.#pos = 0;
+      return out;
+    }
+    const out = buf.slice(0, this.#pos);
     this.#pos = 0;
     // Do not keep a huge buffer alive after a burst.
-    if (this.#buf.length > 4 * 1024 * 1024) this.#buf = new Uint8Array(16 * 1024);
+    if (buf.length > 4 * 1024 * 1024) this.#buf = EMPTY;
     return out;
+  }
+
+  /** Lets go of the buffer when nothing is waiting in it (a connection gone quiet); the next frame allocates anew. */
+  release(): void {
+    if (this.#pos === 0) this.#buf = EMPTY;
   }
 
   #begin(type: number): number {
@@ -239,7 +266,7 @@ export class FrameWriter {
   #ensure(n: number): void {
     const need = this.#pos + n;
     if (need <= this.#buf.length) return;
-    let size = Math.max(64, this.#buf.length * 2);
+    let size = Math.max(this.#next, this.#buf.length * 2);
     while (size < need) size *= 2;
     const next = new Uint8Array(size);
     next.set(this.#buf.subarray(0, this.#pos));
