@@ -13,7 +13,8 @@ import {
   type Frame,
 } from '@postern/protocol';
 import type { Clock, Scheduler } from './clock.js';
-import type { Duplex } from './transport.js';
+import { Deadlines, type Timed } from './deadlines.js';
+import type { Duplex, DuplexHandlers } from './transport.js';
 
 export interface ChannelOptions {
   maxFrameBytes: number;
@@ -46,15 +47,16 @@ export interface ChannelHandler {
  * into one transport message per I/O phase, answers pings, detects a dead peer, and disconnects
  * a peer that does not read fast enough. It never throws into the transport.
  */
-export class Channel {
+export class Channel implements Timed {
   readonly duplex: Duplex;
   readonly #o: ChannelOptions;
-  readonly #handler: ChannelHandler;
+  #handler: ChannelHandler;
   readonly #decoder: FrameDecoder;
   /**
-   * Starts small and grows with the batches (then keeps its size, up to 4 MiB): an idle
-   * connection's control frames fit in 256 bytes, and 16 KiB reserved up front was most of what
-   * an idle agent cost its router (issue 12: measured by bench/src/idle.ts).
+   * Holds no buffer while idle: a batch of up to 1 KiB leaves in the buffer it was written to, a
+   * larger one is copied out and its buffer kept for the next (up to 4 MiB) until the connection
+   * goes quiet. 16 KiB reserved up front was most of what an idle agent cost its router (issue
+   * 12: measured by bench/src/idle.ts).
    */
   readonly #writer = new FrameWriter(256);
   #scheduled = false;
@@ -63,14 +65,17 @@ export class Channel {
   #lastRx: number;
   #paused = false;
   #pingedAt = -1;
-  #timer: unknown = undefined;
+  /** The keepalive's place in the shared deadline queue (Deadlines): no timer of its own. */
+  deadlineSlot = -1;
   /** Since when the decoder holds the start of a frame (-1: it holds none), and its timer. */
   #partialAt = -1;
   #partialTimer: unknown = undefined;
   #nonce = 0;
   #peerClose: CloseFrame | undefined;
-  /** Frames and bytes in each direction since the channel opened. */
-  readonly stats = { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0 };
+  #framesIn = 0;
+  #framesOut = 0;
+  #bytesIn = 0;
+  #bytesOut = 0;
   /**
    * Feature ACKS granted on this connection (set by the handshake, before any MSG): reliable MSGs
    * are numbered in each direction and acknowledged by number (`ack()`), in ranges.
@@ -96,18 +101,45 @@ export class Channel {
     return this.#closed || this.#closing;
   }
 
+  /** Frames and bytes in each direction since the channel opened. */
+  get stats(): { framesIn: number; framesOut: number; bytesIn: number; bytesOut: number } {
+    return { framesIn: this.#framesIn, framesOut: this.#framesOut, bytesIn: this.#bytesIn, bytesOut: this.#bytesOut };
+  }
+
+  /**
+   * Hands the frames and the close from now on to `handler` (the owner of a connection whose
+   * handshake is done), so that nothing of the handshake stays alive with the connection.
+   */
+  setHandler(handler: ChannelHandler): void {
+    this.#handler = handler;
+  }
+
   /** Bytes waiting to leave: our batch plus the transport's own buffer. */
   get outboundBytes(): number {
     return this.#writer.length + this.duplex.bufferedAmount;
   }
 
   start(): void {
-    this.duplex.start({
-      message: (data) => this.#onMessage(data),
-      close: (err) => this.#onTransportClose(err),
-    });
+    this.duplex.start(new Channel.#Feed(this));
     this.#arm();
   }
+
+  /** What the transport hands its messages and its end to: one small object per connection, no closures. */
+  static readonly #Feed = class implements DuplexHandlers {
+    readonly #channel: Channel;
+
+    constructor(channel: Channel) {
+      this.#channel = channel;
+    }
+
+    message(data: Uint8Array): void {
+      this.#channel.#onMessage(data);
+    }
+
+    close(err?: Error): void {
+      this.#channel.#onTransportClose(err);
+    }
+  };
 
   /** Queues a frame. For a reliable MSG on a numbered connection: its number; otherwise 0. */
   send(frame: Frame): number {
@@ -153,7 +185,7 @@ export class Channel {
     this.#writeAcks();
     this.#ackFirst = n;
     this.#ackCount = 1;
-    this.stats.framesOut++;
+    this.#framesOut++;
     if (!this.#scheduled) {
       this.#scheduled = true;
       this.#o.scheduler(() => this.flush());
@@ -197,7 +229,7 @@ export class Channel {
     this.#writeAcks();
     if (this.#writer.length === 0) return;
     const data = this.#writer.take();
-    this.stats.bytesOut += data.length;
+    this.#bytesOut += data.length;
     this.duplex.send(data);
   }
 
@@ -217,7 +249,7 @@ export class Channel {
   }
 
   #queued(): void {
-    this.stats.framesOut++;
+    this.#framesOut++;
     if (this.#writer.length >= this.#o.batchBytes) this.flush();
     else if (!this.#scheduled) {
       this.#scheduled = true;
@@ -236,11 +268,11 @@ export class Channel {
   #onMessage(data: Uint8Array): void {
     if (this.#closed) return;
     this.#lastRx = this.#o.clock.now();
-    this.stats.bytesIn += data.length;
+    this.#bytesIn += data.length;
     try {
       this.#decoder.push(data, (frame, raw) => {
         if (this.#closed) return;
-        this.stats.framesIn++;
+        this.#framesIn++;
         switch (frame.type) {
           case FrameType.PING:
             this.send({ type: FrameType.PONG, nonce: frame.nonce });
@@ -311,14 +343,21 @@ export class Channel {
     );
   }
 
+  /** The keepalive's time came (see Deadlines). */
+  onDeadline(): void {
+    this.#arm();
+  }
+
   #arm(): void {
     const p = this.#o.pingMs;
     if (p <= 0 || this.#closed) return;
     const now = this.#o.clock.now();
+    // Once a ping interval: a connection with nothing to write lets go of its write buffer.
+    this.#writer.release();
     if (this.#paused) {
       // Not reading: a PONG could not be seen. Look again after resume() restarted the count.
       this.#lastRx = now;
-      this.#timer = this.#o.clock.setTimeout(() => this.#arm(), p);
+      Deadlines.of(this.#o.clock).schedule(this, now + p);
       return;
     }
     const idle = now - this.#lastRx;
@@ -336,12 +375,11 @@ export class Channel {
     } else {
       wait = this.#lastRx + p - now;
     }
-    this.#timer = this.#o.clock.setTimeout(() => this.#arm(), Math.max(1, wait));
+    Deadlines.of(this.#o.clock).schedule(this, now + Math.max(1, wait));
   }
 
   #disarm(): void {
-    if (this.#timer !== undefined) this.#o.clock.clearTimeout(this.#timer);
-    this.#timer = undefined;
+    Deadlines.of(this.#o.clock).cancel(this);
     if (this.#partialTimer !== undefined) this.#o.clock.clearTimeout(this.#partialTimer);
     this.#partialTimer = undefined;
   }
