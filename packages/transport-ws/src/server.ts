@@ -52,7 +52,8 @@ export function attachWsServer(server: Server | HttpsServer, onDuplex: (d: Duple
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
-      onDuplex(new WebSocketDuplex(ws as unknown as WebSocketLike, remote, () => ws.terminate()));
+      // The duplex ends a stuck close with the socket's own terminate(): no closure per connection.
+      onDuplex(new WebSocketDuplex(ws as unknown as WebSocketLike, remote));
     });
   };
   server.on('upgrade', onUpgrade);
