@@ -53,12 +53,12 @@ export class Channel implements Timed {
   #handler: ChannelHandler;
   readonly #decoder: FrameDecoder;
   /**
-   * Holds no buffer while idle: a batch of up to 1 KiB leaves in the buffer it was written to, a
-   * larger one is copied out and its buffer kept for the next (up to 4 MiB) until the connection
-   * goes quiet. 16 KiB reserved up front was most of what an idle agent cost its router (issue
-   * 12: measured by bench/src/idle.ts).
+   * Made with the first frame out and dropped when the connection goes quiet; holds no buffer
+   * between small batches either: a batch of up to 1 KiB leaves in the buffer it was written to,
+   * a larger one is copied out and its buffer kept for the next (up to 4 MiB). 16 KiB reserved
+   * up front was most of what an idle agent cost its router (issue 12: bench/src/idle.ts).
    */
-  readonly #writer = new FrameWriter(256);
+  #writer: FrameWriter | undefined;
   #scheduled = false;
   #closed = false;
   #closing = false;
@@ -116,7 +116,7 @@ export class Channel implements Timed {
 
   /** Bytes waiting to leave: our batch plus the transport's own buffer. */
   get outboundBytes(): number {
-    return this.#writer.length + this.duplex.bufferedAmount;
+    return (this.#writer?.length ?? 0) + this.duplex.bufferedAmount;
   }
 
   start(): void {
@@ -144,7 +144,7 @@ export class Channel implements Timed {
   /** Queues a frame. For a reliable MSG on a numbered connection: its number; otherwise 0. */
   send(frame: Frame): number {
     if (this.closed) return 0;
-    this.#writer.frame(frame);
+    this.#out().frame(frame);
     this.#queued();
     return frame.type === FrameType.MSG ? this.#numberOut(frame.flags) : 0;
   }
@@ -152,7 +152,7 @@ export class Channel implements Timed {
   /** Appends a MSG without allocating a frame object. Returns its number (see `send`). */
   msg(flags: number, hops: number, id: string, from: string, to: string, body: Uint8Array): number {
     if (this.closed) return 0;
-    this.#writer.msg(flags, hops, id, from, to, body);
+    this.#out().msg(flags, hops, id, from, to, body);
     this.#queued();
     return this.#numberOut(flags);
   }
@@ -160,11 +160,16 @@ export class Channel implements Timed {
   /** Appends an encoded MSG frame as is, with its hop byte set to `hops`. Returns its number (see `send`). */
   msgRaw(raw: Uint8Array, hops: number): number {
     if (this.closed) return 0;
-    this.#writer.raw(raw);
+    const w = this.#out();
+    w.raw(raw);
     // MSG layout: u32 length, u8 type, u8 flags, u8 hops.
-    this.#writer.patchFromEnd(raw.length - 6, hops);
+    w.patchFromEnd(raw.length - 6, hops);
     this.#queued();
     return this.#numberOut(raw[5] ?? 0);
+  }
+
+  #out(): FrameWriter {
+    return (this.#writer ??= new FrameWriter(WRITER_INITIAL_BYTES));
   }
 
   #numberOut(flags: number): number {
@@ -194,7 +199,7 @@ export class Channel implements Timed {
 
   #writeAcks(): void {
     if (this.#ackCount === 0) return;
-    this.#writer.frame({ type: FrameType.ACKS, first: this.#ackFirst, count: this.#ackCount });
+    this.#out().frame({ type: FrameType.ACKS, first: this.#ackFirst, count: this.#ackCount });
     this.#ackCount = 0;
   }
 
@@ -227,8 +232,11 @@ export class Channel implements Timed {
     this.#scheduled = false;
     if (this.#closed) return;
     this.#writeAcks();
-    if (this.#writer.length === 0) return;
-    const data = this.#writer.take();
+    const w = this.#writer;
+    if (w === undefined || w.length === 0) return;
+    const data = w.take();
+    // A small batch took the writer's buffer with it: the writer goes too, until the next frame.
+    if (w.capacity === 0 && data.length <= WRITER_INITIAL_BYTES) this.#writer = undefined;
     this.#bytesOut += data.length;
     this.duplex.send(data);
   }
@@ -240,7 +248,7 @@ export class Channel implements Timed {
   close(code: number = WireCode.SHUTDOWN, reason = 'closing'): void {
     if (this.#closed) return;
     this.#writeAcks();
-    this.#writer.frame({ type: FrameType.CLOSE, code, reason });
+    this.#out().frame({ type: FrameType.CLOSE, code, reason });
     this.flush();
     this.#closed = true;
     this.#disarm();
@@ -250,7 +258,7 @@ export class Channel implements Timed {
 
   #queued(): void {
     this.#framesOut++;
-    if (this.#writer.length >= this.#o.batchBytes) this.flush();
+    if ((this.#writer?.length ?? 0) >= this.#o.batchBytes) this.flush();
     else if (!this.#scheduled) {
       this.#scheduled = true;
       this.#o.scheduler(() => this.flush());
@@ -352,8 +360,8 @@ export class Channel implements Timed {
     const p = this.#o.pingMs;
     if (p <= 0 || this.#closed) return;
     const now = this.#o.clock.now();
-    // Once a ping interval: a connection with nothing to write lets go of its write buffer.
-    this.#writer.release();
+    // Once a ping interval: a connection with nothing to write lets go of its writer.
+    if (this.#writer !== undefined && this.#writer.length === 0) this.#writer = undefined;
     if (this.#paused) {
       // Not reading: a PONG could not be seen. Look again after resume() restarted the count.
       this.#lastRx = now;
@@ -384,6 +392,9 @@ export class Channel implements Timed {
     this.#partialTimer = undefined;
   }
 }
+
+/** A channel's first write buffer: an idle connection's control frames fit. */
+const WRITER_INITIAL_BYTES = 256;
 
 function localError(code: number, reason: string): PosternError {
   const c = errorCodeOf(code);

@@ -12,6 +12,8 @@ import type { Principal } from './quotas.js';
  */
 export type LinkKind = 'agent' | 'downlink' | 'uplink' | 'peer' | 'hub';
 
+const NO_DOMAINS: readonly string[] = Object.freeze([]);
+
 /** One established connection of the router, whatever is on the other end. */
 export class Link {
   readonly kind: LinkKind;
@@ -37,7 +39,7 @@ export class Link {
    * Router links: domains this router may speak for on its credential or the operator's word
    * (patterns: each covers the domains below it, `*` all).
    */
-  entitled: readonly string[] = [];
+  entitled: readonly string[] = NO_DOMAINS;
   // The sets and the array below are made when first needed: an agent's link never needs most
   // of them, and an empty Set costs about 150 bytes (issue 12: an idle connection's memory).
   /** Peers: domains this link announced and we accepted (with a proof), so it may send from them. */

@@ -27,6 +27,11 @@ export class FrameWriter {
     this.#next = Math.max(64, initialBytes);
   }
 
+  /** Bytes of the buffer held now (0 after a small batch was handed out, or before the first frame). */
+  get capacity(): number {
+    return this.#buf.length;
+  }
+
   /** Bytes written since the last take(). */
   get length(): number {
     return this.#pos;
@@ -651,7 +656,8 @@ export interface FrameDecoderOptions {
  */
 export class FrameDecoder {
   readonly #max: number;
-  #chunks: Uint8Array[] = [];
+  /** The start of a frame (in pieces) while it is incomplete; made when needed. */
+  #chunks: Uint8Array[] | undefined;
   #queued = 0;
   #need = FRAME_HEADER_BYTES;
 
@@ -667,11 +673,12 @@ export class FrameDecoder {
   push(chunk: Uint8Array, onFrame: (frame: Frame, raw: Uint8Array) => void): void {
     let bytes = chunk;
     if (this.#queued > 0) {
-      this.#chunks.push(chunk);
+      const chunks = (this.#chunks ??= []);
+      chunks.push(chunk);
       this.#queued += chunk.length;
       if (this.#queued < this.#need) return;
-      bytes = concat(this.#chunks, this.#queued);
-      this.#chunks = [];
+      bytes = concat(chunks, this.#queued);
+      this.#chunks = undefined;
       this.#queued = 0;
     }
     let pos = 0;
@@ -694,7 +701,7 @@ export class FrameDecoder {
       // With fewer than 4 bytes, the length is not known yet: ask for exactly those 4.
       if (n - pos < 4) this.#need = 4;
       const rest = bytes.subarray(pos);
-      this.#chunks.push(rest);
+      this.#chunks = [rest];
       this.#queued = rest.length;
     } else {
       this.#need = FRAME_HEADER_BYTES;
