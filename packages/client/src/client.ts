@@ -171,7 +171,8 @@ export class Client implements AsyncIterable<Message> {
   readonly #channelOptions: ChannelOptions;
   readonly #status = new Broadcast<ClientStatus>();
   readonly #inbox: Pushable<Message>;
-  readonly #dedup: DedupWindow;
+  /** Made with the first reliable message received. */
+  #dedup: DedupWindow | undefined;
   // The maps below, the watches and the sweep timer are made when first needed: an idle client
   // holds none of them (issue 12: an idle SDK client's memory; an empty Map costs ~150 bytes).
   #outstanding: Map<string, Outgoing> | undefined;
@@ -188,12 +189,13 @@ export class Client implements AsyncIterable<Message> {
   /** ACK frames received on the current connection, and whether a RELEASE of them is due. */
   #acksIn = 0;
   #releaseDue = false;
-  readonly #slotWaiters: Array<() => void> = [];
+  #slotWaiters: Array<() => void> | undefined;
   #registers: Map<number, { resolve(): void; reject(e: Error): void }> | undefined;
   #handles: Map<number, { resolve(p: Pseudonym): void; reject(e: Error): void }> | undefined;
   /** The router refused protocol version 2: speak version 1 to it. */
   #v1 = false;
-  readonly #backoff: Backoff;
+  /** Made with the first reconnect. */
+  #backoff: Backoff | undefined;
   readonly #prefix: string;
   /** Aborts the dial under way (close() does); there is one only while dialing. */
   #dials: AbortController | undefined;
@@ -201,10 +203,11 @@ export class Client implements AsyncIterable<Message> {
   #outstandingBytes = 0;
   #registering: Promise<void> | undefined;
   #upSince = 0;
-  readonly #waiting: Array<{ send(c: Channel): void; reject(e: Error): void }> = [];
+  #waiting: Array<{ send(c: Channel): void; reject(e: Error): void }> | undefined;
   #drainTimer: ReturnType<typeof setTimeout> | undefined;
   #channel: Channel | undefined;
-  #welcome: WelcomeFrame | undefined;
+  /** What this client keeps of the last WELCOME (not the frame: its router node id and nonce are not needed after the handshake). */
+  #welcome: Pick<WelcomeFrame, 'id' | 'domain' | 'maxFrame' | 'version'> | undefined;
   #name: string;
   #resume: string;
   #seq = 0;
@@ -230,8 +233,6 @@ export class Client implements AsyncIterable<Message> {
     this.#o = o;
     this.#name = o.name;
     this.#resume = o.resume;
-    this.#dedup = new DedupWindow(o.dedupWindow);
-    this.#backoff = new Backoff(o.backoff);
     this.#prefix = randomPrefix();
     this.#channelOptions = {
       maxFrameBytes: o.maxFrameBytes,
@@ -338,7 +339,7 @@ export class Client implements AsyncIterable<Message> {
       // Backpressure: while the connection does not drain, volatile sends wait their turn (in
       // order) instead of filling memory or being dropped.
       const vflags = MsgFlag.VOLATILE | this.#anonymityFlags(options);
-      if (this.#waiting.length === 0 && ch.outboundBytes <= this.#o.maxOutboundBytes / 2) {
+      if ((this.#waiting?.length ?? 0) === 0 && ch.outboundBytes <= this.#o.maxOutboundBytes / 2) {
         ch.msg(vflags, 0, id, '', target, bytes);
         return { id };
       }
@@ -356,12 +357,12 @@ export class Client implements AsyncIterable<Message> {
           },
         };
         const onAbort = (): void => {
-          const i = this.#waiting.indexOf(entry);
-          if (i >= 0) this.#waiting.splice(i, 1);
+          const i = this.#waiting?.indexOf(entry) ?? -1;
+          if (i >= 0) this.#waiting!.splice(i, 1);
           reject(new AbortError('send aborted before it left'));
         };
         signal?.addEventListener('abort', onAbort, { once: true });
-        this.#waiting.push(entry);
+        (this.#waiting ??= []).push(entry);
         this.#watchDrain();
       });
     }
@@ -494,9 +495,9 @@ export class Client implements AsyncIterable<Message> {
       this.#drainTimer = undefined;
       const ch = this.#channel;
       if (ch !== undefined) {
-        while (this.#waiting.length > 0 && ch.outboundBytes <= this.#o.maxOutboundBytes / 2) this.#waiting.shift()?.send(ch);
+        while (this.#waiting !== undefined && this.#waiting.length > 0 && ch.outboundBytes <= this.#o.maxOutboundBytes / 2) this.#waiting.shift()?.send(ch);
       }
-      if (this.#waiting.length > 0 && !this.#closed) this.#watchDrain();
+      if ((this.#waiting?.length ?? 0) > 0 && !this.#closed) this.#watchDrain();
     }, DRAIN_CHECK_MS);
   }
 
@@ -650,7 +651,8 @@ export class Client implements AsyncIterable<Message> {
     }
     const resumed = this.#welcome !== undefined && this.#welcome.id === est.welcome.id;
     const lost = this.#welcome !== undefined && !resumed;
-    this.#welcome = est.welcome;
+    const w = est.welcome;
+    this.#welcome = { id: w.id, domain: w.domain, maxFrame: w.maxFrame, version: w.version };
     this.#resume = est.welcome.resume;
     this.#name = est.welcome.name;
     this.#channel = est.channel;
@@ -811,7 +813,7 @@ export class Client implements AsyncIterable<Message> {
       return;
     }
     const key = dedupKey(raw);
-    const seen = this.#dedup.get(key);
+    const seen = this.#dedup?.get(key);
     if (seen === 'taken') {
       // A retry of something the application already has: the first ack was lost. Ack again.
       ackOn(channel, num, f);
@@ -824,7 +826,7 @@ export class Client implements AsyncIterable<Message> {
       return;
     }
     if ((f.flags & MsgFlag.REPORT) !== 0) {
-      this.#dedup.set(key, 'taken');
+      this.#seen(key, 'taken');
       ackOn(channel, num, f);
       this.#onReport(f);
       return;
@@ -838,12 +840,12 @@ export class Client implements AsyncIterable<Message> {
       channel.send({ type: FrameType.NACK, code: WireCode.QUEUE_FULL, id: f.id, from: f.from, reason: 'the recipient is not reading' });
       return;
     }
-    this.#dedup.set(key, 'queued');
+    this.#seen(key, 'queued');
     let acked = false;
     const ack = (): void => {
       if (acked) return;
       acked = true;
-      this.#dedup.set(key, 'taken');
+      this.#seen(key, 'taken');
       const current = this.#channel;
       if (current === undefined) return;
       const again = this.#reacks?.get(key);
@@ -857,6 +859,11 @@ export class Client implements AsyncIterable<Message> {
       else if (target.channel === current) current.ack(target.num);
     };
     this.#inbox.push(createMessage(f.id, f.from, f.to, f.body, false, ack));
+  }
+
+  /** Remembers a received message's key (see DedupWindow). */
+  #seen(key: string, state: 'queued' | 'taken'): void {
+    (this.#dedup ??= new DedupWindow(this.#o.dedupWindow)).set(key, state);
   }
 
   #taken(m: Message): void {
@@ -887,17 +894,18 @@ export class Client implements AsyncIterable<Message> {
   #scheduleReconnect(reason: PosternError): void {
     // Back off from scratch only after a connection that held: one that keeps dropping right
     // after WELCOME (a flapping network, a router that rejects us later) must not hammer.
-    if (this.#upSince > 0 && Date.now() - this.#upSince >= STABLE_MS) this.#backoff.reset();
+    const backoff = (this.#backoff ??= new Backoff(this.#o.backoff));
+    if (this.#upSince > 0 && Date.now() - this.#upSince >= STABLE_MS) backoff.reset();
     this.#upSince = 0;
     // A proxy refusing us or an untrusted certificate fails the same way until someone changes
     // the settings: retry at the longest interval, as an uplink does.
     const permanent = reason instanceof TransportError && reason.permanent;
-    const wait = permanent ? this.#o.backoff.maxMs : Math.round(this.#backoff.next());
+    const wait = permanent ? this.#o.backoff.maxMs : Math.round(backoff.next());
     this.#status.emit({ type: 'disconnected', error: reason, willReconnect: true, retryInMs: wait });
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined;
       if (this.#closed) return;
-      this.#status.emit({ type: 'reconnecting', attempt: this.#backoff.attempt });
+      this.#status.emit({ type: 'reconnecting', attempt: backoff.attempt });
       this.#open().catch((err: unknown) => {
         const e = err instanceof PosternError ? err : new TransportError(String(err), { cause: err });
         if (this.#closed) return;
@@ -933,8 +941,8 @@ export class Client implements AsyncIterable<Message> {
     }
     this.#undeliverable.end();
     if (this.#drainTimer !== undefined) clearTimeout(this.#drainTimer);
-    for (const w of this.#waiting.splice(0)) w.reject(err);
-    for (const w of this.#slotWaiters.splice(0)) w();
+    for (const w of this.#waiting?.splice(0) ?? []) w.reject(err);
+    for (const w of this.#slotWaiters?.splice(0) ?? []) w();
     this.#inbox.end(error);
     this.#status.emit(error === undefined ? { type: 'closed' } : { type: 'closed', error });
     this.#status.end();
@@ -948,17 +956,17 @@ export class Client implements AsyncIterable<Message> {
       };
       const onAbort = (): void => {
         // An abandoned waiter must not swallow the wake-up meant for the next one.
-        const i = this.#slotWaiters.indexOf(wake);
-        if (i >= 0) this.#slotWaiters.splice(i, 1);
+        const i = this.#slotWaiters?.indexOf(wake) ?? -1;
+        if (i >= 0) this.#slotWaiters!.splice(i, 1);
         reject(new AbortError());
       };
       signal?.addEventListener('abort', onAbort, { once: true });
-      this.#slotWaiters.push(wake);
+      (this.#slotWaiters ??= []).push(wake);
     });
   }
 
   #freeSlot(): void {
-    this.#slotWaiters.shift()?.();
+    this.#slotWaiters?.shift()?.();
   }
 
   /** Fails reliable sends past their deadline. The map is in send order; deadlines nearly so. */
