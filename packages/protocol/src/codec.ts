@@ -8,7 +8,7 @@ const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** What a writer holds before its first frame: nothing. */
 const EMPTY = new Uint8Array(0);
-/** take() hands a buffer this small out as it is (no copy) and starts the next batch in a new one. */
+/** take() keeps no buffer this small between batches (see take()). */
 const HAND_OUT_BYTES = 1024;
 
 /**
@@ -79,25 +79,27 @@ export class FrameWriter {
   }
 
   /**
-   * Returns everything written as an array of its own and empties the writer. A small buffer is
-   * handed out as it is (a view of its first bytes) and the writer lets go of it, so a connection
-   * that writes a little now and then keeps no buffer between batches; a larger one is copied
-   * out and kept for the next batch (up to 4 MiB).
+   * Returns everything written as an array of its own and empties the writer. A small buffer (up
+   * to 1 KiB) is not kept between batches, so a connection that writes a little now and then
+   * holds none: when the batch fills at least half of it, it is handed out as it is (a view of
+   * its first bytes, no copy), else the batch is copied out. Either way what is handed out pins
+   * at most twice its length, for a transport that queues it. A larger buffer is copied out and
+   * kept for the next batch (up to 4 MiB).
    */
   take(): Uint8Array {
     const buf = this.#buf;
-    if (buf.length <= HAND_OUT_BYTES) {
-      const out = buf.subarray(0, this.#pos);
-      if (buf.length > this.#next) this.#next = buf.length;
-      this.#buf = EMPTY;
-      this.#pos = 0;
+    const n = this.#pos;
+    this.#pos = 0;
+    if (buf.length > HAND_OUT_BYTES) {
+      const out = buf.slice(0, n);
+      // Do not keep a huge buffer alive after a burst.
+      if (buf.length > 4 * 1024 * 1024) this.#buf = EMPTY;
       return out;
     }
-    const out = buf.slice(0, this.#pos);
-    this.#pos = 0;
-    // Do not keep a huge buffer alive after a burst.
-    if (buf.length > 4 * 1024 * 1024) this.#buf = EMPTY;
-    return out;
+    this.#buf = EMPTY;
+    if (n * 2 < buf.length) return buf.slice(0, n);
+    if (buf.length > this.#next) this.#next = buf.length;
+    return buf.subarray(0, n);
   }
 
   /** Lets go of the buffer when nothing is waiting in it (a connection gone quiet); the next frame allocates anew. */
