@@ -171,8 +171,12 @@ export class WebSocketDuplex implements Duplex {
     this.#endError = err;
     this.#resolveDone?.();
     this.#resolveDone = undefined;
+    this.ended();
     this.#handlers?.close(err);
   }
+
+  /** For subclasses: the transport has ended (called once, before the handlers hear it). */
+  protected ended(): void {}
 }
 
 function concat(parts: readonly Uint8Array[]): Uint8Array {
