@@ -14,6 +14,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { getHeapSpaceStatistics, writeHeapSnapshot } from 'node:v8';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { WebSocket, WebSocketServer } from 'ws';
@@ -27,8 +28,10 @@ const { values: opt } = parseArgs({
     agents: { type: 'string', default: '10000' },
     children: { type: 'string', default: '4' },
     warm: { type: 'string', default: '50' },
+    'idle-s': { type: 'string', default: '30' },
     store: { type: 'string', default: 'sqlite' },
     out: { type: 'string' },
+    heap: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
     child: { type: 'string' },
     spec: { type: 'string' },
@@ -39,7 +42,11 @@ if (opt.help) {
   --agents    idle agents held by the relay, in all [10000]
   --children  processes the agents are spread over (each also measures its SDK clients) [4]
   --warm      agents per child connected before the first reading (not counted) [50]
-  --store     the Postern relay's store: sqlite (a temp dataDir, as in production) or memory [sqlite]`);
+  --idle-s    a second reading once the agents have been idle this long (0: none) [30]
+  --store     the Postern relay's store: sqlite (a temp dataDir, as in production) or memory [sqlite]
+  --heap DIR  also write heap snapshots of the relay and of the first agents process, before and
+              after (DIR/{ws,postern}-{relay,agents}-{before,after}.heapsnapshot; compare them with
+              bench/dist/heap-diff.js); the snapshots perturb the RSS figures, so use a separate run`);
   process.exit(0);
 }
 
@@ -47,12 +54,20 @@ const KIB = 1024;
 const MIB = 1024 * KIB;
 const RELAY_TARGET_KIB = 6;
 const SDK_TARGET_KIB = 16;
-const BUDGET_MS = 170_000;
+const BUDGET_MS = 230_000;
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
 
 interface Reading {
   rss: number;
   heap: number;
+  /**
+   * Where RSS went: V8's new space (the young generation, which grows under allocation and
+   * survival and is part of RSS whether or not it holds anything), its old space, and memory
+   * outside V8's heap that V8 knows of (`external`: ArrayBuffers and the like), resident bytes.
+   */
+  newSpace: number;
+  oldSpace: number;
+  external: number;
   /** Connections the relay holds (agents for Postern, sockets for ws). */
   held?: number;
 }
@@ -65,7 +80,16 @@ function rssBytes(): number {
 function reading(held?: number): Reading {
   const gc = (globalThis as { gc?: () => void }).gc;
   for (let i = 0; i < 3; i++) gc?.();
-  return { rss: rssBytes(), heap: process.memoryUsage().heapUsed, ...(held === undefined ? {} : { held }) };
+  const space = (name: string): number => getHeapSpaceStatistics().find((x) => x.space_name === name)?.physical_space_size ?? 0;
+  const m = process.memoryUsage();
+  return { rss: rssBytes(), heap: m.heapUsed, newSpace: space('new_space'), oldSpace: space('old_space'), external: m.external, ...(held === undefined ? {} : { held }) };
+}
+
+/** A reading, then (`--heap`) a heap snapshot written to `file`: after the reading, which it would disturb. */
+function readAndSnapshot(held: number, file: string | undefined): Reading {
+  const r = reading(held);
+  if (file !== undefined) writeHeapSnapshot(file);
+  return r;
 }
 
 // ---------------------------------------------------------------------------------- children
@@ -99,8 +123,8 @@ async function relayChild(kind: 'postern' | 'ws', spec: { store: string; agents:
     url = `ws://127.0.0.1:${(wss.address() as { port: number }).port}`;
     held = () => wss.clients.size;
   }
-  process.on('message', (m: { op: string }) => {
-    if (m.op === 'read') process.send?.(reading(held()));
+  process.on('message', (m: { op: string; snapshot?: string }) => {
+    if (m.op === 'read') process.send?.(readAndSnapshot(held(), m.snapshot));
   });
   process.on('disconnect', () => {
     if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
@@ -128,8 +152,8 @@ async function agentsChild(spec: { url: string; kind: 'sdk' | 'ws'; first: numbe
   };
   const run = (from: number, n: number): Promise<void> => pool(n, 32, (i) => one(from + i));
   process.on('disconnect', () => process.exit(0));
-  process.on('message', (m: { op: string }) => {
-    if (m.op === 'read') process.send?.(reading(held.length));
+  process.on('message', (m: { op: string; snapshot?: string }) => {
+    if (m.op === 'read') process.send?.(readAndSnapshot(held.length, m.snapshot));
     else if (m.op === 'go') {
       run(spec.warm, spec.count).then(
         () => process.send?.({ done: held.length }),
@@ -165,10 +189,15 @@ function next<T>(p: ChildProcess, key: string): Promise<T> {
   });
 }
 
-async function read(p: ChildProcess): Promise<Reading> {
+async function read(p: ChildProcess, snapshot?: string): Promise<Reading> {
   const a = next<Reading>(p, 'rss');
-  p.send({ op: 'read' });
+  p.send({ op: 'read', ...(snapshot === undefined ? {} : { snapshot }) });
   return a;
+}
+
+/** Where a child writes its heap snapshot (`--heap DIR`), or undefined. */
+function snapshotFile(kind: 'postern' | 'ws', who: 'relay' | 'agents', when: 'before' | 'after'): string | undefined {
+  return opt.heap === undefined ? undefined : join(opt.heap, `${kind}-${who}-${when}.heapsnapshot`);
 }
 
 interface CaseResult {
@@ -181,12 +210,42 @@ interface CaseResult {
   relayAfter: Reading;
   relayRssPerAgentBytes: number;
   relayHeapPerAgentBytes: number;
+  /** The part of the RSS growth that is V8's new space growing (see Reading). */
+  relayNewSpacePerAgentBytes: number;
   /** Per client in each agents process (SDK clients, or raw ws sockets for the baseline). */
   clientRssPerClientBytes: number[];
   clientHeapPerClientBytes: number[];
+  clientNewSpacePerClientBytes: number[];
+  /**
+   * The same once the agents have been idle for `--idle-s` seconds (counted from the end of
+   * their connecting): by then V8 has given back the young generation that the burst of
+   * connections grew, which the reading 1 s after counts as if each connection cost it.
+   */
+  idle?: Figures & { seconds: number; relay: Reading };
+}
+
+type Figures = Pick<
+  CaseResult,
+  'relayRssPerAgentBytes' | 'relayHeapPerAgentBytes' | 'relayNewSpacePerAgentBytes' | 'clientRssPerClientBytes' | 'clientHeapPerClientBytes' | 'clientNewSpacePerClientBytes'
+>;
+
+function figures(counted: number, relayBefore: Reading, relayAfter: Reading, clientsBefore: Reading[], clientsAfter: Reading[]): Figures {
+  return {
+    relayRssPerAgentBytes: (relayAfter.rss - relayBefore.rss) / counted,
+    relayHeapPerAgentBytes: (relayAfter.heap - relayBefore.heap) / counted,
+    relayNewSpacePerAgentBytes: (relayAfter.newSpace - relayBefore.newSpace) / counted,
+    clientRssPerClientBytes: perClient(clientsBefore, clientsAfter, 'rss'),
+    clientHeapPerClientBytes: perClient(clientsBefore, clientsAfter, 'heap'),
+    clientNewSpacePerClientBytes: perClient(clientsBefore, clientsAfter, 'newSpace'),
+  };
 }
 
 const children = new Set<ChildProcess>();
+
+/** The growth of `key` per client connected between the readings, in each agents process. */
+function perClient(before: Reading[], after: Reading[], key: 'rss' | 'heap' | 'newSpace'): number[] {
+  return after.map((a, i) => (a[key] - before[i]![key]) / ((a.held ?? 0) - (before[i]!.held ?? 0)));
+}
 
 async function runCase(kind: 'postern' | 'ws', n: number, c: number, warm: number, store: string): Promise<CaseResult> {
   const nofile = n + 1024;
@@ -209,8 +268,9 @@ async function runCase(kind: 'postern' | 'ws', n: number, c: number, warm: numbe
     }
     await Promise.all(warms);
     await new Promise((r) => setTimeout(r, 300));
-    const relayBefore = await read(relay);
-    const clientsBefore = await Promise.all(agents.map(read));
+    if (opt.heap !== undefined) mkdirSync(opt.heap, { recursive: true });
+    const relayBefore = await read(relay, snapshotFile(kind, 'relay', 'before'));
+    const clientsBefore = await Promise.all(agents.map((p, i) => read(p, i === 0 ? snapshotFile(kind, 'agents', 'before') : undefined)));
     const t0 = Date.now();
     const dones = agents.map((p) => next(p, 'done'));
     for (const p of agents) p.send({ op: 'go' });
@@ -218,22 +278,20 @@ async function runCase(kind: 'postern' | 'ws', n: number, c: number, warm: numbe
     const connectSeconds = (Date.now() - t0) / 1000;
     // Let the handshakes' garbage and the first timers settle.
     await new Promise((r) => setTimeout(r, 1000));
-    const relayAfter = await read(relay);
-    const clientsAfter = await Promise.all(agents.map(read));
+    const relayAfter = await read(relay, snapshotFile(kind, 'relay', 'after'));
+    const clientsAfter = await Promise.all(agents.map((p, i) => read(p, i === 0 ? snapshotFile(kind, 'agents', 'after') : undefined)));
     if (relayAfter.held !== n) throw new Error(`the ${kind} relay holds ${relayAfter.held} agents, not ${n}`);
     const counted = (relayAfter.held ?? 0) - (relayBefore.held ?? 0);
-    return {
-      relay: kind,
-      agents: n,
-      counted,
-      connectSeconds,
-      relayBefore,
-      relayAfter,
-      relayRssPerAgentBytes: (relayAfter.rss - relayBefore.rss) / counted,
-      relayHeapPerAgentBytes: (relayAfter.heap - relayBefore.heap) / counted,
-      clientRssPerClientBytes: clientsAfter.map((a, i) => (a.rss - clientsBefore[i]!.rss) / ((a.held ?? 0) - (clientsBefore[i]!.held ?? 0))),
-      clientHeapPerClientBytes: clientsAfter.map((a, i) => (a.heap - clientsBefore[i]!.heap) / ((a.held ?? 0) - (clientsBefore[i]!.held ?? 0))),
-    };
+    const result: CaseResult = { relay: kind, agents: n, counted, connectSeconds, relayBefore, relayAfter, ...figures(counted, relayBefore, relayAfter, clientsBefore, clientsAfter) };
+    const idleS = Number(opt['idle-s']);
+    if (idleS > 0) {
+      await new Promise((r) => setTimeout(r, Math.max(0, t0 + connectSeconds * 1000 + idleS * 1000 - Date.now())));
+      const relayIdle = await read(relay);
+      const clientsIdle = await Promise.all(agents.map((p) => read(p)));
+      if (relayIdle.held !== n) throw new Error(`the ${kind} relay holds ${relayIdle.held} agents after ${idleS} s idle, not ${n}`);
+      result.idle = { seconds: idleS, relay: relayIdle, ...figures(counted, relayBefore, relayIdle, clientsBefore, clientsIdle) };
+    }
+    return result;
   } finally {
     for (const p of agents) {
       p.kill('SIGKILL');
@@ -264,26 +322,51 @@ async function main(): Promise<void> {
   }, BUDGET_MS);
   budget.unref();
   const rows: CaseResult[] = [];
+  const line = (f: Figures): string =>
+    `${kib(f.relayRssPerAgentBytes)} KiB RSS (new space ${kib(f.relayNewSpacePerAgentBytes)} of it), ${kib(f.relayHeapPerAgentBytes)} KiB heap per agent; ` +
+    `per client (agents' side, median of ${c}): ${kib(median(f.clientRssPerClientBytes))} KiB RSS (new space ${kib(median(f.clientNewSpacePerClientBytes))} of it), ${kib(median(f.clientHeapPerClientBytes))} KiB heap`;
   for (const kind of ['ws', 'postern'] as const) {
     const r = await runCase(kind, n, c, warm, store);
     rows.push(r);
     const who = kind === 'ws' ? 'ws relay (baseline), raw ws clients' : `Postern relay (${store} store), SDK clients`;
     console.log(
       `  ${who}: ${r.agents} idle agents in ${c} processes (${r.counted} counted, connected in ${r.connectSeconds.toFixed(1)} s); ` +
-        `relay RSS ${(r.relayBefore.rss / MIB).toFixed(0)} -> ${(r.relayAfter.rss / MIB).toFixed(0)} MiB: ${kib(r.relayRssPerAgentBytes)} KiB RSS, ${kib(r.relayHeapPerAgentBytes)} KiB heap per agent; ` +
-        `per client (agents' side, median of ${c}): ${kib(median(r.clientRssPerClientBytes))} KiB RSS, ${kib(median(r.clientHeapPerClientBytes))} KiB heap`,
+        `relay RSS ${(r.relayBefore.rss / MIB).toFixed(0)} -> ${(r.relayAfter.rss / MIB).toFixed(0)} MiB 1 s after: ${line(r)}`,
     );
+    if (r.idle !== undefined) console.log(`    after ${r.idle.seconds} s idle: relay RSS ${(r.idle.relay.rss / MIB).toFixed(0)} MiB: ${line(r.idle)}`);
   }
   const ws = rows[0]!;
   const pt = rows[1]!;
-  const relayKib = pt.relayRssPerAgentBytes / KIB;
-  const sdkKib = median(pt.clientRssPerClientBytes) / KIB;
-  const targets = {
-    relayIdleAgent: { targetKiB: RELAY_TARGET_KIB, kib: relayKib, wsBaselineKiB: ws.relayRssPerAgentBytes / KIB, met: relayKib <= RELAY_TARGET_KIB },
-    sdkIdleClient: { targetKiB: SDK_TARGET_KIB, kib: sdkKib, heapKiB: median(pt.clientHeapPerClientBytes) / KIB, clientsPerProcess: Math.ceil(n / c), met: sdkKib <= SDK_TARGET_KIB },
+  const target = (f: Figures, base: Figures): { relay: { kib: number; wsBaselineKiB: number; met: boolean }; sdk: { kib: number; heapKiB: number; wsBaselineKiB: number; met: boolean } } => {
+    const relay = f.relayRssPerAgentBytes / KIB;
+    const sdk = median(f.clientRssPerClientBytes) / KIB;
+    return {
+      relay: { kib: relay, wsBaselineKiB: base.relayRssPerAgentBytes / KIB, met: relay <= RELAY_TARGET_KIB },
+      sdk: { kib: sdk, heapKiB: median(f.clientHeapPerClientBytes) / KIB, wsBaselineKiB: median(base.clientRssPerClientBytes) / KIB, met: sdk <= SDK_TARGET_KIB },
+    };
   };
-  console.log(`target idle agent on the relay <= ${RELAY_TARGET_KIB} KiB: ${targets.relayIdleAgent.met ? 'met' : 'NOT met'} (${relayKib.toFixed(1)} KiB; ws baseline ${(ws.relayRssPerAgentBytes / KIB).toFixed(1)} KiB)`);
-  console.log(`target idle SDK client <= ${SDK_TARGET_KIB} KiB: ${targets.sdkIdleClient.met ? 'met' : 'NOT met'} (${sdkKib.toFixed(1)} KiB RSS, ${targets.sdkIdleClient.heapKiB.toFixed(1)} KiB heap, ${targets.sdkIdleClient.clientsPerProcess} clients per process)`);
+  const now = target(pt, ws);
+  const later = pt.idle !== undefined && ws.idle !== undefined ? target(pt.idle, ws.idle) : undefined;
+  const targets = {
+    relayIdleAgent: { targetKiB: RELAY_TARGET_KIB, ...now.relay },
+    sdkIdleClient: { targetKiB: SDK_TARGET_KIB, clientsPerProcess: Math.ceil(n / c), ...now.sdk },
+    ...(later === undefined
+      ? {}
+      : {
+          relayIdleAgentSettled: { targetKiB: RELAY_TARGET_KIB, idleSeconds: pt.idle!.seconds, ...later.relay },
+          sdkIdleClientSettled: { targetKiB: SDK_TARGET_KIB, idleSeconds: pt.idle!.seconds, clientsPerProcess: Math.ceil(n / c), ...later.sdk },
+        }),
+  };
+  const say = (what: string, goal: number, t: { kib: number; wsBaselineKiB: number; met: boolean; heapKiB?: number }, when: string): void =>
+    console.log(
+      `target ${what} <= ${goal} KiB${when}: ${t.met ? 'met' : 'NOT met'} (${t.kib.toFixed(1)} KiB RSS${t.heapKiB === undefined ? '' : `, ${t.heapKiB.toFixed(1)} KiB heap`}; ws baseline ${t.wsBaselineKiB.toFixed(1)} KiB)`,
+    );
+  say('idle agent on the relay', RELAY_TARGET_KIB, now.relay, ', 1 s after connecting');
+  say(`idle SDK client (${Math.ceil(n / c)} per process)`, SDK_TARGET_KIB, now.sdk, ', 1 s after connecting');
+  if (later !== undefined) {
+    say('idle agent on the relay', RELAY_TARGET_KIB, later.relay, `, after ${pt.idle!.seconds} s idle`);
+    say(`idle SDK client (${Math.ceil(n / c)} per process)`, SDK_TARGET_KIB, later.sdk, `, after ${pt.idle!.seconds} s idle`);
+  }
   const out = opt.out ?? join(fileURLToPath(new URL('..', import.meta.url)), 'results', 'idle.json');
   mkdirSync(join(out, '..'), { recursive: true });
   writeFileSync(out, `${JSON.stringify({ node: process.version, date: new Date().toISOString(), agents: n, children: c, warm, store, rows, targets }, null, 2)}\n`);

@@ -6,6 +6,7 @@ import {
   openChannel,
   systemClock,
   type Channel,
+  type ChannelHandler,
   type ChannelOptions,
   type Dialer,
 } from '@postern/core';
@@ -170,8 +171,11 @@ export class Client implements AsyncIterable<Message> {
   readonly #channelOptions: ChannelOptions;
   readonly #status = new Broadcast<ClientStatus>();
   readonly #inbox: Pushable<Message>;
-  readonly #dedup: DedupWindow;
-  readonly #outstanding = new Map<string, Outgoing>();
+  /** Made with the first reliable message received. */
+  #dedup: DedupWindow | undefined;
+  // The maps below, the watches and the sweep timer are made when first needed: an idle client
+  // holds none of them (issue 12: an idle SDK client's memory; an empty Map costs ~150 bytes).
+  #outstanding: Map<string, Outgoing> | undefined;
   /** The same, by their number on the current connection (feature ACKS); created with the first. */
   #byNum: Map<number, Outgoing> | undefined;
   /**
@@ -180,27 +184,30 @@ export class Client implements AsyncIterable<Message> {
    */
   #reacks: Map<string, { channel: Channel; num: number }> | undefined;
   /** Accepted sends waiting for their delivery report (receipt 'delivered'), by id. */
-  readonly #receipts = new Map<string, Outgoing>();
+  #receipts: Map<string, Outgoing> | undefined;
   readonly #undeliverable = new Broadcast<Undeliverable>();
   /** ACK frames received on the current connection, and whether a RELEASE of them is due. */
   #acksIn = 0;
   #releaseDue = false;
-  readonly #slotWaiters: Array<() => void> = [];
-  readonly #registers = new Map<number, { resolve(): void; reject(e: Error): void }>();
-  readonly #handles = new Map<number, { resolve(p: Pseudonym): void; reject(e: Error): void }>();
+  #slotWaiters: Array<() => void> | undefined;
+  #registers: Map<number, { resolve(): void; reject(e: Error): void }> | undefined;
+  #handles: Map<number, { resolve(p: Pseudonym): void; reject(e: Error): void }> | undefined;
   /** The router refused protocol version 2: speak version 1 to it. */
   #v1 = false;
-  readonly #backoff: Backoff;
+  /** Made with the first reconnect. */
+  #backoff: Backoff | undefined;
   readonly #prefix: string;
-  readonly #dials = new AbortController();
-  readonly #targets = new Map<string, string>();
+  /** Aborts the dial under way (close() does); there is one only while dialing. */
+  #dials: AbortController | undefined;
+  #targets: Map<string, string> | undefined;
   #outstandingBytes = 0;
   #registering: Promise<void> | undefined;
   #upSince = 0;
-  readonly #waiting: Array<{ send(c: Channel): void; reject(e: Error): void }> = [];
+  #waiting: Array<{ send(c: Channel): void; reject(e: Error): void }> | undefined;
   #drainTimer: ReturnType<typeof setTimeout> | undefined;
   #channel: Channel | undefined;
-  #welcome: WelcomeFrame | undefined;
+  /** What this client keeps of the last WELCOME (not the frame: its router node id and nonce are not needed after the handshake). */
+  #welcome: Pick<WelcomeFrame, 'id' | 'domain' | 'maxFrame' | 'version'> | undefined;
   #name: string;
   #resume: string;
   #seq = 0;
@@ -208,7 +215,7 @@ export class Client implements AsyncIterable<Message> {
   #closed = false;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #sweepTimer: ReturnType<typeof setInterval> | undefined;
-  readonly #watches = new Watches({ channel: () => this.#channel, target: (a) => this.#target(a) });
+  #watches: Watches | undefined;
 
   /** Connects once; rejects with the router's reason (e.g. ERR_AUTH_FAILED) or ERR_TRANSPORT. */
   static async connect(options: ClientOptions & { signal?: AbortSignal }, dialer?: Dialer): Promise<Client> {
@@ -226,8 +233,6 @@ export class Client implements AsyncIterable<Message> {
     this.#o = o;
     this.#name = o.name;
     this.#resume = o.resume;
-    this.#dedup = new DedupWindow(o.dedupWindow);
-    this.#backoff = new Backoff(o.backoff);
     this.#prefix = randomPrefix();
     this.#channelOptions = {
       maxFrameBytes: o.maxFrameBytes,
@@ -238,6 +243,16 @@ export class Client implements AsyncIterable<Message> {
       scheduler: defaultScheduler,
     };
     this.#inbox = new Pushable<Message>((m) => this.#taken(m));
+  }
+
+  /** Watches and properties (presence), made with the first use. */
+  #presence(): Watches {
+    return (this.#watches ??= new Watches({ channel: () => this.#channel, target: (a) => this.#target(a) }));
+  }
+
+  /** Checks deadlines of sends every second while any send waits for its ack or receipt. */
+  #armSweep(): void {
+    if (this.#sweepTimer !== undefined || this.#closed) return;
     this.#sweepTimer = setInterval(() => this.#expire(), 1000);
     (this.#sweepTimer as { unref?: () => void }).unref?.();
   }
@@ -273,7 +288,7 @@ export class Client implements AsyncIterable<Message> {
 
   /** Reliable sends not yet acknowledged. */
   get inFlight(): number {
-    return this.#outstanding.size;
+    return this.#outstanding?.size ?? 0;
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Message> {
@@ -324,7 +339,7 @@ export class Client implements AsyncIterable<Message> {
       // Backpressure: while the connection does not drain, volatile sends wait their turn (in
       // order) instead of filling memory or being dropped.
       const vflags = MsgFlag.VOLATILE | this.#anonymityFlags(options);
-      if (this.#waiting.length === 0 && ch.outboundBytes <= this.#o.maxOutboundBytes / 2) {
+      if ((this.#waiting?.length ?? 0) === 0 && ch.outboundBytes <= this.#o.maxOutboundBytes / 2) {
         ch.msg(vflags, 0, id, '', target, bytes);
         return { id };
       }
@@ -342,24 +357,24 @@ export class Client implements AsyncIterable<Message> {
           },
         };
         const onAbort = (): void => {
-          const i = this.#waiting.indexOf(entry);
-          if (i >= 0) this.#waiting.splice(i, 1);
+          const i = this.#waiting?.indexOf(entry) ?? -1;
+          if (i >= 0) this.#waiting!.splice(i, 1);
           reject(new AbortError('send aborted before it left'));
         };
         signal?.addEventListener('abort', onAbort, { once: true });
-        this.#waiting.push(entry);
+        (this.#waiting ??= []).push(entry);
         this.#watchDrain();
       });
     }
     while (this.#registering !== undefined) await this.#registering.catch(() => undefined);
     while (
-      this.#outstanding.size >= this.#o.maxInFlight ||
-      (this.#outstanding.size > 0 && this.#outstandingBytes + bytes.length > this.#o.maxInFlightBytes)
+      this.inFlight >= this.#o.maxInFlight ||
+      (this.inFlight > 0 && this.#outstandingBytes + bytes.length > this.#o.maxInFlightBytes)
     ) {
       await this.#slot(options.signal);
       if (this.#closed) throw new PosternError('ERR_CLOSED', 'the client is closed');
     }
-    if (this.#outstanding.has(id) || this.#receipts.has(id)) throw new PosternError('ERR_BAD_ADDRESS', `a message with id "${id}" is already on its way`);
+    if (this.#outstanding?.has(id) === true || this.#receipts?.has(id) === true) throw new PosternError('ERR_BAD_ADDRESS', `a message with id "${id}" is already on its way`);
     const flags = (options.receipt === 'delivered' ? MsgFlag.RECEIPT : 0) | this.#anonymityFlags(options);
     return new Promise<SendResult>((resolve, reject) => {
       const signal = options.signal;
@@ -371,7 +386,9 @@ export class Client implements AsyncIterable<Message> {
         signal.addEventListener('abort', onAbort, { once: true });
         cleanup = () => signal.removeEventListener('abort', onAbort);
       }
-      this.#outstanding.set(id, {
+      const outstanding = (this.#outstanding ??= new Map<string, Outgoing>());
+      this.#armSweep();
+      outstanding.set(id, {
         id,
         to: target,
         body: bytes,
@@ -386,7 +403,7 @@ export class Client implements AsyncIterable<Message> {
       this.#outstandingBytes += bytes.length;
       try {
         const ch = this.#channel;
-        if (ch !== undefined) this.#numbered(this.#outstanding.get(id)!, ch.msg(flags, 0, id, '', target, bytes));
+        if (ch !== undefined) this.#numbered(outstanding.get(id) as Outgoing, ch.msg(flags, 0, id, '', target, bytes));
       } catch (err) {
         this.#forget(id);
         reject(err instanceof Error ? err : new PosternError('ERR_INTERNAL', String(err)));
@@ -421,11 +438,11 @@ export class Client implements AsyncIterable<Message> {
     const ref = (this.#ref = (this.#ref + 1) >>> 0);
     return new Promise<Pseudonym>((resolve, reject) => {
       const onAbort = (): void => {
-        this.#handles.delete(ref);
+        this.#handles?.delete(ref);
         reject(new AbortError());
       };
       options.signal?.addEventListener('abort', onAbort, { once: true });
-      this.#handles.set(ref, {
+      (this.#handles ??= new Map<number, { resolve(p: Pseudonym): void; reject(e: Error): void }>()).set(ref, {
         resolve: (p) => {
           options.signal?.removeEventListener('abort', onAbort);
           resolve(p);
@@ -448,7 +465,7 @@ export class Client implements AsyncIterable<Message> {
    */
   watch(address: string, options: { signal?: AbortSignal } = {}): AsyncIterable<PresenceEvent> {
     this.#needsV2('presence');
-    return this.#watches.watch(address, options);
+    return this.#presence().watch(address, options);
   }
 
   /**
@@ -458,13 +475,13 @@ export class Client implements AsyncIterable<Message> {
    */
   setProperties(props: Record<string, string | null>): Promise<void> {
     this.#needsV2('properties');
-    return this.#watches.setProperties(props);
+    return this.#presence().setProperties(props);
   }
 
   /** Who besides this agent's own domain may watch it: addresses, `*@domain` or `*` (replaces the list; [] for none). */
   allowWatchers(addresses: readonly string[]): Promise<void> {
     this.#needsV2('presence');
-    return this.#watches.allowWatchers(addresses);
+    return this.#presence().allowWatchers(addresses);
   }
 
   #needsV2(what: string): void {
@@ -478,9 +495,9 @@ export class Client implements AsyncIterable<Message> {
       this.#drainTimer = undefined;
       const ch = this.#channel;
       if (ch !== undefined) {
-        while (this.#waiting.length > 0 && ch.outboundBytes <= this.#o.maxOutboundBytes / 2) this.#waiting.shift()?.send(ch);
+        while (this.#waiting !== undefined && this.#waiting.length > 0 && ch.outboundBytes <= this.#o.maxOutboundBytes / 2) this.#waiting.shift()?.send(ch);
       }
-      if (this.#waiting.length > 0 && !this.#closed) this.#watchDrain();
+      if ((this.#waiting?.length ?? 0) > 0 && !this.#closed) this.#watchDrain();
     }, DRAIN_CHECK_MS);
   }
 
@@ -493,9 +510,9 @@ export class Client implements AsyncIterable<Message> {
   }
 
   #forget(id: string): Outgoing | undefined {
-    const m = this.#outstanding.get(id);
+    const m = this.#outstanding?.get(id);
     if (m === undefined) return undefined;
-    this.#outstanding.delete(id);
+    this.#outstanding!.delete(id);
     if (m.num !== 0) {
       this.#byNum?.delete(m.num);
       m.num = 0;
@@ -508,13 +525,14 @@ export class Client implements AsyncIterable<Message> {
 
   /** `to` normalised, through a small cache: senders repeat the same few recipients. */
   #target(to: string): string {
-    let t = this.#targets.get(to);
+    const targets = (this.#targets ??= new Map<string, string>());
+    let t = targets.get(to);
     if (t === undefined) {
       const addr = parseAddress(to, this.domain);
       if (addr === undefined) throw new PosternError('ERR_BAD_ADDRESS', `"${to}" is not an address (name@domain or _id@domain)`);
       t = `${addr.local}@${addr.domain}`;
-      if (this.#targets.size >= 1024) this.#targets.clear();
-      this.#targets.set(to, t);
+      if (targets.size >= 1024) targets.clear();
+      targets.set(to, t);
     }
     return t;
   }
@@ -524,7 +542,7 @@ export class Client implements AsyncIterable<Message> {
     // Messages on their way were sent under the old address; a resend under the new one would
     // look like a different message to the recipient. Let them finish first; new sends wait.
     const p = (async () => {
-      while (this.#outstanding.size > 0) await this.#slot(options.signal);
+      while (this.inFlight > 0) await this.#slot(options.signal);
       await this.#register(name, options);
     })();
     this.#registering = p;
@@ -543,11 +561,11 @@ export class Client implements AsyncIterable<Message> {
     const ref = (this.#ref = (this.#ref + 1) >>> 0);
     return new Promise<void>((resolve, reject) => {
       const onAbort = (): void => {
-        this.#registers.delete(ref);
+        this.#registers?.delete(ref);
         reject(new AbortError());
       };
       options.signal?.addEventListener('abort', onAbort, { once: true });
-      this.#registers.set(ref, {
+      (this.#registers ??= new Map<number, { resolve(): void; reject(e: Error): void }>()).set(ref, {
         resolve: () => {
           options.signal?.removeEventListener('abort', onAbort);
           this.#name = n;
@@ -578,8 +596,19 @@ export class Client implements AsyncIterable<Message> {
   }
 
   async #open(signal?: AbortSignal): Promise<void> {
+    const dials = new AbortController();
+    this.#dials = dials;
+    if (this.#closed) dials.abort();
+    try {
+      return await this.#dial(signal === undefined ? dials.signal : AbortSignal.any([signal, dials.signal]), signal);
+    } finally {
+      if (this.#dials === dials) this.#dials = undefined;
+    }
+  }
+
+  /** Dials and shakes hands; `signals` aborts both (the caller's signal, or close()). */
+  async #dial(signals: AbortSignal, signal: AbortSignal | undefined): Promise<void> {
     const o = this.#o;
-    const signals = signal === undefined ? this.#dials.signal : AbortSignal.any([signal, this.#dials.signal]);
     const duplex = await o.dialer(o.url, { signal: signals, timeoutMs: o.connectTimeoutMs });
     const onAbort = (): void => duplex.close();
     signals.addEventListener('abort', onAbort, { once: true });
@@ -622,7 +651,8 @@ export class Client implements AsyncIterable<Message> {
     }
     const resumed = this.#welcome !== undefined && this.#welcome.id === est.welcome.id;
     const lost = this.#welcome !== undefined && !resumed;
-    this.#welcome = est.welcome;
+    const w = est.welcome;
+    this.#welcome = { id: w.id, domain: w.domain, maxFrame: w.maxFrame, version: w.version };
     this.#resume = est.welcome.resume;
     this.#name = est.welcome.name;
     this.#channel = est.channel;
@@ -632,7 +662,7 @@ export class Client implements AsyncIterable<Message> {
     this.#acksIn = 0;
     this.#byNum?.clear();
     this.#reacks = undefined;
-    for (const m of this.#outstanding.values()) {
+    for (const m of this.#outstanding?.values() ?? []) {
       try {
         m.num = 0;
         this.#numbered(m, channel.msg(m.flags, 0, m.id, '', m.to, m.body));
@@ -642,11 +672,30 @@ export class Client implements AsyncIterable<Message> {
         m.reject(err instanceof PosternError ? err : new PosternError('ERR_INTERNAL', String(err), { cause: err }));
       }
     }
-    if (est.welcome.version >= 2) this.#watches.connected(channel);
+    if (est.welcome.version >= 2) this.#watches?.connected(channel);
     // 'connected' before anything that happened after WELCOME (an early close) is replayed.
     this.#status.emit({ type: 'connected', id: est.welcome.id, address: this.address, resumed, lost });
-    est.attach({ frame: (f, raw, num) => this.#onFrame(channel, f, raw, num), closed: (r) => this.#onClosed(channel, r) });
+    est.attach(new Client.#Session(this, channel));
   }
+
+  /** The handler of one connection: one small object rather than two closures and their scope. */
+  static readonly #Session = class implements ChannelHandler {
+    readonly #client: Client;
+    readonly #channel: Channel;
+
+    constructor(client: Client, channel: Channel) {
+      this.#client = client;
+      this.#channel = channel;
+    }
+
+    frame(f: Frame, raw: Uint8Array, num: number): void {
+      this.#client.#onFrame(this.#channel, f, raw, num);
+    }
+
+    closed(reason: PosternError): void {
+      this.#client.#onClosed(this.#channel, reason);
+    }
+  };
 
   #onFrame(channel: Channel, f: Frame, raw: Uint8Array, num: number): void {
     switch (f.type) {
@@ -684,26 +733,26 @@ export class Client implements AsyncIterable<Message> {
         this.#forget(f.id)?.reject(new RemoteError(f.code, f.reason));
         return;
       case FrameType.HANDLED: {
-        const h = this.#handles.get(f.ref);
+        const h = this.#handles?.get(f.ref);
         if (h === undefined) return;
-        this.#handles.delete(f.ref);
+        this.#handles!.delete(f.ref);
         if (f.code === WireCode.OK) h.resolve({ address: f.address, expiresAt: f.expires * 1000 });
         else h.reject(new RemoteError(f.code, f.reason));
         return;
       }
       case FrameType.PRESENCE:
-        this.#watches.onPresence(f);
+        this.#watches?.onPresence(f);
         return;
       case FrameType.WATCHED:
-        this.#watches.onWatched(f);
+        this.#watches?.onWatched(f);
         return;
       case FrameType.PROPSET:
-        this.#watches.onPropset(f);
+        this.#watches?.onPropset(f);
         return;
       case FrameType.REGISTERED: {
-        const r = this.#registers.get(f.ref);
+        const r = this.#registers?.get(f.ref);
         if (r === undefined) return;
-        this.#registers.delete(f.ref);
+        this.#registers!.delete(f.ref);
         if (f.code === WireCode.OK) r.resolve();
         else r.reject(new RemoteError(f.code, f.reason));
         return;
@@ -722,7 +771,8 @@ export class Client implements AsyncIterable<Message> {
     } else {
       // Accepted: the router has it, so it is not resent; the body can go. The outcome comes as a report.
       m.accepted = true;
-      this.#receipts.set(m.id, m);
+      (this.#receipts ??= new Map()).set(m.id, m);
+      this.#armSweep();
     }
   }
 
@@ -744,9 +794,9 @@ export class Client implements AsyncIterable<Message> {
     } catch {
       return; // a malformed report settles nothing; it was acked like any message
     }
-    const m = this.#receipts.get(r.ref);
+    const m = this.#receipts?.get(r.ref);
     if (m !== undefined && m.to === f.from) {
-      this.#receipts.delete(r.ref);
+      this.#receipts!.delete(r.ref);
       m.cleanup();
       if (r.code === WireCode.OK) m.resolve({ id: m.id });
       else m.reject(new RemoteError(r.code, r.reason));
@@ -763,7 +813,7 @@ export class Client implements AsyncIterable<Message> {
       return;
     }
     const key = dedupKey(raw);
-    const seen = this.#dedup.get(key);
+    const seen = this.#dedup?.get(key);
     if (seen === 'taken') {
       // A retry of something the application already has: the first ack was lost. Ack again.
       ackOn(channel, num, f);
@@ -776,7 +826,7 @@ export class Client implements AsyncIterable<Message> {
       return;
     }
     if ((f.flags & MsgFlag.REPORT) !== 0) {
-      this.#dedup.set(key, 'taken');
+      this.#seen(key, 'taken');
       ackOn(channel, num, f);
       this.#onReport(f);
       return;
@@ -790,12 +840,12 @@ export class Client implements AsyncIterable<Message> {
       channel.send({ type: FrameType.NACK, code: WireCode.QUEUE_FULL, id: f.id, from: f.from, reason: 'the recipient is not reading' });
       return;
     }
-    this.#dedup.set(key, 'queued');
+    this.#seen(key, 'queued');
     let acked = false;
     const ack = (): void => {
       if (acked) return;
       acked = true;
-      this.#dedup.set(key, 'taken');
+      this.#seen(key, 'taken');
       const current = this.#channel;
       if (current === undefined) return;
       const again = this.#reacks?.get(key);
@@ -811,6 +861,11 @@ export class Client implements AsyncIterable<Message> {
     this.#inbox.push(createMessage(f.id, f.from, f.to, f.body, false, ack));
   }
 
+  /** Remembers a received message's key (see DedupWindow). */
+  #seen(key: string, state: 'queued' | 'taken'): void {
+    (this.#dedup ??= new DedupWindow(this.#o.dedupWindow)).set(key, state);
+  }
+
   #taken(m: Message): void {
     if (!m.volatile && this.#o.autoAck) m.ack();
   }
@@ -820,11 +875,13 @@ export class Client implements AsyncIterable<Message> {
     this.#channel = undefined;
     // The router may have been upgraded meanwhile: try version 2 first on the next connection.
     this.#v1 = false;
-    for (const r of this.#registers.values()) r.reject(reason);
-    this.#registers.clear();
-    for (const h of this.#handles.values()) h.reject(reason);
-    this.#handles.clear();
-    this.#watches.disconnected(reason);
+    const registers = this.#registers;
+    this.#registers = undefined;
+    for (const r of registers?.values() ?? []) r.reject(reason);
+    const handles = this.#handles;
+    this.#handles = undefined;
+    for (const h of handles?.values() ?? []) h.reject(reason);
+    this.#watches?.disconnected(reason);
     if (this.#closed) return;
     if (FATAL.has(reason.code) || !this.#o.reconnect) {
       this.#status.emit({ type: 'disconnected', error: reason, willReconnect: false, retryInMs: 0 });
@@ -837,17 +894,18 @@ export class Client implements AsyncIterable<Message> {
   #scheduleReconnect(reason: PosternError): void {
     // Back off from scratch only after a connection that held: one that keeps dropping right
     // after WELCOME (a flapping network, a router that rejects us later) must not hammer.
-    if (this.#upSince > 0 && Date.now() - this.#upSince >= STABLE_MS) this.#backoff.reset();
+    const backoff = (this.#backoff ??= new Backoff(this.#o.backoff));
+    if (this.#upSince > 0 && Date.now() - this.#upSince >= STABLE_MS) backoff.reset();
     this.#upSince = 0;
     // A proxy refusing us or an untrusted certificate fails the same way until someone changes
     // the settings: retry at the longest interval, as an uplink does.
     const permanent = reason instanceof TransportError && reason.permanent;
-    const wait = permanent ? this.#o.backoff.maxMs : Math.round(this.#backoff.next());
+    const wait = permanent ? this.#o.backoff.maxMs : Math.round(backoff.next());
     this.#status.emit({ type: 'disconnected', error: reason, willReconnect: true, retryInMs: wait });
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined;
       if (this.#closed) return;
-      this.#status.emit({ type: 'reconnecting', attempt: this.#backoff.attempt });
+      this.#status.emit({ type: 'reconnecting', attempt: backoff.attempt });
       this.#open().catch((err: unknown) => {
         const e = err instanceof PosternError ? err : new TransportError(String(err), { cause: err });
         if (this.#closed) return;
@@ -860,28 +918,31 @@ export class Client implements AsyncIterable<Message> {
   #shutdown(error: PosternError | undefined): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#dials.abort();
+    this.#dials?.abort();
     if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
     if (this.#sweepTimer !== undefined) clearInterval(this.#sweepTimer);
+    this.#sweepTimer = undefined;
     this.#channel?.close(WireCode.SHUTDOWN, 'client closed');
     this.#channel = undefined;
-    this.#watches.close(error);
+    this.#watches?.close(error);
     const err = error ?? new PosternError('ERR_CLOSED', 'the client is closed');
-    for (const m of this.#outstanding.values()) {
+    const outstanding = this.#outstanding;
+    this.#outstanding = undefined;
+    for (const m of outstanding?.values() ?? []) {
       m.cleanup();
       m.reject(err);
     }
-    this.#outstanding.clear();
     this.#outstandingBytes = 0;
-    for (const m of this.#receipts.values()) {
+    const receipts = this.#receipts;
+    this.#receipts = undefined;
+    for (const m of receipts?.values() ?? []) {
       m.cleanup();
       m.reject(err);
     }
-    this.#receipts.clear();
     this.#undeliverable.end();
     if (this.#drainTimer !== undefined) clearTimeout(this.#drainTimer);
-    for (const w of this.#waiting.splice(0)) w.reject(err);
-    for (const w of this.#slotWaiters.splice(0)) w();
+    for (const w of this.#waiting?.splice(0) ?? []) w.reject(err);
+    for (const w of this.#slotWaiters?.splice(0) ?? []) w();
     this.#inbox.end(error);
     this.#status.emit(error === undefined ? { type: 'closed' } : { type: 'closed', error });
     this.#status.end();
@@ -895,32 +956,36 @@ export class Client implements AsyncIterable<Message> {
       };
       const onAbort = (): void => {
         // An abandoned waiter must not swallow the wake-up meant for the next one.
-        const i = this.#slotWaiters.indexOf(wake);
-        if (i >= 0) this.#slotWaiters.splice(i, 1);
+        const i = this.#slotWaiters?.indexOf(wake) ?? -1;
+        if (i >= 0) this.#slotWaiters!.splice(i, 1);
         reject(new AbortError());
       };
       signal?.addEventListener('abort', onAbort, { once: true });
-      this.#slotWaiters.push(wake);
+      (this.#slotWaiters ??= []).push(wake);
     });
   }
 
   #freeSlot(): void {
-    this.#slotWaiters.shift()?.();
+    this.#slotWaiters?.shift()?.();
   }
 
   /** Fails reliable sends past their deadline. The map is in send order; deadlines nearly so. */
   #expire(): void {
     const now = Date.now();
-    for (const m of [...this.#outstanding.values()]) {
+    for (const m of [...(this.#outstanding?.values() ?? [])]) {
       if (m.deadline > now) continue;
       this.#forget(m.id);
       m.reject(new TimeoutError(`no acknowledgement for message ${m.id} to ${m.to}; it may still be delivered: send again with the same id to retry safely`));
     }
-    for (const m of [...this.#receipts.values()]) {
+    for (const m of [...(this.#receipts?.values() ?? [])]) {
       if (m.deadline > now) continue;
-      this.#receipts.delete(m.id);
+      this.#receipts!.delete(m.id);
       m.cleanup();
       m.reject(new TimeoutError(`message ${m.id} to ${m.to} was accepted but not delivered in time; it may still be delivered`));
+    }
+    if (this.inFlight === 0 && (this.#receipts?.size ?? 0) === 0 && this.#sweepTimer !== undefined) {
+      clearInterval(this.#sweepTimer);
+      this.#sweepTimer = undefined;
     }
   }
 }

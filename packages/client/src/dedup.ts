@@ -14,7 +14,8 @@ const INITIAL_SLOTS = 16;
  */
 export class DedupWindow {
   readonly #capacity: number;
-  readonly #seen = new Map<string, 'queued' | 'taken'>();
+  /** Made with the first key. */
+  #seen: Map<string, 'queued' | 'taken'> | undefined;
   #ring: Array<string | undefined>;
   /** Where the next key goes; once the ring is full, also the oldest key. */
   #head = 0;
@@ -26,7 +27,7 @@ export class DedupWindow {
   }
 
   get size(): number {
-    return this.#seen.size;
+    return this.#seen?.size ?? 0;
   }
 
   /** The window's size: keys remembered before the oldest is forgotten. */
@@ -40,20 +41,21 @@ export class DedupWindow {
   }
 
   get(key: string): 'queued' | 'taken' | undefined {
-    return this.#seen.get(key);
+    return this.#seen?.get(key);
   }
 
   set(key: string, state: 'queued' | 'taken'): void {
-    if (this.#seen.has(key)) {
-      this.#seen.set(key, state);
+    const seen = (this.#seen ??= new Map());
+    if (seen.has(key)) {
+      seen.set(key, state);
       return;
     }
-    if (this.#seen.size === this.#ring.length && this.#ring.length < this.#capacity) this.#grow();
+    if (seen.size === this.#ring.length && this.#ring.length < this.#capacity) this.#grow();
     const old = this.#ring[this.#head];
-    if (old !== undefined) this.#seen.delete(old);
+    if (old !== undefined) seen.delete(old);
     this.#ring[this.#head] = key;
     this.#head = (this.#head + 1) % this.#ring.length;
-    this.#seen.set(key, state);
+    seen.set(key, state);
   }
 
   /** Doubles the ring (up to capacity), keys in age order from slot 0; the next key goes after them. */

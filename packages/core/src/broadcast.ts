@@ -2,8 +2,9 @@ import { Pushable } from './pushable.js';
 
 /** Fans events out to any number of `for await` readers and callbacks. */
 export class Broadcast<T> {
-  readonly #readers = new Set<Pushable<T>>();
-  readonly #listeners = new Set<(e: T) => void>();
+  // Made with the first reader or listener: most broadcasts of an idle client have none (issue 12).
+  #readers: Set<Pushable<T>> | undefined;
+  #listeners: Set<(e: T) => void> | undefined;
   #last: T | undefined;
 
   get last(): T | undefined {
@@ -12,8 +13,8 @@ export class Broadcast<T> {
 
   emit(e: T): void {
     this.#last = e;
-    for (const r of this.#readers) r.push(e);
-    for (const l of this.#listeners) {
+    if (this.#readers !== undefined) for (const r of this.#readers) r.push(e);
+    if (this.#listeners !== undefined) for (const l of this.#listeners) {
       try {
         l(e);
       } catch (err) {
@@ -28,8 +29,8 @@ export class Broadcast<T> {
   /** A reader that sees every event from now on, until `end()` or it stops iterating. */
   iterate(): AsyncIterable<T> {
     const r = new Pushable<T>();
-    this.#readers.add(r);
-    const readers = this.#readers;
+    const readers = (this.#readers ??= new Set());
+    readers.add(r);
     return {
       [Symbol.asyncIterator]() {
         const it = r[Symbol.asyncIterator]();
@@ -46,13 +47,14 @@ export class Broadcast<T> {
 
   /** Calls `fn` for each event; returns the function that unsubscribes. */
   on(fn: (e: T) => void): () => void {
-    this.#listeners.add(fn);
-    return () => this.#listeners.delete(fn);
+    const listeners = (this.#listeners ??= new Set());
+    listeners.add(fn);
+    return () => listeners.delete(fn);
   }
 
   end(): void {
-    for (const r of this.#readers) r.end();
-    this.#readers.clear();
-    this.#listeners.clear();
+    if (this.#readers !== undefined) for (const r of this.#readers) r.end();
+    this.#readers?.clear();
+    this.#listeners?.clear();
   }
 }

@@ -13,7 +13,8 @@ import {
   type Frame,
 } from '@postern/protocol';
 import type { Clock, Scheduler } from './clock.js';
-import type { Duplex } from './transport.js';
+import { Deadlines, type Timed } from './deadlines.js';
+import type { Duplex, DuplexHandlers } from './transport.js';
 
 export interface ChannelOptions {
   maxFrameBytes: number;
@@ -46,31 +47,35 @@ export interface ChannelHandler {
  * into one transport message per I/O phase, answers pings, detects a dead peer, and disconnects
  * a peer that does not read fast enough. It never throws into the transport.
  */
-export class Channel {
+export class Channel implements Timed {
   readonly duplex: Duplex;
   readonly #o: ChannelOptions;
-  readonly #handler: ChannelHandler;
+  #handler: ChannelHandler;
   readonly #decoder: FrameDecoder;
   /**
-   * Starts small and grows with the batches (then keeps its size, up to 4 MiB): an idle
-   * connection's control frames fit in 256 bytes, and 16 KiB reserved up front was most of what
-   * an idle agent cost its router (issue 12: measured by bench/src/idle.ts).
+   * Made with the first frame out and dropped when the connection goes quiet; holds no buffer
+   * between small batches either: a batch of up to 1 KiB leaves in the buffer it was written to,
+   * a larger one is copied out and its buffer kept for the next (up to 4 MiB). 16 KiB reserved
+   * up front was most of what an idle agent cost its router (issue 12: bench/src/idle.ts).
    */
-  readonly #writer = new FrameWriter(256);
+  #writer: FrameWriter | undefined;
   #scheduled = false;
   #closed = false;
   #closing = false;
   #lastRx: number;
   #paused = false;
   #pingedAt = -1;
-  #timer: unknown = undefined;
+  /** The keepalive's place in the shared deadline queue (Deadlines): no timer of its own. */
+  deadlineSlot = -1;
   /** Since when the decoder holds the start of a frame (-1: it holds none), and its timer. */
   #partialAt = -1;
   #partialTimer: unknown = undefined;
   #nonce = 0;
   #peerClose: CloseFrame | undefined;
-  /** Frames and bytes in each direction since the channel opened. */
-  readonly stats = { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0 };
+  #framesIn = 0;
+  #framesOut = 0;
+  #bytesIn = 0;
+  #bytesOut = 0;
   /**
    * Feature ACKS granted on this connection (set by the handshake, before any MSG): reliable MSGs
    * are numbered in each direction and acknowledged by number (`ack()`), in ranges.
@@ -96,23 +101,50 @@ export class Channel {
     return this.#closed || this.#closing;
   }
 
+  /** Frames and bytes in each direction since the channel opened. */
+  get stats(): { framesIn: number; framesOut: number; bytesIn: number; bytesOut: number } {
+    return { framesIn: this.#framesIn, framesOut: this.#framesOut, bytesIn: this.#bytesIn, bytesOut: this.#bytesOut };
+  }
+
+  /**
+   * Hands the frames and the close from now on to `handler` (the owner of a connection whose
+   * handshake is done), so that nothing of the handshake stays alive with the connection.
+   */
+  setHandler(handler: ChannelHandler): void {
+    this.#handler = handler;
+  }
+
   /** Bytes waiting to leave: our batch plus the transport's own buffer. */
   get outboundBytes(): number {
-    return this.#writer.length + this.duplex.bufferedAmount;
+    return (this.#writer?.length ?? 0) + this.duplex.bufferedAmount;
   }
 
   start(): void {
-    this.duplex.start({
-      message: (data) => this.#onMessage(data),
-      close: (err) => this.#onTransportClose(err),
-    });
+    this.duplex.start(new Channel.#Feed(this));
     this.#arm();
   }
+
+  /** What the transport hands its messages and its end to: one small object per connection, no closures. */
+  static readonly #Feed = class implements DuplexHandlers {
+    readonly #channel: Channel;
+
+    constructor(channel: Channel) {
+      this.#channel = channel;
+    }
+
+    message(data: Uint8Array): void {
+      this.#channel.#onMessage(data);
+    }
+
+    close(err?: Error): void {
+      this.#channel.#onTransportClose(err);
+    }
+  };
 
   /** Queues a frame. For a reliable MSG on a numbered connection: its number; otherwise 0. */
   send(frame: Frame): number {
     if (this.closed) return 0;
-    this.#writer.frame(frame);
+    this.#out().frame(frame);
     this.#queued();
     return frame.type === FrameType.MSG ? this.#numberOut(frame.flags) : 0;
   }
@@ -120,7 +152,7 @@ export class Channel {
   /** Appends a MSG without allocating a frame object. Returns its number (see `send`). */
   msg(flags: number, hops: number, id: string, from: string, to: string, body: Uint8Array): number {
     if (this.closed) return 0;
-    this.#writer.msg(flags, hops, id, from, to, body);
+    this.#out().msg(flags, hops, id, from, to, body);
     this.#queued();
     return this.#numberOut(flags);
   }
@@ -128,11 +160,16 @@ export class Channel {
   /** Appends an encoded MSG frame as is, with its hop byte set to `hops`. Returns its number (see `send`). */
   msgRaw(raw: Uint8Array, hops: number): number {
     if (this.closed) return 0;
-    this.#writer.raw(raw);
+    const w = this.#out();
+    w.raw(raw);
     // MSG layout: u32 length, u8 type, u8 flags, u8 hops.
-    this.#writer.patchFromEnd(raw.length - 6, hops);
+    w.patchFromEnd(raw.length - 6, hops);
     this.#queued();
     return this.#numberOut(raw[5] ?? 0);
+  }
+
+  #out(): FrameWriter {
+    return (this.#writer ??= new FrameWriter(WRITER_INITIAL_BYTES));
   }
 
   #numberOut(flags: number): number {
@@ -153,7 +190,7 @@ export class Channel {
     this.#writeAcks();
     this.#ackFirst = n;
     this.#ackCount = 1;
-    this.stats.framesOut++;
+    this.#framesOut++;
     if (!this.#scheduled) {
       this.#scheduled = true;
       this.#o.scheduler(() => this.flush());
@@ -162,7 +199,7 @@ export class Channel {
 
   #writeAcks(): void {
     if (this.#ackCount === 0) return;
-    this.#writer.frame({ type: FrameType.ACKS, first: this.#ackFirst, count: this.#ackCount });
+    this.#out().frame({ type: FrameType.ACKS, first: this.#ackFirst, count: this.#ackCount });
     this.#ackCount = 0;
   }
 
@@ -195,9 +232,12 @@ export class Channel {
     this.#scheduled = false;
     if (this.#closed) return;
     this.#writeAcks();
-    if (this.#writer.length === 0) return;
-    const data = this.#writer.take();
-    this.stats.bytesOut += data.length;
+    const w = this.#writer;
+    if (w === undefined || w.length === 0) return;
+    const data = w.take();
+    // A small batch took the writer's buffer with it: the writer goes too, until the next frame.
+    if (w.capacity === 0 && data.length <= WRITER_INITIAL_BYTES) this.#writer = undefined;
+    this.#bytesOut += data.length;
     this.duplex.send(data);
   }
 
@@ -208,7 +248,7 @@ export class Channel {
   close(code: number = WireCode.SHUTDOWN, reason = 'closing'): void {
     if (this.#closed) return;
     this.#writeAcks();
-    this.#writer.frame({ type: FrameType.CLOSE, code, reason });
+    this.#out().frame({ type: FrameType.CLOSE, code, reason });
     this.flush();
     this.#closed = true;
     this.#disarm();
@@ -217,8 +257,8 @@ export class Channel {
   }
 
   #queued(): void {
-    this.stats.framesOut++;
-    if (this.#writer.length >= this.#o.batchBytes) this.flush();
+    this.#framesOut++;
+    if ((this.#writer?.length ?? 0) >= this.#o.batchBytes) this.flush();
     else if (!this.#scheduled) {
       this.#scheduled = true;
       this.#o.scheduler(() => this.flush());
@@ -236,11 +276,11 @@ export class Channel {
   #onMessage(data: Uint8Array): void {
     if (this.#closed) return;
     this.#lastRx = this.#o.clock.now();
-    this.stats.bytesIn += data.length;
+    this.#bytesIn += data.length;
     try {
       this.#decoder.push(data, (frame, raw) => {
         if (this.#closed) return;
-        this.stats.framesIn++;
+        this.#framesIn++;
         switch (frame.type) {
           case FrameType.PING:
             this.send({ type: FrameType.PONG, nonce: frame.nonce });
@@ -311,14 +351,21 @@ export class Channel {
     );
   }
 
+  /** The keepalive's time came (see Deadlines). */
+  onDeadline(): void {
+    this.#arm();
+  }
+
   #arm(): void {
     const p = this.#o.pingMs;
     if (p <= 0 || this.#closed) return;
     const now = this.#o.clock.now();
+    // Once a ping interval: a connection with nothing to write lets go of its writer.
+    if (this.#writer !== undefined && this.#writer.length === 0) this.#writer = undefined;
     if (this.#paused) {
       // Not reading: a PONG could not be seen. Look again after resume() restarted the count.
       this.#lastRx = now;
-      this.#timer = this.#o.clock.setTimeout(() => this.#arm(), p);
+      Deadlines.of(this.#o.clock).schedule(this, now + p);
       return;
     }
     const idle = now - this.#lastRx;
@@ -336,16 +383,18 @@ export class Channel {
     } else {
       wait = this.#lastRx + p - now;
     }
-    this.#timer = this.#o.clock.setTimeout(() => this.#arm(), Math.max(1, wait));
+    Deadlines.of(this.#o.clock).schedule(this, now + Math.max(1, wait));
   }
 
   #disarm(): void {
-    if (this.#timer !== undefined) this.#o.clock.clearTimeout(this.#timer);
-    this.#timer = undefined;
+    Deadlines.of(this.#o.clock).cancel(this);
     if (this.#partialTimer !== undefined) this.#o.clock.clearTimeout(this.#partialTimer);
     this.#partialTimer = undefined;
   }
 }
+
+/** A channel's first write buffer: an idle connection's control frames fit. */
+const WRITER_INITIAL_BYTES = 256;
 
 function localError(code: number, reason: string): PosternError {
   const c = errorCodeOf(code);

@@ -19,58 +19,84 @@ export interface Established {
  */
 export function openChannel(duplex: Duplex, options: ChannelOptions, hello: HelloFrame, timeoutMs: number): Promise<Established> {
   return new Promise((resolve, reject) => {
-    let welcome: WelcomeFrame | undefined;
-    let target: ChannelHandler | undefined;
-    const early: Array<[Frame, Uint8Array, number]> = [];
-    let earlyClose: PosternError | undefined;
-    const timer = options.clock.setTimeout(() => {
+    const opening = new Opening(options, resolve, reject);
+    const channel = new Channel(duplex, options, opening);
+    opening.channel = channel;
+    opening.timer = options.clock.setTimeout(() => {
+      opening.timer = undefined;
       // Reject first: closing reports its own (local) reason through `closed` below.
       reject(new TimeoutError(`no WELCOME from ${duplex.remote} within ${timeoutMs} ms`));
       channel.close(WireCode.HANDSHAKE_TIMEOUT, 'no WELCOME');
     }, timeoutMs);
-    const channel = new Channel(duplex, options, {
-      frame(f, raw, num) {
-        if (target !== undefined) return target.frame(f, raw, num);
-        if (welcome !== undefined) {
-          early.push([f, raw.slice(), num]);
-          return;
-        }
-        if (f.type !== FrameType.WELCOME) {
-          channel.close(WireCode.PROTOCOL, `expected WELCOME, got frame 0x${f.type.toString(16)}`);
-          return;
-        }
-        welcome = f;
-        // Before any MSG either way: numbered acknowledgements if the router granted them.
-        channel.numbered = (f.features & Feature.ACKS) !== 0;
-        options.clock.clearTimeout(timer);
-        resolve({
-          channel,
-          welcome: f,
-          attach(handler) {
-            for (const [ef, raw, num] of early) handler.frame(ef, raw, num);
-            early.length = 0;
-            target = handler;
-            if (earlyClose !== undefined) handler.closed(earlyClose);
-          },
-        });
-      },
-      closed(reason) {
-        if (target !== undefined) return target.closed(reason);
-        if (welcome !== undefined) {
-          earlyClose = reason;
-          return;
-        }
-        options.clock.clearTimeout(timer);
-        reject(reason);
-      },
-    });
     channel.start();
     try {
       channel.send(hello);
     } catch (err) {
-      options.clock.clearTimeout(timer);
+      opening.stopTimer();
       channel.close(WireCode.PROTOCOL, 'HELLO could not be encoded');
       reject(err instanceof Error ? err : new Error(String(err)));
     }
   });
+}
+
+/**
+ * The channel's handler until its owner attaches: waits for WELCOME, then keeps what comes
+ * before `attach`. `attach` hands the channel to the owner's handler, and nothing of this stays
+ * alive with the connection.
+ */
+class Opening implements ChannelHandler {
+  readonly #options: ChannelOptions;
+  readonly #resolve: (e: Established) => void;
+  readonly #reject: (err: unknown) => void;
+  channel!: Channel;
+  timer: unknown = undefined;
+  #welcome: WelcomeFrame | undefined;
+  #early: Array<[Frame, Uint8Array, number]> | undefined;
+  #earlyClose: PosternError | undefined;
+
+  constructor(options: ChannelOptions, resolve: (e: Established) => void, reject: (err: unknown) => void) {
+    this.#options = options;
+    this.#resolve = resolve;
+    this.#reject = reject;
+  }
+
+  stopTimer(): void {
+    if (this.timer !== undefined) this.#options.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  frame(f: Frame, raw: Uint8Array, num: number): void {
+    if (this.#welcome !== undefined) {
+      (this.#early ??= []).push([f, raw.slice(), num]);
+      return;
+    }
+    const channel = this.channel;
+    if (f.type !== FrameType.WELCOME) {
+      channel.close(WireCode.PROTOCOL, `expected WELCOME, got frame 0x${f.type.toString(16)}`);
+      return;
+    }
+    this.#welcome = f;
+    // Before any MSG either way: numbered acknowledgements if the router granted them.
+    channel.numbered = (f.features & Feature.ACKS) !== 0;
+    this.stopTimer();
+    this.#resolve({ channel, welcome: f, attach: (handler) => this.#attach(handler) });
+  }
+
+  closed(reason: PosternError): void {
+    if (this.#welcome !== undefined) {
+      this.#earlyClose = reason;
+      return;
+    }
+    this.stopTimer();
+    this.#reject(reason);
+  }
+
+  #attach(handler: ChannelHandler): void {
+    const early = this.#early;
+    this.#early = undefined;
+    if (early !== undefined) for (const [ef, raw, num] of early) handler.frame(ef, raw, num);
+    // A close while the early frames were handed over was kept in #earlyClose.
+    this.channel.setHandler(handler);
+    if (this.#earlyClose !== undefined) handler.closed(this.#earlyClose);
+  }
 }

@@ -14,6 +14,8 @@ export { Backoff } from './backoff.js';
 export type { BackoffOptions } from './backoff.js';
 export { Pushable } from './pushable.js';
 export { Broadcast } from './broadcast.js';
+export { Deadlines } from './deadlines.js';
+export type { Timed } from './deadlines.js';
 export { systemClock, defaultScheduler } from './clock.js';
 export type { Clock, Scheduler } from './clock.js';
 export { silentLogger } from './logger.js';

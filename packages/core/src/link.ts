@@ -12,6 +12,8 @@ import type { Principal } from './quotas.js';
  */
 export type LinkKind = 'agent' | 'downlink' | 'uplink' | 'peer' | 'hub';
 
+const NO_DOMAINS: readonly string[] = Object.freeze([]);
+
 /** One established connection of the router, whatever is on the other end. */
 export class Link {
   readonly kind: LinkKind;
@@ -37,13 +39,15 @@ export class Link {
    * Router links: domains this router may speak for on its credential or the operator's word
    * (patterns: each covers the domains below it, `*` all).
    */
-  entitled: readonly string[] = [];
+  entitled: readonly string[] = NO_DOMAINS;
+  // The sets and the array below are made when first needed: an agent's link never needs most
+  // of them, and an empty Set costs about 150 bytes (issue 12: an idle connection's memory).
   /** Peers: domains this link announced and we accepted (with a proof), so it may send from them. */
-  readonly validated = new Set<string>();
+  validated: Set<string> | undefined = undefined;
   /** Domains whose refused announcement was logged already (once per link). */
-  readonly refusedLogged = new Set<string>();
+  refusedLogged: Set<string> | undefined = undefined;
   /** Links whose reading is paused until this (congested) link drains. */
-  readonly blocked = new Set<Link>();
+  blocked: Set<Link> | undefined = undefined;
   drainTimer: unknown = undefined;
   /** Timer that closes the link when its credential expires. */
   expiry: unknown = undefined;
@@ -58,7 +62,7 @@ export class Link {
    * Messages read while its sender was over a rate (the rest of the transport message in hand),
    * in order, taken as the rate allows. At most one transport message: reading is paused meanwhile.
    */
-  deferred: Array<{ f: MsgFrame; raw: Uint8Array; num: number }> = [];
+  deferred: Array<{ f: MsgFrame; raw: Uint8Array; num: number }> | undefined = undefined;
   /**
    * The number of the reliable MSG being handled now (feature ACKS: it is acknowledged by that
    * number), 0 when none or the link does not number its MSGs.

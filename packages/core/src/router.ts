@@ -25,7 +25,7 @@ import {
   type WelcomeFrame,
 } from '@postern/protocol';
 import { anyCovers, claimedDomains, holderOf, type Claims } from './auth.js';
-import { Channel, type ChannelOptions } from './channel.js';
+import { Channel, type ChannelHandler, type ChannelOptions } from './channel.js';
 import { Delivery, msgLength, type AckAs, type DeliveryStats } from './delivery.js';
 import { agentDestination, domainDestination, returnDestination, type Destination } from './destination.js';
 import { AddressCache, type ParsedAddress } from './addresses.js';
@@ -393,6 +393,9 @@ export class Router {
               atSource = false;
               this.#quotas.released(source);
             }
+            // From now on the link's own handler: the closures of this handshake (and its
+            // timer) are not kept alive with every connection (issue 12).
+            channel.setHandler(new Router.#LinkHandler(this, l, atSource ? source : undefined));
           },
           awaitProof: (fn) => {
             state = 'proof';
@@ -1132,7 +1135,7 @@ export class Router {
         if ((flags & MsgFlag.REPORT) !== 0) return false;
         // Otherwise: what it is trusted with, what it announced with a valid proof on this link,
         // or on an earlier link within maxMessageAgeMs (messages it took then may still come).
-        return domain === this.domain || !(anyCovers(link.entitled, domain) || link.validated.has(domain) || this.#vouched(link.node, domain));
+        return domain === this.domain || !(anyCovers(link.entitled, domain) || link.validated?.has(domain) === true || this.#vouched(link.node, domain));
       default: {
         // A hub's bridgehead carries everyone's messages to the hub's agents, its own domain's too.
         if (link.bridgehead) return false;
@@ -1189,8 +1192,9 @@ export class Router {
 
   /** Pauses reading from `ingress` until `egress` has drained to a quarter of its cap. */
   #block(ingress: Link, egress: Link): void {
-    if (!egress.blocked.has(ingress)) {
-      egress.blocked.add(ingress);
+    const blocked = (egress.blocked ??= new Set());
+    if (!blocked.has(ingress)) {
+      blocked.add(ingress);
       ingress.hold();
       this.#stats.pauses++;
     }
@@ -1212,8 +1216,9 @@ export class Router {
   #unblock(egress: Link): void {
     if (egress.drainTimer !== undefined) this.options.clock.clearTimeout(egress.drainTimer);
     egress.drainTimer = undefined;
-    for (const l of egress.blocked) l.letGo();
-    egress.blocked.clear();
+    const blocked = egress.blocked;
+    egress.blocked = undefined;
+    if (blocked !== undefined) for (const l of blocked) l.letGo();
   }
 
   /** A name or id of our domain that messages may wait for: connected, known, or any when we queue for unknown names. */
@@ -1281,7 +1286,7 @@ export class Router {
    * True: take `f` now.
    */
   #withinRate(link: Link, p: Principal, f: MsgFrame, raw: Uint8Array): boolean {
-    if (link.deferred.length === 0) {
+    if (link.deferred === undefined || link.deferred.length === 0) {
       const wait = this.#quotas.wait(p);
       if (wait === 0) {
         this.#quotas.spend(p, f.body.length);
@@ -1296,7 +1301,7 @@ export class Router {
       this.#rateLater(link, p, wait);
     }
     // The frame and its body are views of the transport message: keep copies.
-    link.deferred.push({ f: { ...f, body: f.body.slice() }, raw: raw.slice(), num: link.inNum });
+    (link.deferred ??= []).push({ f: { ...f, body: f.body.slice() }, raw: raw.slice(), num: link.inNum });
     return false;
   }
 
@@ -1305,7 +1310,7 @@ export class Router {
     link.rateTimer = this.options.clock.setTimeout(() => {
       link.rateTimer = undefined;
       if (!link.up) return;
-      while (link.deferred.length > 0) {
+      while (link.deferred !== undefined && link.deferred.length > 0) {
         const w = this.#quotas.wait(p);
         if (w > 0) {
           this.#rateLater(link, p, w);
@@ -1326,7 +1331,7 @@ export class Router {
     link.up = false;
     if (link.expiry !== undefined) this.options.clock.clearTimeout(link.expiry);
     if (link.rateTimer !== undefined) this.options.clock.clearTimeout(link.rateTimer);
-    link.deferred = [];
+    link.deferred = undefined;
     this.#unblock(link);
     this.#links.delete(link);
     if (link.kind === 'agent') {
@@ -1366,6 +1371,33 @@ export class Router {
     this.#stats.protocolErrors++;
     channel.close(WireCode.PROTOCOL, reason);
   }
+
+  /** An accepted connection's handler once it is a link: its frames and its end. */
+  static readonly #LinkHandler = class implements ChannelHandler {
+    readonly #router: Router;
+    readonly #link: Link;
+    /** The source address the connection is still counted at (no credential took it over), or undefined. */
+    readonly #source: string | undefined;
+
+    constructor(router: Router, link: Link, source: string | undefined) {
+      this.#router = router;
+      this.#link = link;
+      this.#source = source;
+    }
+
+    frame(f: Frame, raw: Uint8Array, num: number): void {
+      this.#router.#onFrame(this.#link, f, raw, num);
+    }
+
+    closed(reason: PosternError): void {
+      const r = this.#router;
+      const link = this.#link;
+      r.#connections--;
+      if (this.#source !== undefined) r.#quotas.released(this.#source);
+      if (link.quota !== undefined) r.#quotas.closed(link.quota);
+      r.#detach(link, reason);
+    }
+  };
 }
 
 interface HelloHooks {

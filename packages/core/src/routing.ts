@@ -164,8 +164,9 @@ export class Routing {
     if (refusal !== undefined) {
       this.#stats.routesRefused++;
       // Once per link and domain: a misconfigured peer must not flood the log.
-      if (!link.refusedLogged.has(domain) && link.refusedLogged.size < 64) {
-        link.refusedLogged.add(domain);
+      const logged = (link.refusedLogged ??= new Set());
+      if (!logged.has(domain) && logged.size < 64) {
+        logged.add(domain);
         h.logger.warn('route refused', { domain, via: link.node, kind: link.kind, reason: refusal });
       }
       return;
@@ -174,7 +175,7 @@ export class Routing {
     if (learned === undefined) this.#learned.set(link, (learned = new Set()));
     learned.add(domain);
     if (link.kind === 'peer') {
-      link.validated.add(domain);
+      (link.validated ??= new Set()).add(domain);
       h.validated(link, domain);
     }
     const proven = this.#proven(link, f);

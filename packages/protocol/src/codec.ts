@@ -6,16 +6,30 @@ const encoder = new TextEncoder();
 // ignoreBOM: a leading U+FEFF is part of the string, not a byte-order mark to drop.
 const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
+/** What a writer holds before its first frame: nothing. */
+const EMPTY = new Uint8Array(0);
+/** take() keeps no buffer this small between batches (see take()). */
+const HAND_OUT_BYTES = 1024;
+
 /**
  * Appends frames to one growing buffer, so that many frames leave as one transport message.
- * `take()` hands out a copy and resets; the writer never shares memory with what it returned.
+ * `take()` hands out what was written and resets; the writer never shares memory with what it
+ * returned. It holds no buffer until the first frame: a writer per connection costs an idle
+ * connection nothing (issue 12).
  */
 export class FrameWriter {
-  #buf: Uint8Array;
+  #buf: Uint8Array = EMPTY;
   #pos = 0;
+  /** The size of the next buffer: the initial size, or that of the last one handed out (batches tend to repeat their size). */
+  #next: number;
 
   constructor(initialBytes = 16 * 1024) {
-    this.#buf = new Uint8Array(initialBytes);
+    this.#next = Math.max(64, initialBytes);
+  }
+
+  /** Bytes of the buffer held now (0 after a small batch was handed out, or before the first frame). */
+  get capacity(): number {
+    return this.#buf.length;
   }
 
   /** Bytes written since the last take(). */
@@ -64,13 +78,33 @@ export class FrameWriter {
     this.#buf[this.#pos - back] = value;
   }
 
-  /** Returns everything written as a new array and empties the writer. */
+  /**
+   * Returns everything written as an array of its own and empties the writer. A small buffer (up
+   * to 1 KiB) is not kept between batches, so a connection that writes a little now and then
+   * holds none: when the batch fills at least half of it, it is handed out as it is (a view of
+   * its first bytes, no copy), else the batch is copied out. Either way what is handed out pins
+   * at most twice its length, for a transport that queues it. A larger buffer is copied out and
+   * kept for the next batch (up to 4 MiB).
+   */
   take(): Uint8Array {
-    const out = this.#buf.slice(0, this.#pos);
+    const buf = this.#buf;
+    const n = this.#pos;
     this.#pos = 0;
-    // Do not keep a huge buffer alive after a burst.
-    if (this.#buf.length > 4 * 1024 * 1024) this.#buf = new Uint8Array(16 * 1024);
-    return out;
+    if (buf.length > HAND_OUT_BYTES) {
+      const out = buf.slice(0, n);
+      // Do not keep a huge buffer alive after a burst.
+      if (buf.length > 4 * 1024 * 1024) this.#buf = EMPTY;
+      return out;
+    }
+    this.#buf = EMPTY;
+    if (n * 2 < buf.length) return buf.slice(0, n);
+    if (buf.length > this.#next) this.#next = buf.length;
+    return buf.subarray(0, n);
+  }
+
+  /** Lets go of the buffer when nothing is waiting in it (a connection gone quiet); the next frame allocates anew. */
+  release(): void {
+    if (this.#pos === 0) this.#buf = EMPTY;
   }
 
   #begin(type: number): number {
@@ -239,7 +273,7 @@ export class FrameWriter {
   #ensure(n: number): void {
     const need = this.#pos + n;
     if (need <= this.#buf.length) return;
-    let size = Math.max(64, this.#buf.length * 2);
+    let size = Math.max(this.#next, this.#buf.length * 2);
     while (size < need) size *= 2;
     const next = new Uint8Array(size);
     next.set(this.#buf.subarray(0, this.#pos));
@@ -624,7 +658,8 @@ export interface FrameDecoderOptions {
  */
 export class FrameDecoder {
   readonly #max: number;
-  #chunks: Uint8Array[] = [];
+  /** The start of a frame (in pieces) while it is incomplete; made when needed. */
+  #chunks: Uint8Array[] | undefined;
   #queued = 0;
   #need = FRAME_HEADER_BYTES;
 
@@ -640,11 +675,12 @@ export class FrameDecoder {
   push(chunk: Uint8Array, onFrame: (frame: Frame, raw: Uint8Array) => void): void {
     let bytes = chunk;
     if (this.#queued > 0) {
-      this.#chunks.push(chunk);
+      const chunks = (this.#chunks ??= []);
+      chunks.push(chunk);
       this.#queued += chunk.length;
       if (this.#queued < this.#need) return;
-      bytes = concat(this.#chunks, this.#queued);
-      this.#chunks = [];
+      bytes = concat(chunks, this.#queued);
+      this.#chunks = undefined;
       this.#queued = 0;
     }
     let pos = 0;
@@ -667,7 +703,7 @@ export class FrameDecoder {
       // With fewer than 4 bytes, the length is not known yet: ask for exactly those 4.
       if (n - pos < 4) this.#need = 4;
       const rest = bytes.subarray(pos);
-      this.#chunks.push(rest);
+      this.#chunks = [rest];
       this.#queued = rest.length;
     } else {
       this.#need = FRAME_HEADER_BYTES;

@@ -413,6 +413,19 @@ describe('codec round trip', () => {
     );
   });
 
+  test('FrameWriter.release() drops an empty buffer only; the writer goes on', () => {
+    const w = new FrameWriter(64);
+    const ping: PingFrame = { type: FrameType.PING, nonce: 7 };
+    w.frame(ping);
+    w.release(); // bytes are waiting: kept
+    assert.deepEqual(w.take(), encodeFrame(ping));
+    w.release();
+    w.frame(ping);
+    w.frame(ping);
+    assert.deepEqual(w.take(), encodeBatch([ping, ping]));
+    assert.equal(w.take().length, 0);
+  });
+
   test('a writer made with an initial size of 0 still grows', async () => {
     // Run in a worker: if growing from an empty buffer loops forever, fail in seconds instead
     // of hanging the whole file until the runner's timeout.

@@ -1,4 +1,4 @@
-import type { Dialer, DialOptions, Duplex, DuplexHandlers } from '@postern/core';
+import { Deadlines, systemClock, type Dialer, type DialOptions, type Duplex, type DuplexHandlers, type Timed } from '@postern/core';
 import { ConfigError, TransportError } from '@postern/protocol';
 import { AUTO_DIALER_DEFAULTS } from './constants.js';
 
@@ -39,20 +39,33 @@ function unref<T>(t: T): T {
   return t;
 }
 
-/** Forwards to `inner`, and lets its owner see and choose how it ends. */
+/** Hears how a watched duplex ends, and may put another error in its place. */
+interface Watcher {
+  ended(err: Error | undefined): Error | undefined;
+}
+
+/**
+ * Forwards to `inner`, and lets its watcher see and choose how it ends. Made per connection, so
+ * it holds no closures: an idle client is a few objects (issue 12).
+ */
 class WatchedDuplex implements Duplex {
   readonly #inner: Duplex;
-  readonly #onClose: (err: Error | undefined) => Error | undefined;
-  pause?: () => void;
-  resume?: () => void;
+  readonly #watcher: Watcher;
+  #handlers: DuplexHandlers | undefined;
 
-  constructor(inner: Duplex, onClose: (err: Error | undefined) => Error | undefined) {
+  constructor(inner: Duplex, watcher: Watcher) {
     this.#inner = inner;
-    this.#onClose = onClose;
-    if (inner.pause !== undefined) this.pause = () => inner.pause?.();
-    if (inner.resume !== undefined) this.resume = () => inner.resume?.();
+    this.#watcher = watcher;
   }
 
+  /** `inner` watched by `watcher`: with pause() and resume() exactly when `inner` has them. */
+  static of(inner: Duplex, watcher: Watcher): Duplex {
+    return inner.pause !== undefined || inner.resume !== undefined ? new PausableWatchedDuplex(inner, watcher) : new WatchedDuplex(inner, watcher);
+  }
+
+  get inner(): Duplex {
+    return this.#inner;
+  }
   get bufferedAmount(): number {
     return this.#inner.bufferedAmount;
   }
@@ -67,7 +80,17 @@ class WatchedDuplex implements Duplex {
   }
 
   start(handlers: DuplexHandlers): void {
-    this.#inner.start({ message: handlers.message.bind(handlers), close: (err) => handlers.close(this.#onClose(err)) });
+    this.#handlers = handlers;
+    this.#inner.start(new Relay(this));
+  }
+
+  /** For Relay: what `inner` delivers goes to the handlers, its end through the watcher. */
+  deliver(data: Uint8Array): void {
+    this.#handlers?.message(data);
+  }
+
+  end(err: Error | undefined): void {
+    this.#handlers?.close(this.#watcher.ended(err));
   }
 
   send(data: Uint8Array): void {
@@ -76,6 +99,29 @@ class WatchedDuplex implements Duplex {
 
   close(): void {
     this.#inner.close();
+  }
+}
+
+class PausableWatchedDuplex extends WatchedDuplex {
+  pause(): void {
+    this.inner.pause?.();
+  }
+  resume(): void {
+    this.inner.resume?.();
+  }
+}
+
+/** The handlers a WatchedDuplex gives its inner duplex. */
+class Relay implements DuplexHandlers {
+  readonly #to: WatchedDuplex;
+  constructor(to: WatchedDuplex) {
+    this.#to = to;
+  }
+  message(data: Uint8Array): void {
+    this.#to.deliver(data);
+  }
+  close(err?: Error): void {
+    this.#to.end(err);
   }
 }
 
@@ -103,50 +149,64 @@ function positive(name: string, v: number | undefined, dflt: number): number {
  * State is per dialer: give each client or uplink its own.
  */
 export function createAutoDialer(options: AutoDialerOptions): Dialer {
-  const d = AUTO_DIALER_DEFAULTS;
-  const wsTimeoutMs = positive('wsTimeoutMs', options.wsTimeoutMs, d.wsTimeoutMs);
-  const probeMs = positive('wsProbeIntervalMs', options.wsProbeIntervalMs, d.probeIntervalMs);
-  const maxProbeMs = Math.max(probeMs, positive('maxWsProbeIntervalMs', options.maxWsProbeIntervalMs, d.maxProbeIntervalMs));
-  const wsFailures = positive('wsFailures', options.wsFailures, d.wsFailures);
-  const wsStableMs = positive('wsStableMs', options.wsStableMs, d.wsStableMs);
-  const emit = (e: AutoDialerEvent): void => options.onEvent?.(e);
+  const auto = new AutoDialer(options);
+  return (url, o) => auto.dial(url, o);
+}
 
-  let mode: 'ws' | 'http' = 'ws';
-  let quickFailures = 0;
-  let probeDelay = probeMs;
+/** The state of one auto dialer (see createAutoDialer). */
+class AutoDialer {
+  readonly #o: AutoDialerOptions;
+  readonly #wsTimeoutMs: number;
+  readonly #probeMs: number;
+  readonly #maxProbeMs: number;
+  readonly #wsFailures: number;
+  readonly wsStableMs: number;
+  #mode: 'ws' | 'http' = 'ws';
+  #quickFailures = 0;
+  #probeDelay: number;
   /** On WebSocket because a probe opened, and no link has lasted wsStableMs since. */
-  let upgradedByProbe = false;
+  #upgradedByProbe = false;
 
-  const fallback = (reason: string): void => {
-    if (mode === 'http') return;
-    mode = 'http';
-    emit({ type: 'fallback', reason });
-  };
+  constructor(options: AutoDialerOptions) {
+    const d = AUTO_DIALER_DEFAULTS;
+    this.#o = options;
+    this.#wsTimeoutMs = positive('wsTimeoutMs', options.wsTimeoutMs, d.wsTimeoutMs);
+    this.#probeMs = positive('wsProbeIntervalMs', options.wsProbeIntervalMs, d.probeIntervalMs);
+    this.#maxProbeMs = Math.max(this.#probeMs, positive('maxWsProbeIntervalMs', options.maxWsProbeIntervalMs, d.maxProbeIntervalMs));
+    this.#wsFailures = positive('wsFailures', options.wsFailures, d.wsFailures);
+    this.wsStableMs = positive('wsStableMs', options.wsStableMs, d.wsStableMs);
+    this.#probeDelay = this.#probeMs;
+  }
 
-  const watchWs = (inner: Duplex): Duplex => {
-    let stable = false;
-    const timer = unref(
-      setTimeout(() => {
-        stable = true;
-        quickFailures = 0;
-        probeDelay = probeMs;
-        upgradedByProbe = false;
-      }, wsStableMs),
-    );
-    return new WatchedDuplex(inner, (err) => {
-      clearTimeout(timer);
-      if (err !== undefined && !stable && ++quickFailures >= wsFailures) {
-        quickFailures = 0;
-        // A probe only sees the handshake: where WebSocket opens and is then cut, the upgrade
-        // it led to was a failed probe, or the dialer would flap every probe interval.
-        if (upgradedByProbe) probeDelay = Math.min(maxProbeMs, probeDelay * 2);
-        fallback(`${wsFailures} WebSocket links in a row broke within ${wsStableMs} ms of opening (last: ${err.message})`);
-      }
-      return err;
-    });
-  };
+  #emit(e: AutoDialerEvent): void {
+    this.#o.onEvent?.(e);
+  }
 
-  const watchHttp = (inner: Duplex, url: string): Duplex => {
+  #fallback(reason: string): void {
+    if (this.#mode === 'http') return;
+    this.#mode = 'http';
+    this.#emit({ type: 'fallback', reason });
+  }
+
+  /** A WebSocket link lasted wsStableMs: WebSocket works. */
+  wsStable(): void {
+    this.#quickFailures = 0;
+    this.#probeDelay = this.#probeMs;
+    this.#upgradedByProbe = false;
+  }
+
+  /** A WebSocket link ended; `stable`: it had lasted wsStableMs. */
+  wsEnded(err: Error | undefined, stable: boolean): void {
+    if (err !== undefined && !stable && ++this.#quickFailures >= this.#wsFailures) {
+      this.#quickFailures = 0;
+      // A probe only sees the handshake: where WebSocket opens and is then cut, the upgrade
+      // it led to was a failed probe, or the dialer would flap every probe interval.
+      if (this.#upgradedByProbe) this.#probeDelay = Math.min(this.#maxProbeMs, this.#probeDelay * 2);
+      this.#fallback(`${this.#wsFailures} WebSocket links in a row broke within ${this.wsStableMs} ms of opening (last: ${err.message})`);
+    }
+  }
+
+  #watchHttp(inner: Duplex, url: string): Duplex {
     let ended = false;
     let upgraded = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -160,51 +220,54 @@ export function createAutoDialer(options: AutoDialerOptions): Dialer {
     void inner.done.then(stop, stop);
     const schedule = (): void => {
       if (ended) return;
-      timer = unref(setTimeout(() => void probe(), probeDelay * (0.8 + 0.4 * Math.random())));
+      timer = unref(setTimeout(() => void probe(), this.#probeDelay * (0.8 + 0.4 * Math.random())));
     };
     const probe = async (): Promise<void> => {
       if (ended) return;
       let ws: Duplex;
       try {
-        ws = await options.ws(url, { signal: probes.signal, timeoutMs: wsTimeoutMs });
+        ws = await this.#o.ws(url, { signal: probes.signal, timeoutMs: this.#wsTimeoutMs });
       } catch (err) {
         if (ended) return;
-        probeDelay = Math.min(maxProbeMs, probeDelay * 2);
-        emit({ type: 'probe-failed', reason: (err as Error).message, nextInMs: probeDelay });
+        this.#probeDelay = Math.min(this.#maxProbeMs, this.#probeDelay * 2);
+        this.#emit({ type: 'probe-failed', reason: (err as Error).message, nextInMs: this.#probeDelay });
         schedule();
         return;
       }
       ws.start({ message: () => {}, close: () => {} });
       ws.close();
       if (ended) return;
-      mode = 'ws';
+      this.#mode = 'ws';
       upgraded = true;
-      upgradedByProbe = true;
-      emit({ type: 'upgrade' });
+      this.#upgradedByProbe = true;
+      this.#emit({ type: 'upgrade' });
       inner.close();
     };
     schedule();
-    return new WatchedDuplex(inner, (err) => {
-      stop();
-      return upgraded ? new TransportError(UPGRADE_REASON, err === undefined ? undefined : { cause: err }) : err;
+    return WatchedDuplex.of(inner, {
+      ended: (err) => {
+        stop();
+        return upgraded ? new TransportError(UPGRADE_REASON, err === undefined ? undefined : { cause: err }) : err;
+      },
     });
-  };
+  }
 
-  const dialWs = async (url: string, o: DialOptions): Promise<Duplex> => {
-    const budget = o.timeoutMs === undefined ? wsTimeoutMs : Math.max(1, Math.min(wsTimeoutMs, Math.floor(o.timeoutMs / 2)));
-    return watchWs(await options.ws(url, { ...o, timeoutMs: budget }));
-  };
+  async #dialWs(url: string, o: DialOptions): Promise<Duplex> {
+    const budget = o.timeoutMs === undefined ? this.#wsTimeoutMs : Math.max(1, Math.min(this.#wsTimeoutMs, Math.floor(o.timeoutMs / 2)));
+    const inner = await this.#o.ws(url, { ...o, timeoutMs: budget });
+    return WatchedDuplex.of(inner, new WsWatch(this));
+  }
 
-  const dialHttp = async (url: string, o: DialOptions, started: number): Promise<Duplex> => {
+  async #dialHttp(url: string, o: DialOptions, started: number): Promise<Duplex> {
     const left = o.timeoutMs === undefined ? undefined : Math.max(1, o.timeoutMs - (Date.now() - started));
-    return watchHttp(await options.http(url, { ...o, ...(left === undefined ? {} : { timeoutMs: left }) }), url);
-  };
+    return this.#watchHttp(await this.#o.http(url, { ...o, ...(left === undefined ? {} : { timeoutMs: left }) }), url);
+  }
 
-  return async (url: string, o: DialOptions): Promise<Duplex> => {
+  async dial(url: string, o: DialOptions): Promise<Duplex> {
     const started = Date.now();
-    const first = mode;
+    const first = this.#mode;
     try {
-      return first === 'ws' ? await dialWs(url, o) : await dialHttp(url, o, started);
+      return first === 'ws' ? await this.#dialWs(url, o) : await this.#dialHttp(url, o, started);
     } catch (firstErr) {
       if (o.signal?.aborted) throw firstErr;
       // A proxy refusing us, or a certificate we do not trust, is in the way of either transport.
@@ -212,9 +275,9 @@ export function createAutoDialer(options: AutoDialerOptions): Dialer {
       // WebSocket blocked, or the router down: long-poll tells which. On long-poll, a failed
       // dial tries WebSocket in case the network changed.
       try {
-        const duplex = first === 'ws' ? await dialHttp(url, o, started) : await dialWs(url, o);
-        if (first === 'ws') fallback(`WebSocket could not be opened: ${(firstErr as Error).message}`);
-        else mode = 'ws';
+        const duplex = first === 'ws' ? await this.#dialHttp(url, o, started) : await this.#dialWs(url, o);
+        if (first === 'ws') this.#fallback(`WebSocket could not be opened: ${(firstErr as Error).message}`);
+        else this.#mode = 'ws';
         return duplex;
       } catch (secondErr) {
         const [wsErr, httpErr] = (first === 'ws' ? [firstErr, secondErr] : [secondErr, firstErr]) as [Error, Error];
@@ -223,5 +286,31 @@ export function createAutoDialer(options: AutoDialerOptions): Dialer {
         throw new TransportError(`${wsErr.message}; HTTP long-poll failed too: ${httpErr.message}`, { cause: firstErr, permanent });
       }
     }
-  };
+  }
+}
+
+/**
+ * A WebSocket link of an auto dialer: stable once it lasted wsStableMs (a deadline in the shared
+ * queue, not a timer of its own); how it ends tells the dialer whether WebSocket keeps breaking.
+ */
+class WsWatch implements Watcher, Timed {
+  readonly #auto: AutoDialer;
+  #stable = false;
+  deadlineSlot = -1;
+
+  constructor(auto: AutoDialer) {
+    this.#auto = auto;
+    Deadlines.of(systemClock).schedule(this, systemClock.now() + auto.wsStableMs);
+  }
+
+  onDeadline(): void {
+    this.#stable = true;
+    this.#auto.wsStable();
+  }
+
+  ended(err: Error | undefined): Error | undefined {
+    Deadlines.of(systemClock).cancel(this);
+    this.#auto.wsEnded(err, this.#stable);
+    return err;
+  }
 }

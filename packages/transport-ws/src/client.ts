@@ -60,7 +60,8 @@ export function createWsDialer(factory: WebSocketFactory): Dialer {
         if (settled) return;
         settled = true;
         cleanup();
-        const terminate = ws.terminate?.bind(ws);
+        // A `ws` socket (an EventEmitter) is terminated by the duplex itself; another kind may bring its own.
+        const terminate = typeof (ws as { on?: unknown }).on === 'function' ? undefined : ws.terminate?.bind(ws);
         resolve(new WebSocketDuplex(ws, target, terminate));
       };
     });

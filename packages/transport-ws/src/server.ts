@@ -25,13 +25,31 @@ export interface WsServer {
   readonly clients: number;
 }
 
+/** A connection accepted here: counted while it is open. */
+class ServerDuplex extends WebSocketDuplex {
+  readonly #open: { count: number };
+
+  constructor(ws: WebSocketLike, remote: string, open: { count: number }) {
+    super(ws, remote);
+    this.#open = open;
+    open.count++;
+  }
+
+  protected override ended(): void {
+    this.#open.count--;
+  }
+}
+
 /**
  * Accepts WebSocket upgrades on an existing node:http or node:https server and hands each
  * connection over as a Duplex. No compression: frames are small and batched, and deflate costs
  * more CPU than it saves on the wire.
  */
 export function attachWsServer(server: Server | HttpsServer, onDuplex: (d: Duplex) => void, options: WsServerOptions): WsServer {
-  const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayload, perMessageDeflate: false, clientTracking: true });
+  // Connections are counted by their duplexes: ws's own tracking costs a Set entry and a
+  // 'close' listener (a closure) per socket (issue 12: an idle connection's memory).
+  const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayload, perMessageDeflate: false, clientTracking: false });
+  const open = { count: 0 };
   const onUpgrade = (req: IncomingMessage, socket: NetDuplex, head: Buffer): void => {
     if (options.match !== undefined && !options.match(req)) {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
@@ -52,7 +70,8 @@ export function attachWsServer(server: Server | HttpsServer, onDuplex: (d: Duple
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
-      onDuplex(new WebSocketDuplex(ws as unknown as WebSocketLike, remote, () => ws.terminate()));
+      // The duplex ends a stuck close with the socket's own terminate(): no closure per connection.
+      onDuplex(new ServerDuplex(ws as unknown as WebSocketLike, remote, open));
     });
   };
   server.on('upgrade', onUpgrade);
@@ -62,7 +81,7 @@ export function attachWsServer(server: Server | HttpsServer, onDuplex: (d: Duple
       wss.close();
     },
     get clients() {
-      return wss.clients.size;
+      return open.count;
     },
   };
 }
