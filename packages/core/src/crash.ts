@@ -6,7 +6,7 @@ import { ConfigError } from '@postern/protocol';
  * comparison while nothing is armed. `startRouter` arms one from `POSTERN_CRASH_AT`.
  */
 export const CRASH_POINTS = Object.freeze([
-  /** Inside the store's group commit of new messages, after its first log row (the transaction is rolled back). */
+  /** Inside the store's group commit, after the first message row (the transaction is rolled back). */
   'store.mid-commit',
   /** The message is stored; the previous hop has not been acked. */
   'accept.after-store',

@@ -37,7 +37,7 @@ describe('startRouter refusing to start', () => {
     await store.close();
     const Database = require(sqliteModulePath) as new (file: string) => { exec(sql: string): void; close(): void };
     const db = new Database(join(dataDir, 'router.db'));
-    db.exec("INSERT INTO log (id, data) VALUES (1, x'010203')");
+    db.exec("INSERT INTO messages (seq, held, data) VALUES (1, 1, x'010203')");
     db.close();
     let fatal: unknown;
     await assert.rejects(startRouter({ domain: 'acme', dataDir, onFatal: (e) => (fatal = e) }), (e: unknown) => {

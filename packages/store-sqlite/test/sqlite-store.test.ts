@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { createRequire } from 'node:module';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -26,13 +25,7 @@ storeSuite('sqlite', {
     await s.close();
     return new SqliteStore((s as SqliteStore).file);
   },
-  bytes: (s) => Promise.resolve(fileBytes((s as SqliteStore).file)),
 });
-
-/** The store file and its WAL. */
-function fileBytes(file: string): number {
-  return [file, `${file}-wal`].reduce((n, f) => n + (existsSync(f) ? statSync(f).size : 0), 0);
-}
 
 describe('SqliteStore', () => {
   it('keeps what append() acknowledged when the process is killed with SIGKILL', () => {
@@ -142,65 +135,6 @@ describe('SqliteStore', () => {
     await s.close();
     const again = new SqliteStore(file);
     assert.equal((await again.recover()).messages[0]!.via, 'N1');
-    await again.close();
-  });
-
-  it('brings a schema 3 file to schema 4, keeping every message, key, via and the next seq', async () => {
-    const file = tempFile();
-    mkdirSync(dirname(file), { recursive: true });
-    // A schema 3 row: f64 storedAt, f64 expiresAt, u8 flags, u8 hops, five u16 lengths, the strings, the body.
-    const row = (id: string, body: Uint8Array, cameFrom = ''): Buffer => {
-      const strings = ['agent:bob', 'ålice@acme', id, 'bob@acme', cameFrom].map((x) => Buffer.from(x, 'utf8'));
-      const b = Buffer.alloc(28 + strings.reduce((n, x) => n + x.length, 0) + body.length);
-      b.writeDoubleBE(1_000, 0);
-      b.writeDoubleBE(99_000, 8);
-      b[16] = 2;
-      b[17] = 15;
-      strings.forEach((x, i) => b.writeUInt16BE(x.length, 18 + 2 * i));
-      Buffer.concat([...strings, body]).copy(b, 28);
-      return b;
-    };
-    const body = (i: number): Uint8Array => new Uint8Array(100 + (i % 50)).fill(i & 0xff);
-    // Written with the statements of schema 3: inserts, UPDATE held = 0, DELETE, next-seq in kv.
-    const D = createRequire(import.meta.url)(sqliteModulePath) as new (f: string) => { exec(sql: string): void; prepare(sql: string): { run(...a: unknown[]): unknown }; pragma(p: string): unknown; close(): void };
-    const db = new D(file);
-    db.exec('BEGIN');
-    db.exec("CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB NOT NULL); CREATE TABLE messages (seq INTEGER PRIMARY KEY, held INTEGER NOT NULL, data BLOB NOT NULL, via TEXT NOT NULL DEFAULT '')");
-    const insert = db.prepare('INSERT INTO messages (seq, held, data, via) VALUES (?, 1, ?, ?)');
-    for (let seq = 1; seq <= 2_500; seq++) insert.run(seq, row(`m${seq}`, body(seq), seq % 7 === 0 ? 'NODE-A' : ''), seq % 3 === 0 ? `N${seq}` : '');
-    const retire = db.prepare('UPDATE messages SET held = 0 WHERE seq = ?');
-    const remove = db.prepare('DELETE FROM messages WHERE seq = ?');
-    for (let seq = 1; seq <= 2_500; seq++) {
-      if (seq % 5 === 0) retire.run(seq);
-      else if (seq % 5 === 1) remove.run(seq);
-    }
-    db.prepare("INSERT OR REPLACE INTO kv (key, value) VALUES ('next-seq', ?)").run(Buffer.from('3000'));
-    db.prepare("INSERT OR REPLACE INTO kv (key, value) VALUES ('node-key', ?)").run(Buffer.from('seed'));
-    db.exec('COMMIT');
-    db.pragma('user_version = 3');
-    db.close();
-    const held = Array.from({ length: 2_500 }, (_, i) => i + 1).filter((seq) => seq % 5 !== 0 && seq % 5 !== 1);
-    const kept = Array.from({ length: 2_500 }, (_, i) => i + 1).filter((seq) => seq % 5 !== 1);
-    const check = (r: Awaited<ReturnType<SqliteStore['recover']>>, budget: number, via2 = ''): void => {
-      const via = (seq: number): string => (seq === 2 ? via2 : seq % 3 === 0 ? `N${seq}` : '');
-      assert.deepEqual(r.messages.map((m) => [m.seq, m.id, m.via, m.cameFrom, m.from]), held.map((seq) => [seq, `m${seq}`, via(seq), seq % 7 === 0 ? 'NODE-A' : '', 'ålice@acme']));
-      let left = budget;
-      for (const m of r.messages) {
-        left -= body(m.seq).length;
-        assert.deepEqual(m.body, left >= 0 ? body(m.seq) : new Uint8Array(0));
-      }
-      assert.deepEqual(r.seen.map((k) => [k.seq, k.id, k.at]), kept.map((seq) => [seq, `m${seq}`, 1_000]));
-    };
-    const s = new SqliteStore(file);
-    check(await s.recover({ bodyBudget: 50_000 }), 50_000);
-    assert.deepEqual(await s.getValue('node-key'), new Uint8Array(Buffer.from('seed')));
-    assert.deepEqual(await s.readBodies([2_499, 2_500, 2_501]), [body(2_499), undefined, undefined]);
-    const [next] = await s.append([{ queue: 'q', from: 'a@b', id: 'new', to: 'c@d', flags: 0, hops: 1, body: new Uint8Array([1]), storedAt: 1, expiresAt: 0, cameFrom: '', via: '' }]);
-    assert.equal(next, 3_000, 'seqs go on after the saved next-seq');
-    await Promise.all([s.remove([next]), s.repin([{ seq: 2, via: 'N-new' }])]);
-    await s.close();
-    const again = new SqliteStore(file);
-    check(await again.recover(), Infinity, 'N-new');
     await again.close();
   });
 
