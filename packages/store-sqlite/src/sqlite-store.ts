@@ -13,10 +13,10 @@ export interface SqliteStoreOptions {
    */
   sync?: 'full' | 'normal';
   /**
-   * Least time between the starts of two commits. While messages arrive faster than that,
-   * each commit carries all of them: fewer fsyncs and WAL pages per message, for at most this
-   * much added latency. Under light load commits are immediate. 0: one commit per I/O phase.
-   * @default 3
+   * Least time between the starts of two commits. 0: one commit per I/O phase (at
+   * `setImmediate`), carrying everything that arrived in it: a commit never waits for more
+   * traffic. More: while calls arrive faster than that, each commit carries all of them (fewer
+   * fsyncs per message, for at most this much added latency). @default 0
    */
   commitIntervalMs?: number;
 }
@@ -79,7 +79,7 @@ export class SqliteStore implements Store {
   constructor(file: string, options: SqliteStoreOptions = {}) {
     const sync = options.sync ?? 'full';
     if (sync !== 'full' && sync !== 'normal') throw new ConfigError(`sync must be "full" or "normal", got ${JSON.stringify(sync)}`);
-    const interval = options.commitIntervalMs ?? 3;
+    const interval = options.commitIntervalMs ?? 0;
     if (!(Number.isFinite(interval) && interval >= 0 && interval <= 1000)) throw new ConfigError(`commitIntervalMs must be 0-1000, got ${String(interval)}`);
     this.#interval = interval;
     this.file = file;
