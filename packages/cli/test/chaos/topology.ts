@@ -222,6 +222,23 @@ async function freePorts(n: number): Promise<number[]> {
   }
 }
 
+/**
+ * A FaultProxy on a port none of `reserved` (ports freePorts() handed out and let go, on which
+ * routers start later): the kernel may hand a released port to the next listen(0).
+ */
+async function startProxy(reserved: ReadonlySet<number>, o: Parameters<typeof FaultProxy.start>[0]): Promise<FaultProxy> {
+  const taken: FaultProxy[] = [];
+  try {
+    for (;;) {
+      const p = await FaultProxy.start(o);
+      if (!reserved.has(p.port)) return p;
+      taken.push(p); // kept open until another port comes, so that it is not handed out again
+    }
+  } finally {
+    await Promise.all(taken.map((p) => p.close()));
+  }
+}
+
 /** The default world as a mesh of one relay, named and served as before. */
 const SINGLE: MeshOptions = { relays: ['relay'], links: [], gatewayRelay: 'relay', senderRelays: { s1: 'relay', s2: 'relay', s3: 'relay' } };
 
@@ -319,6 +336,8 @@ export class Topology {
       const gateways = gatewayNames(o);
       const hubs = hubNames(o);
       const ports = await freePorts(mesh.relays.length + gateways.length + hubs.length);
+      // The routers start later on these ports: a proxy must not take one of them meanwhile.
+      const reserved = new Set(ports);
       const routerPorts = new Map<RouterName, number>();
       for (const r of [...gateways, ...hubs]) routerPorts.set(r, ports.pop()!);
       const relays = new Map<string, RelaySpec>();
@@ -334,20 +353,20 @@ export class Topology {
       }
       const links: PeerLink[] = [];
       for (const [dialer, listener] of mesh.links) {
-        const proxy = await FaultProxy.start({ target: { host: '127.0.0.1', port: relays.get(listener)!.port } });
+        const proxy = await startProxy(reserved, { target: { host: '127.0.0.1', port: relays.get(listener)!.port } });
         proxies.push(proxy);
         links.push({ dialer, listener, proxy, down: false });
       }
       const uplinks = new Map<RouterName, FaultProxy>();
       for (const g of gateways) {
-        const proxy = await FaultProxy.start({ target: { host: '127.0.0.1', port: relays.get(mesh.gatewayRelay)!.port } });
+        const proxy = await startProxy(reserved, { target: { host: '127.0.0.1', port: relays.get(mesh.gatewayRelay)!.port } });
         proxies.push(proxy);
         uplinks.set(g, proxy);
       }
       const hubLinks = new Map<RouterName, FaultProxy>();
       if (hubs.length > 0) {
         for (const g of gateways) {
-          const proxy = await FaultProxy.start({ target: { host: '127.0.0.1', port: routerPorts.get(g)! } });
+          const proxy = await startProxy(reserved, { target: { host: '127.0.0.1', port: routerPorts.get(g)! } });
           proxies.push(proxy);
           hubLinks.set(g, proxy);
         }
