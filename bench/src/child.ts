@@ -86,6 +86,20 @@ const common: Record<string, Handler> = {
   },
 };
 
+/** Runs `attempt` until it resolves, every 50 ms, for at most `ms`; then its last error. */
+async function retryFor(ms: number, attempt: () => Promise<void>): Promise<void> {
+  const stop = Date.now() + ms;
+  for (;;) {
+    try {
+      await attempt();
+      return;
+    } catch (err) {
+      if (Date.now() > stop) throw err;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
 // ---------------------------------------------------------------- receivers
 
 const recorder = new Recorder();
@@ -433,18 +447,7 @@ function agentSender(): void {
   };
   // A reliable probe proves the whole path (routes announced, alice registered), also after
   // a link was dropped and restored.
-  const probe = async (): Promise<void> => {
-    const stop = Date.now() + 10_000;
-    for (;;) {
-      try {
-        await client?.send(to, payload(16, KIND_PROBE), { timeoutMs: 2000 });
-        return;
-      } catch (err) {
-        if (Date.now() > stop) throw err;
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
-  };
+  const probe = (): Promise<void> => retryFor(10_000, async () => void (await client?.send(to, payload(16, KIND_PROBE), { timeoutMs: 2000 })));
   serve(
     {
       ...common,
@@ -597,18 +600,7 @@ function natsSender(): void {
     return { reliable: false, send: (body) => c.publish(NATS_SUBJECT, body), buffered };
   };
   // A request answered by the receiver proves the path (leaf connected, interest propagated).
-  const probe = async (): Promise<void> => {
-    const stop = Date.now() + 10_000;
-    for (;;) {
-      try {
-        await nc?.request(NATS_PROBE, payload(16, KIND_PROBE), { timeout: 1000 });
-        return;
-      } catch (err) {
-        if (Date.now() > stop) throw err;
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
-  };
+  const probe = (): Promise<void> => retryFor(10_000, async () => void (await nc?.request(NATS_PROBE, payload(16, KIND_PROBE), { timeout: 1000 })));
   serve(
     {
       ...common,
