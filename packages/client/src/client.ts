@@ -93,14 +93,19 @@ export interface SendResult {
   id: string;
 }
 
-/** A message the routers accepted and later could not deliver. */
+/**
+ * A message that will not be delivered, told after its send resolved: a reliable one the routers
+ * accepted and later could not deliver, or a volatile one a router refused.
+ */
 export interface Undeliverable {
-  /** The id the message carried. */
+  /** The id the message carried (`SendResult.id`). */
   id: string;
   /** The recipient it was sent to. */
   to: string;
-  /** Why: ERR_EXPIRED, ERR_QUEUE_FULL, ERR_NO_ROUTE, ... */
+  /** Why: ERR_EXPIRED, ERR_QUEUE_FULL, ERR_NO_ROUTE, ERR_UNKNOWN_RECIPIENT, ... */
   error: RemoteError;
+  /** A volatile send, refused by a router on its way (reliable ones: accepted, then lost). */
+  volatile: boolean;
 }
 
 interface Outgoing {
@@ -159,6 +164,8 @@ const MSG_OVERHEAD = 5 + 2 + 3 * 256;
 const MAX_ID_BYTES = 255;
 /** Ids its router can seal and read back (PROTOCOL.md 5.4); longer ones would be hashed, and reports about them unmatched. */
 const MAX_ANONYMOUS_ID_BYTES = 150;
+/** Volatile sends whose recipient is remembered, for a refusal reported to onUndeliverable. */
+const VOLATILE_REMEMBERED = 1024;
 
 /**
  * An agent's connection to a router. Messages arrive through `for await (const m of client)`;
@@ -186,6 +193,8 @@ export class Client implements AsyncIterable<Message> {
   /** Accepted sends waiting for their delivery report (receipt 'delivered'), by id. */
   #receipts: Map<string, Outgoing> | undefined;
   readonly #undeliverable = new Broadcast<Undeliverable>();
+  /** Recipients of the last volatile sends, by id: a router's NACK names only the id. Made with the first. */
+  #volatileTo: Map<string, string> | undefined;
   /** ACK frames received on the current connection, and whether a RELEASE of them is due. */
   #acksIn = 0;
   #releaseDue = false;
@@ -305,9 +314,14 @@ export class Client implements AsyncIterable<Message> {
   }
 
   /**
-   * Messages whose send resolved as 'accepted' and that the routers later could not deliver
-   * (the recipient's queue was full, the message expired, ...). Never silent: every accepted
+   * Messages whose send resolved and that will not be delivered: reliable ones the routers
+   * accepted and later could not deliver (the recipient's queue was full, the message expired,
+   * ...), and volatile ones a router refused (ERR_NO_ROUTE, ERR_UNKNOWN_RECIPIENT, ...; a
+   * volatile send resolves when it leaves, so it cannot reject). Never silent: every accepted
    * message is delivered or reported here (or, with receipt 'delivered', rejects its send).
+   * A volatile message lost without a refusal (a connection that dropped, a router that shed
+   * it under load) is not reported: volatile is at most once; nor is a refusal that comes back
+   * after 1024 later volatile sends (the client remembers the recipients of the last 1024).
    */
   onUndeliverable(fn: (u: Undeliverable) => void): () => void {
     return this.#undeliverable.on(fn);
@@ -339,6 +353,7 @@ export class Client implements AsyncIterable<Message> {
       // Backpressure: while the connection does not drain, volatile sends wait their turn (in
       // order) instead of filling memory or being dropped.
       const vflags = MsgFlag.VOLATILE | this.#anonymityFlags(options);
+      this.#rememberVolatile(id, target);
       if ((this.#waiting?.length ?? 0) === 0 && ch.outboundBytes <= this.#o.maxOutboundBytes / 2) {
         ch.msg(vflags, 0, id, '', target, bytes);
         return { id };
@@ -409,6 +424,12 @@ export class Client implements AsyncIterable<Message> {
         reject(err instanceof Error ? err : new PosternError('ERR_INTERNAL', String(err)));
       }
     });
+  }
+
+  #rememberVolatile(id: string, to: string): void {
+    const m = (this.#volatileTo ??= new Map());
+    if (m.size >= VOLATILE_REMEMBERED) m.delete(m.keys().next().value as string);
+    m.set(id, to);
   }
 
   #anonymityFlags(options: SendOptions): number {
@@ -729,9 +750,22 @@ export class Client implements AsyncIterable<Message> {
         }
         return;
       }
-      case FrameType.NACK:
-        this.#forget(f.id)?.reject(new RemoteError(f.code, f.reason));
+      case FrameType.NACK: {
+        const m = this.#forget(f.id);
+        if (m !== undefined) {
+          m.reject(new RemoteError(f.code, f.reason));
+          return;
+        }
+        // A volatile send, refused at a router (NO_ROUTE, UNKNOWN_RECIPIENT, ...): its promise
+        // resolved when it left, so the refusal goes where accepted-then-lost messages go.
+        // The client remembers its last 1024 volatile sends; a NACK for none of them (a reliable
+        // send that timed out or was aborted, a very old volatile one) settles nothing.
+        const to = this.#volatileTo?.get(f.id);
+        if (to === undefined) return;
+        this.#volatileTo!.delete(f.id);
+        this.#undeliverable.emit({ id: f.id, to, error: new RemoteError(f.code, f.reason), volatile: true });
         return;
+      }
       case FrameType.HANDLED: {
         const h = this.#handles?.get(f.ref);
         if (h === undefined) return;
@@ -802,7 +836,7 @@ export class Client implements AsyncIterable<Message> {
       else m.reject(new RemoteError(r.code, r.reason));
       return;
     }
-    if (r.code !== WireCode.OK) this.#undeliverable.emit({ id: r.ref, to: f.from, error: new RemoteError(r.code, r.reason) });
+    if (r.code !== WireCode.OK) this.#undeliverable.emit({ id: r.ref, to: f.from, error: new RemoteError(r.code, r.reason), volatile: false });
   }
 
   /** `num`: its number on `channel` (feature ACKS), by which it is acknowledged; 0: by (from, id). */

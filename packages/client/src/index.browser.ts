@@ -12,8 +12,28 @@ export {
   ConfigError,
   AbortError,
   WireCode,
+  errorCodeOf,
+  wireCodeOf,
 } from './index.js';
-export type { ClientStatus, SendOptions, SendResult, Message, ClientOptions, ErrorCode, Pseudonym, PresenceEvent } from './index.js';
+export type {
+  ClientStatus,
+  SendOptions,
+  SendResult,
+  Undeliverable,
+  Message,
+  ClientOptions,
+  NodeClientOptions,
+  ErrorCode,
+  WireCodeName,
+  WireCodeValue,
+  Pseudonym,
+  PresenceEvent,
+  BackoffOptions,
+  Dialer,
+  DialOptions,
+  Duplex,
+  DuplexHandlers,
+} from './index.js';
 
 const dialer = createWsDialer((url) => new (globalThis as unknown as { WebSocket: new (u: string) => WebSocketLike }).WebSocket(url));
 

@@ -15,9 +15,28 @@ export {
   ConfigError,
   AbortError,
   WireCode,
+  errorCodeOf,
+  wireCodeOf,
 } from './index.js';
-export type { ClientStatus, SendOptions, SendResult, Message, ClientOptions, ErrorCode, Pseudonym, PresenceEvent } from './index.js';
-export type { NodeClientOptions } from './options.js';
+export type {
+  ClientStatus,
+  SendOptions,
+  SendResult,
+  Undeliverable,
+  Message,
+  ClientOptions,
+  NodeClientOptions,
+  ErrorCode,
+  WireCodeName,
+  WireCodeValue,
+  Pseudonym,
+  PresenceEvent,
+  BackoffOptions,
+  Dialer,
+  DialOptions,
+  Duplex,
+  DuplexHandlers,
+} from './index.js';
 
 /**
  * Connects an agent from Node, over WebSocket (the `ws` package) or, where that is blocked, HTTP

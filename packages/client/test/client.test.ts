@@ -139,11 +139,25 @@ describe('client SDK against a real router', () => {
     const rx = await open({ url: relay.url, name: 'quitter2', token: await token('quitter2') });
     const tx = await open({ url: relay.url });
     await rx[Symbol.asyncIterator]().return?.(); // the application stops reading before anything came
-    const failed = new Promise<{ id: string; to: string; code: string }>((resolve) =>
-      tx.onUndeliverable((u) => resolve({ id: u.id, to: u.to, code: u.error.code })),
+    const failed = new Promise<{ id: string; to: string; code: string; volatile: boolean }>((resolve) =>
+      tx.onUndeliverable((u) => resolve({ id: u.id, to: u.to, code: u.error.code, volatile: u.volatile })),
     );
     const { id } = await tx.send('quitter2', 'never read');
-    assert.deepEqual(await failed, { id, to: 'quitter2@relay', code: 'ERR_UNAVAILABLE' });
+    assert.deepEqual(await failed, { id, to: 'quitter2@relay', code: 'ERR_UNAVAILABLE', volatile: false });
+  });
+
+  it('reports a volatile send the router refuses (NO_ROUTE, UNKNOWN_RECIPIENT) through onUndeliverable', async () => {
+    const tx = await open({ url: relay.url });
+    const refused: Array<{ id: string; to: string; code: string; volatile: boolean }> = [];
+    tx.onUndeliverable((u) => refused.push({ id: u.id, to: u.to, code: u.error.code, volatile: u.volatile }));
+    // A volatile send resolves as it leaves; the router's refusal comes after.
+    const a = await tx.send('someone@nowhere', 'no route to that domain', { volatile: true });
+    const b = await tx.send('nobody-ever', 'no such agent here', { volatile: true });
+    await waitFor(() => refused.length === 2, 'both refusals');
+    assert.deepEqual(refused, [
+      { id: a.id, to: 'someone@nowhere', code: 'ERR_NO_ROUTE', volatile: true },
+      { id: b.id, to: 'nobody-ever@relay', code: 'ERR_UNKNOWN_RECIPIENT', volatile: true },
+    ]);
   });
 
   it('waits for an offline recipient: accepted at once, delivered when it connects', async () => {
