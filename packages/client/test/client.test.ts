@@ -297,6 +297,53 @@ describe('client SDK against a real router', () => {
     await assert.rejects(c.send('x@relay', 'y'), { code: 'ERR_CLOSED' });
   });
 
+  it('replaced by another connection resuming its session: ERR_REPLACED reaches status, pending calls and a reader, and nothing goes unhandled', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (e: unknown): void => void unhandled.push(e);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const tk = await token('replaced');
+      const first = await open({ url: relay.url, name: 'replaced', token: tk });
+      const statuses: string[] = [];
+      first.onStatus((s) => statuses.push(s.type === 'closed' || s.type === 'disconnected' ? `${s.type}:${s.error?.code}` : s.type));
+      const reading = (async () => {
+        for await (const m of first) void m;
+      })().then(
+        () => 'ended',
+        (e: { code?: string }) => e.code,
+      );
+      const watching = (async () => {
+        for await (const e of first.watch('later@relay')) void e;
+      })().then(
+        () => 'ended',
+        (e: { code?: string }) => e.code,
+      );
+      // Sends of every kind under way when it is replaced: each settles with a code.
+      const sends = [first.send('someone@nowhere', 'waits for a route', { receipt: 'delivered' }), first.send('someone@nowhere', 'accepted'), first.send('later@relay', 'volatile', { volatile: true })].map((p) =>
+        p.then(
+          () => 'ok',
+          (e: { code?: string }) => e.code,
+        ),
+      );
+      await waitFor(() => first.inFlight === 0, 'the reliable sends to be accepted');
+      const second = await open({ url: relay.url, name: 'replaced', token: tk, resume: first.resumeToken });
+      assert.equal(second.id, first.id);
+      await waitFor(() => statuses.includes('closed:ERR_REPLACED'), 'the first client to close with ERR_REPLACED');
+      assert.deepEqual(statuses, ['disconnected:ERR_REPLACED', 'closed:ERR_REPLACED']);
+      assert.equal(await reading, 'ERR_REPLACED');
+      assert.equal(await watching, 'ERR_REPLACED');
+      assert.deepEqual(await Promise.all(sends), ['ERR_REPLACED', 'ok', 'ok']);
+      await assert.rejects(first.send('later@relay', 'after'), { code: 'ERR_CLOSED' });
+      await assert.rejects(first.setProperties({ a: 'b' }), { code: 'ERR_TRANSPORT' });
+      await first.close();
+      await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(unhandled, []);
+      assert.equal(second.connected, true);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   it('after a permanent transport error (a proxy refusing it), retries at the longest backoff, not the next step', async () => {
     const ws = createNodeWsDialer({ proxy: false });
     let refuse = false;

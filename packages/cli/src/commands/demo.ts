@@ -66,11 +66,13 @@ export async function demo(argv: string[]): Promise<number> {
       agent.send(m.from, `re: ${m.text()}`).catch(fail);
     }
   };
-  void reply(alice);
-  void reply(carol);
-  void (async () => {
+  // A client closed for good (ERR_REPLACED, ...) ends its loop with the error: counted, not an
+  // unhandled rejection that would kill the demo.
+  reply(alice).catch(fail);
+  reply(carol).catch(fail);
+  (async () => {
     for await (const _ of bob) counts.out++;
-  })();
+  })().catch(fail);
   const tty = process.stdout.isTTY;
   const watching = new AbortController();
   void (async () => {
