@@ -26,6 +26,7 @@ interface Packed {
 }
 
 interface LockEntry {
+  name?: string;
   version?: string;
   resolved?: string;
   link?: boolean;
@@ -97,6 +98,13 @@ function lockFor(wanted: Packed[], all: Map<string, { packed: Packed; manifest: 
     const { dev, devOptional, peer, ...entry } = repoLock[at]!;
     void dev, devOptional, peer;
     assert.notEqual(entry.link, true, `${at} is a link in the repository`);
+    // The repository's lock leaves out `resolved` for registry packages; without it npm would
+    // ask the registry (or its cached metadata) where the tarball is. The cache holds the
+    // tarball by its integrity: name the standard URL.
+    if (entry.resolved === undefined && typeof entry.version === 'string') {
+      const name = typeof entry.name === 'string' ? entry.name : at.slice(at.lastIndexOf('node_modules/') + 'node_modules/'.length);
+      entry.resolved = `https://registry.npmjs.org/${name}/-/${name.slice(name.lastIndexOf('/') + 1)}-${entry.version}.tgz`;
+    }
     packages[at] = entry;
     for (const d of [...Object.keys(entry.dependencies ?? {}), ...Object.keys(entry.optionalDependencies ?? {})]) queue.push([at, d]);
   }
