@@ -95,8 +95,11 @@ function lockFor(wanted: Packed[], all: Map<string, { packed: Packed; manifest: 
     const at = resolveIn(repoLock, from, dep);
     assert.ok(at !== undefined, `${dep} (needed from "${from}") is not in package-lock.json`);
     if (packages[at] !== undefined) continue;
-    const { dev, devOptional, peer, ...entry } = repoLock[at]!;
-    void dev, devOptional, peer;
+    const entry: LockEntry = { ...repoLock[at]! };
+    // Flags of the repository's tree (dev-only there); here everything is a dependency.
+    delete entry.dev;
+    delete entry.devOptional;
+    delete entry.peer;
     assert.notEqual(entry.link, true, `${at} is a link in the repository`);
     // The repository's lock leaves out `resolved` for registry packages; without it npm would
     // ask the registry (or its cached metadata) where the tarball is. The cache holds the
