@@ -4,7 +4,7 @@ import type { Clock, Logger, UplinkStatus } from '@postern/core';
 export const LINK_REMINDER_FIRST_MS = 60_000;
 export const LINK_REMINDER_MAX_MS = 15 * 60_000;
 /** A reason longer than this is cut: a log line is read by people, the whole chain is at debug level. */
-const MAX_REASON = 160;
+const MAX_REASON = 300;
 
 function short(reason: string): string {
   return reason.length <= MAX_REASON ? reason : `${reason.slice(0, MAX_REASON - 1)}…`;
@@ -41,7 +41,7 @@ export function linkLog(clock: Clock, log: Logger, kind: 'uplink' | 'peer', labe
         }
         attempts++;
         lastCode = code;
-        log.warn(down, s.refused ? `${label} refused${what}: retrying at the longest backoff` : `${label} down${what}: retrying with backoff`, fields);
+        log.warn(down, s.refused ? `${label} refused${what} (retrying at the longest backoff)` : `${label} down${what} (retrying with backoff)`, fields);
         return;
       }
       attempts++;

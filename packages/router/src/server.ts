@@ -651,8 +651,8 @@ function summarizeHeld(h: ReturnType<Router['held']>): { messages: number; bytes
 function describeAccess(role: string, o: Router['options'], listening: boolean): string {
   if (!listening) return 'no listener: dials out only';
   const side = role === 'gateway' ? 'LAN: ' : role === 'hub' ? 'hub agents: ' : 'agents: ';
-  if (o.authenticator === undefined) return `${side}open: any agent connects without a token and may claim any free name (give --secret to require tokens)`;
-  if (o.allowGuests) return `${side}requires tokens; agents without one connect as guests (an id, no name) under the guest quotas`;
+  if (o.authenticator === undefined) return `${side}open: agents connect without a token and may claim any name (give --secret to require tokens)`;
+  if (o.allowGuests) return `${side}requires tokens; guests: agents without a token connect with an id and no name, under the guest quotas`;
   return `${side}requires tokens`;
 }
 
