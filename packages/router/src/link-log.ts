@@ -32,7 +32,7 @@ export function linkLog(clock: Clock, log: Logger, kind: 'uplink' | 'peer', labe
       const code = `${s.error.code}${s.refused ? ' refused' : ''}`;
       const fields = { url, code: s.error.code, reason: short(s.error.message), retry_ms: s.retryInMs };
       if (since === undefined || code !== lastCode) {
-        const what = since === undefined ? '' : ' (the reason changed)';
+        const changed = since !== undefined;
         if (since === undefined) {
           since = now;
           attempts = 0;
@@ -41,7 +41,9 @@ export function linkLog(clock: Clock, log: Logger, kind: 'uplink' | 'peer', labe
         }
         attempts++;
         lastCode = code;
-        log.warn(down, s.refused ? `${label} refused${what} (retrying at the longest backoff)` : `${label} down${what} (retrying with backoff)`, fields);
+        // The message stays short and fixed ("uplink down", "peer refused"): people and scripts
+        // match on it; what changes is in the fields.
+        log.warn(down, `${label} ${s.refused ? 'refused' : 'down'}`, changed ? { ...fields, reason_changed: true, down_ms: now - since } : fields);
         return;
       }
       attempts++;
@@ -57,7 +59,7 @@ export function linkLog(clock: Clock, log: Logger, kind: 'uplink' | 'peer', labe
     if (s.type === 'up') {
       const fields = kind === 'uplink' ? { url, domain: s.domain } : { url, node: s.node, domain: s.domain };
       if (since === undefined) log.info(upEvent, `${label} connected`, fields);
-      else log.info(upEvent, `${label} connected again after ${Math.round((now - since) / 1000)} s down`, { ...fields, down_ms: now - since, attempts });
+      else log.info(upEvent, `${label} connected`, { ...fields, down_ms: now - since, attempts });
       since = undefined;
       lastCode = '';
       return;
