@@ -87,9 +87,9 @@ describe('postern relay as a service', () => {
     const { url: url2 } = await listeningOn(again);
     const carol = await connect({ url: url2, name: 'carol' });
     clients.push(carol);
-    const it = carol[Symbol.asyncIterator]();
-    const m = await it.next();
-    assert.equal(new TextDecoder().decode(m.value!.body), 'held over a restart');
+    const m = await carol[Symbol.asyncIterator]().next();
+    assert.ok(m.done !== true);
+    assert.equal(new TextDecoder().decode(m.value.body), 'held over a restart');
     again.child.kill('SIGINT');
     assert.equal((await again.waitExit(15_000)).code, 0);
     assert.match(again.stderr, /INFO {2}relay: stopping \(SIGINT\)/);

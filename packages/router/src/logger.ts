@@ -13,6 +13,14 @@ function jsonValue(v: unknown): unknown {
   return v;
 }
 
+/** A field as text: strings quoted, objects and arrays as JSON, the rest as String() does. */
+function textValue(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (v instanceof Error) return JSON.stringify(v.message);
+  if (typeof v === 'object' && v !== null) return JSON.stringify(v, (_k, x: unknown) => jsonValue(x));
+  return String(v);
+}
+
 /**
  * One line per event on stderr, written synchronously (a line logged just before an exit is not
  * lost). Text: a timestamp, the level, the message, then key=value fields. JSON:
@@ -32,7 +40,7 @@ export function createConsoleLogger(
     if (fields !== undefined) {
       for (const [k, v] of Object.entries(fields)) {
         if (v === undefined) continue;
-        line += ` ${k}=${typeof v === 'string' ? JSON.stringify(v) : typeof v === 'object' && v !== null && !(v instanceof Error) ? JSON.stringify(v, (_k, x: unknown) => jsonValue(x)) : String(v)}`;
+        line += ` ${k}=${textValue(v)}`;
       }
     }
     return line;
