@@ -531,7 +531,7 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
     ...(uplinkConfigs.length === 0 ? {} : { uplinks: uplinkConfigs.map((u) => u.url) }),
     ...(peerConfigs.length === 0 ? {} : { peers: peerConfigs.map((u) => u.url) }),
     admin: adminUrl === undefined ? (adminToken === undefined ? 'off' : 'on the listeners, with the admin token') : `${adminUrl}/metrics${adminToken === undefined ? '' : ' (token)'}`,
-    limits: changedLimits(router.options, { requestTimeoutMs, shutdownTimeoutMs }),
+    limits: changedLimits(router.options, { requestTimeoutMs, shutdownTimeoutMs }) ?? 'defaults',
   });
   for (const [i, u] of peerConfigs.entries()) {
     const peer = new Uplink(router, { url: u.url, token: u.token ?? credentials, dial: peerDialers[i]!, mode: 'peer', backoff, agent: `postern-router/${VERSION}` });
@@ -624,7 +624,8 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
         return false;
       }
       // What it held is in the store (with --data): the next start delivers it.
-      log.info('router.stopped', `stopped in ${ms} ms; ${before.messages} message(s) held ${dataDir === undefined && core.store === undefined ? 'in memory are lost' : 'stay in the store for the next start'}`, {
+      const kept = dataDir === undefined && core.store === undefined ? 'in memory are lost' : 'stay in the store for the next start';
+      log.info('router.stopped', `stopped in ${ms} ms; ${before.messages === 0 ? 'it held no message' : `${before.messages} message(s) held ${kept}`}`, {
         ms,
         held_messages: before.messages,
         held: before.byClass,
@@ -650,19 +651,19 @@ function summarizeHeld(h: ReturnType<Router['held']>): { messages: number; bytes
 /** Who may connect without a token, said once at start (the operator's choice). */
 function describeAccess(role: string, o: Router['options'], listening: boolean): string {
   if (!listening) return 'no listener: dials out only';
-  const side = role === 'gateway' ? 'LAN: ' : role === 'hub' ? 'hub agents: ' : 'agents: ';
+  const side = role === 'gateway' ? 'LAN: ' : role === 'hub' ? 'hub: ' : '';
   if (o.authenticator === undefined) return `${side}open: agents connect without a token and may claim any name (give --secret to require tokens)`;
   if (o.allowGuests) return `${side}requires tokens; guests: agents without a token connect with an id and no name, under the guest quotas`;
   return `${side}requires tokens`;
 }
 
 /** Limits that differ from their defaults (docs/LIMITS.md), for the start log. */
-function changedLimits(o: Router['options'], server: { requestTimeoutMs: number; shutdownTimeoutMs: number }): Record<string, unknown> {
+function changedLimits(o: Router['options'], server: { requestTimeoutMs: number; shutdownTimeoutMs: number }): Record<string, unknown> | undefined {
   const changed: Record<string, unknown> = {};
   const resolved = o as unknown as Record<string, unknown>;
   for (const [k, v] of Object.entries(ROUTER_DEFAULTS)) if (resolved[k] !== v) changed[k] = resolved[k];
   for (const [k, v] of Object.entries(SERVER_DEFAULTS)) if (server[k as keyof typeof server] !== v) changed[k] = server[k as keyof typeof server];
-  return changed;
+  return Object.keys(changed).length === 0 ? undefined : changed;
 }
 
 function isLoopback(host: string): boolean {
