@@ -10,7 +10,7 @@ import { after, afterEach, describe, it } from 'node:test';
 import { connect, type Client } from '@postern/client';
 import { issueToken } from '@postern/router';
 import { waitFor } from '@postern/testing';
-import { killAll, listeningOn, start } from './procs.js';
+import { killAll, listeningOn, run, start } from './procs.js';
 
 afterEach(killAll);
 
@@ -93,6 +93,17 @@ describe('postern relay as a service', () => {
     again.child.kill('SIGINT');
     assert.equal((await again.waitExit(15_000)).code, 0);
     assert.match(again.stderr, /INFO {2}relay: stopping \(SIGINT\)/);
+  });
+
+  it('usage errors: an admin listener off loopback without a token, an unknown log format, a short admin token', async () => {
+    const offLoopback = await run(['relay', '--listen', '127.0.0.1:0', '--memory', '--admin-listen', '0.0.0.0:9464']);
+    assert.equal(offLoopback.exit?.code, 2, offLoopback.describe());
+    assert.match(offLoopback.stderr, /--admin-listen on 0\.0\.0\.0 \(not loopback\) needs --admin-token/);
+    const format = await run(['relay', '--listen', '127.0.0.1:0', '--memory', '--log-format', 'xml']);
+    assert.equal(format.exit?.code, 2, format.describe());
+    assert.match(format.stderr, /--log-format must be text or json/);
+    const short = await run(['relay', '--listen', '127.0.0.1:0', '--memory', '--admin-token', 'short']);
+    assert.equal(short.exit?.code, 2, short.describe());
   });
 
   it('a gateway whose relay is not there: one WARN while it retries, one INFO when the relay comes up', async () => {
