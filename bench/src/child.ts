@@ -283,6 +283,15 @@ function syncOption(): { sync?: 'full' | 'normal' } {
   return s === 'normal' || s === 'full' ? { sync: s } : {};
 }
 
+/**
+ * POSTERN_BENCH_METRICS=1: the routers run with an admin listener on loopback, so their
+ * Prometheus metrics exist (the commit histogram observes every group commit); to show that
+ * metrics cost nothing measurable.
+ */
+function metricsOption(): { adminListen?: string } {
+  return process.env['POSTERN_BENCH_METRICS'] === '1' ? { adminListen: '127.0.0.1:0' } : {};
+}
+
 function relay(): void {
   const handlers: Record<string, Handler> = {
     ...common,
@@ -292,7 +301,7 @@ function relay(): void {
       // The sender connects without a token: a guest, with the guest quotas lifted (the bench measures the path).
       const guests = { allowGuests: true, guestMsgRate: 0, guestByteRate: 0, guestStoredBytes: 1 << 30, maxGuestStoredBytes: 1 << 30 };
       const dir = dataDir('relay');
-      const server = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret, ...guests, ...limits, logger: silent, dataDir: dir, ...syncOption() });
+      const server = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret, ...guests, ...limits, logger: silent, dataDir: dir, ...syncOption(), ...metricsOption() });
       closers.push(() => server.close());
       handlers.stats = routerStats(server, {});
       return { url: server.url, dataDir: dir };
@@ -318,6 +327,7 @@ function gateway(): void {
         logger: silent,
         dataDir: dir,
         ...syncOption(),
+        ...metricsOption(),
         onUplinkStatus: (_url, s) => {
           if (s.type === 'up') {
             uplinkEvents.up++;

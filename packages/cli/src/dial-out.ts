@@ -3,6 +3,7 @@ import { PosternError } from '@postern/protocol';
 import { startRouter, type RouterServerOptions } from '@postern/router';
 import type { DialSettings } from './dial-flags.js';
 import { out, untilSignal } from './output.js';
+import { serveUntilSignal } from './shutdown.js';
 
 /** How a router that dials out names itself and the routers it dials, in what it prints. */
 export interface DialOutWords {
@@ -38,14 +39,13 @@ export async function runDialingRouter(options: RouterServerOptions, urls: reado
     out(`postern ${w.command}: domain "${server.router.domain}" listening on ${options.tls === undefined ? 'ws' : 'wss'}://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`);
   }
   out(`postern ${w.command}: node ${server.node}`);
-  const s = await Promise.race([firstResult, untilSignal()]);
+  const signal = untilSignal();
+  const s = await Promise.race([firstResult, signal]);
   if (typeof s === 'object' && s.type === 'down' && s.refused) {
     await server.close();
     // A transport error here is a proxy or certificate refusal: its message names what refused.
     throw new PosternError(s.error.code, s.error.code === 'ERR_TRANSPORT' ? `cannot reach the ${w.target}: ${s.error.message}` : `the ${w.target} refused this ${w.command}: ${s.error.message}`);
   }
   if (typeof s === 'object' && s.type === 'up') out(`postern ${w.command}: ${w.up}`);
-  if (typeof s === 'object') await untilSignal();
-  await server.close();
-  return 0;
+  return serveUntilSignal(server, signal);
 }

@@ -1,7 +1,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
-import { createConsoleLogger, parseListen, parseTrustAnchor, resolveAllowedOrigins, type LogLevel, type RouterServerOptions } from '@postern/router';
+import { createConsoleLogger, parseListen, parseTrustAnchor, resolveAllowedOrigins, type LogFormat, type LogLevel, type RouterServerOptions } from '@postern/router';
 import { MAX_TIMER_MS, isValidName } from '@postern/protocol';
 import { int, str, type Parsed } from './args.js';
 import { readPemFile, readSeedFile } from './read-file.js';
@@ -52,6 +52,11 @@ export const routerFlags: Options = {
   'allow-origin': { type: 'string', multiple: true },
   'previous-secret': { type: 'string', multiple: true },
   revoked: { type: 'string' },
+  // Operations (issue 13: logs, metrics, shutdown); see opsOptions() below.
+  'log-format': { type: 'string' },
+  'admin-listen': { type: 'string' },
+  'admin-token': { type: 'string' },
+  'shutdown-timeout': { type: 'string' },
 };
 
 export const routerFlagsHelp = `  --secret S              signs and checks tokens (or set POSTERN_SECRET)
@@ -118,6 +123,17 @@ export const routerFlagsHelp = `  --secret S              signs and checks token
   --max-guest-stored-bytes B
                           bytes held for all guests together [a 16th of --max-stored-bytes]
   --hop-limit N           routers a message may cross [16]
+  Operations (docs/OPERATIONS.md):
+  --log-format F          text (one line for people) or json (one object a line, with a stable
+                          "event" name) [text]
+  --admin-listen HOST:PORT
+                          serve GET /metrics (Prometheus) and the full GET /healthz (counters)
+                          there, plain HTTP; a host other than loopback needs --admin-token [off]
+  --admin-token T         bearer token for /metrics and the full /healthz, then also served on
+                          --listen (Authorization: Bearer T); at least 16 characters
+                          [$POSTERN_ADMIN_TOKEN; none: the public /healthz says liveness only]
+  --shutdown-timeout MS   on SIGTERM or SIGINT: time to close links and commit the store before
+                          exiting anyway (a second signal exits at once) [10000]
   -h, --help              this help`;
 
 /** Per command and domain, so that a relay and a gateway on one machine keep apart. */
@@ -145,7 +161,7 @@ export function routerOptions(command: string, p: Parsed, domain: string, prefix
   const o: RouterServerOptions = {
     domain,
     listen: listen ?? [],
-    logger: createConsoleLogger(level as LogLevel, prefix),
+    logger: createConsoleLogger(level as LogLevel, prefix, undefined, logFormat(command, p)),
     allowGuests: p.values['allow-guests'] === true,
     // The router logged why; a supervisor restarts it and it recovers from its store.
     onFatal: () => process.exit(70),
@@ -236,5 +252,36 @@ export function routerOptions(command: string, p: Parsed, domain: string, prefix
   set('guestByteRate', 'guest-byte-rate', 0);
   set('guestStoredBytes', 'guest-stored-bytes');
   set('maxGuestStoredBytes', 'max-guest-stored-bytes');
+  opsOptions(command, p, o);
   return o;
+}
+
+// Operations (issue 13): log format, admin endpoints, shutdown, where the secret came from.
+function logFormat(command: string, p: Parsed): LogFormat {
+  const f = str(p, 'log-format') ?? 'text';
+  if (f !== 'text' && f !== 'json') throw new UsageError(`${command}: --log-format must be text or json, got "${f}"`);
+  return f;
+}
+
+function opsOptions(command: string, p: Parsed, o: RouterServerOptions): void {
+  o.role = command;
+  if (o.secret !== undefined) o.secretSource = p.values.secret !== undefined ? '--secret' : 'POSTERN_SECRET env';
+  const adminListen = str(p, 'admin-listen');
+  const adminToken = str(p, 'admin-token', 'POSTERN_ADMIN_TOKEN');
+  if (adminToken !== undefined && adminToken.length < 16) throw new UsageError(`${command}: --admin-token must be at least 16 characters`);
+  if (adminListen !== undefined) {
+    let at;
+    try {
+      at = parseListen(adminListen);
+    } catch {
+      throw new UsageError(`${command}: --admin-listen must be HOST:PORT (e.g. 127.0.0.1:9464), got "${adminListen}"`);
+    }
+    if (adminToken === undefined && !(at.host === 'localhost' || at.host === '::1' || at.host.startsWith('127.'))) {
+      throw new UsageError(`${command}: --admin-listen on ${at.host} (not loopback) needs --admin-token`);
+    }
+    o.adminListen = at;
+  }
+  if (adminToken !== undefined) o.adminToken = adminToken;
+  const timeout = int(command, p, 'shutdown-timeout', 1, MAX_TIMER_MS);
+  if (timeout !== undefined) o.shutdownTimeoutMs = timeout;
 }

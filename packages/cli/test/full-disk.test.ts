@@ -53,8 +53,11 @@ async function send(c: Client, to: string, id: string): Promise<Outcome> {
   }
 }
 
+/** The counters of /healthz are behind the admin token. */
+const ADMIN_TOKEN = 'full-disk-admin-token-0123';
+
 async function health(port: number): Promise<{ status: string; store: { ok: boolean; error?: string; since?: number }; stats: Record<string, number> }> {
-  const r = await fetch(`http://127.0.0.1:${port}/healthz`);
+  const r = await fetch(`http://127.0.0.1:${port}/healthz`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
   return (await r.json()) as never;
 }
 
@@ -79,7 +82,7 @@ describe('postern relay on a full disk', () => {
     assert.ok('dir' in m);
     const data = join(m.dir, 'data');
     const filler = join(m.dir, 'filler');
-    const relay = await startRelay('--data', data, '--known', 'carol');
+    const relay = await startRelay('--data', data, '--known', 'carol', '--admin-token', ADMIN_TOKEN);
     const sender = await connect({ url: relay.url, name: 'alice', sendTimeoutMs: 5000 });
     clients.push(sender);
     const accepted = new Set<string>();

@@ -21,7 +21,7 @@ const live = new Set<Proc>();
 /** The environment without variables that would change what a command does. */
 function cleanEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
-  const vars = ['POSTERN_SECRET', 'POSTERN_TOKEN', 'POSTERN_DEBUG', 'POSTERN_CRASH_AT', 'POSTERN_DATA', 'NODE_OPTIONS'];
+  const vars = ['POSTERN_SECRET', 'POSTERN_TOKEN', 'POSTERN_ADMIN_TOKEN', 'POSTERN_DEBUG', 'POSTERN_CRASH_AT', 'POSTERN_DATA', 'NODE_OPTIONS'];
   // A proxy from the machine's environment would carry the tests' loopback traffic.
   const proxies = ['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy'];
   for (const k of [...vars, ...proxies]) delete env[k];

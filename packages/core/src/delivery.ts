@@ -88,6 +88,10 @@ export interface DeliveryStats {
   expired: number;
   /** Reports this router made (delivered receipts and failures). */
   reports: number;
+  /** Messages their next hop (an agent or a router) acknowledged: handed on. */
+  acked: number;
+  /** Messages their next hop refused (NACK received). */
+  nacked: number;
   /** Reports that could not be made or routed (a report about a report is never made). */
   reportsDropped: number;
   /** Keys acked on a lost link whose sender never retried, dropped early because `maxSeenKeys` was reached. */
@@ -312,7 +316,7 @@ export class Delivery {
   /** The settle timer fired: the next flush commits them even without new messages. */
   #settleNow = false;
   readonly #waitingForReady: Array<() => void> = [];
-  readonly #stats = { stored: 0, storedBytes: 0, duplicates: 0, expired: 0, reports: 0, reportsDropped: 0, dedupEvicted: 0, loops: 0, bodiesEvicted: 0, bodiesRead: 0 };
+  readonly #stats = { stored: 0, storedBytes: 0, duplicates: 0, expired: 0, reports: 0, acked: 0, nacked: 0, reportsDropped: 0, dedupEvicted: 0, loops: 0, bodiesEvicted: 0, bodiesRead: 0 };
   /** Bytes of message bodies held in memory; past maxBodyMemoryBytes, bodies stay in the store only. */
   #bodyBytes = 0;
   /** Queues with a read of bodies under way (one at a time each). */
@@ -344,6 +348,20 @@ export class Delivery {
   #keyOf = messageKey('', '');
 
   /** Whether the store commits (for `/healthz`). */
+  /** Reports made, by wire code (OK: delivery receipts). */
+  readonly reportsByCode = new Map<number, number>();
+
+  /** Messages and bytes held now, per kind of destination (waiting or in flight). */
+  held(): Record<Destination['kind'], { messages: number; bytes: number }> {
+    const r = { agent: { messages: 0, bytes: 0 }, domain: { messages: 0, bytes: 0 }, return: { messages: 0, bytes: 0 } };
+    for (const q of this.#queues.values()) {
+      const c = r[q.dest.kind];
+      c.messages += q.count;
+      c.bytes += q.bytes;
+    }
+    return r;
+  }
+
   storeState(): StoreState {
     return this.#health.state();
   }
@@ -575,6 +593,7 @@ export class Delivery {
   }
 
   #acked(link: Link, hop: Hop, e: Entry): void {
+    this.#stats.acked++;
     this.#landed(link, hop, e);
     crashPoint(link.kind === 'agent' ? 'deliver.after-ack' : 'forward.after-ack');
     if (link.kind === 'agent' && (e.m.flags & MsgFlag.RECEIPT) !== 0) this.#report(e, WireCode.OK, '');
@@ -604,6 +623,7 @@ export class Delivery {
     const hop = this.#hops.get(link);
     const e = hop?.inflight.get(messageKey(f.from, f.id));
     if (hop === undefined || e === undefined) return;
+    this.#stats.nacked++;
     this.#landed(link, hop, e);
     if (f.code === WireCode.STORE_UNAVAILABLE && link.isRouter) {
       // That router stored nothing and may later: we keep the message and write it again after a
@@ -870,7 +890,7 @@ export class Delivery {
     const o = this.#o;
     if ((e.m.flags & MsgFlag.REPORT) !== 0) {
       this.#stats.reportsDropped++;
-      o.logger.warn('a report could not be delivered and was dropped', { from: e.m.from, to: e.m.to, code, reason });
+      o.logger.warn('report.dropped', 'a report could not be delivered and was dropped', { from: e.m.from, to: e.m.to, code, reason });
       return;
     }
     const r = this.#host.route(e.m.from);
@@ -879,6 +899,7 @@ export class Delivery {
       return;
     }
     this.#stats.reports++;
+    this.reportsByCode.set(code, (this.reportsByCode.get(code) ?? 0) + 1);
     const ref = r.ref(e.m.id);
     const body = encodeReport({ code, ref, reason: reason.slice(0, 1024) });
     // In bytes, on a code point: the id must fit its 255-byte field, and read back the same.
@@ -1215,7 +1236,7 @@ export class Delivery {
       },
       (err: unknown) => {
         // A read that failed (an I/O error) is tried again a second later.
-        this.#o.logger.warn('could not read message bodies back from the store; trying again', { queue: q.key, error: err instanceof Error ? err.message : String(err) });
+        this.#o.logger.warn('store.read_failed', 'could not read message bodies back from the store; trying again', { queue: q.key, error: err instanceof Error ? err.message : String(err) });
         this.#reading.delete(q);
         for (const e of batch) e.loading = false;
         this.#o.clock.setTimeout(() => {
@@ -1299,7 +1320,7 @@ export class Delivery {
       if (q.blocked.size > 0 && now - q.progressAt >= o.maxStallMs) {
         // A hung recipient must not hold its senders (or a tunnel) for ever.
         q.stalled = true;
-        o.logger.warn('a queue lets its senders go: its next hop acknowledged nothing', { queue: q.key, stalled_ms: now - q.progressAt, waiting: q.count - q.inflight });
+        o.logger.warn('queue.stalled', 'a queue lets its senders go: its next hop acknowledged nothing', { queue: q.key, stalled_ms: now - q.progressAt, waiting: q.count - q.inflight });
         for (const l of q.blocked) l.letGo();
         q.blocked.clear();
       }

@@ -104,7 +104,7 @@ export class Directory {
   }
 
   forget(local: string): void {
-    if (this.#map.delete(local)) this.#store.deleteValues([PREFIX + local]).catch((err: unknown) => this.#logger.error('a directory entry could not be removed', { err: String(err) }));
+    if (this.#map.delete(local)) this.#store.deleteValues([PREFIX + local]).catch((err: unknown) => this.#logger.error('store.write_failed', 'a directory entry could not be removed', { err: String(err) }));
   }
 
   /** Forgets ids offline for longer than `ttlMs` (names stay: they are someone's). */
@@ -117,7 +117,7 @@ export class Directory {
         gone.push(PREFIX + local);
       }
     }
-    if (gone.length > 0) this.#store.deleteValues(gone).catch((err: unknown) => this.#logger.error('directory entries could not be removed', { err: String(err) }));
+    if (gone.length > 0) this.#store.deleteValues(gone).catch((err: unknown) => this.#logger.error('store.write_failed', 'directory entries could not be removed', { err: String(err) }));
   }
 
   #evict(): void {
@@ -126,10 +126,10 @@ export class Directory {
     const n = Math.max(1, Math.floor(this.#o.max / 10));
     const gone = offline.slice(0, n).map(([local]) => local);
     for (const l of gone) this.#map.delete(l);
-    if (gone.length > 0) this.#store.deleteValues(gone.map((l) => PREFIX + l)).catch((err: unknown) => this.#logger.error('directory entries could not be removed', { err: String(err) }));
+    if (gone.length > 0) this.#store.deleteValues(gone.map((l) => PREFIX + l)).catch((err: unknown) => this.#logger.error('store.write_failed', 'directory entries could not be removed', { err: String(err) }));
   }
 
   #save(local: string, e: HomeEntry): void {
-    this.#store.setValue(PREFIX + local, enc.encode(`${e.home}\t${e.since}\t${e.id}\t${e.from}`)).catch((err: unknown) => this.#logger.error('a directory entry could not be stored', { err: String(err) }));
+    this.#store.setValue(PREFIX + local, enc.encode(`${e.home}\t${e.since}\t${e.id}\t${e.from}`)).catch((err: unknown) => this.#logger.error('store.write_failed', 'a directory entry could not be stored', { err: String(err) }));
   }
 }

@@ -76,7 +76,7 @@ export class Handles {
     if (old !== undefined && old.target === target && old.kind === kind && old.via === via && expiresAt - old.expiresAt <= ttlMs / 10) return old;
     const h: Handle = { target, expiresAt, kind, via };
     this.#map.set(token, h);
-    this.#store.setValue(PREFIX + token, encode(h)).catch((err: unknown) => this.#logger.error('a reply handle could not be stored', { err: String(err) }));
+    this.#store.setValue(PREFIX + token, encode(h)).catch((err: unknown) => this.#logger.error('store.write_failed', 'a reply handle could not be stored', { err: String(err) }));
     return h;
   }
 
@@ -89,7 +89,7 @@ export class Handles {
       this.#map.delete(token);
       gone.push(PREFIX + token);
     }
-    if (gone.length > 0) this.#store.deleteValues(gone).catch((err: unknown) => this.#logger.error('expired reply handles could not be removed', { err: String(err) }));
+    if (gone.length > 0) this.#store.deleteValues(gone).catch((err: unknown) => this.#logger.error('store.write_failed', 'expired reply handles could not be removed', { err: String(err) }));
   }
 }
 

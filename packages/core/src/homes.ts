@@ -497,7 +497,7 @@ export class Homes {
     for (const [local, h] of this.#held) {
       if (now - h.at < this.#o.moveDrainTimeoutMs) continue;
       this.stats.movesTimedOut++;
-      this.#o.logger.warn('a bridgehead did not settle a name that moved here in time: what our agents sent it goes on', { local, waited_ms: now - h.at });
+      this.#o.logger.warn('move.hold_timeout', 'a bridgehead did not settle a name that moved here in time: what our agents sent it goes on', { local, waited_ms: now - h.at });
       this.#release(local);
     }
     for (const [local, at] of this.#moving) {
@@ -508,7 +508,7 @@ export class Homes {
         continue;
       }
       this.stats.movesTimedOut++;
-      this.#o.logger.warn('a move between hubs did not finish in time: messages waiting for the name go on', { local, from: e.from, waited_ms: now - at });
+      this.#o.logger.warn('move.timeout', 'a move between hubs did not finish in time: messages waiting for the name go on', { local, from: e.from, waited_ms: now - at });
       this.#endMove(local, e);
     }
   }

@@ -115,7 +115,7 @@ export class Presence {
         const p = JSON.parse(dec.decode(value)) as Profile;
         if (Array.isArray(p.props) && Array.isArray(p.allow)) this.#profiles.set(key.slice(PREFIX.length), { props: p.props, allow: p.allow });
       } catch {
-        this.#o.logger.warn('stored properties could not be read; they are dropped', { key });
+        this.#o.logger.warn('presence.read_failed', 'stored properties could not be read; they are dropped', { key });
       }
     }
   }
@@ -435,7 +435,7 @@ export class Presence {
 
   #save(local: string, p: Profile): void {
     const value = enc.encode(JSON.stringify(p));
-    this.#h.store.setValue(PREFIX + local, value).catch((err: unknown) => this.#o.logger.error('properties could not be stored', { err: String(err) }));
+    this.#h.store.setValue(PREFIX + local, value).catch((err: unknown) => this.#o.logger.error('store.write_failed', 'properties could not be stored', { err: String(err) }));
   }
 }
 

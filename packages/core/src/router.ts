@@ -138,6 +138,7 @@ export class Router {
   readonly #homes: Homes;
   readonly #presence: Presence;
   #maintenance: unknown;
+  readonly #nacksByCode = new Map<number, number>();
   /** `node domain` → until when that router may send from that domain after it announced it (see #vouched). */
   readonly #announced = new Map<string, number>();
   /** Uplinks configured (see addDialer). */
@@ -162,7 +163,7 @@ export class Router {
       partialFrameMs: o.partialFrameTimeoutMs,
       clock: o.clock,
       scheduler: o.scheduler,
-      report: (err) => o.logger.error('internal error while handling a frame; the connection was closed', { err: err instanceof Error ? (err.stack ?? err.message) : String(err) }),
+      report: (err) => o.logger.error('link.internal_error', 'internal error while handling a frame; the connection was closed', { err: err instanceof Error ? (err.stack ?? err.message) : String(err) }),
     };
     this.#addresses = new AddressCache(o.domain);
     this.#routing = new Routing({
@@ -251,7 +252,7 @@ export class Router {
 
   /** The store failed for good (closed, corrupt; not a transient ERR_STORE_UNAVAILABLE): nothing more can be promised, so stop taking messages. */
   #fatal(err: unknown): void {
-    this.options.logger.error('the store failed; the router stops', { err: err instanceof Error ? err.message : String(err) });
+    this.options.logger.error('store.fatal', 'the store failed; the router stops', { err: err instanceof Error ? err.message : String(err) });
     this.close();
     this.options.onFatal(err);
   }
@@ -305,6 +306,29 @@ export class Router {
       ...this.#delivery.stats(),
       ...this.#routing.stats(),
     };
+  }
+
+  /** NACKs sent and reports made since start, by wire code (rare events: counted per code). */
+  countsByCode(): { nacks: ReadonlyMap<number, number>; reports: ReadonlyMap<number, number> } {
+    return { nacks: this.#nacksByCode, reports: this.#delivery.reportsByCode };
+  }
+
+  /** Reliable messages and bytes held now, per kind of destination: local agents, other domains, names moved between hubs. */
+  held(): Record<Destination['kind'], { messages: number; bytes: number }> {
+    return this.#delivery.held();
+  }
+
+  /** Links up now, counted by kind (agent, downlink, uplink, peer, hub) and transport (`ws`, `http`, ...). */
+  connectionCounts(): Map<string, { kind: LinkKind; transport: string; count: number }> {
+    const r = new Map<string, { kind: LinkKind; transport: string; count: number }>();
+    for (const l of this.#links) {
+      const transport = l.channel.duplex.kind;
+      const key = `${l.kind} ${transport}`;
+      const c = r.get(key);
+      if (c === undefined) r.set(key, { kind: l.kind, transport, count: 1 });
+      else c.count++;
+    }
+    return r;
   }
 
   links(): LinkInfo[] {
@@ -403,7 +427,7 @@ export class Router {
           },
         };
         this.#hello(channel, f, hooks).catch((err: unknown) => {
-          o.logger.error('handshake failed', { err: String(err) });
+          o.logger.error('link.handshake_failed', 'handshake failed', { err: String(err) });
           channel.close(WireCode.INTERNAL, 'internal error');
         });
       },
@@ -455,7 +479,8 @@ export class Router {
     link.entitled = this.options.trust?.trusted(welcome.node) ?? [];
     this.#connections++;
     this.#addRouterLink(link);
-    this.options.logger[how.fenced === true ? 'debug' : 'info'](kind === 'peer' ? 'peer up' : link.bridgehead ? 'bridgehead up' : 'uplink up', { node: welcome.node, domain: welcome.domain, version: welcome.version });
+    // Said at info level by whoever dialed it (the router process logs uplink.up with its downtime).
+    this.options.logger.debug('link.dialed', kind === 'peer' ? 'peer up' : link.bridgehead ? 'bridgehead up' : 'uplink up', { node: welcome.node, domain: welcome.domain, version: welcome.version });
     return link;
   }
 
@@ -626,7 +651,7 @@ export class Router {
     hooks.ready(link);
     this.#wakeAgent(id);
     sendWelcome(channel, this.#welcome({ id, name, resume: o.sessionTokens.issue(id, holderOf(claims)) }, h, version));
-    o.logger.debug('agent connected', { id, name, remote: channel.duplex.remote });
+    o.logger.debug('agent.connected', 'agent connected', { id, name, remote: channel.duplex.remote });
   }
 
   #helloRouter(channel: Channel, h: HelloFrame, version: number, claims: Claims | undefined, hooks: HelloHooks): void {
@@ -704,7 +729,7 @@ export class Router {
       this.#addRouterLink(link);
       this.#armExpiry(link);
       sendWelcome(channel, this.#welcome({ id: link.id, name: '', resume: '' }, h, version));
-      o.logger.info('router linked', { node: h.node, domain, version, remote: channel.duplex.remote });
+      o.logger.info('router.linked', 'router linked', { node: h.node, domain, version, remote: channel.duplex.remote });
       return;
     }
     if (o.identity === undefined) {
@@ -729,8 +754,8 @@ export class Router {
       // A fenced router retries every 2 s: its links are not news (its fence was logged once).
       const what = peer ? 'peer linked' : hub ? 'hub linked' : 'router linked';
       const fields = { node: h.node, domain, version, remote: channel.duplex.remote };
-      if (this.#routing.fenced(h.node)) o.logger.debug(what, fields);
-      else o.logger.info(what, fields);
+      if (this.#routing.fenced(h.node)) o.logger.debug('router.linked', what, fields);
+      else o.logger.info('router.linked', what, fields);
     });
     sendWelcome(channel, this.#welcome({ id: linkId, name: '', resume: '' }, h, version, nonce));
   }
@@ -1187,6 +1212,7 @@ export class Router {
 
   #nack(link: Link, id: string, from: string, code: number, reason: string): void {
     this.#stats.nacksSent++;
+    this.#nacksByCode.set(code, (this.#nacksByCode.get(code) ?? 0) + 1);
     link.channel.send({ type: FrameType.NACK, code, id, from, reason });
   }
 
@@ -1364,7 +1390,7 @@ export class Router {
       this.#delivery.wakeDomains();
       this.#presence.reroute();
     }
-    this.options.logger.debug('link closed', { kind: link.kind, id: link.id, node: link.node, reason: reason.message });
+    this.options.logger.debug('link.closed', 'link closed', { kind: link.kind, id: link.id, node: link.node, reason: reason.message });
   }
 
   #protocolError(channel: Channel, reason: string): void {

@@ -152,7 +152,7 @@ export class Routing {
     const domain = f.domain;
     if (f.path.includes(h.node)) {
       this.#stats.routeLoops++;
-      h.logger.debug('route loop ignored', { domain, path: f.path });
+      h.logger.debug('route.loop', 'route loop ignored', { domain, path: f.path });
       return;
     }
     if (f.op === RouteOp.WITHDRAW) {
@@ -167,7 +167,7 @@ export class Routing {
       const logged = (link.refusedLogged ??= new Set());
       if (!logged.has(domain) && logged.size < 64) {
         logged.add(domain);
-        h.logger.warn('route refused', { domain, via: link.node, kind: link.kind, reason: refusal });
+        h.logger.warn('route.refused', 'route refused', { domain, via: link.node, kind: link.kind, reason: refusal });
       }
       return;
     }
@@ -284,9 +284,9 @@ export class Routing {
     if (!this.#fenceLogged.has(key)) {
       if (this.#fenceLogged.size >= 1024) this.#fenceLogged.clear();
       this.#fenceLogged.add(key);
-      h.logger.error(`two routers claim domain "${domain}": node ${by} serves it alone here, so node ${origin} is fenced (DOMAIN_TAKEN) until ${by} goes`, fields);
+      h.logger.error('domain.fenced', `two routers claim domain "${domain}": node ${by} serves it alone here, so node ${origin} is fenced (DOMAIN_TAKEN) until ${by} goes`, fields);
     } else {
-      h.logger.debug('domain still fenced', fields);
+      h.logger.debug('domain.still_fenced', 'domain still fenced', fields);
     }
     if (route.link.kind === 'downlink' && origin === route.link.node) {
       route.link.channel.close(WireCode.DOMAIN_TAKEN, `domain "${domain}" is already served by node ${by} at this router; this router is fenced (standby) until it goes`);
@@ -322,7 +322,7 @@ export class Routing {
       if (list.some((a) => conflicts(a, r))) still.push(r);
       else {
         list.push(r);
-        this.#h.logger.info(`domain "${domain}" is served by node ${r.path[0] ?? r.link.node} now: its fence is lifted`, { domain, node: r.path[0], via: r.link.node });
+        this.#h.logger.info('domain.fence_lifted', `domain "${domain}" is served by node ${r.path[0] ?? r.link.node} now: its fence is lifted`, { domain, node: r.path[0], via: r.link.node });
       }
     }
     if (still.length === 0) this.#fenced.delete(domain);

@@ -39,14 +39,14 @@ export class StoreHealth {
     const message = err instanceof Error ? err.message : String(err);
     if (this.#error === undefined) {
       this.#since = this.#clock.now();
-      this.#logger.error('the store cannot commit: reliable messages are refused (STORE_UNAVAILABLE) until it can; the router keeps serving', { err: message });
+      this.#logger.error('store.failing', 'the store cannot commit: reliable messages are refused (STORE_UNAVAILABLE) until it can; the router keeps serving', { err: message });
     }
     this.#error = message;
   }
 
   succeeded(): void {
     if (this.#error === undefined) return;
-    this.#logger.info('the store commits again: reliable messages are accepted', { failed_ms: this.#clock.now() - this.#since, failures: this.failures });
+    this.#logger.info('store.recovered', 'the store commits again: reliable messages are accepted', { failed_ms: this.#clock.now() - this.#since, failures: this.failures });
     this.#error = undefined;
   }
 

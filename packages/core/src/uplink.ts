@@ -201,7 +201,7 @@ export class Uplink {
       if (e.code === 'ERR_VERSION' && !this.#v1 && o.mode === 'uplink') {
         // A router that speaks version 1 only: as a version 1 gateway, at once.
         this.#v1 = true;
-        r.options.logger.warn('the relay speaks protocol version 1 only; this uplink falls back to it (no peering, no anonymity through it)', { url: o.url });
+        r.options.logger.warn('uplink.v1_fallback', 'the relay speaks protocol version 1 only; this uplink falls back to it (no peering, no anonymity through it)', { url: o.url });
         void this.#attempt();
         return;
       }

@@ -13,7 +13,8 @@
 //     the same over TLS, trusting only CA_FILE: a certificate it does not accept is
 //     `error CODE` (e.g. error UNABLE_TO_VERIFY_LEAF_SIGNATURE).
 //   node probe.js body HOST PORT PATH MS CA_FILE
-//     status NNN BODY (BODY on one line, e.g. a router's /healthz JSON) | error CODE | timeout
+//     status NNN BODY (BODY on one line, e.g. a router's /healthz JSON, with its counters: the
+//     request carries $POSTERN_ADMIN_TOKEN) | error CODE | timeout
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
@@ -88,7 +89,10 @@ function idleTunnel(host: string, port: number, request: string, ms: number): Pr
 /** GET https://HOST:PORT/PATH trusting `ca`: the status and the body on one line. */
 function fetchBody(host: string, port: number, path: string, ms: number, ca: string): Promise<Outcome> {
   return new Promise((resolve) => {
-    const req = https.get({ host, port, path, ca, timeout: ms }, (res) => {
+    // The lab's routers take POSTERN_ADMIN_TOKEN: with it their /healthz has the counters.
+    const token = process.env['POSTERN_ADMIN_TOKEN'];
+    const headers = token === undefined ? {} : { authorization: `Bearer ${token}` };
+    const req = https.get({ host, port, path, ca, timeout: ms, headers }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (body += d));

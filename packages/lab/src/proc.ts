@@ -15,11 +15,17 @@ type Stream = 'stdout' | 'stderr';
 const SCRUB = ['POSTERN_SECRET', 'POSTERN_TOKEN', 'POSTERN_DEBUG', 'POSTERN_CRASH_AT', 'POSTERN_DATA', 'NODE_OPTIONS'];
 const PROXY_VARS = ['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'ALL_PROXY'];
 
+/**
+ * The admin token of every router the lab starts (POSTERN_ADMIN_TOKEN in every lab process): the
+ * tests read a router's counters from its /healthz with it (without it: liveness only).
+ */
+export const LAB_ADMIN_TOKEN = 'lab-admin-token-0123456789';
+
 /** This environment without POSTERN_* settings and proxy variables (the lab says which proxy). */
 export function labEnv(extra: Readonly<Record<string, string>> = {}): NodeJS.ProcessEnv {
   const env = { ...process.env };
   for (const k of [...SCRUB, ...PROXY_VARS, ...PROXY_VARS.map((v) => v.toLowerCase())]) delete env[k];
-  return { ...env, ...extra };
+  return { ...env, POSTERN_ADMIN_TOKEN: LAB_ADMIN_TOKEN, ...extra };
 }
 
 export class LabProc {

@@ -247,7 +247,7 @@ async function hubAddresses(lab: Lab): Promise<void> {
   addressed.add(lab);
 }
 
-const HEALTH_SCRIPT = `fetch(process.argv[1] + '/healthz', { signal: AbortSignal.timeout(5000) }).then((r) => r.text()).then((t) => process.stdout.write(t), (e) => { process.stdout.write('error ' + e.message); process.exitCode = 1; })`;
+const HEALTH_SCRIPT = `fetch(process.argv[1] + '/healthz', { signal: AbortSignal.timeout(5000), headers: { authorization: 'Bearer ' + process.env.POSTERN_ADMIN_TOKEN } }).then((r) => r.text()).then((t) => process.stdout.write(t), (e) => { process.stdout.write('error ' + e.message); process.exitCode = 1; })`;
 
 /** GET /healthz of a plain http router at `url` (ws://HOST:PORT), from inside `site`. */
 export async function routerHealth(lab: Lab, site: Site, url: string): Promise<RouterHealth> {

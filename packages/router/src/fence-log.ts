@@ -19,18 +19,18 @@ export function fenceLog(clock: Clock, log: Logger, url: string): (s: UplinkStat
     if (s.type === 'fenced') {
       clock.clearTimeout(timer);
       const fields = { url, reason: s.error.message, code: s.error.code, retry_ms: s.retryInMs };
-      if (fenced) log.debug('still fenced', fields);
-      else log.error('this router is fenced: another router serves its domain at the relay; standing by, and taking the domain when that one goes', fields);
+      if (fenced) log.debug('uplink.still_fenced', 'still fenced', fields);
+      else log.error('uplink.fenced', 'this router is fenced: another router serves its domain at the relay; standing by, and taking the domain when that one goes', fields);
       fenced = true;
       return true;
     }
     if (!fenced) return false;
     clock.clearTimeout(timer);
     if (s.type !== 'up') return false;
-    log.debug('uplink connected while fenced; checking whether the fence is lifted', { url });
+    log.debug('uplink.fence_check', 'uplink connected while fenced; checking whether the fence is lifted', { url });
     timer = clock.setTimeout(() => {
       fenced = false;
-      log.info('uplink connected: the fence is lifted, this router serves its domain at the relay now', { url, domain: s.domain });
+      log.info('uplink.fence_lifted', 'uplink connected: the fence is lifted, this router serves its domain at the relay now', { url, domain: s.domain });
     }, FENCE_LIFTED_MS);
     return true;
   };

@@ -7,7 +7,7 @@ export { createHmacSessionTokens, resumeKeyFromSecret } from './session-tokens.j
 export { parseListen, formatListen } from './listen.js';
 export type { ListenAddress } from './listen.js';
 export { createConsoleLogger } from './logger.js';
-export type { LogLevel } from './logger.js';
+export type { LogLevel, LogFormat } from './logger.js';
 export type { PeerConfig } from './server.js';
 export { createKeyPair, keyPairFromSeed, publicKeyKind, verifySignature } from './keys.js';
 export type { KeyPair, KeyKind } from './keys.js';

@@ -4,8 +4,9 @@ import { createSecureContext } from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
+import { timingSafeEqual } from 'node:crypto';
 import { join } from 'node:path';
-import { MemoryStore, Router, Uplink, armCrashPoint, type BackoffOptions, type Dialer, type Logger, type RouterOptions, type UplinkStatus } from '@postern/core';
+import { MemoryStore, ROUTER_DEFAULTS, Router, Uplink, armCrashPoint, type BackoffOptions, type Dialer, type Logger, type RouterOptions, type UplinkStatus } from '@postern/core';
 import { ConfigError, Feature, isValidDomain } from '@postern/protocol';
 import { SqliteStore } from '@postern/store-sqlite';
 import { attachWsServer, createNodeWsDialer, resolveAllowedOrigins, toWebSocketUrl, type WsServer } from '@postern/transport-ws/node';
@@ -16,6 +17,16 @@ import { createAnonymizer, loadNodeKey, nodeIdentity } from './identity.js';
 import { formatListen, parseListen, type ListenAddress } from './listen.js';
 import { createHmacSessionTokens } from './session-tokens.js';
 import { fenceLog } from './fence-log.js';
+import { linkLog } from './link-log.js';
+import { createRouterMetrics, type DialedState, type RouterMetrics } from './metrics.js';
+
+/** Defaults of the process-level options (docs/LIMITS.md). */
+export const SERVER_DEFAULTS = Object.freeze({
+  requestTimeoutMs: 60_000,
+  shutdownTimeoutMs: 10_000,
+});
+
+const VERSION = '0.2';
 
 export interface UplinkConfig {
   /** The router to dial and keep, e.g. `wss://relay.example.com`. */
@@ -121,6 +132,27 @@ export interface RouterServerOptions extends Omit<RouterOptions, 'sessionTokens'
    * revoked token is refused, and connections made with it are closed (AUTH_FAILED).
    */
   revokedFile?: string;
+  /**
+   * What this router is, for its logs and metrics: `relay`, `gateway`, `hub`. @default `hub`
+   * with `hub`, `gateway` with uplinks, else `relay`
+   */
+  role?: string;
+  /** Where the secret came from, for the start log (`--secret`, `POSTERN_SECRET env`, a file); never the secret itself. */
+  secretSource?: string;
+  /**
+   * An admin listener (plain HTTP) serving `GET /metrics` (Prometheus text) and the full
+   * `GET /healthz` (counters, links). A host other than loopback needs `adminToken`.
+   * @default none
+   */
+  adminListen?: string | ListenAddress;
+  /**
+   * Bearer token for the admin endpoints: with it, `/metrics` and the full `/healthz` are also
+   * served on the public listeners to requests with `Authorization: Bearer <token>` (others get
+   * 401), and the admin listener asks for it too. @default none: public listeners serve liveness only
+   */
+  adminToken?: string;
+  /** How long `shutdown()` may take (links closed with CLOSE, the store's last commit) before it gives up. @default 10000 */
+  shutdownTimeoutMs?: number;
 }
 
 export interface RouterServer {
@@ -133,11 +165,21 @@ export interface RouterServer {
   readonly peers: readonly Uplink[];
   /** The router's node id: its public key. */
   readonly node: string;
+  /** `http://HOST:PORT` of the admin listener, if any. */
+  readonly adminUrl: string | undefined;
+  /** Closes at once, without logging (tests, a failed start). */
   close(): Promise<void>;
+  /**
+   * A graceful stop (SIGTERM): stops accepting, closes every link with CLOSE SHUTDOWN, commits
+   * the store's last group and closes it, logging what it still held (router.stopping,
+   * router.stopped). Resolves true when done within `shutdownTimeoutMs`, false when it gave up
+   * (logged: router.shutdown_timeout); what was stored stays in the store either way.
+   */
+  shutdown(reason?: string): Promise<boolean>;
 }
 
 /** The dialer of one uplink: WebSocket, long-poll, or both ('auto'), with its TLS and proxy settings. */
-function uplinkDialer(u: Omit<UplinkConfig, 'token'>, maxPayload: number, log: Logger): Dialer {
+function uplinkDialer(u: Omit<UplinkConfig, 'token'>, maxPayload: number, log: Logger, rung: (t: 'ws' | 'http') => void): Dialer {
   const transport = u.transport ?? 'auto';
   if (transport !== 'auto' && transport !== 'ws' && transport !== 'http') throw new ConfigError(`uplink ${u.url}: transport must be auto, ws or http, got "${String(transport)}"`);
   const reach = {
@@ -147,6 +189,7 @@ function uplinkDialer(u: Omit<UplinkConfig, 'token'>, maxPayload: number, log: L
   };
   const ws = transport === 'http' ? undefined : createNodeWsDialer({ maxPayload, ...reach });
   const http = transport === 'ws' ? undefined : createNodeHttpDialer(reach);
+  rung(ws === undefined ? 'http' : 'ws');
   if (ws === undefined) return http!;
   if (http === undefined) return ws;
   return createAutoDialer({
@@ -154,9 +197,13 @@ function uplinkDialer(u: Omit<UplinkConfig, 'token'>, maxPayload: number, log: L
     http,
     ...(u.wsProbeIntervalMs === undefined ? {} : { wsProbeIntervalMs: u.wsProbeIntervalMs }),
     onEvent: (e) => {
-      if (e.type === 'fallback') log.warn('uplink falls back to HTTP long-poll', { url: u.url, reason: e.reason });
-      else if (e.type === 'upgrade') log.info('uplink goes back to WebSocket: a probe got through', { url: u.url });
-      else log.debug('WebSocket probe failed', { url: u.url, reason: e.reason, next_ms: e.nextInMs });
+      if (e.type === 'fallback') {
+        rung('http');
+        log.warn('uplink.transport_fallback', 'uplink falls back to HTTP long-poll', { url: u.url, reason: e.reason });
+      } else if (e.type === 'upgrade') {
+        rung('ws');
+        log.info('uplink.transport_upgrade', 'uplink goes back to WebSocket: a probe got through', { url: u.url });
+      } else log.debug('uplink.ws_probe_failed', 'WebSocket probe failed', { url: u.url, reason: e.reason, next_ms: e.nextInMs });
     },
   });
 }
@@ -182,12 +229,23 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
     sync,
     tls,
     longPoll: longPollOptions,
-    requestTimeoutMs = 60_000,
+    requestTimeoutMs = SERVER_DEFAULTS.requestTimeoutMs,
     allowOrigins: allowOriginsConfig = [],
     previousSecrets = [],
     revokedFile,
+    role = options.hub === true ? 'hub' : (options.uplinks ?? []).length > 0 ? 'gateway' : 'relay',
+    secretSource,
+    adminListen,
+    adminToken,
+    shutdownTimeoutMs = SERVER_DEFAULTS.shutdownTimeoutMs,
     ...core
   } = options;
+  if (!Number.isSafeInteger(shutdownTimeoutMs) || shutdownTimeoutMs < 1) throw new ConfigError(`shutdownTimeoutMs must be a positive integer, got ${String(shutdownTimeoutMs)}`);
+  if (adminToken !== undefined && adminToken.length < 16) throw new ConfigError('adminToken must be at least 16 characters: it guards the counters and link list');
+  const adminAt = adminListen === undefined ? undefined : typeof adminListen === 'string' ? parseListen(adminListen) : adminListen;
+  if (adminAt !== undefined && !isLoopback(adminAt.host) && adminToken === undefined) {
+    throw new ConfigError(`the admin listener ${formatListen(adminAt)} is not on loopback: give an admin token too (its counters and link list are not for everyone)`);
+  }
   for (const p of previousSecrets) if (p.length === 0) throw new ConfigError('a previous secret must not be empty');
   let revoked: ReadonlySet<string> = revokedFile === undefined ? new Set() : readRevoked(revokedFile);
   const allowedOrigins = resolveAllowedOrigins(allowOriginsConfig);
@@ -215,7 +273,11 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
       process.kill(process.pid, 'SIGKILL');
     });
   }
-  const store = core.store ?? (dataDir === undefined ? new MemoryStore() : new SqliteStore(join(dataDir, 'router.db'), sync === undefined ? {} : { sync }));
+  // Filled once the router exists; only with an admin endpoint (metrics cost nothing otherwise).
+  let metrics: RouterMetrics | undefined;
+  const onCommit = adminAt === undefined && adminToken === undefined ? undefined : (ms: number, ok: boolean): void => metrics?.commit(ms, ok);
+  const store =
+    core.store ?? (dataDir === undefined ? new MemoryStore() : new SqliteStore(join(dataDir, 'router.db'), { ...(sync === undefined ? {} : { sync }), ...(onCommit === undefined ? {} : { onCommit }) }));
   let nodeKeyPair;
   try {
     nodeKeyPair = await loadNodeKey(store, nodeKey);
@@ -281,6 +343,8 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
   const servers: Array<{ http: Server | HttpsServer; ws: WsServer }> = [];
   const uplinks: Uplink[] = [];
   const peers: Uplink[] = [];
+  const rungs = new Map<string, 'ws' | 'http'>();
+  let admin: Server | undefined;
   const maxPayload = router.options.maxFrameBytes + router.options.batchBytes + 1024;
   let longPoll: LongPollServer | undefined;
   const health = (req: IncomingMessage, res: ServerResponse): void => {
@@ -288,29 +352,65 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
       serve(req, res);
     } catch (err) {
       // A bug in handling one request must cost that request, not the router.
-      log.error('an HTTP request failed', { url: (req.url ?? '').slice(0, 200), error: (err as Error).message });
+      log.error('http.request_failed', 'an HTTP request failed', { url: (req.url ?? '').slice(0, 200), error: (err as Error).message });
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
       res.end('internal error\n');
     }
   };
+  // `degraded`: up and serving, but its store cannot commit, so it refuses reliable messages
+  // (STORE_UNAVAILABLE) until it can. Still 200: the process needs no restart.
+  const liveness = (): string => JSON.stringify({ status: router.storeState().ok ? 'ok' : 'degraded' });
+  const fullHealth = (): string => {
+    const store = router.storeState();
+    return JSON.stringify({
+      status: store.ok ? 'ok' : 'degraded',
+      domain: router.domain,
+      node: router.node,
+      role,
+      store,
+      stats: router.stats(),
+      uplinks: uplinks.map((u) => ({ url: u.url, connected: u.connected, transport: rungs.get(`uplink ${u.url}`) })),
+      peers: peers.map((u) => ({ url: u.url, connected: u.connected, node: u.node })),
+      longPollSessions: longPoll?.sessions ?? 0,
+    });
+  };
+  const adminTokenBytes = adminToken === undefined ? undefined : Buffer.from(`Bearer ${adminToken}`);
+  const authorized = (req: IncomingMessage): boolean => {
+    if (adminTokenBytes === undefined) return false;
+    const got = Buffer.from(req.headers.authorization ?? '');
+    return got.length === adminTokenBytes.length && timingSafeEqual(got, adminTokenBytes);
+  };
+  const json = { 'content-type': 'application/json', 'cache-control': 'no-store' };
+  /** The admin endpoints; true when `path` was one of them (answered, or refused 401). */
+  const serveAdmin = (req: IncomingMessage, res: ServerResponse, path: string, needToken: boolean): boolean => {
+    if (req.method !== 'GET' || (path !== '/metrics' && path !== '/healthz')) return false;
+    if (needToken && !authorized(req)) {
+      res.writeHead(401, { 'content-type': 'text/plain; charset=utf-8', 'www-authenticate': 'Bearer realm="postern admin"', 'cache-control': 'no-store' }).end('an admin token is required (Authorization: Bearer ...)\n');
+      return true;
+    }
+    if (path === '/healthz') {
+      res.writeHead(200, json).end(fullHealth());
+      return true;
+    }
+    const m = metrics;
+    if (m === undefined) return false;
+    m.scrape().then(
+      (text) => res.writeHead(200, { 'content-type': m.registry.contentType, 'cache-control': 'no-store' }).end(text),
+      (err: unknown) => {
+        log.error('http.request_failed', 'the metrics could not be collected', { error: (err as Error).message });
+        res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' }).end('metrics failed\n');
+      },
+    );
+    return true;
+  };
   const serve = (req: IncomingMessage, res: ServerResponse): void => {
     if (longPoll?.handle(req, res) === true) return;
-    const path = (req.url ?? '/').split('?')[0];
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    // With an admin token, the admin endpoints are on the public listeners too, behind it; a
+    // request for /healthz without it gets liveness only (load balancers, probes).
+    if (adminToken !== undefined && (path === '/metrics' || (path === '/healthz' && req.headers.authorization !== undefined)) && serveAdmin(req, res, path, true)) return;
     if (req.method === 'GET' && path === '/healthz') {
-      // `degraded`: up and serving, but its store cannot commit, so it refuses reliable
-      // messages (STORE_UNAVAILABLE) until it can. Still 200: the process needs no restart.
-      const store = router.storeState();
-      const body = JSON.stringify({
-        status: store.ok ? 'ok' : 'degraded',
-        domain: router.domain,
-        node: router.node,
-        store,
-        stats: router.stats(),
-        uplinks: uplinks.map((u) => ({ url: u.url, connected: u.connected })),
-        peers: peers.map((u) => ({ url: u.url, connected: u.connected, node: u.node })),
-        longPollSessions: longPoll?.sessions ?? 0,
-      });
-      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(body);
+      res.writeHead(200, json).end(liveness());
       return;
     }
     res
@@ -324,11 +424,11 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
     try {
       revoked = readRevoked(revokedFile);
     } catch (err) {
-      log.warn('cannot read the revocation list; the last one read stays in force', { file: revokedFile, error: (err as Error).message });
+      log.warn('revoked.read_failed', 'cannot read the revocation list; the last one read stays in force', { file: revokedFile, error: (err as Error).message });
       return;
     }
     const closed = router.closeRevoked((c) => c.tokenId !== undefined && revoked.has(c.tokenId));
-    log.info('revocation list read', { file: revokedFile, revoked: revoked.size, closed });
+    log.info('revoked.read', 'revocation list read', { file: revokedFile, revoked: revoked.size, closed });
   };
   if (revokedFile !== undefined) watchFile(revokedFile, { interval: 1000 }, onRevokedChange);
   // Logged once per origin (up to a bound): a page retrying must not flood the log.
@@ -336,7 +436,7 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
   const refusedOrigin = (origin: string, remote: string): void => {
     if (originsLogged.has(origin) || originsLogged.size >= 100) return;
     originsLogged.add(origin);
-    log.warn('refused a web page of an origin not allowed (--allow-origin)', { origin, remote });
+    log.warn('origin.refused', 'refused a web page of an origin not allowed (--allow-origin)', { origin, remote });
   };
   const addresses: ListenAddress[] = [];
   let dialers: Dialer[];
@@ -354,8 +454,8 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
       });
     }
     // Bad TLS or proxy settings of an uplink (or in the environment) fail here, at start.
-    dialers = uplinkConfigs.map((u) => uplinkDialer(u, maxPayload, log));
-    peerDialers = peerConfigs.map((u) => uplinkDialer(u, maxPayload, log));
+    dialers = uplinkConfigs.map((u) => uplinkDialer(u, maxPayload, log, (t) => rungs.set(`uplink ${u.url}`, t)));
+    peerDialers = peerConfigs.map((u) => uplinkDialer(u, maxPayload, log, (t) => rungs.set(`peer ${u.url}`, t)));
     for (const l of listens) {
       // Checked this often (node:http's default is 30 s): a timeout shorter than that must still hold.
       const checking = { connectionsCheckingInterval: Math.max(100, Math.min(30_000, Math.floor(requestTimeoutMs / 4))) };
@@ -374,30 +474,71 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
       });
       const a = http.address() as AddressInfo;
       addresses.push({ host: a.address, port: a.port });
-      log.info('listening', { address: formatListen({ host: a.address, port: a.port }), domain: router.domain, ...(tls === undefined ? {} : { tls: true }) });
+    }
+    if (adminAt !== undefined || adminToken !== undefined) {
+      metrics = createRouterMetrics(
+        router,
+        { role, version: VERSION },
+        () => [
+          ...uplinks.map((u): DialedState => ({ url: u.url, mode: 'uplink', connected: u.connected, transport: rungs.get(`uplink ${u.url}`) ?? 'ws' })),
+          ...peers.map((u): DialedState => ({ url: u.url, mode: 'peer', connected: u.connected, transport: rungs.get(`peer ${u.url}`) ?? 'ws' })),
+        ],
+        () => longPoll?.sessions ?? 0,
+      );
+    }
+    if (adminAt !== undefined) {
+      const onAdmin = (req: IncomingMessage, res: ServerResponse): void => {
+        try {
+          const path = (req.url ?? '/').split('?')[0] ?? '/';
+          if (serveAdmin(req, res, path, adminToken !== undefined)) return;
+          res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('the admin listener serves GET /metrics and GET /healthz\n');
+        } catch (err) {
+          log.error('http.request_failed', 'an admin request failed', { url: (req.url ?? '').slice(0, 200), error: (err as Error).message });
+          if (!res.headersSent) res.writeHead(500, { connection: 'close' });
+          res.end();
+        }
+      };
+      const server = createServer(onAdmin);
+      admin = server;
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', (err: NodeJS.ErrnoException) =>
+          reject(new ConfigError(`cannot listen on ${formatListen(adminAt)} (admin): ${err.code === 'EADDRINUSE' ? 'address already in use' : err.message}`, { cause: err })),
+        );
+        server.listen(adminAt.port, adminAt.host, () => resolve());
+      });
     }
   } catch (err) {
     if (revokedFile !== undefined) unwatchFile(revokedFile, onRevokedChange);
     router.close();
     longPoll?.close();
     for (const s of servers) s.http.close();
+    admin?.close();
     await store.close();
     throw err;
   }
-  log.info('node', { node: router.node, domain: router.domain });
-  // Who may connect without a token is the operator's choice; it is said once, at start.
-  if (addresses.length > 0) {
-    const ro = router.options;
-    if (ro.authenticator === undefined) log.info('open: agents connect without a token and may claim any name (give --secret to require tokens)', { listen: addresses.map((a) => formatListen(a)).join(' ') });
-    else if (ro.allowGuests) log.info('guests: agents without a token connect with an id and no name, under the guest quotas', { rate: ro.guestMsgRate, byteRate: ro.guestByteRate, storedPerAddress: ro.guestStoredBytes, storedAll: ro.maxGuestStoredBytes });
-  }
+  const adminAddress = admin === undefined ? undefined : (admin.address() as AddressInfo);
+  const adminUrl = adminAddress === undefined ? undefined : `http://${formatListen({ host: adminAddress.address, port: adminAddress.port })}`;
+  // Said once, at start: what runs, where, guarded by what (the operator's choices).
+  log.info('router.start', `${role} for domain "${router.domain}" started`, {
+    role,
+    domain: router.domain,
+    node: router.node,
+    listen: addresses.map((a) => `${tls === undefined ? 'ws' : 'wss'}://${formatListen(a)} (WebSocket${longPoll === undefined ? '' : `, HTTP long-poll ${tls === undefined ? 'http' : 'https'}://${formatListen(a)}/postern/http`})`),
+    secret: secret === undefined ? 'none' : (secretSource ?? 'given'),
+    access: describeAccess(role, router.options, addresses.length > 0),
+    routers: secret === undefined && anchors.length === 0 ? 'router links refused (no secret, no trusted key)' : 'router links with a credential or a trusted node key',
+    store: core.store !== undefined ? 'given' : dataDir === undefined ? 'memory (lost on restart)' : `${join(dataDir, 'router.db')} (sync ${sync ?? 'full'})`,
+    ...(uplinkConfigs.length === 0 ? {} : { uplinks: uplinkConfigs.map((u) => u.url) }),
+    ...(peerConfigs.length === 0 ? {} : { peers: peerConfigs.map((u) => u.url) }),
+    admin: adminUrl === undefined ? (adminToken === undefined ? 'off' : 'on the listeners, with the admin token') : `${adminUrl}/metrics${adminToken === undefined ? '' : ' (token)'}`,
+    limits: changedLimits(router.options, { requestTimeoutMs, shutdownTimeoutMs }) ?? 'defaults',
+  });
   for (const [i, u] of peerConfigs.entries()) {
-    const peer = new Uplink(router, { url: u.url, token: u.token ?? credentials, dial: peerDialers[i]!, mode: 'peer', backoff, agent: 'postern-router/0.2' });
+    const peer = new Uplink(router, { url: u.url, token: u.token ?? credentials, dial: peerDialers[i]!, mode: 'peer', backoff, agent: `postern-router/${VERSION}` });
+    const said = linkLog(router.options.clock, log, 'peer', 'peer', u.url);
     peer.onStatus((s) => {
       if (onUplinkStatus?.(u.url, s) === true) return;
-      if (s.type === 'up') log.info('peer connected', { url: u.url, node: s.node, domain: s.domain });
-      else if (s.type === 'down') log.warn(s.refused ? 'peer refused' : 'peer down', { url: u.url, reason: s.error.message, code: s.error.code, retry_ms: s.retryInMs });
-      else if (s.type === 'standby') log.info('peer linked from its side; not dialing meanwhile', { url: u.url, node: s.node });
+      said(s);
     });
     peers.push(peer);
     peer.start();
@@ -411,18 +552,42 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
       // With more than one relay, each must say what it reaches, to send each message the right way.
       features: uplinkConfigs.length > 1 ? Feature.ROUTES : 0,
       backoff,
-      agent: 'postern-router/0.2',
+      agent: `postern-router/${VERSION}`,
     });
     const fence = fenceLog(router.options.clock, log, u.url);
+    const said = linkLog(router.options.clock, log, 'uplink', core.hub === true ? 'bridgehead' : 'uplink', u.url);
     uplink.onStatus((s) => {
       if (onUplinkStatus?.(u.url, s) === true) return;
       if (fence(s)) return;
-      if (s.type === 'up') log.info(core.hub === true ? 'bridgehead connected' : 'uplink connected', { url: u.url, domain: s.domain });
-      else if (s.type === 'down') log.warn(s.refused ? 'uplink refused' : 'uplink down', { url: u.url, reason: s.error.message, code: s.error.code, retry_ms: s.retryInMs });
+      said(s);
     });
     uplinks.push(uplink);
     uplink.start();
   }
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      if (revokedFile !== undefined) unwatchFile(revokedFile, onRevokedChange);
+      // Stop accepting first: no new connection arrives while the links are closed.
+      const closed = servers.map((s) => new Promise<void>((resolve) => s.http.close(() => resolve())));
+      if (admin !== undefined) {
+        const a = admin;
+        closed.push(new Promise<void>((resolve) => a.close(() => resolve())));
+        a.closeAllConnections();
+      }
+      for (const u of [...uplinks, ...peers]) u.close();
+      // CLOSE SHUTDOWN on every link, and the delivery's last flush.
+      router.close();
+      // After router.close(): a poll waiting on a session takes its CLOSE frame with it.
+      longPoll?.close();
+      // Commits what is pending, then closes the file.
+      await store.close();
+      for (const s of servers) {
+        s.ws.close();
+        s.http.closeAllConnections();
+      }
+      await Promise.all(closed);
+    })());
   const first = addresses[0];
   return {
     router,
@@ -431,25 +596,78 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
     uplinks,
     peers,
     node: router.node,
-    async close() {
-      if (revokedFile !== undefined) unwatchFile(revokedFile, onRevokedChange);
-      for (const u of [...uplinks, ...peers]) u.close();
-      router.close();
-      // After router.close(): a poll waiting on a session takes its CLOSE frame with it.
-      longPoll?.close();
-      await store.close();
-      await Promise.all(
-        servers.map(
-          (s) =>
-            new Promise<void>((resolve) => {
-              s.ws.close();
-              s.http.close(() => resolve());
-              s.http.closeAllConnections();
-            }),
-        ),
-      );
+    adminUrl,
+    close,
+    async shutdown(reason = 'shutdown') {
+      const started = performance.now();
+      const before = summarizeHeld(router.held());
+      const st = router.stats();
+      log.info('router.stopping', `stopping (${reason}): no new connections; links are closed with CLOSE, the store commits`, {
+        reason,
+        connections: st.agents + st.downlinks + st.uplinks + st.peers + st.hubs,
+        held_messages: before.messages,
+        held_bytes: before.bytes,
+        held: before.byClass,
+        timeout_ms: shutdownTimeoutMs,
+      });
+      let timer: NodeJS.Timeout | undefined;
+      const done = await Promise.race([
+        close().then(() => true),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(false), shutdownTimeoutMs);
+        }),
+      ]);
+      clearTimeout(timer);
+      const ms = Math.round(performance.now() - started);
+      if (!done) {
+        log.error('router.shutdown_timeout', `could not stop within ${shutdownTimeoutMs} ms; exiting anyway (what was committed stays in the store)`, { ms });
+        return false;
+      }
+      // What it held is in the store (with --data): the next start delivers it.
+      const kept = dataDir === undefined && core.store === undefined ? 'in memory are lost' : 'stay in the store for the next start';
+      log.info('router.stopped', `stopped in ${ms} ms; ${before.messages === 0 ? 'it held no message' : `${before.messages} message(s) held ${kept}`}`, {
+        ms,
+        held_messages: before.messages,
+        held: before.byClass,
+      });
+      return true;
     },
   };
+}
+
+/** Totals and per-class counts of what a router holds, for the stop log. */
+function summarizeHeld(h: ReturnType<Router['held']>): { messages: number; bytes: number; byClass: Record<string, number> } {
+  let messages = 0;
+  let bytes = 0;
+  const byClass: Record<string, number> = {};
+  for (const [cls, c] of Object.entries(h)) {
+    messages += c.messages;
+    bytes += c.bytes;
+    byClass[cls] = c.messages;
+  }
+  return { messages, bytes, byClass };
+}
+
+/** Who may connect without a token, said once at start (the operator's choice). */
+function describeAccess(role: string, o: Router['options'], listening: boolean): string {
+  if (!listening) return 'no listener: dials out only';
+  const side = role === 'gateway' ? 'LAN: ' : role === 'hub' ? 'hub: ' : '';
+  if (o.authenticator === undefined) return `${side}open: agents connect without a token and may claim any name (give --secret to require tokens)`;
+  if (o.allowGuests) return `${side}requires tokens; guests: agents without a token connect with an id and no name, under the guest quotas`;
+  return `${side}requires tokens`;
+}
+
+/** Limits that differ from their defaults (docs/LIMITS.md), for the start log. */
+function changedLimits(o: Router['options'], server: { requestTimeoutMs: number; shutdownTimeoutMs: number }): Record<string, unknown> | undefined {
+  const changed: Record<string, unknown> = {};
+  const resolved = o as unknown as Record<string, unknown>;
+  for (const [k, v] of Object.entries(ROUTER_DEFAULTS)) if (resolved[k] !== v) changed[k] = resolved[k];
+  for (const [k, v] of Object.entries(SERVER_DEFAULTS)) if (server[k as keyof typeof server] !== v) changed[k] = server[k as keyof typeof server];
+  return Object.keys(changed).length === 0 ? undefined : changed;
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
 }
 
 function checkUplinkUrl(url: unknown): void {

@@ -47,7 +47,7 @@ describe('credentials: rotation and revocation', () => {
     const early = await issueToken('s3cret', { domain: 'acme', name: 'mallory' });
     writeFileSync(file, `# revoked tokens\n${early}\n`);
     const infos: string[] = [];
-    const logger: Logger = { ...quiet, info: (m: string, f?: object) => infos.push(`${m} ${JSON.stringify(f)}`) };
+    const logger: Logger = { ...quiet, info: (_e: string, m: string, f?: object) => infos.push(`${m} ${JSON.stringify(f)}`) };
     const r = await startRouter({ domain: 'acme', listen: ['127.0.0.1:0'], secret: 's3cret', revokedFile: file, logger });
     after(() => r.close());
     assert.equal(await refusal(r.url, early, 'mallory'), 'ERR_AUTH_FAILED the token was revoked');

@@ -12,7 +12,7 @@ import { agent, next, router } from './live.js';
 /** A logger that keeps its lines (level, message and fields) for the test to look at. */
 function capture(): { logger: Logger; lines: string[] } {
   const lines: string[] = [];
-  const at = (level: string) => (m: string, f?: object) => void lines.push(`${level} ${m} ${JSON.stringify(f ?? {})}`);
+  const at = (level: string) => (_e: string, m: string, f?: object) => void lines.push(`${level} ${m} ${JSON.stringify(f ?? {})}`);
   return { logger: { debug: () => {}, info: at('info'), warn: at('warn'), error: at('error') }, lines };
 }
 

@@ -66,7 +66,7 @@ function flip(bytes: Uint8Array, at: number, b: number): Uint8Array {
 /** The router's logger, failing the run on any error it logs (an internal error is a bug). */
 function watchingLogger(): { logger: Logger; errors: string[] } {
   const errors: string[] = [];
-  const logger: Logger = { debug: () => {}, info: () => {}, warn: () => {}, error: (m: string, f?: object) => errors.push(`${m} ${JSON.stringify(f)}`) };
+  const logger: Logger = { debug: () => {}, info: () => {}, warn: () => {}, error: (_e: string, m: string, f?: object) => errors.push(`${m} ${JSON.stringify(f)}`) };
   return { logger, errors };
 }
 

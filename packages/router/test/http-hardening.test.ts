@@ -85,7 +85,7 @@ function upgrade(url: string, origin: string | undefined): Promise<{ status: num
 describe('router: web origins (cross-site WebSocket hijacking)', () => {
   it('refuses WebSocket upgrades and long-poll opens from pages of origins not allowed; programs (no Origin) and allowed pages get through', async () => {
     const warnings: string[] = [];
-    const logger = { debug: () => {}, info: () => {}, warn: (m: string, f?: object) => warnings.push(`${m} ${JSON.stringify(f)}`), error: () => {} };
+    const logger = { debug: () => {}, info: () => {}, warn: (_e: string, m: string, f?: object) => warnings.push(`${m} ${JSON.stringify(f)}`), error: () => {} };
     // An open router, as a gateway's LAN side often is: without the check, any page a user on that LAN opens could claim alice and read her messages.
     const r = await startRouter({ domain: 'acme', listen: ['127.0.0.1:0'], allowOrigins: ['https://chat.acme.example'], logger });
     after(() => r.close());

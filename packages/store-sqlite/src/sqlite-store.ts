@@ -19,6 +19,11 @@ export interface SqliteStoreOptions {
    * fsyncs per message, for at most this much added latency). @default 0
    */
   commitIntervalMs?: number;
+  /**
+   * Called once per group commit (not per message) with how long its transaction took, fsync
+   * included, and whether it committed: the router's commit latency histogram.
+   */
+  onCommit?: (ms: number, ok: boolean) => void;
 }
 
 const SCHEMA_VERSION = 3;
@@ -75,6 +80,7 @@ export class SqliteStore implements Store {
   #closed = false;
   #lastCommit = -Infinity;
   readonly #interval: number;
+  readonly #onCommit: ((ms: number, ok: boolean) => void) | undefined;
 
   constructor(file: string, options: SqliteStoreOptions = {}) {
     const sync = options.sync ?? 'full';
@@ -82,6 +88,7 @@ export class SqliteStore implements Store {
     const interval = options.commitIntervalMs ?? 0;
     if (!(Number.isFinite(interval) && interval >= 0 && interval <= 1000)) throw new ConfigError(`commitIntervalMs must be 0-1000, got ${String(interval)}`);
     this.#interval = interval;
+    this.#onCommit = options.onCommit;
     this.file = file;
     try {
       if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
@@ -279,6 +286,7 @@ export class SqliteStore implements Store {
     this.#waiters = [];
     const first = this.#next;
     const results: number[][] = [];
+    const started = this.#lastCommit;
     try {
       this.#db.transaction(() => {
         let next = first;
@@ -303,6 +311,7 @@ export class SqliteStore implements Store {
         this.#next = next;
       })();
     } catch (cause) {
+      this.#onCommit?.(performance.now() - started, false);
       this.#next = first;
       // Values not written must still read back as set for a retry of the caller.
       for (const [k, v] of values) if (!this.#values.has(k)) this.#values.set(k, v);
@@ -324,6 +333,7 @@ export class SqliteStore implements Store {
       for (const w of waiters) w.reject(err);
       return;
     }
+    this.#onCommit?.(performance.now() - started, true);
     appends.forEach((a, i) => a.resolve(results[i] ?? []));
     for (const w of waiters) w.resolve();
   }

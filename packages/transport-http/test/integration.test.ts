@@ -21,8 +21,11 @@ async function next(client: Client, timeoutMs = 5000): Promise<Message> {
   return r.value;
 }
 
+/** The counters are behind the admin token (the public /healthz says liveness only). */
+const ADMIN = 'admin-token-of-the-tests';
+
 async function healthz(server: RouterServer): Promise<{ longPollSessions: number }> {
-  const r = await fetch(`${server.url.replace(/^ws/, 'http')}/healthz`);
+  const r = await fetch(`${server.url.replace(/^ws/, 'http')}/healthz`, { headers: { authorization: `Bearer ${ADMIN}` } });
   return (await r.json()) as { longPollSessions: number };
 }
 
@@ -46,10 +49,10 @@ describe('routers and agents over HTTP long-poll', () => {
   });
 
   it('carries messages both ways through a gateway whose uplink is forced to long-poll, on one session for all its agents', async () => {
-    const relay = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret, ...TEST_GUESTS });
+    const relay = await startRouter({ adminToken: ADMIN, domain: 'relay', listen: ['127.0.0.1:0'], secret, ...TEST_GUESTS });
     cleanups.push(() => relay.close());
     const statuses: UplinkStatus[] = [];
-    const gateway = await startRouter({
+    const gateway = await startRouter({ adminToken: ADMIN,
       domain: 'acme',
       listen: ['127.0.0.1:0'],
       uplinks: [{ url: relay.url, token: await issueToken(secret, { domain: 'acme' }), transport: 'http' }],
@@ -112,7 +115,7 @@ describe('routers and agents over HTTP long-poll', () => {
   });
 
   it('an agent in auto mode gets through a middlebox that refuses WebSocket, and moves to WebSocket once allowed, losing nothing', async () => {
-    const relay = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'] });
+    const relay = await startRouter({ adminToken: ADMIN, domain: 'relay', listen: ['127.0.0.1:0'] });
     cleanups.push(() => relay.close());
     const mb = await Middlebox.start({ host: '127.0.0.1', port: relay.addresses[0]!.port });
     cleanups.push(() => mb.close());
@@ -159,11 +162,11 @@ describe('routers and agents over HTTP long-poll', () => {
   });
 
   it('a gateway in auto mode behind the middlebox keeps its uplink on long-poll while WebSocket is refused', async () => {
-    const relay = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret, ...TEST_GUESTS });
+    const relay = await startRouter({ adminToken: ADMIN, domain: 'relay', listen: ['127.0.0.1:0'], secret, ...TEST_GUESTS });
     cleanups.push(() => relay.close());
     const mb = await Middlebox.start({ host: '127.0.0.1', port: relay.addresses[0]!.port });
     cleanups.push(() => mb.close());
-    const gateway = await startRouter({
+    const gateway = await startRouter({ adminToken: ADMIN,
       domain: 'acme',
       listen: ['127.0.0.1:0'],
       uplinks: [{ url: mb.url, token: await issueToken(secret, { domain: 'acme' }), wsProbeIntervalMs: 200 }],

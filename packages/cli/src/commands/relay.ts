@@ -2,7 +2,8 @@ import { X509Certificate } from 'node:crypto';
 import { startRouter } from '@postern/router';
 import { parse, str } from '../args.js';
 import { dialFlags, dialFlagsHelp, dialSettings } from '../dial-flags.js';
-import { out, untilSignal } from '../output.js';
+import { out } from '../output.js';
+import { serveUntilSignal } from '../shutdown.js';
 import { routerFlags, routerFlagsHelp, routerOptions } from '../router-flags.js';
 import { UsageError } from '../usage-error.js';
 
@@ -53,7 +54,5 @@ export async function relay(argv: string[]): Promise<number> {
   out(`postern relay: node ${server.node} (peers trust it with --trust ${server.node}=${domain})`);
   if (options.tls !== undefined) out(`postern relay: TLS certificate SHA-256 ${new X509Certificate(options.tls.cert).fingerprint256} (agents may pin it: --fingerprint)`);
   if (!server.router.options.authenticator && (options.trust ?? []).length === 0) out('postern relay: no --secret and no --trust: agents only, routers will be refused');
-  await untilSignal();
-  await server.close();
-  return 0;
+  return serveUntilSignal(server);
 }

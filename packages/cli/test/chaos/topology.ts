@@ -34,7 +34,9 @@ const MAX_SETTLE_MS = 60_000;
 /** After everything arrived: wait this much more for late duplicates. */
 const GRACE_MS = 1000;
 /** Router options that make a dead tunnel noticed within seconds (a blackhole sends no RST). */
-const ROUTER_FLAGS = ['--ping-interval', '1000'];
+/** The counters of /healthz are behind the admin token (the public one says liveness only). */
+const ADMIN_TOKEN = 'chaos-admin-token-0123456789';
+const ROUTER_FLAGS = ['--ping-interval', '1000', '--admin-token', ADMIN_TOKEN];
 /** The default world's routers log warnings only; a mesh's also its links coming up. */
 const LOG_LEVEL = 'warn';
 const MESH_LOG_LEVEL = 'info';
@@ -638,7 +640,7 @@ export class Topology {
         const p = this.#routers.get(r);
         if (p === undefined || p.exit !== undefined) return;
         try {
-          const res = await fetch(`http://127.0.0.1:${this.#portOf(r)}/healthz`, { signal: AbortSignal.timeout(2000) });
+          const res = await fetch(`http://127.0.0.1:${this.#portOf(r)}/healthz`, { signal: AbortSignal.timeout(2000), headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
           out[r] = ((await res.json()) as { stats: RouterHealth }).stats;
         } catch {
           // not listening yet, or hung: reported as unknown
