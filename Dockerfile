@@ -28,7 +28,7 @@ ENV NODE_ENV=production \
     POSTERN_HEALTH_URL=http://127.0.0.1:7443/healthz
 WORKDIR /app
 COPY --from=build --chown=root:root /app /app
-RUN ln -s /app/packages/cli/bin/postern.js /usr/local/bin/postern \
+RUN ln -s /app/packages/postern/bin/postern.js /usr/local/bin/postern \
   && mkdir -p /var/lib/postern \
   && chown node:node /var/lib/postern \
   && chmod 700 /var/lib/postern

@@ -20,7 +20,7 @@ describe('deploy/systemd units', () => {
     for (const u of UNITS) {
       const text = readFileSync(join(REPO_ROOT, 'deploy/systemd', u), 'utf8');
       assert.match(text, /^ExecStart=\/usr\/bin\/postern /m);
-      writeFileSync(join(dir, u), text.replace('/usr/bin/postern', join(REPO_ROOT, 'packages/cli/bin/postern.js')));
+      writeFileSync(join(dir, u), text.replace('/usr/bin/postern', join(REPO_ROOT, 'packages/postern/bin/postern.js')));
     }
     const r = spawnSync('systemd-analyze', ['verify', ...UNITS.map((u) => join(dir, u))], { encoding: 'utf8' });
     const said = `${r.stdout}${r.stderr}`;
