@@ -1,36 +1,52 @@
 import { createInterface } from 'node:readline';
 import { connect, type SendResult } from '@postern/client';
 import { MAX_TIMER_MS, PosternError } from '@postern/protocol';
-import { flag, int, parse, required, str } from '../args.js';
-import { dialFlags, dialFlagsHelp, dialSettings } from '../dial-flags.js';
+import { flag, helpText, num, parse, required, str, type OptionTable } from '../options.js';
+import { connectTimeoutFlags, dialFlags, dialSettings } from '../dial-flags.js';
 import { out } from '../output.js';
 import { UsageError } from '../usage-error.js';
 
-export const help = `Usage: postern send --connect URL --to ADDRESS [--as NAME] [--token T] [--count N] [TEXT]
+export const options: OptionTable = {
+  connect: { type: 'string', arg: 'URL', help: 'a router (relay or gateway) [required]' },
+  to: { type: 'string', arg: 'ADDRESS', help: 'the recipient [required]' },
+  as: { type: 'string', arg: 'NAME', help: 'claim this name as the sender (else the router assigns an id)' },
+  token: { type: 'string', arg: 'T', secret: true, help: 'credential' },
+  count: { type: 'string', kind: 'int', min: 1, help: 'send N numbered copies: "TEXT 1" ... "TEXT N"' },
+  receipt: { type: 'boolean', help: "wait for delivery to the recipient's application, not only acceptance" },
+  volatile: { type: 'boolean', help: 'at most once: not stored, not retried, no acknowledgement' },
+  anonymous: {
+    type: 'boolean',
+    help: ['hide the sender: the router replaces it with a reply handle that only it', 'can map back (a relay wraps it again, hiding the organisation); the', 'recipient can reply to the handle'],
+  },
+  sticky: { type: 'boolean', help: ['with --anonymous: one long-lived handle for all these messages (the', 'recipient can tell they come from one sender), not one per message'] },
+  timeout: {
+    type: 'string',
+    kind: 'duration',
+    unit: 'ms',
+    min: 1,
+    max: MAX_TIMER_MS,
+    default: '60s',
+    help: ['per message: fail when not accepted (with --receipt: delivered) in this', 'time (a plain number: ms)'],
+  },
+  ...connectTimeoutFlags,
+  quiet: { type: 'boolean', help: 'print nothing on success, and no progress' },
+  ...dialFlags,
+};
+
+export const help = helpText(
+  'send',
+  `Usage: postern send --connect URL --to ADDRESS [--as NAME] [--token T] [--count N] [TEXT]
 
 Sends TEXT, or each line of standard input, to ADDRESS (name@domain or _id@domain; a bare name
 means the connected router's domain). Reliable by default: waits until the router has stored
 every message (it then delivers it, keeping it while the recipient is offline, for up to the
 router's --max-age), and exits 0 only when all were accepted, else prints the reason per
 message and exits 1. With --receipt it waits until each one reached the recipient's application.
-
-Options:
-  --connect URL      a router (relay or gateway) [required]
-  --to ADDRESS       the recipient [required]
-  --as NAME          claim this name as the sender (else the router assigns an id)
-  --token T          credential (or POSTERN_TOKEN)
-  --count N          send N numbered copies: "TEXT 1" ... "TEXT N"
-  --receipt          wait for delivery to the recipient's application, not only acceptance
-  --volatile         at most once: not stored, not retried, no acknowledgement
-  --anonymous        hide the sender: the router replaces it with a reply handle that only it
-                     can map back (a relay wraps it again, hiding the organisation); the
-                     recipient can reply to the handle
-  --sticky           with --anonymous: one long-lived handle for all these messages (the
-                     recipient can tell they come from one sender), not one per message
-  --timeout MS       per message, fail when not accepted (or with --receipt, delivered) in this time [60000]
-  --quiet            print nothing on success
-${dialFlagsHelp(21)}
-  -h, --help         this help`;
+`,
+  options,
+  '',
+  21,
+);
 
 async function* bodies(text: string | undefined, count: number | undefined): AsyncGenerator<string> {
   if (count !== undefined) {
@@ -47,32 +63,14 @@ async function* bodies(text: string | undefined, count: number | undefined): Asy
 }
 
 export async function send(argv: string[]): Promise<number> {
-  const p = parse(
-    'send',
-    argv,
-    {
-      connect: { type: 'string' },
-      to: { type: 'string' },
-      as: { type: 'string' },
-      token: { type: 'string' },
-      count: { type: 'string' },
-      volatile: { type: 'boolean' },
-      anonymous: { type: 'boolean' },
-      sticky: { type: 'boolean' },
-      receipt: { type: 'boolean' },
-      timeout: { type: 'string' },
-      quiet: { type: 'boolean' },
-      ...dialFlags,
-    },
-    true,
-  );
+  const p = parse('send', argv, options, true);
   if (p.values.help) return out(help), 0;
-  const url = required('send', p, 'connect');
-  const to = required('send', p, 'to');
+  const url = required(p, 'connect');
+  const to = required(p, 'to');
   const name = str(p, 'as');
-  const token = str(p, 'token', 'POSTERN_TOKEN');
-  const count = int('send', p, 'count', 1);
-  const timeout = int('send', p, 'timeout', 1, MAX_TIMER_MS);
+  const token = str(p, 'token');
+  const count = num(p, 'count');
+  const timeout = num(p, 'timeout');
   if (p.positionals.length > 1) throw new UsageError('send: give TEXT as one argument (quote it)');
   const text = p.positionals[0];
   const volatile = flag(p, 'volatile');
@@ -89,6 +87,7 @@ export async function send(argv: string[]): Promise<number> {
     reconnect: true,
     ...(name === undefined ? {} : { name }),
     ...(token === undefined ? {} : { token }),
+    connectTimeoutMs: num(p, 'connect-timeout') ?? 10_000,
     ...(timeout === undefined ? {} : { sendTimeoutMs: timeout }),
   });
   const results: Array<Promise<[number, SendResult | PosternError]>> = [];
