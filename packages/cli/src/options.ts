@@ -258,7 +258,7 @@ export function loadConfig(path: string, tables: CommandTables = commandTables):
   }
   let doc: Record<string, unknown>;
   try {
-    doc = parseToml(text) as Record<string, unknown>;
+    doc = parseToml(text);
   } catch (err) {
     const e = err as Error & { line?: number; column?: number };
     // smol-toml's message carries a code frame over several lines: keep the first.
@@ -335,7 +335,7 @@ function envValue(variable: string, spec: OptionSpec, text: string): Raw {
 function fileValue(v: unknown): Raw {
   if (typeof v === 'boolean') return v;
   if (Array.isArray(v)) return v.map((x) => String(x));
-  return String(v as string | number);
+  return String(v);
 }
 
 /** `--count -1`: parseArgs takes `-1` for an option; pass it as the value, so the check names it. */
@@ -406,6 +406,7 @@ export function parse(command: string, argv: readonly string[], table: OptionTab
   const configPath = typeof flags.config === 'string' ? flags.config : env['POSTERN_CONFIG'] || undefined;
   // A command that is not registered (tests, `config`) is checked against its own table only.
   const cfg = configPath === undefined ? undefined : loadConfig(configPath, Object.keys(commandTables).length > 0 ? commandTables : { [command]: table });
+  if (configPath !== undefined) p.values.config = configPath;
   if (configPath !== undefined) p.sources.config = { from: typeof flags.config === 'string' ? 'flag' : 'env', where: typeof flags.config === 'string' ? '--config' : '$POSTERN_CONFIG' };
   for (const [n, s] of Object.entries(full)) {
     if (CLI_ONLY.has(n) || s.deprecatedFor !== undefined) continue;

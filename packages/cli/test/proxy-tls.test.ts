@@ -157,7 +157,13 @@ describe('postern CLI with TLS and proxies', { skip: hasOpenssl() ? false : 'the
       assert.equal(p.exit?.code, 2, p.describe());
       assert.match(p.lines('stderr')[0]!, new RegExp(`^postern: ${cmd}: ${re.source}`), p.describe());
     }
-    oneLineError(missing, /^postern: error: relay: cannot read --tls-cert \/nonexistent\/relay\.crt: no such file \[ERR_CONFIG\]$/);
-    oneLineError(notPem, /^postern: error: send: --ca .*localhost\.key holds no PEM certificate \[ERR_CONFIG\]$/);
+    for (const [p, re] of [
+      [missing, /^postern: relay: cannot read --tls-cert \/nonexistent\/relay\.crt: no such file \[ERR_USAGE\]$/],
+      [notPem, /^postern: send: --ca .*localhost\.key holds no PEM certificate \[ERR_USAGE\]$/],
+    ] as const) {
+      assert.equal(p.exit?.code, 2, p.describe());
+      assert.equal(p.lines('stderr').length, 1, p.describe());
+      assert.match(p.lines('stderr')[0]!, re, p.describe());
+    }
   });
 });

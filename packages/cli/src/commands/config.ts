@@ -29,7 +29,15 @@ export function registerCheckers(c: Readonly<Record<string, Checker>>): void {
   checkers = c;
 }
 
-export async function config(argv: string[]): Promise<number> {
+export function config(argv: string[]): Promise<number> {
+  try {
+    return Promise.resolve(configSync(argv));
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+function configSync(argv: string[]): number {
   const [sub, ...rest] = argv;
   if (sub === undefined || sub === '--help' || sub === '-h') return out(help), sub === undefined ? 2 : 0;
   if (sub === 'table') {
