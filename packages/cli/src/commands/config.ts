@@ -30,11 +30,7 @@ export function registerCheckers(c: Readonly<Record<string, Checker>>): void {
 }
 
 export function config(argv: string[]): Promise<number> {
-  try {
-    return Promise.resolve(configSync(argv));
-  } catch (err) {
-    return Promise.reject(err);
-  }
+  return Promise.resolve().then(() => configSync(argv));
 }
 
 function configSync(argv: string[]): number {
