@@ -1,4 +1,4 @@
-import { MAX_TIMER_MS } from '@postern/protocol';
+import { MAX_TIMER_MS, PosternError } from '@postern/protocol';
 import { num, str, type OptionSpec, type OptionTable, type Parsed } from './options.js';
 import { readPemFile } from './read-file.js';
 import { UsageError } from './usage-error.js';
@@ -70,4 +70,23 @@ export function dialSettings(command: string, p: Parsed): DialSettings {
     o.wsProbeIntervalMs = probe;
   }
   return o;
+}
+
+/**
+ * An agent refused a name for want of a token learns how to get one: the router (a gateway
+ * whose LAN has a --secret, a relay) checks tokens, and this command gave none.
+ */
+export async function withTokenHint<T>(p: Parsed, connecting: Promise<T>): Promise<T> {
+  try {
+    return await connecting;
+  } catch (err) {
+    if (err instanceof PosternError && err.code === 'ERR_NAME_NOT_ALLOWED' && p.values['token'] === undefined) {
+      throw new PosternError(
+        err.code,
+        `${err.message}: this router checks tokens (it runs with --secret); ask its operator for one ('postern token --domain DOMAIN --name ${str(p, 'as') ?? 'NAME'}' with that secret) and give it with --token-file FILE or $POSTERN_TOKEN`,
+        { cause: err },
+      );
+    }
+    throw err;
+  }
 }

@@ -3,7 +3,7 @@ import { connect, type Client } from '@postern/client';
 import { isValidName } from '@postern/protocol';
 import { UsageError } from '../usage-error.js';
 import { helpText, num, parse, required, str, type OptionTable } from '../options.js';
-import { connectTimeoutFlags, dialFlags, dialSettings, oldTimeoutFlag } from '../dial-flags.js';
+import { connectTimeoutFlags, dialFlags, dialSettings, withTokenHint, oldTimeoutFlag } from '../dial-flags.js';
 import { out, untilSignal } from '../output.js';
 import { formatPresence } from './watch.js';
 
@@ -45,14 +45,14 @@ export async function chat(argv: string[]): Promise<number> {
   const name = required(p, 'as');
   if (!isValidName(name.toLowerCase())) throw new UsageError(`chat: --as must be a name of 1-64 of a-z 0-9 . _ -, got "${name}"`);
   const token = str(p, 'token');
-  const client: Client = await connect({
+  const client: Client = await withTokenHint(p, connect({
     ...dialSettings('chat', p),
     url,
     name,
     agent: 'postern-cli/chat',
     connectTimeoutMs: num(p, 'connect-timeout') ?? 10_000,
     ...(token === undefined ? {} : { token }),
-  });
+  }));
   const note = (s: string): void => void process.stderr.write(`${s}\n`);
   note(`postern chat: connected as ${client.address}; /to ADDRESS, then type. /quit to leave`);
   client.onStatus((s) => {

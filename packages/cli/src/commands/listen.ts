@@ -2,7 +2,7 @@ import { connect, type Client, type Message } from '@postern/client';
 import { isValidName } from '@postern/protocol';
 import { UsageError } from '../usage-error.js';
 import { flag, helpText, num, parse, required, str, type OptionTable } from '../options.js';
-import { connectTimeoutFlags, dialFlags, dialSettings, oldTimeoutFlag } from '../dial-flags.js';
+import { connectTimeoutFlags, dialFlags, dialSettings, withTokenHint, oldTimeoutFlag } from '../dial-flags.js';
 import { out, untilSignal } from '../output.js';
 
 export const options: OptionTable = {
@@ -79,7 +79,7 @@ export async function listen(argv: string[]): Promise<number> {
   void signal.then(() => giveUp.abort());
   let client: Client;
   try {
-    client = await connect({
+    client = await withTokenHint(p, connect({
       ...dial,
       url,
       name,
@@ -88,7 +88,7 @@ export async function listen(argv: string[]): Promise<number> {
       connectTimeoutMs: num(p, 'connect-timeout') ?? 10_000,
       signal: giveUp.signal,
       ...(token === undefined ? {} : { token }),
-    });
+    }));
   } catch (err) {
     if (giveUp.signal.aborted) return 0;
     throw err;

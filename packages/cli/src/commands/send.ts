@@ -2,8 +2,9 @@ import { createInterface } from 'node:readline';
 import { connect, type SendResult } from '@postern/client';
 import { MAX_TIMER_MS, PosternError } from '@postern/protocol';
 import { flag, helpText, num, parse, required, str, type OptionTable } from '../options.js';
-import { connectTimeoutFlags, dialFlags, dialSettings } from '../dial-flags.js';
+import { connectTimeoutFlags, dialFlags, dialSettings, withTokenHint } from '../dial-flags.js';
 import { out } from '../output.js';
+import { formatTiming, Progress } from '../progress.js';
 import { UsageError } from '../usage-error.js';
 
 export const options: OptionTable = {
@@ -80,7 +81,7 @@ export async function send(argv: string[]): Promise<number> {
   const sticky = flag(p, 'sticky');
   if (sticky && !anonymous) throw new UsageError('send: --sticky applies to --anonymous messages');
   const dial = dialSettings('send', p);
-  const client = await connect({
+  const client = await withTokenHint(p, connect({
     ...dial,
     url,
     agent: 'postern-cli/send',
@@ -89,22 +90,29 @@ export async function send(argv: string[]): Promise<number> {
     ...(token === undefined ? {} : { token }),
     connectTimeoutMs: num(p, 'connect-timeout') ?? 10_000,
     ...(timeout === undefined ? {} : { sendTimeoutMs: timeout }),
-  });
+  }));
   const results: Array<Promise<[number, SendResult | PosternError]>> = [];
   let i = 0;
+  const quiet = flag(p, 'quiet');
+  // Many messages (--count, standard input) on a terminal: a progress line on stderr.
+  const counts = { sent: 0, done: 0, failed: 0, doneWord: volatile ? ('sent' as const) : receipt ? ('delivered' as const) : ('accepted' as const) };
+  const progress = new Progress(counts, process.stderr.isTTY === true && !quiet && (count !== undefined || text === undefined));
   try {
     for await (const body of bodies(text, count)) {
       const n = ++i;
+      counts.sent++;
       results.push(
         client.send(to, body, { volatile, receipt: receipt ? 'delivered' : 'accepted', ...(anonymous ? { anonymous, sticky } : {}) }).then(
-          (r): [number, SendResult] => [n, r],
-          (e: unknown): [number, PosternError] => [n, e instanceof PosternError ? e : new PosternError('ERR_UNKNOWN', String(e))],
+          (r): [number, SendResult] => (counts.done++, [n, r]),
+          (e: unknown): [number, PosternError] => (counts.failed++, [n, e instanceof PosternError ? e : new PosternError('ERR_UNKNOWN', String(e))]),
         ),
       );
     }
     if (i === 0) throw new UsageError('send: nothing to send (standard input was empty)');
     let failed = 0;
-    for (const [n, r] of await Promise.all(results)) {
+    const settled = await Promise.all(results);
+    progress.stop();
+    for (const [n, r] of settled) {
       if (r instanceof PosternError) {
         failed++;
         // The SDK's advice (send again with the same id) cannot be followed from here: each run makes new ids.
@@ -112,11 +120,13 @@ export async function send(argv: string[]): Promise<number> {
         process.stderr.write(`postern send: message ${n} to ${to} failed: ${why} [${r.code}]\n`);
       }
     }
-    if (!flag(p, 'quiet')) {
-      out(`postern send: ${i - failed} of ${i} message${i === 1 ? '' : 's'} ${volatile ? 'sent (volatile)' : receipt ? 'delivered' : 'accepted'} as ${anonymous ? `an anonymous sender (connected as ${client.address})` : client.address}`);
+    if (!quiet) {
+      const timing = progress.enabled ? formatTiming(progress.snapshot()) : '';
+      out(`postern send: ${i - failed} of ${i} message${i === 1 ? '' : 's'} ${volatile ? 'sent (volatile)' : receipt ? 'delivered' : 'accepted'} as ${anonymous ? `an anonymous sender (connected as ${client.address})` : client.address}${timing}`);
     }
     return failed === 0 ? 0 : 1;
   } finally {
+    progress.stop();
     await client.close();
   }
 }

@@ -2,7 +2,7 @@ import { connect } from '@postern/client';
 import { isValidName } from '@postern/protocol';
 import { UsageError } from '../usage-error.js';
 import { helpText, list, num, parse, required, str, type OptionTable } from '../options.js';
-import { connectTimeoutFlags, dialFlags, dialSettings, oldTimeoutFlag } from '../dial-flags.js';
+import { connectTimeoutFlags, dialFlags, dialSettings, withTokenHint, oldTimeoutFlag } from '../dial-flags.js';
 import { out } from '../output.js';
 
 export const options: OptionTable = {
@@ -51,7 +51,7 @@ export async function set(argv: string[]): Promise<number> {
   const allow = list(p, 'allow')?.filter((a) => a !== '');
   if (p.positionals.length === 0 && allow === undefined) throw new UsageError('set: give KEY=VALUE properties, or --allow');
   const token = str(p, 'token');
-  const client = await connect({
+  const client = await withTokenHint(p, connect({
     ...dialSettings('set', p),
     url,
     name,
@@ -59,7 +59,7 @@ export async function set(argv: string[]): Promise<number> {
     reconnect: false,
     connectTimeoutMs: num(p, 'connect-timeout') ?? 10_000,
     ...(token === undefined ? {} : { token }),
-  });
+  }));
   try {
     if (p.positionals.length > 0) await client.setProperties(props);
     if (allow !== undefined) await client.allowWatchers(allow);

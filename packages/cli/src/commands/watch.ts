@@ -2,7 +2,7 @@ import { connect, type Client, type PresenceEvent } from '@postern/client';
 import { isValidName } from '@postern/protocol';
 import { UsageError } from '../usage-error.js';
 import { flag, helpText, num, parse, required, str, type OptionTable } from '../options.js';
-import { connectTimeoutFlags, dialFlags, dialSettings, oldTimeoutFlag } from '../dial-flags.js';
+import { connectTimeoutFlags, dialFlags, dialSettings, withTokenHint, oldTimeoutFlag } from '../dial-flags.js';
 import { out, untilSignal } from '../output.js';
 
 export const options: OptionTable = {
@@ -55,7 +55,7 @@ export async function watch(argv: string[]): Promise<number> {
   void signal.then(() => stop.abort());
   let client: Client;
   try {
-    client = await connect({
+    client = await withTokenHint(p, connect({
       ...dialSettings('watch', p),
       url,
       agent: 'postern-cli/watch',
@@ -63,7 +63,7 @@ export async function watch(argv: string[]): Promise<number> {
       signal: stop.signal,
       ...(name === undefined ? {} : { name }),
       ...(token === undefined ? {} : { token }),
-    });
+    }));
   } catch (err) {
     if (stop.signal.aborted) return 0;
     throw err;
