@@ -91,24 +91,26 @@ function envText(name: string, spec: OptionSpec, cmds: string[]): string {
   return [`\`POSTERN_${upper}\``, ...(spec.envAliases ?? []).map((a) => `\`${a}\``)].join(', ');
 }
 
+const cell = (s: string): string => s.replace(/\|/g, '\\|').replace(/\n\s*/g, ' ');
+
 /** The docs table (docs/CONFIG.md): one row per option and meaning, the commands that have it. */
 export function optionsTable(): string {
   const rows = new Map<string, { name: string; spec: OptionSpec; cmds: string[] }>();
   for (const [c, table] of Object.entries(registeredCommands())) {
     for (const [name, spec] of Object.entries(fullTable(table))) {
       if (spec.deprecatedFor !== undefined) continue;
-      const key = JSON.stringify([name, kindOf(spec), spec.unit, spec.default, spec.multiple, spec.secret, spec.genericEnv, spec.values]);
+      const key = JSON.stringify([name, kindOf(spec), spec.unit, spec.default, spec.multiple, spec.secret, spec.genericEnv, spec.values, spec.help]);
       const row = rows.get(key) ?? { name, spec, cmds: [] };
       row.cmds.push(c);
       rows.set(key, row);
     }
   }
-  const lines = ['| option | commands | environment | file key | type | default |', '|---|---|---|---|---|---|'];
+  const lines = ['| option | commands | environment | file key | type | default | meaning |', '|---|---|---|---|---|---|---|'];
   const all = Object.keys(registeredCommands()).length;
   for (const r of [...rows.values()].sort((a, b) => a.name.localeCompare(b.name) || a.cmds[0]!.localeCompare(b.cmds[0]!))) {
     const cmds = r.cmds.length === all ? 'all' : r.cmds.join(', ');
     const fileKey = r.name === 'config' || r.name === 'help' ? '' : `\`${r.name}\``;
-    lines.push(`| \`--${r.name}\` | ${cmds} | ${envText(r.name, r.spec, r.cmds)} | ${fileKey} | ${typeText(r.spec)} | ${r.spec.default === undefined ? '' : r.spec.default.replace(/\|/g, '\\|')} |`);
+    lines.push(`| \`--${r.name}\` | ${cmds} | ${envText(r.name, r.spec, r.cmds)} | ${fileKey} | ${typeText(r.spec)} | ${cell(r.spec.default ?? '')} | ${cell(typeof r.spec.help === 'string' ? r.spec.help : (r.spec.help ?? []).join(' '))} |`);
   }
   return lines.join('\n');
 }
