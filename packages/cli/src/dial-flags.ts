@@ -80,10 +80,10 @@ export async function withTokenHint<T>(p: Parsed, connecting: Promise<T>): Promi
   try {
     return await connecting;
   } catch (err) {
-    if (err instanceof PosternError && err.code === 'ERR_NAME_NOT_ALLOWED' && p.values['token'] === undefined) {
+    if (err instanceof PosternError && (err.code === 'ERR_NAME_NOT_ALLOWED' || err.code === 'ERR_AUTH_FAILED') && p.values['token'] === undefined) {
       throw new PosternError(
         err.code,
-        `${err.message}: this router checks tokens (it runs with --secret); ask its operator for one ('postern token --domain DOMAIN --name ${str(p, 'as') ?? 'NAME'}' with that secret) and give it with --token-file FILE or $POSTERN_TOKEN`,
+        `${err.message.replace(/ \(its operator may .*\)$/, '')}: ask the router's operator for one ('postern token --domain DOMAIN --name ${str(p, 'as') ?? 'NAME'}' with its --secret) and give it with --token-file FILE or $POSTERN_TOKEN`,
         { cause: err },
       );
     }

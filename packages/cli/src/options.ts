@@ -197,18 +197,17 @@ function orList(xs: readonly string[]): string {
 
 // ---- suggestions --------------------------------------------------------------------------------
 
+/** Edit distance, a swap of two neighbours (relya, relay) counting as one edit. */
 function distance(a: string, b: string): number {
-  const d = Array.from({ length: b.length + 1 }, (_, i) => i);
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
   for (let i = 1; i <= a.length; i++) {
-    let prev = d[0]!;
-    d[0] = i;
     for (let j = 1; j <= b.length; j++) {
-      const cur = d[j]!;
-      d[j] = Math.min(d[j]! + 1, d[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = cur;
+      const row = d[i]!;
+      row[j] = Math.min(d[i - 1]![j]! + 1, row[j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) row[j] = Math.min(row[j]!, d[i - 2]![j - 2]! + 1);
     }
   }
-  return d[b.length]!;
+  return d[a.length]![b.length]!;
 }
 
 /** The closest of `names` to `word`, when close enough to be a typo. */
@@ -219,7 +218,7 @@ export function suggest(word: string, names: Iterable<string>): string | undefin
     const d = n.startsWith(word) && word.length >= 3 ? 0.5 : distance(word, n);
     if (d < bestD) [best, bestD] = [n, d];
   }
-  return bestD <= Math.max(1, Math.min(3, Math.floor(word.length / 3))) ? best : undefined;
+  return bestD <= (word.length <= 3 ? 1 : Math.min(3, Math.max(2, Math.floor(word.length / 3)))) ? best : undefined;
 }
 
 // ---- the config file ----------------------------------------------------------------------------
