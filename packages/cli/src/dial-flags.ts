@@ -83,7 +83,7 @@ export async function withTokenHint<T>(p: Parsed, connecting: Promise<T>): Promi
     if (err instanceof PosternError && (err.code === 'ERR_NAME_NOT_ALLOWED' || err.code === 'ERR_AUTH_FAILED') && p.values['token'] === undefined) {
       throw new PosternError(
         err.code,
-        `${err.message.replace(/ \(its operator may .*\)$/, '')}: ask the router's operator for one ('postern token --domain DOMAIN --name ${str(p, 'as') ?? 'NAME'}' with its --secret) and give it with --token-file FILE or $POSTERN_TOKEN`,
+        `${err.message}: ask the router's operator for one ('postern token --domain DOMAIN --name ${str(p, 'as') ?? 'NAME'}' with its --secret) and give it with --token-file FILE or $POSTERN_TOKEN`,
         { cause: err },
       );
     }
