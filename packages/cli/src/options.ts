@@ -553,15 +553,16 @@ function argOf(spec: OptionSpec): string {
 }
 
 /** The closing lines of every command's help. */
-export function configHelp(command: string): string {
-  return `Every option may also be set in the environment ($POSTERN_<OPTION>, e.g. $POSTERN_${command === 'token' ? 'TTL' : 'LOG_LEVEL'}, or
+export function configHelp(command: string, table: OptionTable): string {
+  const example = Object.keys(table).find((n) => table[n]!.type === 'string' && table[n]!.secret !== true) ?? 'OPTION';
+  return `Every option may also be set in the environment ($POSTERN_<OPTION>, e.g. $${envName(example)}, or
 $${envName('OPTION', command).replace('_OPTION', '_<OPTION>')} for ${command} only) or in a --config file; a flag wins over the
 environment, which wins over the file. See docs/CONFIG.md.`;
 }
 
 /** `Usage ...` text before the options, the options from the table, `after` below them. */
 export function helpText(command: string, before: string, table: OptionTable, after = '', width = 26): string {
-  return `${before}\n\nOptions:\n${optionsHelp(table, width)}\n\n${configHelp(command)}${after === '' ? '' : `\n\n${after}`}`;
+  return `${before}\n\nOptions:\n${optionsHelp(table, width)}\n\n${configHelp(command, table)}${after === '' ? '' : `\n\n${after}`}`;
 }
 
 /** How a value is shown by `config check` and the docs: durations and sizes in units, secrets masked. */

@@ -299,6 +299,8 @@ describe('postern configuration, as processes', () => {
     const m = /<!-- options-table:start -->\n([\s\S]*?)<!-- options-table:end -->/.exec(doc);
     assert.ok(m, 'docs/CONFIG.md has the table markers');
     assert.equal(m[1], p.stdout, 'docs/CONFIG.md is out of date: regenerate the table with `postern config table`');
+    // Every option has a meaning (an option added to a table without help text fails here).
+    for (const row of m[1].trim().split('\n').slice(2)) assert.doesNotMatch(row, /\| {2}\|$/, `an option without help: ${row}`);
     // Every option in every command's help is a row (and the other way round, by construction).
     for (const cmd of ['relay', 'gateway', 'hub', 'token', 'key', 'listen', 'send', 'chat', 'watch', 'set', 'demo']) {
       const h = await run([cmd, '--help']);
