@@ -1,53 +1,42 @@
-import type { ParseArgsConfig } from 'node:util';
-import { MAX_TIMER_MS } from '@postern/protocol';
-import { int, str, type Parsed } from './args.js';
+import { MAX_TIMER_MS, PosternError } from '@postern/protocol';
+import { num, str, type OptionSpec, type OptionTable, type Parsed } from './options.js';
 import { readPemFile } from './read-file.js';
 import { UsageError } from './usage-error.js';
 
-type Options = NonNullable<ParseArgsConfig['options']>;
-
-/** Flags of the commands that dial a router (gateway, listen, send): how to reach and trust it. */
-export const dialFlags: Options = {
-  ca: { type: 'string' },
-  fingerprint: { type: 'string' },
-  proxy: { type: 'string' },
-  'no-proxy': { type: 'boolean' },
-  transport: { type: 'string' },
-  'ws-probe-interval': { type: 'string' },
+/** Flags of the commands that dial a router (gateway, hub, relay peers, the agent commands): how to reach and trust it. */
+export const dialFlags: OptionTable = {
+  ca: { type: 'string', arg: 'FILE', help: 'trust this CA (PEM) for wss:// instead of the system CAs' },
+  fingerprint: { type: 'string', arg: 'SHA256', help: ["pin the router's certificate by its SHA-256 (hex, colons optional);", 'the chain then need not verify (self-signed is fine)'] },
+  proxy: {
+    type: 'string',
+    arg: 'URL',
+    help: ['reach the router through this HTTP proxy (CONNECT):', 'http://[USER:PASSWORD@]HOST:PORT [$HTTPS_PROXY for wss://,', '$HTTP_PROXY for ws://, except hosts in $NO_PROXY]'],
+  },
+  'no-proxy': { type: 'boolean', help: 'connect directly, ignoring the proxy variables' },
+  transport: {
+    type: 'string',
+    kind: 'enum',
+    values: ['auto', 'ws', 'http'],
+    arg: 'MODE',
+    default: 'auto',
+    help: ['auto: WebSocket, or HTTP long-poll where WebSocket is blocked', '(back to WebSocket once it gets through); ws; http'],
+  },
+  'ws-probe-interval': {
+    type: 'string',
+    kind: 'duration',
+    unit: 'ms',
+    min: 100,
+    max: MAX_TIMER_MS,
+    default: '30s',
+    help: ['on long-poll (auto), try WebSocket again this often; doubles after', 'each failed try, up to 10 minutes (a plain number: ms)'],
+  },
 };
 
-/** Help lines for `dialFlags`, descriptions starting at column `width`. */
-export function dialFlagsHelp(width: number): string {
-  const rows: Array<[string, string[]]> = [
-    ['--ca FILE', ['trust this CA (PEM) for wss:// instead of the system CAs']],
-    ['--fingerprint SHA256', ["pin the router's certificate by its SHA-256 (hex, colons optional);", 'the chain then need not verify (self-signed is fine)']],
-    [
-      '--proxy URL',
-      [
-        'reach the router through this HTTP proxy (CONNECT):',
-        'http://[USER:PASSWORD@]HOST:PORT [$HTTPS_PROXY for wss://,',
-        '$HTTP_PROXY for ws://, except hosts in $NO_PROXY]',
-      ],
-    ],
-    ['--no-proxy', ['connect directly, ignoring the proxy variables']],
-    [
-      '--transport MODE',
-      [
-        'auto: WebSocket, or HTTP long-poll where WebSocket is blocked',
-        '(back to WebSocket once it gets through); ws; http [auto]',
-      ],
-    ],
-    ['--ws-probe-interval MS', ['on long-poll (auto), try WebSocket again this often; doubles after', 'each failed try, up to 10 minutes [30000]']],
-  ];
-  const lines: string[] = [];
-  for (const [flag, text] of rows) {
-    const head = `  ${flag}`;
-    if (head.length < width) lines.push(`${head.padEnd(width)}${text[0]}`);
-    else lines.push(head, `${' '.repeat(width)}${text[0]}`);
-    for (const t of text.slice(1)) lines.push(`${' '.repeat(width)}${t}`);
-  }
-  return lines.join('\n');
-}
+/** `--connect-timeout` of the agent commands; `--timeout`, its old name, still works with a warning. */
+export const connectTimeoutFlags: OptionTable = {
+  'connect-timeout': { type: 'string', kind: 'duration', unit: 'ms', min: 1, max: MAX_TIMER_MS, default: '10s', help: 'give up connecting after this long (a plain number: ms)' },
+};
+export const oldTimeoutFlag: OptionSpec = { type: 'string', deprecatedFor: 'connect-timeout' };
 
 export interface DialSettings {
   ca?: string;
@@ -56,8 +45,6 @@ export interface DialSettings {
   transport?: 'auto' | 'ws' | 'http';
   wsProbeIntervalMs?: number;
 }
-
-const TRANSPORTS = new Set(['auto', 'ws', 'http']);
 
 /** Reads `dialFlags`; files are read now, so a bad one fails at start with one line naming it. */
 export function dialSettings(command: string, p: Parsed): DialSettings {
@@ -76,14 +63,30 @@ export function dialSettings(command: string, p: Parsed): DialSettings {
   if (proxy !== undefined) o.proxy = proxy;
   if (p.values['no-proxy'] === true) o.proxy = false;
   const transport = str(p, 'transport');
-  if (transport !== undefined) {
-    if (!TRANSPORTS.has(transport)) throw new UsageError(`${command}: --transport must be auto, ws or http, got "${transport}"`);
-    o.transport = transport as DialSettings['transport'];
-  }
-  const probe = int(command, p, 'ws-probe-interval', 100, MAX_TIMER_MS);
+  if (transport !== undefined) o.transport = transport as DialSettings['transport'];
+  const probe = num(p, 'ws-probe-interval');
   if (probe !== undefined) {
     if (o.transport !== undefined && o.transport !== 'auto') throw new UsageError(`${command}: --ws-probe-interval applies to --transport auto only`);
     o.wsProbeIntervalMs = probe;
   }
   return o;
+}
+
+/**
+ * An agent refused a name for want of a token learns how to get one: the router (a gateway
+ * whose LAN has a --secret, a relay) checks tokens, and this command gave none.
+ */
+export async function withTokenHint<T>(p: Parsed, connecting: Promise<T>): Promise<T> {
+  try {
+    return await connecting;
+  } catch (err) {
+    if (err instanceof PosternError && (err.code === 'ERR_NAME_NOT_ALLOWED' || err.code === 'ERR_AUTH_FAILED') && p.values['token'] === undefined) {
+      throw new PosternError(
+        err.code,
+        `${err.message}: ask the router's operator for one ('postern token --domain DOMAIN --name ${str(p, 'as') ?? 'NAME'}' with its --secret) and give it with --token-file FILE or $POSTERN_TOKEN`,
+        { cause: err },
+      );
+    }
+    throw err;
+  }
 }

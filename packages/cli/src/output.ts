@@ -5,19 +5,35 @@ export function out(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
-/** One clear line on stderr, never a stack trace (set POSTERN_DEBUG=1 for one). */
+/**
+ * An error's message as one line: OpenSSL's `C0...:error:0A00010B:SSL routines:...:wrong version
+ * number:../deps/openssl/...:355:` becomes `wrong version number`, lines are joined, and a cause
+ * repeated by each layer (`a: b: b`) is said once.
+ */
+export function oneLine(message: string): string {
+  const text = message
+    .replace(/[0-9A-F]*:error:[0-9A-F]+:[^:]*:[^:]*:([^:\n]+):[^\s]*/g, '$1')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !/^at /.test(l))
+    .join('; ');
+  const parts = text.split(': ');
+  return parts.filter((x, i) => parts.indexOf(x) === i || x.length < 4).join(': ');
+}
+
+/**
+ * Every error of every command ends here: one line on stderr, never a stack trace (POSTERN_DEBUG=1
+ * prints one first). Usage: `postern: CMD: what [ERR_USAGE]`, exit 2. Runtime: `postern: error:
+ * what [CODE]`, exit 1.
+ */
 export function printError(err: unknown): number {
-  if (process.env.POSTERN_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? String(err)}\n`);
+  if (process.env['POSTERN_DEBUG']) process.stderr.write(`${(err as Error)?.stack ?? String(err)}\n`);
   if (err instanceof UsageError) {
-    const cmd = /^(\w+): /.exec(err.message)?.[1];
-    process.stderr.write(`postern: ${err.message}\n(see postern ${cmd === undefined ? '' : `${cmd} `}--help)\n`);
+    process.stderr.write(`postern: ${oneLine(err.message)} [ERR_USAGE]\n`);
     return 2;
   }
-  if (err instanceof PosternError) {
-    process.stderr.write(`postern: error: ${err.message} [${err.code}]\n`);
-    return 1;
-  }
-  process.stderr.write(`postern: error: ${err instanceof Error ? err.message : String(err)}\n`);
+  const code = err instanceof PosternError ? err.code : typeof (err as { code?: unknown })?.code === 'string' ? (err as { code: string }).code : undefined;
+  process.stderr.write(`postern: error: ${oneLine(err instanceof Error ? err.message : String(err))}${code === undefined ? '' : ` [${code}]`}\n`);
   return 1;
 }
 

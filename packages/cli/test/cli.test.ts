@@ -250,7 +250,7 @@ describe('postern CLI, as processes', () => {
     const at = await listeningOn(closed);
     const refused = await run(['send', '--connect', at.url, '--to', 'bob@relay', 'hi'], 8000);
     assert.equal(refused.exit?.code, 1, refused.describe());
-    assert.match(refused.stderr, /postern: error: .*requires a token \(its operator may let agents without one in as guests: --allow-guests\) \[ERR_AUTH_FAILED\]/, refused.describe());
+    assert.match(refused.stderr, /postern: error: .*requires a token \(its operator may let agents without one in as guests: --allow-guests\): ask the router's operator for one .*\[ERR_AUTH_FAILED\]$/m, refused.describe());
     assert.doesNotMatch(closed.stdout + closed.stderr, /open: /, 'no open line with a secret');
     const guests = start('relay', '--listen', '127.0.0.1:0', '--secret', SECRET, '--memory', '--allow-guests', '--known', 'bob');
     const g = await listeningOn(guests);
@@ -409,17 +409,40 @@ describe('postern CLI, as processes', () => {
       assert.doesNotMatch(p.stderr, NO_STACK, p.describe());
       assert.equal(p.stdout, '', p.describe());
       const lines = p.lines('stderr');
-      assert.equal(lines.length, 2, `one line and a hint: ${p.describe()}`);
-      assert.match(lines[0]!, new RegExp(`^postern: ${command}: `), p.describe());
-      assert.equal(lines[1], `(see postern ${command} --help)`, p.describe());
+      assert.equal(lines.length, 1, `one line: ${p.describe()}`);
+      assert.match(lines[0]!, new RegExp(`^postern: ${command}: .*\\[ERR_USAGE\\]$`), p.describe());
     };
 
-    it('an unknown flag exits 2 with one line and a pointer to --help', async () => {
-      const cmds = ['relay', 'gateway', 'hub', 'token', 'listen', 'send', 'chat', 'watch', 'set', 'demo'];
+    it('an unknown flag exits 2 with one line and a pointer to --help, or a suggestion for a near miss', async () => {
+      const cmds = ['relay', 'gateway', 'hub', 'token', 'listen', 'send', 'chat', 'watch', 'set', 'demo', 'key'];
       const ps = await Promise.all(cmds.map((c) => run([c, '--bogus-flag'])));
       ps.forEach((p, i) => {
         usageError(p, cmds[i]!);
-        assert.match(p.stderr, /--bogus-flag/);
+        assert.match(p.stderr, new RegExp(`unknown option --bogus-flag \\(see postern ${cmds[i]} --help\\)`), p.describe());
+      });
+      const near = await run(['relay', '--listne', '127.0.0.1:0']);
+      usageError(near, 'relay');
+      assert.equal(near.stderr, 'postern: relay: unknown option --listne: did you mean --listen? [ERR_USAGE]\n');
+      const cmd = await run(['rely']);
+      assert.equal(cmd.exit?.code, 2, cmd.describe());
+      assert.equal(cmd.stderr, 'postern: unknown command "rely": did you mean relay? [ERR_USAGE]\n');
+    });
+
+    it('a bad value names the option and the value; a negative number is a value, not an option', async () => {
+      const cases: Array<[string[], string, string]> = [
+        [['listen', '--connect', 'ws://127.0.0.1:9', '--as', 'a', '--count', '-1'], 'listen', '--count must be a whole number >= 1, got "-1"'],
+        [['relay', '--listen', '127.0.0.1:0', '--memory', '--domain', 'Bad_Domain'], 'relay', '--domain must be a domain'],
+        [['relay', '--listen', '127.0.0.1'], 'relay', '--listen must be HOST:PORT'],
+        [['relay', '--listen', '127.0.0.1:0', '--memory', '--max-frame', '8MB'], 'relay', '--max-frame must use KiB, MiB or GiB'],
+        [['relay', '--listen', '127.0.0.1:0', '--memory', '--max-age', 'soon'], 'relay', '--max-age must be a duration like 500ms'],
+        [['send', '--connect', 'ws://127.0.0.1:9', '--to', 'a@b', '--timeout', '5 parsecs', 'hi'], 'send', '--timeout must be a duration'],
+        [['relay', '--listen', '127.0.0.1:0', '--memory', '--log-level', 'loud'], 'relay', '--log-level must be debug, info, warn, error or silent, got "loud"'],
+        [['token', '--secret', 'x', '--domain', 'a', '--ttl', '5 days'], 'token', '--ttl must be a duration'],
+      ];
+      const ps = await Promise.all(cases.map(([args]) => run(args)));
+      ps.forEach((p, i) => {
+        usageError(p, cases[i]![1]);
+        assert.ok(p.stderr.includes(cases[i]![2]), p.describe());
       });
     });
 
@@ -446,7 +469,7 @@ describe('postern CLI, as processes', () => {
     it('a time longer than a timer can wait exits 2 instead of firing at once', async () => {
       const cases: Array<[string[], string]> = [
         [['relay', '--listen', '127.0.0.1:0', '--memory', '--handshake-timeout', '3000000000'], 'relay'],
-        [['listen', '--connect', 'ws://127.0.0.1:9', '--as', 'x', '--timeout', '3000000000'], 'listen'],
+        [['listen', '--connect', 'ws://127.0.0.1:9', '--as', 'x', '--connect-timeout', '3000000000'], 'listen'],
       ];
       const ps = await Promise.all(cases.map(([args]) => run(args)));
       ps.forEach((p, i) => {
@@ -487,11 +510,11 @@ describe('postern CLI, as processes', () => {
 
     it('every command has --help listing its flags', async () => {
       const flags: Record<string, string[]> = {
-        relay: ['--listen', '--domain', '--secret', '--allow-guests', '--log-level', '--max-frame', '--help'],
+        relay: ['--listen', '--domain', '--secret', '--secret-file', '--allow-guests', '--log-level', '--max-frame', '--help'],
         gateway: ['--relay', '--domain', '--token', '--listen', '--secret', '--log-level', '--help'],
         token: ['--secret', '--domain', '--name', '--ttl', '--help'],
-        listen: ['--connect', '--as', '--token', '--json', '--count', '--timeout', '--help'],
-        send: ['--connect', '--to', '--as', '--token', '--count', '--volatile', '--timeout', '--quiet', '--help'],
+        listen: ['--connect', '--as', '--token', '--token-file', '--json', '--count', '--connect-timeout', '--config', '--help'],
+        send: ['--connect', '--to', '--as', '--token', '--count', '--volatile', '--timeout', '--connect-timeout', '--quiet', '--help'],
         demo: ['--rate', '--seconds', '--help'],
         hub: ['--gateway', '--domain', '--token', '--listen', '--secret', '--help'],
         chat: ['--connect', '--as', '--token', '--to', '/to', '/watch', '/set', '/allow', '--help'],

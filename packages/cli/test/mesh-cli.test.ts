@@ -41,7 +41,7 @@ describe('postern key and grants', () => {
     }
     const bad = await run(['key', 'new', '--type', 'user']);
     assert.equal(bad.exit?.code, 2);
-    assert.match(bad.stderr, /^postern: key new: --type must be operator, domain or node, got "user"$/m);
+    assert.match(bad.stderr, /^postern: key: --type must be operator, domain or node, got "user" \[ERR_USAGE\]$/m);
   });
 
   it('signs grants for a router node key, and refuses keys of the wrong kind with one line', async () => {

@@ -25,6 +25,8 @@ function cleanEnv(): NodeJS.ProcessEnv {
   // A proxy from the machine's environment would carry the tests' loopback traffic.
   const proxies = ['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy'];
   for (const k of [...vars, ...proxies]) delete env[k];
+  // Every option of every command may come from a POSTERN_ variable.
+  for (const k of Object.keys(env)) if (k.startsWith('POSTERN_')) delete env[k];
   return env;
 }
 

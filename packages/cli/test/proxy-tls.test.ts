@@ -139,6 +139,24 @@ describe('postern CLI with TLS and proxies', { skip: hasOpenssl() ? false : 'the
     );
   });
 
+  it('a scheme mismatch says which scheme the server speaks, once: ws:// to TLS, wss:// to plain', async () => {
+    const tlsRelayAt = await tlsRelay();
+    const plain = start(['relay', ...withGuests(['--listen', '127.0.0.1:0'])]);
+    const plainAt = await listeningOn(plain);
+    const [toTls, toPlain, listenToTls, gwToPlain] = await Promise.all([
+      finish(['send', '--connect', `ws://127.0.0.1:${tlsRelayAt.port}`, '--to', 'a@relay', 'hi']),
+      finish(['send', '--connect', `wss://127.0.0.1:${plainAt.port}`, '--to', 'a@relay', 'hi']),
+      finish(['listen', '--connect', `127.0.0.1:${tlsRelayAt.port}`, '--as', 'a']),
+      finish(['gateway', '--relay', `wss://127.0.0.1:${plainAt.port}`, '--domain', 'acme', '--token', 't', '--listen', '127.0.0.1:0']),
+    ]);
+    oneLineError(toTls, /^postern: error: cannot connect to ws:\/\/127\.0\.0\.1:\d+: the server speaks TLS: use wss:\/\/ \(or https:\/\/\) \[ERR_TRANSPORT\]$/);
+    oneLineError(toPlain, /^postern: error: TLS to 127\.0\.0\.1:\d+: the server does not speak TLS: use ws:\/\/ \(or http:\/\/\) \[ERR_TRANSPORT\]$/);
+    oneLineError(listenToTls, /the server speaks TLS: use wss:\/\//);
+    assert.equal(gwToPlain.exit?.code, 1, gwToPlain.describe());
+    assert.match(gwToPlain.stderr, /cannot reach the relay: TLS to .*: the server does not speak TLS: use ws:\/\//, gwToPlain.describe());
+    for (const p of [toTls, toPlain, gwToPlain]) assert.doesNotMatch(p.stderr, /openssl|\.c:\d+|socket hang up/i, p.describe());
+  });
+
   it('bad TLS and proxy flags: usage errors, and one line naming an unreadable file', async () => {
     const [noKey, noCert, both, badPin, missing, notPem] = await Promise.all([
       finish(['relay', '--listen', '127.0.0.1:0', '--tls-cert', pki.server.certPath]),
@@ -157,7 +175,13 @@ describe('postern CLI with TLS and proxies', { skip: hasOpenssl() ? false : 'the
       assert.equal(p.exit?.code, 2, p.describe());
       assert.match(p.lines('stderr')[0]!, new RegExp(`^postern: ${cmd}: ${re.source}`), p.describe());
     }
-    oneLineError(missing, /^postern: error: relay: cannot read --tls-cert \/nonexistent\/relay\.crt: no such file \[ERR_CONFIG\]$/);
-    oneLineError(notPem, /^postern: error: send: --ca .*localhost\.key holds no PEM certificate \[ERR_CONFIG\]$/);
+    for (const [p, re] of [
+      [missing, /^postern: relay: cannot read --tls-cert \/nonexistent\/relay\.crt: no such file \[ERR_USAGE\]$/],
+      [notPem, /^postern: send: --ca .*localhost\.key holds no PEM certificate \[ERR_USAGE\]$/],
+    ] as const) {
+      assert.equal(p.exit?.code, 2, p.describe());
+      assert.equal(p.lines('stderr').length, 1, p.describe());
+      assert.match(p.lines('stderr')[0]!, re, p.describe());
+    }
   });
 });

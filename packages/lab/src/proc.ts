@@ -25,6 +25,8 @@ export const LAB_ADMIN_TOKEN = 'lab-admin-token-0123456789';
 export function labEnv(extra: Readonly<Record<string, string>> = {}): NodeJS.ProcessEnv {
   const env = { ...process.env };
   for (const k of [...SCRUB, ...PROXY_VARS, ...PROXY_VARS.map((v) => v.toLowerCase())]) delete env[k];
+  // Every option of every postern command may come from a POSTERN_ variable.
+  for (const k of Object.keys(env)) if (k.startsWith('POSTERN_') && !k.startsWith('POSTERN_LAB_')) delete env[k];
   return { ...env, POSTERN_ADMIN_TOKEN: LAB_ADMIN_TOKEN, ...extra };
 }
 

@@ -5,7 +5,7 @@ import WebSocket from 'ws';
 import { createWsDialer, toWebSocketUrl } from './client.js';
 import type { WebSocketLike } from './duplex.js';
 import { authority, envProxyFor, openTunnel, parseProxyUrl, readEnvProxies, type Env, type ProxyConfig } from './proxy.js';
-import { parseFingerprint, startTls, type TlsTrust } from './tls-verify.js';
+import { parseFingerprint, speaksTls, startTls, type TlsTrust } from './tls-verify.js';
 
 export interface NodeWsDialerOptions {
   /** Largest WebSocket message accepted from the router. @default 2 MiB */
@@ -105,6 +105,10 @@ export function createNodeWsDialer(options: NodeWsDialerOptions = {}): Dialer {
       socket?.destroy();
       if (timedOut) throw new TransportError(`no answer from ${target} within ${timeoutMs} ms (${phase})`, { cause: err });
       if (signal?.aborted) throw new TransportError(`dial to ${target} aborted`, { cause: err });
+      // A TLS server hangs up on a plain-text upgrade request: say so instead of "socket hang up".
+      if (!secure && proxy === undefined && /socket hang up|ECONNRESET|code 1006/.test((err as Error).message) && (await speaksTls(host, port))) {
+        throw new TransportError(`cannot connect to ${target}: the server speaks TLS: use wss:// (or https://)`, { cause: err, permanent: true });
+      }
       throw err;
     } finally {
       clearTimeout(timer);

@@ -44,6 +44,31 @@ function isVerifyError(err: NodeJS.ErrnoException): boolean {
   return /CERT|SELF_SIGNED|UNABLE_TO|ISSUER|CHAIN|ALTNAME|SIGNATURE|EXPIRED|NOT_YET_VALID|REVOKED|PURPOSE/.test(err.code ?? '');
 }
 
+/** OpenSSL's words for a server that answered a TLS hello in plain text (HTTP, WebSocket). */
+function isNotTlsError(err: NodeJS.ErrnoException): boolean {
+  return /WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG|HTTP_REQUEST|UNKNOWN_PROTOCOL/.test(err.code ?? '') || /wrong version number|packet length too long/.test(err.message);
+}
+
+/**
+ * Whether `host:port` completes a TLS handshake (any certificate): tells a plain-text dial that
+ * was hung up on by a TLS server from a server that went away. False on any error or timeout.
+ */
+export function speaksTls(host: string, port: number, timeoutMs = 2000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = tls.connect({ host, port, rejectUnauthorized: false, ...(net.isIP(host) === 0 ? { servername: host } : {}) });
+    const done = (v: boolean): void => {
+      clearTimeout(timer);
+      s.removeAllListeners();
+      s.on('error', () => {});
+      s.destroy();
+      resolve(v);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    s.once('secureConnect', () => done(true));
+    s.once('error', () => done(false));
+  });
+}
+
 /**
  * Runs a TLS client handshake with `host:port`, over `socket` (a proxy tunnel) or a new TCP
  * connection. Without a pin, the chain must verify against `trust.ca` (else the system CAs) and
@@ -90,6 +115,9 @@ export function startTls(socket: net.Socket | undefined, host: string, port: num
           err,
           true,
         );
+      } else if (isNotTlsError(err)) {
+        // Permanent: the other transport (long-poll over https://) would fail the same way.
+        fail(`TLS to ${where}: the server does not speak TLS: use ws:// (or http://)`, err, true);
       } else {
         fail(`TLS to ${where} failed: ${err.code ?? err.message}${err.code !== undefined && err.message !== '' ? ` (${err.message})` : ''}`, err);
       }

@@ -147,7 +147,7 @@ describe('TLS verification of the Node dialer', { skip: openssl ? false : 'the o
   it('says so when a wss:// router speaks plain HTTP', async () => {
     const plain = await echoServer();
     try {
-      await assert.rejects(dialer({ ca: pki.ca })(`wss://127.0.0.1:${plain.port}`, { timeoutMs: 5000 }), transportError(/TLS to 127\.0\.0\.1:\d+ failed/));
+      await assert.rejects(dialer({ ca: pki.ca })(`wss://127.0.0.1:${plain.port}`, { timeoutMs: 5000 }), transportError(/TLS to 127\.0\.0\.1:\d+: the server does not speak TLS: use ws:\/\//, undefined, true));
     } finally {
       await plain.close();
     }

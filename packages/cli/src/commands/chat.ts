@@ -1,13 +1,25 @@
 import { createInterface } from 'node:readline';
 import { connect, type Client } from '@postern/client';
-import { MAX_TIMER_MS, isValidName } from '@postern/protocol';
+import { isValidName } from '@postern/protocol';
 import { UsageError } from '../usage-error.js';
-import { int, parse, required, str } from '../args.js';
-import { dialFlags, dialFlagsHelp, dialSettings } from '../dial-flags.js';
+import { helpText, num, parse, required, str, type OptionTable } from '../options.js';
+import { connectTimeoutFlags, dialFlags, dialSettings, withTokenHint, oldTimeoutFlag } from '../dial-flags.js';
 import { out, untilSignal } from '../output.js';
 import { formatPresence } from './watch.js';
 
-export const help = `Usage: postern chat --connect URL --as NAME [--token T] [--to ADDRESS]
+export const options: OptionTable = {
+  connect: { type: 'string', arg: 'URL', help: 'a router (hub, gateway or relay) [required]' },
+  as: { type: 'string', arg: 'NAME', help: 'the name to claim [required]' },
+  token: { type: 'string', arg: 'T', secret: true, help: 'credential allowing the name' },
+  to: { type: 'string', arg: 'ADDRESS', help: 'the first recipient' },
+  ...connectTimeoutFlags,
+  timeout: oldTimeoutFlag,
+  ...dialFlags,
+};
+
+export const help = helpText(
+  'chat',
+  `Usage: postern chat --connect URL --as NAME [--token T] [--to ADDRESS]
 
 One session as NAME that prints what arrives and sends what is typed, so that a person can talk
 both ways from one name. Each line typed goes to the current recipient (reliably: an error is
@@ -20,33 +32,27 @@ printed if it is refused or cannot be delivered); commands start with a slash:
   /set KEY=VALUE...  publish properties of NAME (KEY= removes one)
   /allow ADDRESS...  who besides this domain may watch NAME (*@DOMAIN, *; none: /allow)
   /quit              leave (or end standard input, or Ctrl-C)
-
-Options:
-  --connect URL      a router (hub, gateway or relay) [required]
-  --as NAME          the name to claim [required]
-  --token T          credential allowing the name (or POSTERN_TOKEN)
-  --to ADDRESS       the first recipient
-  --timeout MS       give up connecting after this long [10000]
-${dialFlagsHelp(21)}
-  -h, --help         this help
-
-Messages print as "FROM: TEXT", presence as "* ADDRESS STATE since TIME [KEY=VALUE ...]".`;
+`,
+  options,
+  `Messages print as "FROM: TEXT", presence as "* ADDRESS STATE since TIME [KEY=VALUE ...]".`,
+  21,
+);
 
 export async function chat(argv: string[]): Promise<number> {
-  const p = parse('chat', argv, { connect: { type: 'string' }, as: { type: 'string' }, token: { type: 'string' }, to: { type: 'string' }, timeout: { type: 'string' }, ...dialFlags });
+  const p = parse('chat', argv, options);
   if (p.values.help) return out(help), 0;
-  const url = required('chat', p, 'connect');
-  const name = required('chat', p, 'as');
+  const url = required(p, 'connect');
+  const name = required(p, 'as');
   if (!isValidName(name.toLowerCase())) throw new UsageError(`chat: --as must be a name of 1-64 of a-z 0-9 . _ -, got "${name}"`);
-  const token = str(p, 'token', 'POSTERN_TOKEN');
-  const client: Client = await connect({
+  const token = str(p, 'token');
+  const client: Client = await withTokenHint(p, connect({
     ...dialSettings('chat', p),
     url,
     name,
     agent: 'postern-cli/chat',
-    connectTimeoutMs: int('chat', p, 'timeout', 1, MAX_TIMER_MS) ?? 10_000,
+    connectTimeoutMs: num(p, 'connect-timeout') ?? 10_000,
     ...(token === undefined ? {} : { token }),
-  });
+  }));
   const note = (s: string): void => void process.stderr.write(`${s}\n`);
   note(`postern chat: connected as ${client.address}; /to ADDRESS, then type. /quit to leave`);
   client.onStatus((s) => {

@@ -1,10 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import { connect, type Client } from '@postern/client';
 import { issueToken, startRouter } from '@postern/router';
-import { int, parse } from '../args.js';
+import { helpText, num, parse, type OptionTable } from '../options.js';
 import { out, untilSignal } from '../output.js';
 
-export const help = `Usage: postern demo [--rate N] [--seconds S]
+export const options: OptionTable = {
+  rate: { type: 'string', kind: 'int', min: 1, default: '200', help: 'messages per second from each side' },
+  seconds: { type: 'string', kind: 'int', min: 1, arg: 'S', help: 'stop by itself after S seconds' },
+};
+
+export const help = helpText(
+  'demo',
+  `Usage: postern demo [--rate N] [--seconds S]
 
 Starts, in this one process, a relay, a gateway for domain "acme" that dials out to it, a hub
 of acme behind the gateway, two internal agents (alice on the gateway, carol homed on the hub)
@@ -12,17 +19,17 @@ and one external agent (bob) on the relay. Bob sends to alice@acme and carol@acm
 through the relay and the gateway's single tunnel (the gateway finds carol's hub); they reply
 back out through it. Bob also watches carol's presence: she changes her status now and then.
 A live count runs until Ctrl-C.
-
-Options:
-  --rate N        messages per second from each side [200]
-  --seconds S     stop by itself after S seconds
-  -h, --help      this help`;
+`,
+  options,
+  '',
+  18,
+);
 
 export async function demo(argv: string[]): Promise<number> {
-  const p = parse('demo', argv, { rate: { type: 'string' }, seconds: { type: 'string' } });
+  const p = parse('demo', argv, options);
   if (p.values.help) return out(help), 0;
-  const rate = int('demo', p, 'rate', 1) ?? 200;
-  const seconds = int('demo', p, 'seconds', 1);
+  const rate = num(p, 'rate') ?? 200;
+  const seconds = num(p, 'seconds');
   const secret = randomBytes(24).toString('base64url');
   const relay = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret });
   const gwSecret = randomBytes(24).toString('base64url');

@@ -1,12 +1,21 @@
 import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 import { createKeyPair, keyPairFromSeed, nodeIdOfDataDir, type KeyKind } from '@postern/router';
 import { ConfigError } from '@postern/protocol';
-import { flag, parse, str } from '../args.js';
+import { flag, helpText, parse, str, type OptionTable } from '../options.js';
 import { out } from '../output.js';
 import { readSeedFile } from '../read-file.js';
 import { UsageError } from '../usage-error.js';
 
-export const help = `Usage: postern key new [--type operator|domain|node] [--out FILE]
+export const options: OptionTable = {
+  type: { type: 'string', kind: 'enum', values: ['operator', 'domain', 'node'], arg: 'TYPE', default: 'operator', help: 'operator, domain or node' },
+  out: { type: 'string', arg: 'FILE', help: 'write the seed here (refuses to overwrite)' },
+  data: { type: 'string', arg: 'DIR', help: "(show) a router's data directory" },
+  force: { type: 'boolean', help: 'with --out: overwrite an existing file' },
+};
+
+export const help = helpText(
+  'key',
+  `Usage: postern key new [--type operator|domain|node] [--out FILE]
        postern key show FILE
        postern key show --data DIR
 
@@ -20,21 +29,18 @@ seed (58 characters, starting with S) is the private key.
          node (N...): a router's own key, for --node-key (routers make their own otherwise)
   show   prints the public key of a seed file, or the node id of the router whose data
          directory is DIR (while that router is stopped)
-
-Options:
-  --type TYPE    operator, domain or node [operator]
-  --out FILE     write the seed here (refuses to overwrite)
-  --data DIR     (show) a router's data directory
-  -h, --help     this help
-
-Example:
+`,
+  options,
+  `Example:
   postern key new --type domain --out acme.seed          # prints A...
-  postern token --key acme.seed --domain acme --node N...  # a grant for acme's gateway`;
+  postern token --key acme.seed --domain acme --node N...  # a grant for acme's gateway`,
+  15,
+);
 
 const TYPES = new Set(['operator', 'domain', 'node']);
 
 export async function key(argv: string[]): Promise<number> {
-  const p = parse('key', argv, { type: { type: 'string' }, out: { type: 'string' }, data: { type: 'string' }, force: { type: 'boolean' } }, true);
+  const p = parse('key', argv, options, true);
   if (p.values.help) return out(help), 0;
   const [sub, file, ...rest] = p.positionals;
   if (rest.length > 0) throw new UsageError('key: too many arguments');
@@ -56,7 +62,8 @@ export async function key(argv: string[]): Promise<number> {
     return 0;
   }
   if (sub === 'show') {
-    const data = str(p, 'data');
+    // A $POSTERN_DATA meant for a router gives way to a seed FILE named here.
+    const data = file !== undefined && p.sources['data']?.from !== 'flag' ? undefined : str(p, 'data');
     if ((file === undefined) === (data === undefined)) throw new UsageError('key show: give a seed FILE or --data DIR');
     if (file !== undefined) {
       out(keyPairFromSeed(readSeedFile('key show', 'FILE', file)).publicKey);

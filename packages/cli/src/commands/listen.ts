@@ -1,32 +1,39 @@
 import { connect, type Client, type Message } from '@postern/client';
-import { MAX_TIMER_MS, isValidName } from '@postern/protocol';
+import { isValidName } from '@postern/protocol';
 import { UsageError } from '../usage-error.js';
-import { duration, flag, int, parse, required, str } from '../args.js';
-import { dialFlags, dialFlagsHelp, dialSettings } from '../dial-flags.js';
+import { flag, helpText, num, parse, required, str, type OptionTable } from '../options.js';
+import { connectTimeoutFlags, dialFlags, dialSettings, withTokenHint, oldTimeoutFlag } from '../dial-flags.js';
 import { out, untilSignal } from '../output.js';
 
-export const help = `Usage: postern listen --connect URL --as NAME [--token T] [--json] [--count N]
+export const options: OptionTable = {
+  connect: { type: 'string', arg: 'URL', help: 'a router (relay or gateway): ws://, wss://, http(s):// or HOST:PORT [required]' },
+  as: { type: 'string', arg: 'NAME', help: 'the name to claim [required]' },
+  token: { type: 'string', arg: 'T', secret: true, help: 'credential allowing the name, where the router checks' },
+  json: { type: 'boolean', help: 'one JSON object per line: id, from, to, body (UTF-8 text), volatile' },
+  count: { type: 'string', kind: 'int', min: 1, help: 'exit 0 after N messages' },
+  pseudonym: {
+    type: 'boolean',
+    help: ['also ask for a pseudonym: an address that reaches this listener without', 'revealing its name or (behind a gateway) its organisation; printed at', 'start on standard error as "postern listen: pseudonym ADDRESS"'],
+  },
+  'pseudonym-ttl': { type: 'string', kind: 'duration', unit: 's', min: 1, arg: 'D', help: "its lifetime: 3600, 90s, 15m, 12h or 30d (a plain number: seconds) [the router's, 7d]" },
+  ...connectTimeoutFlags,
+  timeout: oldTimeoutFlag,
+  ...dialFlags,
+};
+
+export const help = helpText(
+  'listen',
+  `Usage: postern listen --connect URL --as NAME [--token T] [--json] [--count N]
 
 Connects as NAME@DOMAIN and prints each message it receives. Each is acknowledged once it
 was written to standard output, so a message is never lost between the router and the output
 (if listen dies first, the router sends it again on the next connection).
 Reconnects (same session) when the connection drops.
-
-Options:
-  --connect URL      a router (relay or gateway): ws://, wss://, http(s):// or HOST:PORT [required]
-  --as NAME          the name to claim [required]
-  --token T          credential allowing the name, where the router checks (or POSTERN_TOKEN)
-  --json             one JSON object per line: id, from, to, body (UTF-8 text), volatile
-  --count N          exit 0 after N messages
-  --pseudonym        also ask for a pseudonym: an address that reaches this listener without
-                     revealing its name or (behind a gateway) its organisation; printed at
-                     start on standard error as "postern listen: pseudonym ADDRESS"
-  --pseudonym-ttl D  its lifetime: 3600, 90s, 15m, 12h or 30d [the router's, 7d]
-  --timeout MS       give up connecting after this long [10000]
-${dialFlagsHelp(21)}
-  -h, --help         this help
-
-Plain output is one line per message: FROM: BODY`;
+`,
+  options,
+  `Plain output is one line per message: FROM: BODY`,
+  21,
+);
 
 /** After a signal, how long the message being written may take before listen closes anyway. */
 const STOP_GRACE_MS = 2000;
@@ -57,23 +64,13 @@ function line(m: Message, json: boolean): string {
 }
 
 export async function listen(argv: string[]): Promise<number> {
-  const p = parse('listen', argv, {
-    connect: { type: 'string' },
-    as: { type: 'string' },
-    token: { type: 'string' },
-    json: { type: 'boolean' },
-    count: { type: 'string' },
-    timeout: { type: 'string' },
-    pseudonym: { type: 'boolean' },
-    'pseudonym-ttl': { type: 'string' },
-    ...dialFlags,
-  });
+  const p = parse('listen', argv, options);
   if (p.values.help) return out(help), 0;
-  const url = required('listen', p, 'connect');
-  const name = required('listen', p, 'as');
+  const url = required(p, 'connect');
+  const name = required(p, 'as');
   if (!isValidName(name.toLowerCase())) throw new UsageError(`listen: --as must be a name of 1-64 of a-z 0-9 . _ -, starting with a letter or digit, got "${name}"`);
-  const token = str(p, 'token', 'POSTERN_TOKEN');
-  const count = int('listen', p, 'count', 1);
+  const token = str(p, 'token');
+  const count = num(p, 'count');
   const json = flag(p, 'json');
   const dial = dialSettings('listen', p);
   // Installed before connecting: Ctrl-C while the first connection is made is a normal stop.
@@ -82,22 +79,22 @@ export async function listen(argv: string[]): Promise<number> {
   void signal.then(() => giveUp.abort());
   let client: Client;
   try {
-    client = await connect({
+    client = await withTokenHint(p, connect({
       ...dial,
       url,
       name,
       agent: 'postern-cli/listen',
       autoAck: false,
-      connectTimeoutMs: int('listen', p, 'timeout', 1, MAX_TIMER_MS) ?? 10_000,
+      connectTimeoutMs: num(p, 'connect-timeout') ?? 10_000,
       signal: giveUp.signal,
       ...(token === undefined ? {} : { token }),
-    });
+    }));
   } catch (err) {
     if (giveUp.signal.aborted) return 0;
     throw err;
   }
   process.stderr.write(`postern listen: connected as ${client.address}\n`);
-  const ttl = duration('listen', p, 'pseudonym-ttl');
+  const ttl = num(p, 'pseudonym-ttl');
   if (ttl !== undefined && !flag(p, 'pseudonym')) throw new UsageError('listen: --pseudonym-ttl needs --pseudonym');
   if (flag(p, 'pseudonym')) {
     try {

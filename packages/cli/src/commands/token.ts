@@ -1,10 +1,28 @@
 import { issueGrant, issueToken, keyPairFromSeed, publicKeyKind } from '@postern/router';
-import { duration, flag, parse, str } from '../args.js';
+import { flag, helpText, parseDuration, parse, str, type OptionTable } from '../options.js';
 import { out } from '../output.js';
 import { readSeedFile } from '../read-file.js';
 import { UsageError } from '../usage-error.js';
 
-export const help = `Usage: postern token --secret S --domain NAME [--name NAME | --peer | --hub] [--ttl DURATION]
+export const options: OptionTable = {
+  secret: { type: 'string', arg: 'S', secret: true, help: "the router's secret" },
+  key: { type: 'string', arg: 'FILE', help: "sign a grant with this key's seed instead" },
+  domain: { type: 'string', arg: 'NAME', help: 'the domain(s) the credential is for [required]; with --key a comma list' },
+  name: { type: 'string', arg: 'NAME', help: '(--secret) restrict the token to this agent name' },
+  node: { type: 'string', arg: 'N...', help: '(--key) the router the grant is for' },
+  signer: { type: 'string', arg: 'KEY', help: '(--key) the key the grant lets sign further grants' },
+  peer: { type: 'boolean', help: 'the router may link as a peer' },
+  hub: { type: 'boolean', help: '(--secret) the router is a hub of the domain' },
+  ttl: {
+    type: 'string',
+    arg: 'DURATION',
+    help: ['expire after 90s, 15m, 12h or 30d (a plain number: seconds), or never', '[agent tokens (--name): 90d; others: never]. A token is revoked before', "then by listing it in the router's --revoked file"],
+  },
+};
+
+export const help = helpText(
+  'token',
+  `Usage: postern token --secret S --domain NAME [--name NAME | --peer | --hub] [--ttl DURATION]
        postern token --key FILE --domain NAME[,NAME...] (--node N... [--peer] | --signer KEY) [--ttl DURATION]
 
 Prints a credential.
@@ -23,41 +41,25 @@ that trusts that key (--trust KEY[=DOMAINS]) accepts it; no secret is shared.
   send from the domains (a gateway's grant, or with --peer a relay's: it may link as a peer).
   --signer KEY: the key KEY (a domain owner's A... or another operator's O...) may sign
   grants itself, within the domains. A router presents the whole chain: --token G1,G2.
-
-Options:
-  --secret S         the router's secret (or set POSTERN_SECRET)
-  --key FILE         sign a grant with this key's seed instead
-  --domain NAME      the domain(s) the credential is for [required]; with --key a comma list
-  --name NAME        (--secret) restrict the token to this agent name
-  --node N...        (--key) the router the grant is for
-  --signer KEY       (--key) the key the grant lets sign further grants
-  --peer             the router may link as a peer
-  --hub              (--secret) the router is a hub of the domain
-  --ttl DURATION     expire after 3600, 90s, 15m, 12h or 30d, or never [agent tokens
-                     (--name): 90d; others: never]. A token is revoked before then by
-                     listing it in the router's --revoked file
-  -h, --help         this help`;
+`,
+  options,
+  '',
+  21,
+);
 
 /** Default lifetime of an agent token (one with --name): 90 days. */
 const AGENT_TOKEN_TTL_S = 90 * 86400;
 
 export async function token(argv: string[]): Promise<number> {
-  const p = parse('token', argv, {
-    secret: { type: 'string' },
-    key: { type: 'string' },
-    domain: { type: 'string' },
-    name: { type: 'string' },
-    node: { type: 'string' },
-    signer: { type: 'string' },
-    peer: { type: 'boolean' },
-    hub: { type: 'boolean' },
-    ttl: { type: 'string' },
-  });
+  const p = parse('token', argv, options);
   if (p.values.help) return out(help), 0;
   const domain = str(p, 'domain');
   if (domain === undefined) throw new UsageError('token: --domain is required');
   const never = str(p, 'ttl') === 'never';
-  const given = never ? undefined : duration('token', p, 'ttl');
+  const ttlText = str(p, 'ttl');
+  const parsedTtl = ttlText === undefined || never ? undefined : parseDuration(ttlText, 's');
+  if (typeof parsedTtl === 'string' || parsedTtl === 0) throw new UsageError(`token: --ttl ${typeof parsedTtl === 'string' ? parsedTtl : 'must be at least 1s'} or never, got "${ttlText}"`);
+  const given = parsedTtl;
   // An agent's token is the one most likely to leak (it lives on laptops and in scripts): it expires unless told not to.
   const ttl = given ?? (never || str(p, 'name') === undefined ? undefined : AGENT_TOKEN_TTL_S);
   const keyFile = str(p, 'key');
@@ -66,7 +68,7 @@ export async function token(argv: string[]): Promise<number> {
   if (hub && (peer || str(p, 'name') !== undefined)) throw new UsageError('token: --hub makes a hub\'s token: no --peer, no --name');
   if (keyFile !== undefined) {
     if (hub) throw new UsageError('token: --hub needs --secret (the bridgehead\'s); with keys, trust the hub\'s node key instead (--trust N...=DOMAIN at the gateway)');
-    if (str(p, 'secret') !== undefined) throw new UsageError('token: give --secret or --key, not both');
+    if (p.sources['secret']?.from === 'flag') throw new UsageError('token: give --secret or --key, not both');
     if (str(p, 'name') !== undefined) throw new UsageError('token: --name is for agent tokens (--secret); a grant is for a router (--node)');
     const node = str(p, 'node');
     const signer = str(p, 'signer');
@@ -88,8 +90,8 @@ export async function token(argv: string[]): Promise<number> {
     );
     return 0;
   }
-  const secret = str(p, 'secret', 'POSTERN_SECRET');
-  if (secret === undefined) throw new UsageError('token: --secret is required (or set POSTERN_SECRET), or --key for a grant');
+  const secret = str(p, 'secret');
+  if (secret === undefined) throw new UsageError('token: --secret (or --secret-file, $POSTERN_SECRET) is required, or --key for a grant');
   if (str(p, 'node') !== undefined || str(p, 'signer') !== undefined) throw new UsageError('token: --node and --signer make grants: give --key');
   const name = str(p, 'name');
   out(await issueToken(secret, { domain, ...(name === undefined ? {} : { name }), ...(peer ? { peer: true } : {}), ...(hub ? { hub: true } : {}), ...(ttl === undefined ? {} : { ttlSeconds: ttl }) }));
