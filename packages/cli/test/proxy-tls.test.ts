@@ -143,18 +143,20 @@ describe('postern CLI with TLS and proxies', { skip: hasOpenssl() ? false : 'the
     const tlsRelayAt = await tlsRelay();
     const plain = start(['relay', ...withGuests(['--listen', '127.0.0.1:0'])]);
     const plainAt = await listeningOn(plain);
-    const [toTls, toPlain, listenToTls, gwToPlain] = await Promise.all([
+    const [toTls, toPlain, listenToTls, gwToPlain, pollToTls] = await Promise.all([
       finish(['send', '--connect', `ws://127.0.0.1:${tlsRelayAt.port}`, '--to', 'a@relay', 'hi']),
       finish(['send', '--connect', `wss://127.0.0.1:${plainAt.port}`, '--to', 'a@relay', 'hi']),
       finish(['listen', '--connect', `127.0.0.1:${tlsRelayAt.port}`, '--as', 'a']),
       finish(['gateway', '--relay', `wss://127.0.0.1:${plainAt.port}`, '--domain', 'acme', '--token', 't', '--listen', '127.0.0.1:0']),
+      finish(['send', '--connect', `http://127.0.0.1:${tlsRelayAt.port}`, '--transport', 'http', '--to', 'a@relay', 'hi']),
     ]);
     oneLineError(toTls, /^postern: error: cannot connect to ws:\/\/127\.0\.0\.1:\d+: the server speaks TLS: use wss:\/\/ \(or https:\/\/\) \[ERR_TRANSPORT\]$/);
     oneLineError(toPlain, /^postern: error: TLS to 127\.0\.0\.1:\d+: the server does not speak TLS: use ws:\/\/ \(or http:\/\/\) \[ERR_TRANSPORT\]$/);
     oneLineError(listenToTls, /the server speaks TLS: use wss:\/\//);
     assert.equal(gwToPlain.exit?.code, 1, gwToPlain.describe());
     assert.match(gwToPlain.stderr, /cannot reach the relay: TLS to .*: the server does not speak TLS: use ws:\/\//, gwToPlain.describe());
-    for (const p of [toTls, toPlain, gwToPlain]) assert.doesNotMatch(p.stderr, /openssl|\.c:\d+|socket hang up/i, p.describe());
+    oneLineError(pollToTls, /^postern: error: .*the server speaks TLS: use https:\/\/ \(or wss:\/\/\) \[ERR_TRANSPORT\]$/);
+    for (const p of [toTls, toPlain, gwToPlain, pollToTls]) assert.doesNotMatch(p.stderr, /openssl|\.c:\d+|socket hang up/i, p.describe());
   });
 
   it('bad TLS and proxy flags: usage errors, and one line naming an unreadable file', async () => {

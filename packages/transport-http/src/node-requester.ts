@@ -3,7 +3,7 @@ import net from 'node:net';
 import type { Duplex as StreamDuplex } from 'node:stream';
 import type { Dialer } from '@postern/core';
 import { TransportError } from '@postern/protocol';
-import { envProxyFor, openTunnel, parseFingerprint, parseProxyUrl, readEnvProxies, startTls, type ProxyConfig, type TlsTrust } from '@postern/transport-ws/node';
+import { envProxyFor, openTunnel, parseFingerprint, parseProxyUrl, readEnvProxies, speaksTls, startTls, type ProxyConfig, type TlsTrust } from '@postern/transport-ws/node';
 import { createLongPollDialer, type LongPollDialerOptions } from './client.js';
 import type { HttpAnswer, HttpRequest, HttpRequester } from './requester.js';
 
@@ -162,9 +162,47 @@ export function createNodeHttpDialer(options: NodeLongPollDialerOptions = {}): D
         throw err instanceof TransportError ? err : new TransportError(String(err), { cause: err });
       });
     };
-    return new NodeRequester(connect, headers);
+    const plain = new NodeRequester(connect, headers);
+    return proxy === undefined && !secure ? new SchemeCheckingRequester(plain, host, port, base) : plain;
   };
   return createLongPollDialer(requester, options);
+}
+
+/**
+ * An http:// router that hangs up on every request may be a TLS server (a plain request to a TLS
+ * port gets its connection closed): asked once, the answer is a permanent error that says
+ * "use https://" instead of "socket hang up".
+ */
+class SchemeCheckingRequester implements HttpRequester {
+  readonly #inner: HttpRequester;
+  readonly #host: string;
+  readonly #port: number;
+  readonly #base: string;
+  #checked = false;
+
+  constructor(inner: HttpRequester, host: string, port: number, base: string) {
+    this.#inner = inner;
+    this.#host = host;
+    this.#port = port;
+    this.#base = base;
+  }
+
+  async request(req: HttpRequest): Promise<HttpAnswer> {
+    try {
+      return await this.#inner.request(req);
+    } catch (err) {
+      if (this.#checked || req.signal.aborted || !/socket hang up|ECONNRESET/.test((err as Error).message)) throw err;
+      this.#checked = true;
+      if (await speaksTls(this.#host, this.#port)) {
+        throw new TransportError(`cannot connect to ${this.#base}: the server speaks TLS: use https:// (or wss://)`, { cause: err, permanent: true });
+      }
+      throw err;
+    }
+  }
+
+  close(): void {
+    this.#inner.close();
+  }
 }
 
 /** A TCP connection, given up (and destroyed) when `signal` aborts first: the connect timeout. */

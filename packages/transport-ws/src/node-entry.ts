@@ -6,7 +6,7 @@ export { createNodeWsDialer } from './node.js';
 export type { NodeWsDialerOptions } from './node.js';
 export { openTunnel, parseProxyUrl, readEnvProxies, envProxyFor, bypassesProxy } from './proxy.js';
 export type { ProxyConfig, EnvProxies } from './proxy.js';
-export { startTls, parseFingerprint, formatFingerprint, certificateFingerprint } from './tls-verify.js';
+export { startTls, speaksTls, parseFingerprint, formatFingerprint, certificateFingerprint } from './tls-verify.js';
 export type { TlsTrust } from './tls-verify.js';
 export { NO_ORIGINS, originAllowed, resolveAllowedOrigins } from './origins.js';
 export type { AllowedOrigins } from './origins.js';
