@@ -283,7 +283,10 @@ class AutoDialer {
         const [wsErr, httpErr] = (first === 'ws' ? [firstErr, secondErr] : [secondErr, firstErr]) as [Error, Error];
         // A permanent second failure (the proxy or the certificate) is what the user must fix.
         const permanent = secondErr instanceof TransportError && secondErr.permanent;
-        throw new TransportError(`${wsErr.message}; HTTP long-poll failed too: ${httpErr.message}`, { cause: firstErr, permanent });
+        // The router down fails both the same way: the cause is said once.
+        const sameCause = errnoOf(wsErr) !== undefined && errnoOf(wsErr) === errnoOf(httpErr);
+        const message = sameCause ? `${wsErr.message} (by WebSocket and by HTTP long-poll)` : `${wsErr.message}; HTTP long-poll failed too: ${httpErr.message}`;
+        throw new TransportError(message, { cause: firstErr, permanent });
       }
     }
   }
@@ -313,4 +316,13 @@ class WsWatch implements Watcher, Timed {
     this.#auto.wsEnded(err, this.#stable);
     return err;
   }
+}
+
+/** The system error code (ECONNREFUSED, ENOTFOUND, ...) under a dial error, if any. */
+function errnoOf(err: unknown): string | undefined {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0; e !== undefined && e !== null && depth < 5; e = e.cause as typeof e, depth++) {
+    if (typeof e.code === 'string' && /^E[A-Z]+$/.test(e.code)) return e.code;
+  }
+  // Our wrappers keep the system error's words, not always the error itself.
+  return /\b(E(?:CONNREFUSED|NOTFOUND|AI_AGAIN|HOSTUNREACH|NETUNREACH|TIMEDOUT|CONNRESET|ADDRNOTAVAIL))\b/.exec((err as Error | undefined)?.message ?? '')?.[1];
 }

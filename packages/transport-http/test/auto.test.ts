@@ -6,6 +6,9 @@ import { after, before, describe, it } from 'node:test';
 import type { Dialer, DialOptions, Duplex } from '@postern/core';
 import { TransportError } from '@postern/protocol';
 import { memoryPair, waitFor, type MemoryDuplex } from '@postern/testing';
+import { createServer } from 'node:net';
+import { createNodeWsDialer } from '@postern/transport-ws/node';
+import { createNodeHttpDialer } from '@postern/transport-http/node';
 import { UPGRADE_REASON, createAutoDialer, type AutoDialerEvent } from '@postern/transport-http';
 
 interface Fake {
@@ -73,6 +76,20 @@ describe('createAutoDialer', () => {
       assert.ok(e instanceof TransportError);
       assert.match(e.message, /ws refused; HTTP long-poll failed too: http refused/);
       assert.equal(e.permanent, false, 'both down is worth retrying soon');
+      return true;
+    });
+  });
+
+  it('names a cause both transports met once: a router that is down (real sockets)', async () => {
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const port = (probe.address() as { port: number }).port;
+    await new Promise<void>((r) => probe.close(() => r()));
+    const dial = createAutoDialer({ ws: createNodeWsDialer({ proxy: false }), http: createNodeHttpDialer({ proxy: false }) });
+    await assert.rejects(dial(`ws://127.0.0.1:${port}`, { timeoutMs: 4000 }), (e: unknown) => {
+      assert.ok(e instanceof TransportError);
+      assert.equal(e.message.match(/ECONNREFUSED/g)?.length, 1, e.message);
+      assert.match(e.message, /\(by WebSocket and by HTTP long-poll\)$/);
       return true;
     });
   });
