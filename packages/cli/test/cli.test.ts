@@ -2,7 +2,6 @@
 // send and demo, over loopback sockets. Every child is SIGKILLed in afterEach.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, describe, it } from 'node:test';
@@ -10,7 +9,7 @@ import WebSocket from 'ws';
 import { connect, PosternError, type Client } from '@postern/client';
 import { FrameDecoder, FrameType, WireCode, type Frame } from '@postern/protocol';
 import { issueToken } from '@postern/router';
-import { waitFor } from '@postern/testing';
+import { freePort, waitFor } from '@postern/testing';
 import { killAll, listeningOn, run, sleep, start, startGateway, startListen, startRelay, type Proc, withGuests } from './procs.js';
 
 const SECRET = 'cli-test-secret-0123456789abcdef';
@@ -50,15 +49,6 @@ function sentAs(p: Proc): string {
   const m = /accepted as (\S+)/.exec(p.stdout);
   assert.ok(m, `send names its address: ${p.describe()}`);
   return m[1]!;
-}
-
-/** A loopback port nobody listens on (bound, then released). */
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
 }
 
 describe('postern CLI, as processes', () => {

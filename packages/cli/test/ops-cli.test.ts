@@ -3,26 +3,17 @@
 // uplink outage said once, and /metrics on the admin listener.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, describe, it } from 'node:test';
 import { connect, type Client } from '@postern/client';
 import { issueToken } from '@postern/router';
-import { waitFor } from '@postern/testing';
+import { freePort, waitFor } from '@postern/testing';
 import { killAll, listeningOn, run, start } from './procs.js';
 
 afterEach(killAll);
 
 const SECRET = 'ops-test-secret-0123456789abcdef';
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 function jsonLines(text: string): Array<Record<string, unknown>> {
   return text

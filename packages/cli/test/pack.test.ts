@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import ts from 'typescript';
 
 // What a user gets from the registry: every published package packed with `npm pack` (which runs
 // its prepack build), installed from the tarballs into empty directories with no network, then
@@ -258,11 +259,12 @@ console.log('round trip ok', errorCodeOf(WireCode.NO_ROUTE));
   it('compiles a TypeScript consumer naming every export of @postern/client against the installed typings', () => {
     const consumer = readFileSync(join(root, 'packages/cli/test/fixtures/consumer.ts'), 'utf8');
     // Every export of the installed entry is named by the consumer, so that it covers the surface.
-    const typings = readFileSync(join(clientOnly, 'node_modules/@postern/client/dist/src/index.node.d.ts'), 'utf8');
-    const exported = [...typings.matchAll(/export (?:type )?\{([^}]*)\}/g), ...typings.matchAll(/export declare (?:function|class|const) (\w+)/g)]
-      .flatMap((m) => m[1]!.split(','))
-      .map((s) => s.trim().split(/\s+as\s+/).pop()!)
-      .filter((s) => s !== '');
+    // Asked of the compiler, so that `export *` and re-exports count.
+    const entry = join(clientOnly, 'node_modules/@postern/client/dist/src/index.node.d.ts');
+    const program = ts.createProgram([entry], { module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext, noEmit: true });
+    const checker = program.getTypeChecker();
+    const moduleSymbol = checker.getSymbolAtLocation(program.getSourceFile(entry)!)!;
+    const exported = checker.getExportsOfModule(moduleSymbol).map((x) => x.getName());
     assert.ok(exported.includes('Undeliverable') && exported.includes('errorCodeOf') && exported.includes('connect'), exported.join(', '));
     for (const name of exported) assert.match(consumer, new RegExp(`\\b${name}\\b`), `the consumer does not use ${name}`);
     writeFileSync(join(clientOnly, 'consumer.ts'), consumer);

@@ -2,14 +2,13 @@
 // down said once, not per retry), its graceful stop, and its metrics behind the admin endpoints.
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { LOG_EVENTS, type Logger, type UplinkStatus } from '@postern/core';
 import { PosternError } from '@postern/protocol';
 import { createConsoleLogger, issueToken, startRouter } from '@postern/router';
-import { ManualClock, waitFor } from '@postern/testing';
+import { ManualClock, freePort, waitFor } from '@postern/testing';
 import { LINK_REMINDER_FIRST_MS, linkLog } from '../src/link-log.js';
 import { agent, next, router } from './live.js';
 
@@ -31,15 +30,6 @@ function capture(): { logger: Logger; lines: Line[] } {
 }
 
 const down = (code = 'ERR_TRANSPORT'): UplinkStatus => ({ type: 'down', error: new PosternError(code as 'ERR_TRANSPORT', `cannot open ws://127.0.0.1:1: connect ECONNREFUSED ${'x'.repeat(400)}`), retryInMs: 500, refused: false });
-
-/** A loopback port nothing listens on (yet). */
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 describe('logs', () => {
   it('JSON: one object a line with time, level, event and msg; fields cannot overwrite them; text stays one readable line', () => {

@@ -14,3 +14,4 @@ export { makeTestPki, hasOpenssl } from './test-pki.js';
 export type { TestPki, TestCert } from './test-pki.js';
 export { testIdentity } from './test-identity.js';
 export { TEST_GUESTS, TEST_GUEST_FLAGS } from './guests.js';
+export { freePort } from './free-port.js';
