@@ -340,7 +340,7 @@ describe('the browser SDK in Chromium (minified bundle, plain page)', { skip }, 
 
     // The middlebox goes away: the next probe opens a WebSocket, the client reconnects over it.
     proxy.blockUpgrades = false;
-    await waitFor(() => transportOf('bob@relay') === 'ws', 'the page agent to move back to WebSocket', 20_000, 50);
+    await waitFor(() => transportOf('bob@relay') === 'ws', 'the page agent to move back to WebSocket', 30_000, 50);
     assert.ok(proxy.seen.slice(started).some((s) => s.upgrade && s.answer?.startsWith('HTTP/1.1 101')), JSON.stringify(proxy.seen.slice(started)));
     const statuses = await pageStatuses(p, 'lp');
     assert.ok(statuses.includes('connected resumed'), `statuses: ${statuses.join(', ')}`);
