@@ -35,4 +35,6 @@ const code = result.outputFiles[0].contents;
 mkdirSync(`${pkg}dist/browser`, { recursive: true });
 writeFileSync(`${outfile}.${process.pid}.tmp`, code);
 renameSync(`${outfile}.${process.pid}.tmp`, outfile);
+// Its typings are the browser entry's (for `@postern/client/postern.min.js`).
+writeFileSync(`${pkg}dist/browser/postern.min.d.ts`, "export * from '../src/index.browser.js';\n");
 console.log(`${outfile.slice(pkg.length)}: ${code.length} bytes minified, ${gzipSync(code, { level: 9 }).length} gzipped`);
