@@ -3,7 +3,7 @@
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['**/dist/**', '**/node_modules/**', 'scripts/**', 'eslint.config.js', 'packages/postern/bin/**'] },
+  { ignores: ['**/dist/**', '**/node_modules/**', 'scripts/**', 'packages/*/scripts/**', 'eslint.config.js', 'packages/postern/bin/**'] },
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {

@@ -197,6 +197,8 @@ describe('published packages, packed and installed from their tarballs (offline)
       assert.ok(typeof m.homepage === 'string' && typeof (m.bugs as { url?: string } | undefined)?.url === 'string', `${packed.name}: homepage, bugs`);
       if (packed.name === 'postern') continue;
       assert.ok(files.includes('dist/src/index.d.ts') || files.includes('dist/src/index.node.d.ts'), `${packed.name} lacks typings`);
+      // The browser entry's typings, and the one-file build a page loads without a bundler (prepack makes it).
+      if (packed.name === '@postern/client') for (const f of ['dist/src/index.browser.d.ts', 'dist/browser/postern.min.js']) assert.ok(files.includes(f), `${packed.name} lacks ${f}`);
       // Source maps point at ../../src: the sources ship with them.
       for (const map of files.filter((f) => f.endsWith('.js.map'))) assert.ok(files.includes(map.replace(/^dist\/(.*)\.js\.map$/, '$1.ts')), `${packed.name}: ${map} without its source`);
     }

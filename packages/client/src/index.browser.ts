@@ -1,6 +1,9 @@
 import { createWsDialer, type WebSocketLike } from '@postern/transport-ws';
+import { createAutoDialer, createFetchHttpDialer } from '@postern/transport-http';
+import { ConfigError } from '@postern/protocol';
+import type { Dialer } from '@postern/core';
 import { Client } from './client.js';
-import type { ClientOptions } from './options.js';
+import type { BrowserClientOptions } from './options.js';
 
 export {
   Client,
@@ -22,7 +25,9 @@ export type {
   Undeliverable,
   Message,
   ClientOptions,
+  BrowserClientOptions,
   NodeClientOptions,
+  TransportOptions,
   ErrorCode,
   WireCodeName,
   WireCodeValue,
@@ -35,9 +40,28 @@ export type {
   DuplexHandlers,
 } from './index.js';
 
-const dialer = createWsDialer((url) => new (globalThis as unknown as { WebSocket: new (u: string) => WebSocketLike }).WebSocket(url));
+// Neither holds state of its own: every client shares them (an auto dialer, which remembers what
+// works, is made per client).
+let ws: Dialer | undefined;
+let http: Dialer | undefined;
 
-/** Connects an agent from a browser, over its WebSocket. */
-export function connect(options: ClientOptions & { signal?: AbortSignal }): Promise<Client> {
+/**
+ * Connects an agent from a browser, over its WebSocket or, where that is blocked, HTTP long-poll
+ * over fetch (`transport`, 'auto' by default: as the Node entry). The browser applies its own
+ * proxy settings and certificate trust; the page's Origin must be allowed by the router
+ * (`--allow-origin`).
+ */
+export async function connect(options: BrowserClientOptions & { signal?: AbortSignal }): Promise<Client> {
+  const { transport = 'auto', wsProbeIntervalMs } = options;
+  if (options.dialer !== undefined && options.transport !== undefined) {
+    throw new ConfigError('give either dialer or transport: a custom dialer makes its own connections');
+  }
+  if (transport !== 'auto' && transport !== 'ws' && transport !== 'http') throw new ConfigError(`transport must be auto, ws or http, got "${String(transport)}"`);
+  let dialer = options.dialer;
+  if (dialer === undefined) {
+    if (transport !== 'http') ws ??= createWsDialer((url) => new (globalThis as unknown as { WebSocket: new (u: string) => WebSocketLike }).WebSocket(url));
+    if (transport !== 'ws') http ??= createFetchHttpDialer();
+    dialer = transport === 'ws' ? ws! : transport === 'http' ? http! : createAutoDialer({ ws: ws!, http: http!, ...(wsProbeIntervalMs === undefined ? {} : { wsProbeIntervalMs }) });
+  }
   return Client.connect(options, dialer);
 }

@@ -4,7 +4,7 @@ export { Client } from './client.js';
 export type { ClientStatus, SendOptions, SendResult, Undeliverable, Pseudonym } from './client.js';
 export type { Message } from './message.js';
 export type { PresenceEvent } from './presence.js';
-export type { ClientOptions, NodeClientOptions } from './options.js';
+export type { ClientOptions, BrowserClientOptions, NodeClientOptions, TransportOptions } from './options.js';
 export type { BackoffOptions, Dialer, DialOptions, Duplex, DuplexHandlers } from '@postern/core';
 export {
   PosternError,

@@ -47,10 +47,32 @@ export interface ClientOptions {
 }
 
 /**
- * What the Node entry's `connect()` takes besides ClientOptions: how to reach and trust the
- * router. A browser's WebSocket decides these itself (system proxy and CAs).
+ * What both entries' `connect()` take besides ClientOptions: which transport to reach the router
+ * by. (The entries build the dialer from these; a custom `dialer` replaces them.)
  */
-export interface NodeClientOptions extends ClientOptions {
+export interface TransportOptions {
+  /**
+   * How to reach the router: 'ws' (WebSocket only), 'http' (HTTP long-poll only), or 'auto':
+   * WebSocket, falling back to long-poll where WebSocket is blocked (a middlebox refusing the
+   * upgrade) and reconnecting over WebSocket once a probe gets through. @default 'auto'
+   */
+  transport?: 'auto' | 'ws' | 'http';
+  /** With transport 'auto', while on long-poll: how often to try WebSocket again (doubling after each failure). @default 30000 */
+  wsProbeIntervalMs?: number;
+}
+
+/**
+ * What the browser entry's `connect()` takes. The browser decides proxies and TLS trust itself
+ * (its settings and CAs); WebSocket and long-poll requests carry the page's Origin, which the
+ * router must allow (`--allow-origin`).
+ */
+export interface BrowserClientOptions extends ClientOptions, TransportOptions {}
+
+/**
+ * What the Node entry's `connect()` takes besides ClientOptions: how to reach and trust the
+ * router. A browser decides these itself (system proxy and CAs).
+ */
+export interface NodeClientOptions extends ClientOptions, TransportOptions {
   /** PEM CA certificate(s) trusted for wss:// instead of the system CAs. @default the system CAs */
   ca?: string | string[];
   /**
@@ -63,14 +85,6 @@ export interface NodeClientOptions extends ClientOptions {
    * the environment says. @default from HTTPS_PROXY / HTTP_PROXY / NO_PROXY, read at connect()
    */
   proxy?: string | false;
-  /**
-   * How to reach the router: 'ws' (WebSocket only), 'http' (HTTP long-poll only), or 'auto':
-   * WebSocket, falling back to long-poll where WebSocket is blocked (a middlebox refusing the
-   * upgrade) and reconnecting over WebSocket once a probe gets through. @default 'auto'
-   */
-  transport?: 'auto' | 'ws' | 'http';
-  /** With transport 'auto', while on long-poll: how often to try WebSocket again (doubling after each failure). @default 30000 */
-  wsProbeIntervalMs?: number;
 }
 
 export type ResolvedClientOptions = Readonly<
