@@ -37,4 +37,5 @@ writeFileSync(`${outfile}.${process.pid}.tmp`, code);
 renameSync(`${outfile}.${process.pid}.tmp`, outfile);
 // Its typings are the browser entry's (for `@postern/client/postern.min.js`).
 writeFileSync(`${pkg}dist/browser/postern.min.d.ts`, "export * from '../src/index.browser.js';\n");
-console.log(`${outfile.slice(pkg.length)}: ${code.length} bytes minified, ${gzipSync(code, { level: 9 }).length} gzipped`);
+// On stderr: `npm pack --json` runs this as prepack, and its stdout is the JSON.
+console.error(`${outfile.slice(pkg.length)}: ${code.length} bytes minified, ${gzipSync(code, { level: 9 }).length} gzipped`);
