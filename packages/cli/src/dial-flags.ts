@@ -34,7 +34,7 @@ export const dialFlags: OptionTable = {
 
 /** `--connect-timeout` of the agent commands; `--timeout`, its old name, still works with a warning. */
 export const connectTimeoutFlags: OptionTable = {
-  'connect-timeout': { type: 'string', kind: 'duration', unit: 'ms', min: 1, max: MAX_TIMER_MS, default: '10s', help: 'give up connecting after this long (a plain number: ms)' },
+  'connect-timeout': { type: 'string', kind: 'duration', unit: 'ms', min: 1, max: MAX_TIMER_MS, default: '10s', help: ['give up a connection attempt that gets no answer after this long (a plain', 'number: ms); a refused or unreachable router fails at once'] },
 };
 export const oldTimeoutFlag: OptionSpec = { type: 'string', deprecatedFor: 'connect-timeout' };
 
