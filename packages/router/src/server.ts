@@ -137,7 +137,7 @@ export interface RouterServerOptions extends Omit<RouterOptions, 'sessionTokens'
    * with `hub`, `gateway` with uplinks, else `relay`
    */
   role?: string;
-  /** Where the secret came from, for the start log (`--secret`, `POSTERN_SECRET env`, a file); never the secret itself. */
+  /** Where the secret came from, for the start log (`--secret`, `--secret-file FILE`, `$POSTERN_SECRET`); never the secret itself. */
   secretSource?: string;
   /**
    * An admin listener (plain HTTP) serving `GET /metrics` (Prometheus text) and the full

@@ -121,13 +121,13 @@ describe('logs', () => {
     const dir = mkdtempSync(join(tmpdir(), 'postern-ops-'));
     after(() => rmSync(dir, { recursive: true, force: true }));
     const { logger, lines } = capture();
-    const r = await startRouter({ domain: 'acme', listen: ['127.0.0.1:0'], dataDir: dir, maxQueueMessages: 50, logger, role: 'gateway', secretSource: 'POSTERN_SECRET env', secret: 's3cret' });
+    const r = await startRouter({ domain: 'acme', listen: ['127.0.0.1:0'], dataDir: dir, maxQueueMessages: 50, logger, role: 'gateway', secretSource: '$POSTERN_SECRET', secret: 's3cret' });
     await r.close();
     const start = lines.filter((l) => l.event === 'router.start');
     assert.equal(start.length, 1);
     const f = start[0]!.fields;
     assert.deepEqual(f['listen'], [`ws://127.0.0.1:${r.addresses[0]!.port} (WebSocket, HTTP long-poll http://127.0.0.1:${r.addresses[0]!.port}/postern/http)`]);
-    assert.equal(f['secret'], 'POSTERN_SECRET env');
+    assert.equal(f['secret'], '$POSTERN_SECRET');
     assert.equal(f['access'], 'LAN: requires tokens');
     assert.equal(f['store'], `${join(dir, 'router.db')} (sync full)`);
     assert.deepEqual(f['limits'], { maxQueueMessages: 50 });
