@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { connect as tcpConnect, createServer as createTcpServer, type AddressInfo, type Server as TcpServer, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -9,7 +9,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { connect, type Client, type Message } from '@postern/client';
 import { issueToken, startRouter, type RouterServer } from '@postern/router';
 import type { Logger } from '@postern/core';
-import { TEST_GUESTS, waitFor } from '@postern/testing';
+import { CHROMIUM_ARGS, TEST_GUESTS, findChromium, waitFor } from '@postern/testing';
 
 // The browser SDK in a real browser: the minified bundle (dist/browser/postern.min.js) loaded by a
 // plain HTML page with <script type="module">, no bundler, no import map, in the system's
@@ -23,36 +23,6 @@ const bundlePath = `${pkg}dist/browser/postern.min.js`;
 const secret = 'browser-test-secret';
 /** Every wait of this file ends by then. */
 const STEP_MS = 15_000;
-
-/** Chromium from the system: found, or installed as root on Debian (as the lab installs its tools). */
-function findChromium(): { path: string } | { missing: string } {
-  const candidates = ['/usr/bin/chromium', '/usr/bin/chromium-browser'];
-  const found = (): string | undefined =>
-    candidates.find((p) => {
-      try {
-        accessSync(p, constants.X_OK);
-        return true;
-      } catch {
-        return false;
-      }
-    });
-  let path = found();
-  if (path !== undefined) return { path };
-  if (process.platform !== 'linux') return { missing: `browser tests skipped: they use Debian's chromium (this is ${process.platform})` };
-  if (process.getuid?.() !== 0) return { missing: 'browser tests skipped: chromium is not installed (Debian package chromium), and only root installs it' };
-  const apt = ['/usr/bin/apt-get', '/bin/apt-get'].find((p) => spawnSync(p, ['--version']).status === 0);
-  if (apt === undefined) return { missing: 'browser tests skipped: chromium is not installed and apt-get is not available to install it' };
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  const install = (): number | null =>
-    spawnSync(apt, ['install', '-y', '--no-install-recommends', '-o', 'DPkg::Lock::Timeout=120', 'chromium'], { env, timeout: 300_000, stdio: 'ignore' }).status;
-  if (install() !== 0) {
-    // Stale or missing package lists (a fresh container): refresh once, try again.
-    spawnSync(apt, ['update', '-o', 'DPkg::Lock::Timeout=60'], { env, timeout: 120_000, stdio: 'ignore' });
-    install();
-  }
-  path = found();
-  return path !== undefined ? { path } : { missing: 'browser tests skipped: apt-get install chromium failed' };
-}
 
 const chromiumFound = findChromium();
 const skip = 'missing' in chromiumFound && process.env['CI'] === undefined ? chromiumFound.missing : false;
@@ -249,7 +219,7 @@ describe('the browser SDK in Chromium (minified bundle, plain page)', { skip }, 
       chromium.launch({
         executablePath: chromiumFound.path,
         headless: true,
-        args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+        args: CHROMIUM_ARGS,
         timeout: STEP_MS,
       }),
       'Chromium to start',

@@ -15,3 +15,4 @@ export type { TestPki, TestCert } from './test-pki.js';
 export { testIdentity } from './test-identity.js';
 export { TEST_GUESTS, TEST_GUEST_FLAGS } from './guests.js';
 export { freePort } from './free-port.js';
+export { findChromium, CHROMIUM_ARGS } from './chromium.js';
