@@ -166,7 +166,8 @@ export function createDashboard(ctx: DashboardContext): Dashboard {
       sendJson(res, await ctx.send(to, text, timeoutMs));
     } catch (err) {
       const code = (err as { code?: unknown }).code;
-      sendError(res, 400, typeof code === 'string' && code.startsWith('ERR_') ? code : 'ERR_BAD_REQUEST', (err as Error).message);
+      const c = typeof code === 'string' && code.startsWith('ERR_') ? code : 'ERR_INTERNAL';
+      sendError(res, c === 'ERR_UNAVAILABLE' ? 503 : c === 'ERR_INTERNAL' ? 500 : 400, c, (err as Error).message);
     }
   };
 
