@@ -183,6 +183,8 @@ export function createDashboard(ctx: DashboardContext): Dashboard {
     if (path === '/api/login' && req.method === 'POST') return login(req, res);
     if (path.startsWith('/dashboard/') && (req.method === 'GET' || req.method === 'HEAD')) {
       const rel = path.slice('/dashboard/'.length);
+      // Without an admin token there is nothing to log in with: the login page leads on.
+      if (rel === 'login' && tokenBytes === undefined) return redirect(res, '/dashboard/');
       const file = rel === '' ? 'index.html' : rel === 'login' ? 'login.html' : rel;
       if (PUBLIC_ASSETS.has(file)) return asset(res, file);
       if (!authed(req)) return redirect(res, '/dashboard/login');
