@@ -150,7 +150,7 @@ describe('dashboard API', () => {
       assert.match(csp, /default-src 'none'; script-src 'self'; style-src 'self';.*frame-ancestors 'none'/, path);
       assert.ok(!csp.includes('unsafe-inline'), path);
       assert.equal(page.headers['x-content-type-options'], 'nosniff');
-      assert.equal(page.headers['referrer-policy'], 'no-referrer');
+      assert.equal(page.headers['referrer-policy'], 'same-origin');
     }
     const code = async (a: Promise<Answer>): Promise<[number, string]> => {
       const r = await a;

@@ -42,6 +42,8 @@ export function overview(ctx: DashboardContext): unknown {
     role: ctx.role,
     version: ctx.version,
     startedAt: ctx.startedAt,
+    /** Whether the dashboard asks for the admin token (the page then offers to log out). */
+    login: ctx.token !== undefined,
     now: Date.now(),
     store: r.storeState(),
     counts: { agents: s.agents, downlinks: s.downlinks, uplinks: s.uplinks, peers: s.peers, hubs: s.hubs, connections: s.agents + s.downlinks + s.uplinks + s.peers + s.hubs },

@@ -56,7 +56,7 @@ export function createDashboard(ctx: DashboardContext): Dashboard {
     "base-uri 'none'",
     `frame-ancestors ${ctx.frameAncestors.length === 0 ? "'none'" : ctx.frameAncestors.join(' ')}`,
   ].join('; ');
-  const pageHeaders = { 'content-security-policy': csp, 'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer', 'cache-control': 'no-store' };
+  const pageHeaders = { 'content-security-policy': csp, 'x-content-type-options': 'nosniff', 'referrer-policy': 'same-origin', 'cache-control': 'no-store' };
 
   const authed = (req: IncomingMessage): boolean => {
     if (bearer === undefined) return true;
