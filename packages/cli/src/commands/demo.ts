@@ -156,8 +156,11 @@ export async function demo(argv: string[]): Promise<number> {
     if (tty) process.stdout.write(`\r${line}   `);
     else out(line);
   }, 1000);
-  const stop: Promise<unknown> = seconds === undefined ? untilSignal() : Promise.race([untilSignal(), new Promise((r) => setTimeout(r, seconds * 1000))]);
+  // The --seconds timer is cleared on a signal: a pending one would keep the process alive.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const stop: Promise<unknown> = seconds === undefined ? untilSignal() : Promise.race([untilSignal(), new Promise((r) => (timer = setTimeout(r, seconds * 1000)))]);
   await stop;
+  clearTimeout(timer);
   clearInterval(tick);
   clearInterval(show);
   clearInterval(mood);

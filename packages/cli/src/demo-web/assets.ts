@@ -25,7 +25,7 @@ export const INDEX_HTML = `<!doctype html>
     another tab to chat between tabs.</p>
     <p class="presence">alice@acme is <span id="alice-state" class="state">…</span></p>
     <h2>Online here <span id="online-count" class="count"></span></h2>
-    <ul id="online" class="online"></ul>
+    <ul id="online" class="online-list"></ul>
     <ol id="log" class="log" aria-live="polite"></ol>
     <form id="form" class="compose">
       <label for="to">to</label>
@@ -65,9 +65,9 @@ main { flex: 1; min-height: 0; display: grid; grid-template-columns: minmax(320p
 .state.online { color: #16794a; }
 .state.offline, .state.unreachable { color: #b3261e; }
 .count { font-weight: normal; color: #68708a; }
-.online { list-style: none; margin: 0 0 .5rem; padding: 0; display: flex; flex-wrap: wrap; gap: .25rem; }
-.online li { background: #e8edf8; border-radius: 999px; padding: 0 .5rem; }
-.online li.me { background: #d4f0e0; }
+.online-list { list-style: none; margin: 0 0 .5rem; padding: 0; display: flex; flex-wrap: wrap; gap: .25rem; }
+.online-list li { background: #e8edf8; border-radius: 999px; padding: 0 .5rem; }
+.online-list li.me { background: #d4f0e0; }
 .log { flex: 1; min-height: 0; overflow-y: auto; list-style: none; margin: 0; padding: .5rem; border: 1px solid #e2e5ec; border-radius: 4px; background: #fafbfc; }
 .log li { margin: 0 0 .35rem; overflow-wrap: anywhere; }
 .log .from { font-weight: 600; margin-right: .4rem; }
