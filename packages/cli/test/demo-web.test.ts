@@ -160,7 +160,7 @@ describe('postern demo --web in Chromium', { skip, timeout: 120_000 }, () => {
     assert.equal(await a.page.$('#log img, #log b, #injected'), null, 'markup in a message stays text');
 
     // The dashboards beside the chat: the frames point at the routers' admin listeners, which answer.
-    const frames = await a.page.$$eval('iframe', (fs) => fs.map((f) => (f as HTMLIFrameElement).src));
+    const frames = await a.page.$$eval('iframe', (fs) => fs.map((f) => f.src));
     assert.deepEqual(frames, [dashboards.relay, dashboards.gateway]);
     for (const src of frames) {
       const u = new URL(src);
