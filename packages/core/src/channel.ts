@@ -85,6 +85,14 @@ export class Channel implements Timed {
   msgsIn = 0;
   /** Reliable MSGs sent (numbered). */
   msgsOut = 0;
+  /** Every MSG frame received and sent, volatile ones too (operators' per-link rates). */
+  msgFramesIn = 0;
+  msgFramesOut = 0;
+  /**
+   * Round-trip time of the last keepalive PING answered (ms), -1 before one was. PINGs are sent
+   * only after pingMs of inbound silence, so a busy link keeps its last figure (or none).
+   */
+  rttMs = -1;
   /** The range of numbers acknowledged and not yet written: one ACKS frame per run of consecutive numbers. */
   #ackFirst = 0;
   #ackCount = 0;
@@ -173,6 +181,7 @@ export class Channel implements Timed {
   }
 
   #numberOut(flags: number): number {
+    this.msgFramesOut++;
     return this.numbered && (flags & MsgFlag.VOLATILE) === 0 ? ++this.msgsOut : 0;
   }
 
@@ -286,11 +295,13 @@ export class Channel implements Timed {
             this.send({ type: FrameType.PONG, nonce: frame.nonce });
             return;
           case FrameType.PONG:
+            if (frame.nonce === this.#nonce && this.#pingedAt >= 0) this.rttMs = this.#o.clock.now() - this.#pingedAt;
             return;
           case FrameType.CLOSE:
             this.#peerClose = frame;
             return;
           case FrameType.MSG:
+            this.msgFramesIn++;
             if (this.numbered && (frame.flags & MsgFlag.VOLATILE) === 0) {
               this.#handler.frame(frame, raw, ++this.msgsIn);
               return;

@@ -286,6 +286,14 @@ export interface Seen extends MessageKey {
   cameFrom: string;
 }
 
+/** One queue as operators see it (Delivery.queues). */
+export interface QueueInfo {
+  dest: Destination;
+  messages: number;
+  bytes: number;
+  oldestAt: number | null;
+}
+
 export class Delivery {
   readonly #o: ResolvedRouterOptions;
   readonly #store: Store;
@@ -358,6 +366,19 @@ export class Delivery {
       const c = r[q.dest.kind];
       c.messages += q.count;
       c.bytes += q.bytes;
+    }
+    return r;
+  }
+
+  /**
+   * Every queue holding messages now: its destination, messages, bytes, and when its oldest
+   * message was stored (epoch ms). For operators (the dashboard); walks the queues, not messages.
+   */
+  queues(): QueueInfo[] {
+    const r: QueueInfo[] = [];
+    for (const q of this.#queues.values()) {
+      if (q.count === 0) continue;
+      r.push({ dest: q.dest, messages: q.count, bytes: q.bytes, oldestAt: q.items[q.head]?.storedAt ?? null });
     }
     return r;
   }

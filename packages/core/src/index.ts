@@ -1,5 +1,6 @@
 export { Router } from './router.js';
 export type { RouterStats, LinkInfo, DialedLink } from './router.js';
+export type { QueueInfo } from './delivery.js';
 export { newId } from './router.js';
 export { resolveRouterOptions } from './options.js';
 export type { RouterOptions, ResolvedRouterOptions } from './options.js';

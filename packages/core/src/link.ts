@@ -54,6 +54,8 @@ export class Link {
   /** Largest frame the other end accepts (its HELLO, or the WELCOME of an uplink). */
   maxFrame = DEFAULT_MAX_FRAME_BYTES;
   up = true;
+  /** When the link was made (epoch ms, the router's clock): the dashboard's "connected since". */
+  since = 0;
   /** Who its traffic counts against (quotas.ts); undefined for routers of our mesh, which are not limited. */
   quota: Principal | undefined = undefined;
   /** Reading is paused until this timer fires: its sender went over a rate. */

@@ -11,6 +11,7 @@ export const LOG_EVENTS = [
   'router.shutdown_timeout',
   'http.request_failed',
   'origin.refused',
+  'dashboard.login_failed',
   'revoked.read',
   'revoked.read_failed',
   // Links this router dials

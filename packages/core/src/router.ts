@@ -26,7 +26,7 @@ import {
 } from '@postern/protocol';
 import { anyCovers, claimedDomains, holderOf, type Claims } from './auth.js';
 import { Channel, type ChannelHandler, type ChannelOptions } from './channel.js';
-import { Delivery, msgLength, type AckAs, type DeliveryStats } from './delivery.js';
+import { Delivery, msgLength, type AckAs, type DeliveryStats, type QueueInfo } from './delivery.js';
 import { agentDestination, domainDestination, returnDestination, type Destination } from './destination.js';
 import { AddressCache, type ParsedAddress } from './addresses.js';
 import { Anonymity } from './anonymity.js';
@@ -103,6 +103,10 @@ export interface LinkInfo {
   remote: string;
   pending: number;
   version: number;
+  /** Agents: the name ('' for none). */
+  name: string;
+  /** When the link was made (epoch ms). */
+  since: number;
 }
 
 /** How a router link we dialed is used: as our default route, or as a peer. */
@@ -318,6 +322,22 @@ export class Router {
     return this.#delivery.held();
   }
 
+  /** The queues holding messages now (destination, messages, bytes, oldest stored at). */
+  queues(): QueueInfo[] {
+    return this.#delivery.queues();
+  }
+
+  /** Router links up now with their MSG frames in and out since they opened and the last keepalive RTT (null: none measured). */
+  linkCounters(): Array<{ id: string; msgsIn: number; msgsOut: number; rttMs: number | null }> {
+    const r: Array<{ id: string; msgsIn: number; msgsOut: number; rttMs: number | null }> = [];
+    for (const l of this.#links) {
+      if (!l.isRouter) continue;
+      const c = l.channel;
+      r.push({ id: l.id, msgsIn: c.msgFramesIn, msgsOut: c.msgFramesOut, rttMs: c.rttMs < 0 ? null : c.rttMs });
+    }
+    return r;
+  }
+
   /** Links up now, counted by kind (agent, downlink, uplink, peer, hub) and transport (`ws`, `http`, ...). */
   connectionCounts(): Map<string, { kind: LinkKind; transport: string; count: number }> {
     const r = new Map<string, { kind: LinkKind; transport: string; count: number }>();
@@ -342,12 +362,19 @@ export class Router {
       remote: l.channel.duplex.remote,
       pending: this.#delivery.inflightOn(l),
       version: l.version,
+      name: l.name,
+      since: l.since,
     }));
   }
 
   /** Domains reachable through linked routers, with the node ids of the links that announced them, best first. */
   routes(): Map<string, string[]> {
     return new Map([...this.#routing.table()].map(([d, rs]) => [d, rs.map((r) => r.link.node)]));
+  }
+
+  /** Every route known, per domain, best first: the neighbour (node id, link kind), metric and path. */
+  routeTable(): Map<string, Array<{ node: string; kind: LinkKind; metric: number; path: readonly string[] }>> {
+    return new Map([...this.#routing.table()].map(([d, rs]) => [d, rs.map((r) => ({ node: r.link.node, kind: r.link.kind, metric: r.metric, path: r.path }))]));
   }
 
   /** The best route to `domain`: the neighbour's node id, the metric and the path; undefined when there is none. */
@@ -468,6 +495,7 @@ export class Router {
   attachDialed(channel: Channel, welcome: WelcomeFrame, how: DialedLink): Link {
     const kind: LinkKind = how.mode === 'peer' ? 'peer' : 'uplink';
     const link = new Link(kind, channel, welcome.id, undefined, welcome.node);
+    link.since = this.options.clock.now();
     link.maxFrame = welcome.maxFrame;
     link.address = welcome.domain;
     link.version = welcome.version;
@@ -638,6 +666,7 @@ export class Router {
     const o = this.options;
     const previous = this.#agentsById.get(id);
     const link = new Link('agent', channel, id, claims);
+    link.since = this.options.clock.now();
     link.maxFrame = h.maxFrame;
     link.version = version;
     // The new connection holds the session before the old one goes, so that the old one's
@@ -714,6 +743,7 @@ export class Router {
     const linkId = newId();
     const make = (): Link => {
       const link = new Link(kind, channel, linkId, claims, h.node);
+      link.since = this.options.clock.now();
       link.maxFrame = h.maxFrame;
       link.address = domain;
       link.version = version;

@@ -19,6 +19,8 @@ import { createHmacSessionTokens } from './session-tokens.js';
 import { fenceLog } from './fence-log.js';
 import { linkLog } from './link-log.js';
 import { createRouterMetrics, type DialedState, type RouterMetrics } from './metrics.js';
+import { createDashboard, type Dashboard } from './dashboard/http.js';
+import type { DashboardPeer, DialedView, SendResult } from './dashboard/context.js';
 
 /** Defaults of the process-level options (docs/LIMITS.md). */
 export const SERVER_DEFAULTS = Object.freeze({
@@ -151,6 +153,21 @@ export interface RouterServerOptions extends Omit<RouterOptions, 'sessionTokens'
    * 401), and the admin listener asks for it too. @default none: public listeners serve liveness only
    */
   adminToken?: string;
+  /**
+   * Host names the admin listener (and its dashboard) answers to, besides IP literals and
+   * `localhost`: a request with another Host header is refused 421 (DNS rebinding). @default none
+   */
+  adminHosts?: string[];
+  /**
+   * Pages that may frame the dashboard (CSP `frame-ancestors` sources, e.g.
+   * `http://127.0.0.1:8080`). @default none: 'none'
+   */
+  dashboardFrameAncestors?: string[];
+  /**
+   * Admin listeners of other routers the dashboard asks for their part of a message's path
+   * (`/api/trace`), each with its admin token if it has one. @default none
+   */
+  dashboardPeers?: DashboardPeer[];
   /** How long `shutdown()` may take (links closed with CLOSE, the store's last commit) before it gives up. @default 10000 */
   shutdownTimeoutMs?: number;
 }
@@ -237,9 +254,15 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
     secretSource,
     adminListen,
     adminToken,
+    adminHosts = [],
+    dashboardFrameAncestors = [],
+    dashboardPeers = [],
     shutdownTimeoutMs = SERVER_DEFAULTS.shutdownTimeoutMs,
     ...core
   } = options;
+  for (const h of adminHosts) if (!/^[a-z0-9.-]{1,253}$/i.test(h)) throw new ConfigError(`adminHosts: "${h}" is not a host name`);
+  for (const a of dashboardFrameAncestors) if (!/^[^\s;,'"]{1,200}$/.test(a)) throw new ConfigError(`dashboardFrameAncestors: "${a}" is not a CSP source (like http://127.0.0.1:8080)`);
+  for (const p of dashboardPeers) if (typeof p.url !== 'string' || !/^https?:\/\/[^\s]+$/.test(p.url)) throw new ConfigError(`dashboardPeers: "${String(p.url)}" is not an http(s):// URL of an admin listener`);
   if (!Number.isSafeInteger(shutdownTimeoutMs) || shutdownTimeoutMs < 1) throw new ConfigError(`shutdownTimeoutMs must be a positive integer, got ${String(shutdownTimeoutMs)}`);
   if (adminToken !== undefined && adminToken.length < 16) throw new ConfigError('adminToken must be at least 16 characters: it guards the counters and link list');
   const adminAt = adminListen === undefined ? undefined : typeof adminListen === 'string' ? parseListen(adminListen) : adminListen;
@@ -275,7 +298,14 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
   }
   // Filled once the router exists; only with an admin endpoint (metrics cost nothing otherwise).
   let metrics: RouterMetrics | undefined;
-  const onCommit = adminAt === undefined && adminToken === undefined ? undefined : (ms: number, ok: boolean): void => metrics?.commit(ms, ok);
+  let dashboard: Dashboard | undefined;
+  const onCommit =
+    adminAt === undefined && adminToken === undefined
+      ? undefined
+      : (ms: number, ok: boolean): void => {
+          metrics?.commit(ms, ok);
+          dashboard?.commit(ms);
+        };
   const store =
     core.store ?? (dataDir === undefined ? new MemoryStore() : new SqliteStore(join(dataDir, 'router.db'), { ...(sync === undefined ? {} : { sync }), ...(onCommit === undefined ? {} : { onCommit }) }));
   let nodeKeyPair;
@@ -344,6 +374,20 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
   const uplinks: Uplink[] = [];
   const peers: Uplink[] = [];
   const rungs = new Map<string, 'ws' | 'http'>();
+  // When each dialed link last went up or down (the dashboard's "since").
+  const dialedState = new Map<string, { up: boolean; since: number }>();
+  const markDialed = (key: string, s: UplinkStatus): void => {
+    if (s.type !== 'up' && s.type !== 'down' && s.type !== 'fenced') return;
+    const up = s.type === 'up';
+    if (dialedState.get(key)?.up !== up) dialedState.set(key, { up, since: Date.now() });
+  };
+  const startedAt = Date.now();
+  // The dashboard's test message (POST /api/send); see dashboard-send.ts.
+  const dashboardSend = (to: string, text: string, timeoutMs: number): Promise<SendResult> => {
+    void text;
+    void timeoutMs;
+    return Promise.reject(Object.assign(new Error(`sending to ${to} from the dashboard is not built yet`), { code: 'ERR_UNAVAILABLE' }));
+  };
   let admin: Server | undefined;
   const maxPayload = router.options.maxFrameBytes + router.options.batchBytes + 1024;
   let longPoll: LongPollServer | undefined;
@@ -487,11 +531,33 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
       );
     }
     if (adminAt !== undefined) {
+      const dialedView = (u: Uplink, mode: 'uplink' | 'peer'): DialedView => ({
+        url: u.url,
+        mode,
+        connected: u.connected,
+        node: u.node,
+        transport: rungs.get(`${mode} ${u.url}`) ?? 'ws',
+        since: dialedState.get(`${mode} ${u.url}`)?.since ?? startedAt,
+      });
+      const d = createDashboard({
+        router,
+        role,
+        version: VERSION,
+        startedAt,
+        token: adminToken,
+        hosts: adminHosts,
+        frameAncestors: dashboardFrameAncestors,
+        peers: dashboardPeers,
+        log,
+        dialed: () => [...uplinks.map((u) => dialedView(u, 'uplink')), ...peers.map((u) => dialedView(u, 'peer'))],
+        longPollSessions: () => longPoll?.sessions ?? 0,
+        send: (to, text, timeoutMs) => dashboardSend(to, text, timeoutMs),
+        legacy: (req, res, path) => serveAdmin(req, res, path, false),
+      });
+      dashboard = d;
       const onAdmin = (req: IncomingMessage, res: ServerResponse): void => {
         try {
-          const path = (req.url ?? '/').split('?')[0] ?? '/';
-          if (serveAdmin(req, res, path, adminToken !== undefined)) return;
-          res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('the admin listener serves GET /metrics and GET /healthz\n');
+          d.handle(req, res);
         } catch (err) {
           log.error('http.request_failed', 'an admin request failed', { url: (req.url ?? '').slice(0, 200), error: (err as Error).message });
           if (!res.headersSent) res.writeHead(500, { connection: 'close' });
@@ -513,6 +579,7 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
     longPoll?.close();
     for (const s of servers) s.http.close();
     admin?.close();
+    dashboard?.close();
     await store.close();
     throw err;
   }
@@ -537,6 +604,7 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
     const peer = new Uplink(router, { url: u.url, token: u.token ?? credentials, dial: peerDialers[i]!, mode: 'peer', backoff, agent: `postern-router/${VERSION}` });
     const said = linkLog(router.options.clock, log, 'peer', 'peer', u.url);
     peer.onStatus((s) => {
+      markDialed(`peer ${u.url}`, s);
       if (onUplinkStatus?.(u.url, s) === true) return;
       said(s);
     });
@@ -557,6 +625,7 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
     const fence = fenceLog(router.options.clock, log, u.url);
     const said = linkLog(router.options.clock, log, 'uplink', core.hub === true ? 'bridgehead' : 'uplink', u.url);
     uplink.onStatus((s) => {
+      markDialed(`uplink ${u.url}`, s);
       if (onUplinkStatus?.(u.url, s) === true) return;
       if (fence(s)) return;
       said(s);
@@ -570,6 +639,7 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
       if (revokedFile !== undefined) unwatchFile(revokedFile, onRevokedChange);
       // Stop accepting first: no new connection arrives while the links are closed.
       const closed = servers.map((s) => new Promise<void>((resolve) => s.http.close(() => resolve())));
+      dashboard?.close();
       if (admin !== undefined) {
         const a = admin;
         closed.push(new Promise<void>((resolve) => a.close(() => resolve())));

@@ -1,0 +1,115 @@
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { isIP } from 'node:net';
+import type { IncomingMessage } from 'node:http';
+
+/** Limits of the dashboard's sessions and login (docs/LIMITS.md). */
+export const AUTH_LIMITS = Object.freeze({
+  /** Sessions held at once; a new login past it ends the oldest. */
+  maxSessions: 64,
+  /** A session's life (the cookie's Max-Age): 12 h. */
+  sessionMs: 12 * 60 * 60 * 1000,
+  /** Failed logins per minute (the whole listener); past it every login fails until the minute ends. */
+  loginTriesPerMinute: 10,
+});
+
+export const SESSION_COOKIE = 'postern_admin';
+
+/**
+ * Server-side sessions of the dashboard: the cookie holds a random id (256 bits), never the
+ * admin token; the map is bounded (oldest dropped) and each session expires.
+ */
+export class Sessions {
+  readonly #sessions = new Map<string, number>();
+  #failures = 0;
+  #windowAt = 0;
+
+  constructor(readonly now: () => number = Date.now) {}
+
+  create(): string {
+    const id = randomBytes(32).toString('base64url');
+    while (this.#sessions.size >= AUTH_LIMITS.maxSessions) {
+      const oldest = this.#sessions.keys().next().value;
+      if (oldest === undefined) break;
+      this.#sessions.delete(oldest);
+    }
+    this.#sessions.set(id, this.now() + AUTH_LIMITS.sessionMs);
+    return id;
+  }
+
+  valid(id: string | undefined): boolean {
+    if (id === undefined) return false;
+    const until = this.#sessions.get(id);
+    if (until === undefined) return false;
+    if (until <= this.now()) {
+      this.#sessions.delete(id);
+      return false;
+    }
+    return true;
+  }
+
+  drop(id: string | undefined): void {
+    if (id !== undefined) this.#sessions.delete(id);
+  }
+
+  get size(): number {
+    return this.#sessions.size;
+  }
+
+  /** True while logins may still be tried this minute. */
+  mayTry(): boolean {
+    const now = this.now();
+    if (now - this.#windowAt >= 60_000) {
+      this.#windowAt = now;
+      this.#failures = 0;
+    }
+    return this.#failures < AUTH_LIMITS.loginTriesPerMinute;
+  }
+
+  failed(): void {
+    this.#failures++;
+  }
+}
+
+/** Compares a presented secret with the expected one in constant time (for equal lengths). */
+export function sameSecret(got: string, want: Buffer): boolean {
+  const g = Buffer.from(got);
+  return g.length === want.length && timingSafeEqual(g, want);
+}
+
+/** The value of cookie `name` in the request, if any. */
+export function cookieOf(req: IncomingMessage, name: string): string | undefined {
+  const header = req.headers.cookie;
+  if (header === undefined) return undefined;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
+}
+
+/** The host name of a Host header, without the port (brackets of an IPv6 literal dropped). */
+export function hostName(host: string): string {
+  if (host.startsWith('[')) {
+    const end = host.indexOf(']');
+    return end < 0 ? host : host.slice(1, end);
+  }
+  const colon = host.lastIndexOf(':');
+  return (colon < 0 ? host : host.slice(0, colon)).toLowerCase();
+}
+
+/**
+ * DNS rebinding guard: a page of a hostile site whose name resolves to this listener sends
+ * its own name as Host. Only IP literals, `localhost` and the names the operator listed pass.
+ */
+export function hostAllowed(host: string | undefined, allowed: ReadonlySet<string>): boolean {
+  if (host === undefined || host === '') return false;
+  const name = hostName(host);
+  return isIP(name) !== 0 || name === 'localhost' || allowed.has(name);
+}
+
+/** A POST from a page must come from this listener's own origin (when the browser says which). */
+export function originAllowed(req: IncomingMessage): boolean {
+  const origin = req.headers.origin;
+  if (origin === undefined) return true;
+  return origin === `http://${req.headers.host ?? ''}`;
+}
