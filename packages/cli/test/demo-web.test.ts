@@ -167,9 +167,21 @@ describe('postern demo --web in Chromium', { skip, timeout: 120_000 }, () => {
       assert.equal(u.hostname, '127.0.0.1', 'the dashboards are on loopback');
       const metrics = await fetch(`${u.origin}/metrics`);
       assert.equal(metrics.status, 200, `${u.origin}/metrics`);
+      // The dashboard's data (branch dash-api): the relay and the gateway, each with its link to the other.
+      const overview = await fetch(`${u.origin}/api/overview`);
+      if (overview.status !== 404) {
+        assert.equal(overview.status, 200, `${u.origin}/api/overview`);
+        const o = (await overview.json()) as { role: string; domain: string; counts: { agents: number; uplinks: number; downlinks: number } };
+        console.log(`# ${u.origin}/api/overview: ${o.role} of "${o.domain}", ${JSON.stringify(o.counts)}`);
+        assert.equal(o.role, src === dashboards.relay ? 'relay' : 'gateway');
+        if (o.role === 'relay') assert.ok(o.counts.downlinks >= 1 && o.counts.agents >= 2, 'the gateway and the tabs at the relay');
+        else assert.ok(o.counts.uplinks === 1 && o.counts.agents >= 1, 'the uplink and alice at the gateway');
+      }
       const r = await fetch(src);
       console.log(`# ${src}: ${r.status} ${r.headers.get('content-type') ?? ''}`);
       if (r.status === 200) {
+        // The dashboard lets the demo page (and no other) frame it.
+        assert.match(r.headers.get('content-security-policy') ?? '', new RegExp(`frame-ancestors [^;]*${origin.replace(/[.]/g, '\\.')}`));
         // The dashboard page itself (branch dash-ui): it loads in its frame, which it allows.
         const frame = await within(
           (async () => {

@@ -178,8 +178,5 @@ export async function demo(argv: string[]): Promise<number> {
 
 /** The relay's and the gateway's extras under --web: a dashboard on loopback that the page may frame. */
 function webRouterOptions(web: DemoWebServer): Partial<RouterServerOptions> {
-  // dashboardFrameAncestors comes with the dashboard (branch dash-api); spread, so that this
-  // compiles with and without it.
-  const frame: Record<string, unknown> = { dashboardFrameAncestors: web.origins };
-  return { adminListen: '127.0.0.1:0', ...frame };
+  return { adminListen: '127.0.0.1:0', dashboardFrameAncestors: web.origins };
 }
