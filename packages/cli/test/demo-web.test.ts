@@ -59,10 +59,13 @@ describe('postern demo --web in Chromium', { skip, timeout: 120_000 }, () => {
     await killAll();
   });
 
-  it('rejects a bad --web-listen before starting anything', async () => {
+  it('rejects a bad --web-listen, or one without --web, before starting anything', async () => {
     const p = await run(['demo', '--web', '--web-listen', 'nowhere']);
     assert.equal(p.exit?.code, 2, p.describe());
     assert.match(p.stderr, /--web-listen must be HOST:PORT/, p.describe());
+    const alone = await run(['demo', '--web-listen', '127.0.0.1:0']);
+    assert.equal(alone.exit?.code, 2, alone.describe());
+    assert.match(alone.stderr, /--web-listen is for --web/, alone.describe());
   });
 
   it('a visitor chats with alice behind the gateway and with another tab, beside both dashboards', async () => {

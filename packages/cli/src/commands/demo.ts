@@ -3,7 +3,7 @@ import { connect, type Client } from '@postern/client';
 import { issueToken, parseListen, startRouter, type ListenAddress, type RouterServerOptions } from '@postern/router';
 import { Room } from '../demo-web/room.js';
 import { startDemoWeb, type DemoWebServer } from '../demo-web/server.js';
-import { flag, helpText, num, parse, str, type OptionTable } from '../options.js';
+import { flag, helpText, num, parse, sourceOf, str, type OptionTable } from '../options.js';
 import { out, untilSignal } from '../output.js';
 import { UsageError } from '../usage-error.js';
 
@@ -14,7 +14,7 @@ export const options: OptionTable = {
     type: 'boolean',
     help: ['also serve a page (URL printed) where you are an outside browser agent', 'chatting with alice inside and with other tabs, beside the dashboards of', 'the relay and the gateway (their admin listeners, on loopback)'],
   },
-  'web-listen': { type: 'string', arg: 'HOST:PORT', default: '127.0.0.1:0', help: ['where --web serves the page (port 0: any free port)'] },
+  'web-listen': { type: 'string', arg: 'HOST:PORT', default: '127.0.0.1:0', help: ['where --web serves the page (port 0: any free port); with --web only'] },
 };
 
 export const help = helpText(
@@ -43,6 +43,8 @@ export async function demo(argv: string[]): Promise<number> {
   const rate = num(p, 'rate') ?? 200;
   const seconds = num(p, 'seconds');
   let webAt: ListenAddress | undefined;
+  const listenFrom = sourceOf(p, 'web-listen');
+  if (!flag(p, 'web') && listenFrom !== undefined && listenFrom.from !== 'default') throw new UsageError(`demo: ${listenFrom.where} is for --web: give --web too`);
   if (flag(p, 'web')) {
     const at = str(p, 'web-listen') ?? '127.0.0.1:0';
     try {

@@ -130,13 +130,19 @@ async function main(): Promise<void> {
   const g = (await r.json()) as Grant;
   status(`connecting to the relay ${g.url} as ${g.address}…`);
   const client = await connect({ url: g.url, name: g.name, token: g.token });
-  client.onStatus((s) => status(...describe(s)));
+  let hello = false;
+  client.onStatus((s) => {
+    status(...describe(s));
+    // Back after a break: alice may have seen this visitor go; it says hello again to be listed.
+    if (s.type === 'connected' && hello) client.send(g.alice, JSON.stringify({ t: 'hello' } satisfies RoomMessage)).catch(() => undefined);
+  });
   status(`connected to the relay as ${client.address}`);
   el('me').textContent = client.address;
   // Alice keeps the list of who is online by watching her visitors.
   await client.allowWatchers([g.alice]);
   void watchAlice(client, g.alice);
   await client.send(g.alice, JSON.stringify({ t: 'hello' } satisfies RoomMessage));
+  hello = true;
   sendButton.disabled = false;
   el<HTMLFormElement>('form').addEventListener('submit', (ev) => {
     ev.preventDefault();
