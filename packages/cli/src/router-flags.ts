@@ -121,7 +121,38 @@ export const routerFlags: OptionTable = {
     type: 'string',
     arg: 'HOST:PORT',
     default: 'off',
-    help: ['serve GET /metrics (Prometheus) and the full GET /healthz (counters)', 'there, plain HTTP; a host other than loopback needs --admin-token'],
+    help: [
+      'serve the dashboard (http://HOST:PORT/), its JSON API (/api/), GET /metrics',
+      '(Prometheus) and the full GET /healthz there, plain HTTP; a host other',
+      'than loopback needs --admin-token (the dashboard then asks for it)',
+    ],
+  },
+  'admin-host': {
+    type: 'string',
+    multiple: true,
+    arg: 'HOST',
+    help: ['a host name the admin listener answers to besides IP addresses and', 'localhost (others get 421: DNS rebinding); repeatable'],
+  },
+  'dashboard-peer': {
+    type: 'string',
+    multiple: true,
+    arg: 'URL',
+    help: ["another router's admin listener (http://HOST:PORT) the dashboard asks", "for its part of a message's path; repeatable"],
+  },
+  'dashboard-peer-token': {
+    type: 'string',
+    multiple: true,
+    arg: 'T',
+    secret: true,
+    help: ['the admin tokens of the --dashboard-peer routers, in their order (one:', 'for all of them)'],
+  },
+  'trace-capacity': {
+    type: 'string',
+    kind: 'int',
+    min: 1,
+    max: 10_000_000,
+    default: '10000',
+    help: ['with --admin-listen: messages whose path (events at this router) is', 'kept for the dashboard; the oldest are forgotten first'],
   },
   'admin-token': {
     type: 'string',
@@ -278,6 +309,24 @@ function opsOptions(command: string, p: Parsed, o: RouterServerOptions): void {
     o.adminListen = at;
   }
   if (adminToken !== undefined) o.adminToken = adminToken;
+  const hosts = list(p, 'admin-host');
+  if (hosts !== undefined) {
+    const all = hosts.flatMap((h) => h.split(',')).map((h) => h.trim().toLowerCase()).filter((h) => h !== '');
+    for (const h of all) if (!/^[a-z0-9.-]{1,253}$/.test(h)) throw new UsageError(`${command}: --admin-host takes host names, got "${h}"`);
+    o.adminHosts = all;
+  }
+  const peers = list(p, 'dashboard-peer') ?? [];
+  const peerTokens = list(p, 'dashboard-peer-token') ?? [];
+  for (const u of peers) if (!/^https?:\/\/[^\s/]+\/?$/.test(u)) throw new UsageError(`${command}: --dashboard-peer takes the URL of an admin listener (http://HOST:PORT), got "${u}"`);
+  if (peerTokens.length > 1 && peerTokens.length !== peers.length) throw new UsageError(`${command}: give one --dashboard-peer-token for all --dashboard-peer, or one each (${peers.length}), not ${peerTokens.length}`);
+  if (peers.length > 0) {
+    o.dashboardPeers = peers.map((url, i) => {
+      const token = peerTokens.length === 1 ? peerTokens[0] : peerTokens[i];
+      return token === undefined ? { url } : { url, token };
+    });
+  }
+  const traceCapacity = num(p, 'trace-capacity');
+  if (traceCapacity !== undefined) o.traceCapacity = traceCapacity;
   const timeout = num(p, 'shutdown-timeout');
   if (timeout !== undefined) o.shutdownTimeoutMs = timeout;
 }

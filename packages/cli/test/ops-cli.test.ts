@@ -86,7 +86,7 @@ describe('postern relay as a service', () => {
     assert.match(again.stderr, /INFO {2}relay: stopping \(SIGINT\)/);
   });
 
-  it('usage errors: an admin listener off loopback without a token, an unknown log format, a short admin token', async () => {
+  it('usage errors: an admin listener off loopback without a token, an unknown log format, a short admin token, bad dashboard peers and admin hosts', async () => {
     const offLoopback = await run(['relay', '--listen', '127.0.0.1:0', '--memory', '--admin-listen', '0.0.0.0:9464']);
     assert.equal(offLoopback.exit?.code, 2, offLoopback.describe());
     assert.match(offLoopback.stderr, /--admin-listen on 0\.0\.0\.0 \(not loopback\) needs --admin-token/);
@@ -95,6 +95,15 @@ describe('postern relay as a service', () => {
     assert.match(format.stderr, /--log-format must be text or json/);
     const short = await run(['relay', '--listen', '127.0.0.1:0', '--memory', '--admin-token', 'short']);
     assert.equal(short.exit?.code, 2, short.describe());
+    const peer = await run(['relay', '--listen', '127.0.0.1:0', '--memory', '--dashboard-peer', 'ftp://127.0.0.1:1']);
+    assert.equal(peer.exit?.code, 2, peer.describe());
+    assert.match(peer.stderr, /--dashboard-peer takes the URL of an admin listener/);
+    const tokens = ['--dashboard-peer-token', 'a'.repeat(16), '--dashboard-peer-token', 'b'.repeat(16), '--dashboard-peer-token', 'c'.repeat(16)];
+    const peerTokens = await run(['relay', '--listen', '127.0.0.1:0', '--memory', '--dashboard-peer', 'http://127.0.0.1:1', '--dashboard-peer', 'http://127.0.0.1:2', ...tokens]);
+    assert.equal(peerTokens.exit?.code, 2, peerTokens.describe());
+    assert.match(peerTokens.stderr, /one --dashboard-peer-token for all --dashboard-peer, or one each \(2\), not 3/);
+    const host = await run(['relay', '--listen', '127.0.0.1:0', '--memory', '--admin-host', 'bad host']);
+    assert.equal(host.exit?.code, 2, host.describe());
   });
 
   it('a gateway whose relay is not there: one WARN while it retries, one INFO when the relay comes up', async () => {

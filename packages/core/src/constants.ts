@@ -50,6 +50,7 @@ export const ROUTER_DEFAULTS = Object.freeze({
   maxProperties: 32,
   maxPropertyBytes: 8192,
   maxAllowedWatchers: 1000,
+  traceCapacity: 10_000,
 });
 
 /** Defaults for reconnecting dialers (uplinks and the client SDK). */

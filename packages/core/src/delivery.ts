@@ -1,8 +1,9 @@
-import { FrameType, MsgFlag, PosternError, WireCode, encodeReport, truncateUtf8, utf8Length, type AckFrame, type HeldFrame, type NackFrame } from '@postern/protocol';
+import { FrameType, MsgFlag, PosternError, WireCode, encodeReport, errorCodeOf, truncateUtf8, utf8Length, type AckFrame, type HeldFrame, type NackFrame } from '@postern/protocol';
 import { crashPoint } from './crash.js';
 import { parseDestinationKey, type Destination } from './destination.js';
 import { messageKey, type Link } from './link.js';
 import type { ResolvedRouterOptions } from './options.js';
+import type { Tracer } from './trace.js';
 import type { Principal, Quotas } from './quotas.js';
 import { StoreHealth, type StoreState } from './store-health.js';
 import { isStoreUnavailable, type MessageKey, type NewMessage, type Store } from './store.js';
@@ -356,6 +357,9 @@ export class Delivery {
   #keyOf = messageKey('', '');
 
   /** Whether the store commits (for `/healthz`). */
+  /** Records each message's events and the reports made (the router's `trace` option); undefined: off. */
+  tracer: Tracer | undefined = undefined;
+
   /** Reports made, by wire code (OK: delivery receipts). */
   readonly reportsByCode = new Map<number, number>();
 
@@ -615,6 +619,7 @@ export class Delivery {
 
   #acked(link: Link, hop: Hop, e: Entry): void {
     this.#stats.acked++;
+    this.tracer?.event(e.m.from, e.m.id, link.kind === 'agent' ? 'delivered' : 'acked', link);
     this.#landed(link, hop, e);
     crashPoint(link.kind === 'agent' ? 'deliver.after-ack' : 'forward.after-ack');
     if (link.kind === 'agent' && (e.m.flags & MsgFlag.RECEIPT) !== 0) this.#report(e, WireCode.OK, '');
@@ -645,6 +650,7 @@ export class Delivery {
     const e = hop?.inflight.get(messageKey(f.from, f.id));
     if (hop === undefined || e === undefined) return;
     this.#stats.nacked++;
+    this.tracer?.event(e.m.from, e.m.id, 'nacked', link, `${errorCodeOf(f.code)}: ${f.reason}`);
     this.#landed(link, hop, e);
     if (f.code === WireCode.STORE_UNAVAILABLE && link.isRouter) {
       // That router stored nothing and may later: we keep the message and write it again after a
@@ -919,6 +925,7 @@ export class Delivery {
       this.#stats.reportsDropped++;
       return;
     }
+    this.tracer?.report(e.m.from, e.m.id, e.m.to, code, reason);
     this.#stats.reports++;
     this.reportsByCode.set(code, (this.reportsByCode.get(code) ?? 0) + 1);
     const ref = r.ref(e.m.id);
@@ -1070,6 +1077,7 @@ export class Delivery {
         return;
       }
       e.state = UNSENT;
+      this.tracer?.event(e.m.from, e.m.id, 'stored', undefined, undefined, e.m.to);
       // Durable now: past the memory budget its body lives in the store only.
       if (this.#bodyBytes > this.#o.maxBodyMemoryBytes) this.#evict(e);
       crashPoint('accept.after-store');
@@ -1293,6 +1301,7 @@ export class Delivery {
       this.#finish(e);
       return false;
     }
+    this.tracer?.event(m.from, m.id, 'forwarded', link, undefined, m.to);
     if (e.pinned) q.pinned--;
     e.state = SENT;
     e.sentOnce = true;
@@ -1350,6 +1359,7 @@ export class Delivery {
         if (e.expiresAt > now) break; // ages grow along a queue
         if (e.state !== UNSENT) continue; // in flight: the next hop may have it
         this.#stats.expired++;
+        this.tracer?.event(e.m.from, e.m.id, 'expired');
         this.#report(
           e,
           WireCode.EXPIRED,

@@ -1,6 +1,8 @@
 export { Router } from './router.js';
 export type { RouterStats, LinkInfo, DialedLink } from './router.js';
 export type { QueueInfo } from './delivery.js';
+export { Tracer, RECENT_REPORTS } from './trace.js';
+export type { TraceEvent, TraceEventName, RecentReport } from './trace.js';
 export { newId } from './router.js';
 export { resolveRouterOptions } from './options.js';
 export type { RouterOptions, ResolvedRouterOptions } from './options.js';

@@ -70,6 +70,14 @@ export interface RouterOptions {
   maxWatchesPerAgent?: number;
   /** Addresses watched through this router at once (by its agents and the routers behind it). @default 100000 */
   maxWatched?: number;
+  /**
+   * Keep message traces (the events of each message at this router, for the dashboard's path
+   * view) and the recent undeliverable reports. Off, the message path pays nothing for them;
+   * the router process turns it on when it has an admin listener. @default false
+   */
+  trace?: boolean;
+  /** Messages whose traces are kept at once (with `trace`); the oldest traced are forgotten first. @default 10000 */
+  traceCapacity?: number;
   /** Properties one agent may publish. @default 32 */
   maxProperties?: number;
   /** Bytes of one agent's properties, keys and values together. @default 8192 */
@@ -276,6 +284,8 @@ export function resolveRouterOptions(o: RouterOptions): ResolvedRouterOptions {
     directoryTtlMs: positive('directoryTtlMs', o.directoryTtlMs, d.directoryTtlMs, 1000),
     maxDirectoryEntries: positive('maxDirectoryEntries', o.maxDirectoryEntries, d.maxDirectoryEntries, 16),
     hub: o.hub ?? false,
+    trace: o.trace ?? false,
+    traceCapacity: positive('traceCapacity', o.traceCapacity, d.traceCapacity, 1, 10_000_000),
     maxWatchesPerAgent: positive('maxWatchesPerAgent', o.maxWatchesPerAgent, d.maxWatchesPerAgent),
     maxWatched: positive('maxWatched', o.maxWatched, d.maxWatched),
     maxProperties: positive('maxProperties', o.maxProperties, d.maxProperties, 0, 65_535),

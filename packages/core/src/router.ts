@@ -11,6 +11,8 @@ import {
   Role,
   WireCode,
   RouteFlag,
+  decodeReport,
+  errorCodeOf,
   isHandle,
   isId,
   isValidDomain,
@@ -38,6 +40,7 @@ import { Link, type LinkKind } from './link.js';
 import { acceptPayload, dialPayload, isNonce, newNonce } from './link-auth.js';
 import { resolveRouterOptions, type ResolvedRouterOptions, type RouterOptions } from './options.js';
 import { Routing, type RoutingStats } from './routing.js';
+import { Tracer } from './trace.js';
 import type { Duplex } from './transport.js';
 import type { StoreState } from './store-health.js';
 
@@ -155,6 +158,8 @@ export class Router {
   readonly #quotas: Quotas;
   /** Resolves when what the store kept has been loaded (messages arriving earlier wait for it). */
   readonly ready: Promise<void>;
+  /** Message traces and recent undeliverable reports (option `trace`); undefined when off. */
+  readonly tracer: Tracer | undefined;
   readonly #stats = { msgsIn: 0, msgsDelivered: 0, msgsForwarded: 0, msgsDropped: 0, nacksSent: 0, protocolErrors: 0, pauses: 0, forbidden: 0 };
 
   constructor(options: RouterOptions) {
@@ -191,6 +196,7 @@ export class Router {
     });
     this.#anonymity = new Anonymity(o, { addresses: this.#addresses, defaultUplink: () => this.#uplinks[0], dialsUplinks: () => this.#dialers > 0 });
     this.#quotas = new Quotas(o, o.clock);
+    this.tracer = o.trace ? new Tracer(o.traceCapacity, o.clock) : undefined;
     this.#delivery = new Delivery(o, o.store, this.#quotas, {
       nextHop: (dest) => this.#nextHop(dest),
       linkTo: (node) => this.#routers.get(node),
@@ -217,6 +223,7 @@ export class Router {
       fatal: (err) => this.#fatal(err),
     });
     // Handles first: a message recovered from the store may be a reply to one.
+    this.#delivery.tracer = this.tracer;
     this.#directory = new Directory(o.store, o.clock, o.logger, { ttlMs: o.directoryTtlMs, max: o.maxDirectoryEntries });
     this.#homes = new Homes(o, {
       directory: this.#directory,
@@ -1088,6 +1095,8 @@ export class Router {
         return;
       }
     }
+    const tracer = this.tracer;
+    if (tracer !== undefined) this.#traceIn(tracer, link, from, id, f);
     const replyId = ackAs?.id ?? f.id;
     const replyFrom = ackAs?.from ?? from;
     if (parsedTo === undefined) {
@@ -1164,15 +1173,30 @@ export class Router {
       // counted in msgsDropped. Volatile is at most once: shedding keeps that promise.
       if (!link.channel.canPause || (next.kind === 'agent' && link.isRouter)) {
         this.#stats.msgsDropped++;
+        tracer?.event(from, id, 'dropped', next, 'volatile, shed: the next hop is congested');
         return;
       }
       this.#block(link, next);
     }
     if (next.kind === 'agent') this.#stats.msgsDelivered++;
     else this.#stats.msgsForwarded++;
+    tracer?.event(from, id, 'forwarded', next, 'volatile', to.text);
     // A frame from another router already carries the right sender: forward its bytes as they are.
     if (link.isRouter && !rewritten) next.channel.msgRaw(raw, hops);
     else next.channel.msg(flags, hops, id, from, to.text, body);
+  }
+
+  /** Traces a message received (and, for a report other than OK passing here, records it). */
+  #traceIn(tracer: Tracer, link: Link, from: string, id: string, f: MsgFrame): void {
+    tracer.event(from, id, 'received', link, undefined, f.to);
+    if ((f.flags & MsgFlag.REPORT) === 0 || link.kind === 'agent') return;
+    try {
+      const r = decodeReport(f.body);
+      // A report goes from the message's recipient to its sender: it names (f.to, ref).
+      tracer.report(f.to, r.ref, from, r.code, r.reason, link);
+    } catch {
+      // Not readable (sealed for an anonymous sender): traced as received only.
+    }
   }
 
   /** True when router `link` may not send messages from `domain` (to `toDomain`). */
@@ -1242,6 +1266,7 @@ export class Router {
 
   #nack(link: Link, id: string, from: string, code: number, reason: string): void {
     this.#stats.nacksSent++;
+    this.tracer?.event(from, id, 'nacked', link, `sent ${errorCodeOf(code)}: ${reason}`);
     this.#nacksByCode.set(code, (this.#nacksByCode.get(code) ?? 0) + 1);
     link.channel.send({ type: FrameType.NACK, code, id, from, reason });
   }

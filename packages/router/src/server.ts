@@ -11,7 +11,7 @@ import { ConfigError, Feature, isValidDomain } from '@postern/protocol';
 import { SqliteStore } from '@postern/store-sqlite';
 import { attachWsServer, createNodeWsDialer, resolveAllowedOrigins, toWebSocketUrl, type WsServer } from '@postern/transport-ws/node';
 import { createAutoDialer, createLongPollServer, createNodeHttpDialer, type LongPollServer, type LongPollServerOptions } from '@postern/transport-http/node';
-import { createTokenAuthenticator, tokenId } from './credentials.js';
+import { createTokenAuthenticator, issueToken, tokenId } from './credentials.js';
 import { createTrustPolicy, isGrant, parseTrustAnchor, type TrustAnchor } from './grants.js';
 import { createAnonymizer, loadNodeKey, nodeIdentity } from './identity.js';
 import { formatListen, parseListen, type ListenAddress } from './listen.js';
@@ -21,6 +21,7 @@ import { linkLog } from './link-log.js';
 import { createRouterMetrics, type DialedState, type RouterMetrics } from './metrics.js';
 import { createDashboard, type Dashboard } from './dashboard/http.js';
 import type { DashboardPeer, DialedView, SendResult } from './dashboard/context.js';
+import { DASHBOARD_AGENT, DashboardAgent } from './dashboard/agent.js';
 
 /** Defaults of the process-level options (docs/LIMITS.md). */
 export const SERVER_DEFAULTS = Object.freeze({
@@ -345,6 +346,8 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
   try {
     router = new Router({
       ...core,
+      // Message traces for the dashboard's path view: only where there is a dashboard to show them.
+      trace: core.trace ?? adminAt !== undefined,
       onFatal: (err) => {
         if (started) core.onFatal?.(err);
       },
@@ -382,12 +385,10 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
     if (dialedState.get(key)?.up !== up) dialedState.set(key, { up, since: Date.now() });
   };
   const startedAt = Date.now();
-  // The dashboard's test message (POST /api/send); see dashboard-send.ts.
-  const dashboardSend = (to: string, text: string, timeoutMs: number): Promise<SendResult> => {
-    void text;
-    void timeoutMs;
-    return Promise.reject(Object.assign(new Error(`sending to ${to} from the dashboard is not built yet`), { code: 'ERR_UNAVAILABLE' }));
-  };
+  // The dashboard's test messages (POST /api/send), from the router's own agent, made when first used.
+  let dashboardAgent: DashboardAgent | undefined;
+  const dashboardSend = (to: string, text: string, timeoutMs: number): Promise<SendResult> =>
+    (dashboardAgent ??= new DashboardAgent(router, async () => (secret === undefined ? '' : issueToken(secret, { domain: router.domain, name: DASHBOARD_AGENT, ttlSeconds: 3600 })))).send(to, text, timeoutMs);
   let admin: Server | undefined;
   const maxPayload = router.options.maxFrameBytes + router.options.batchBytes + 1024;
   let longPoll: LongPollServer | undefined;
@@ -640,6 +641,7 @@ export async function startRouter(options: RouterServerOptions): Promise<RouterS
       // Stop accepting first: no new connection arrives while the links are closed.
       const closed = servers.map((s) => new Promise<void>((resolve) => s.http.close(() => resolve())));
       dashboard?.close();
+      dashboardAgent?.close();
       if (admin !== undefined) {
         const a = admin;
         closed.push(new Promise<void>((resolve) => a.close(() => resolve())));

@@ -26,7 +26,8 @@ export interface SendResult {
   id: string;
   from: string;
   to: string;
-  acceptedMs: number;
+  /** When the router took it (ACK), ms after sending; null when it was refused at once or no ACK came. */
+  acceptedMs: number | null;
   receipt: { code: string; ms: number } | null;
 }
 

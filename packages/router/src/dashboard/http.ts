@@ -3,7 +3,9 @@ import { AUTH_LIMITS, SESSION_COOKIE, Sessions, cookieOf, hostAllowed, originAll
 import { agents, links, overview, queues, routes, MAX_PAGE } from './api.js';
 import { serveDashboardAsset } from './assets.js';
 import type { DashboardContext } from './context.js';
-import { Ticker } from './stream.js';
+import { STREAM_LIMITS, Ticker } from './stream.js';
+import { localHop, trace } from './trace.js';
+import { RECENT_REPORTS } from '@postern/core';
 
 /** Largest request body the dashboard reads (login form, test message). */
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -125,14 +127,22 @@ export function createDashboard(ctx: DashboardContext): Dashboard {
         if (p === undefined) return;
         return sendJson(res, queues(ctx, p[0], p[1]));
       }
-      case '/api/undeliverable':
-        return sendJson(res, { reports: [] });
-      case '/api/trace':
-        return sendJson(res, { id: query.get('id') ?? '', hops: [] });
+      case '/api/undeliverable': {
+        const limit = intParam(query, 'limit', 50, RECENT_REPORTS);
+        if (limit === undefined) return sendError(res, 400, 'ERR_BAD_REQUEST', `limit must be an integer from 1 to ${RECENT_REPORTS}`);
+        return sendJson(res, { reports: ctx.router.tracer?.recentReports(limit) ?? [] });
+      }
+      case '/api/trace': {
+        const id = query.get('id') ?? '';
+        const from = query.get('from') ?? undefined;
+        if (id === '' || id.length > 255 || (from !== undefined && from.length > 255)) return sendError(res, 400, 'ERR_BAD_REQUEST', 'id (1 to 255 characters) is required; from, when given, is an address');
+        if (query.get('local') === '1') return sendJson(res, { id, hops: [localHop(ctx, id, from)] });
+        return sendJson(res, await trace(ctx, id, from));
+      }
       case '/api/history':
         return sendJson(res, { ticks: ticker.history });
       case '/api/stream':
-        if (!ticker.open(res)) sendError(res, 503, 'ERR_BUSY', `at most ${String(32)} event streams per router`);
+        if (!ticker.open(res)) sendError(res, 503, 'ERR_UNAVAILABLE', `at most ${STREAM_LIMITS.maxStreams} event streams per router`);
         return;
       default:
         return sendError(res, 404, 'ERR_NOT_FOUND', `no such API: ${path.slice(0, 100)}`);
