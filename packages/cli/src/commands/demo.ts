@@ -65,6 +65,8 @@ export async function demo(argv: string[]): Promise<number> {
     secret: gwSecret,
     uplinks: [{ url: relay.url, token: await issueToken(secret, { domain: 'acme' }) }],
     ...webExtras,
+    // Its dashboard's path view asks the relay for its part (the relay, started first, cannot know the gateway's).
+    ...(web === undefined || relay.adminUrl === undefined ? {} : { dashboardPeers: [{ url: relay.adminUrl }] }),
   });
   const hub = await startRouter({ domain: 'acme', hub: true, listen: ['127.0.0.1:0'], uplinks: [{ url: gateway.url, token: await issueToken(gwSecret, { domain: 'acme', hub: true }) }] });
   for (const r of [gateway, hub]) {
