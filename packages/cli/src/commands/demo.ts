@@ -55,6 +55,15 @@ export async function demo(argv: string[]): Promise<number> {
   }
   // Bound first: the relay lets browsers of the page's origin in, and the dashboards let the page frame them.
   const web: DemoWebServer | undefined = webAt === undefined ? undefined : await startDemoWeb(webAt);
+  try {
+    return await run(rate, seconds, web);
+  } finally {
+    // Also when a router fails to start: the page's listener would keep the process alive.
+    await web?.close();
+  }
+}
+
+async function run(rate: number, seconds: number | undefined, web: DemoWebServer | undefined): Promise<number> {
   const webExtras = web === undefined ? {} : webRouterOptions(web);
   const secret = randomBytes(24).toString('base64url');
   const relay = await startRouter({ domain: 'relay', listen: ['127.0.0.1:0'], secret, ...webExtras, ...(web === undefined ? {} : { allowOrigins: web.origins }) });

@@ -36,6 +36,7 @@ export interface DemoWebServer {
   readonly origins: string[];
   /** Starts answering with the page (503 until then). */
   ready(config: DemoWebConfig): void;
+  /** Closes the listener and its connections; again: the same promise. */
   close(): Promise<void>;
 }
 
@@ -61,6 +62,7 @@ export async function startDemoWeb(at: ListenAddress): Promise<DemoWebServer> {
   let config: DemoWebConfig | undefined;
   let page: { html: string; csp: string } | undefined;
   let issued = { minute: 0, count: 0 };
+  let closing: Promise<void> | undefined;
 
   const server: Server = createServer((req, res) => {
     try {
@@ -142,9 +144,12 @@ export async function startDemoWeb(at: ListenAddress): Promise<DemoWebServer> {
       const html = INDEX_HTML.replace('{{RELAY_DASHBOARD}}', escapeAttr(c.dashboards.relay)).replace('{{GATEWAY_DASHBOARD}}', escapeAttr(c.dashboards.gateway));
       page = { html, csp };
     },
-    async close() {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      return closing;
     },
   };
 }
