@@ -358,8 +358,10 @@ export class Router {
     return r;
   }
 
-  links(): LinkInfo[] {
-    return [...this.#links].map((l) => ({
+  /** Every link up now (`routersOnly`: links to other routers only, not agents). For operators: made per call. */
+  links(routersOnly = false): LinkInfo[] {
+    const links = routersOnly ? [...this.#links].filter((l) => l.isRouter) : [...this.#links];
+    return links.map((l) => ({
       kind: l.kind,
       id: l.id,
       address: l.address,

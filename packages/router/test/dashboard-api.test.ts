@@ -294,6 +294,19 @@ describe('dashboard API', () => {
     assert.ok(h.ticks.length >= 1 && h.ticks.length <= 300);
   });
 
+  it('logins are limited to 10 failures a minute (then even the right token fails; Bearer still works); no token, no login', async () => {
+    const u = gateway.adminUrl!;
+    const form = { 'content-type': 'application/x-www-form-urlencoded' };
+    for (let i = 0; i < 10; i++) assert.equal((await http(`${u}/api/login`, { method: 'POST', headers: form, body: 'token=wrong' })).headers.location, '/dashboard/login?failed=1');
+    const right = await http(`${u}/api/login`, { method: 'POST', headers: form, body: `token=${gatewayToken}` });
+    assert.equal(right.headers.location, '/dashboard/login?failed=1');
+    assert.equal(right.headers['set-cookie'], undefined);
+    assert.equal((await http(`${u}/api/overview`, { headers: bearer(gatewayToken) })).status, 200);
+    const open = await router({ domain: 'open', adminListen: '127.0.0.1:0' });
+    assert.equal((await http(`${open.adminUrl!}/api/overview`)).status, 200, 'loopback without a token: no login');
+    assert.equal((await http(`${open.adminUrl!}/dashboard/login`)).headers.location, '/dashboard/');
+  });
+
   it('the admin token appears in no answer', () => {
     for (const b of bodies) {
       assert.ok(!b.includes(relayToken) && !b.includes(gatewayToken));

@@ -64,14 +64,16 @@ export function links(ctx: DashboardContext, rates: Rates): { links: LinkView[] 
   const dialed = ctx.dialed();
   const out: LinkView[] = [];
   const seen = new Set<string>();
-  for (const l of ctx.router.links()) {
-    if (l.kind === 'agent') continue;
+  for (const l of ctx.router.links(true)) {
     const d = l.kind === 'uplink' || l.kind === 'peer' ? dialed.find((x) => x.connected && x.node === l.node && x.mode === l.kind) : undefined;
     if (d !== undefined) seen.add(d.url);
     out.push(linkView(l, d?.url, rates));
   }
+  const upNodes = new Set(out.map((l) => l.node));
   for (const d of dialed) {
     if (seen.has(d.url)) continue;
+    // A peer whose own link to us is up (ours stands by): that link is listed already.
+    if (!d.connected && d.node !== '' && upNodes.has(d.node)) continue;
     out.push({
       key: `dial ${d.mode} ${d.url}`,
       kind: d.mode,

@@ -107,9 +107,13 @@ export function hostAllowed(host: string | undefined, allowed: ReadonlySet<strin
   return isIP(name) !== 0 || name === 'localhost' || allowed.has(name);
 }
 
-/** A POST from a page must come from this listener's own origin (when the browser says which). */
+/**
+ * A POST from a page must come from this listener's own origin (when the browser says which):
+ * `http://<Host>`, or `https://<Host>` behind a TLS-terminating proxy.
+ */
 export function originAllowed(req: IncomingMessage): boolean {
   const origin = req.headers.origin;
   if (origin === undefined) return true;
-  return origin === `http://${req.headers.host ?? ''}`;
+  const host = req.headers.host ?? '';
+  return origin === `http://${host}` || origin === `https://${host}`;
 }

@@ -166,7 +166,8 @@ export function createDashboard(ctx: DashboardContext): Dashboard {
       sendJson(res, await ctx.send(to, text, timeoutMs));
     } catch (err) {
       const code = (err as { code?: unknown }).code;
-      sendError(res, 400, typeof code === 'string' && code.startsWith('ERR_') ? code : 'ERR_BAD_REQUEST', (err as Error).message);
+      const c = typeof code === 'string' && code.startsWith('ERR_') ? code : 'ERR_INTERNAL';
+      sendError(res, c === 'ERR_UNAVAILABLE' ? 503 : c === 'ERR_INTERNAL' ? 500 : 400, c, (err as Error).message);
     }
   };
 
@@ -182,6 +183,8 @@ export function createDashboard(ctx: DashboardContext): Dashboard {
     if (path === '/api/login' && req.method === 'POST') return login(req, res);
     if (path.startsWith('/dashboard/') && (req.method === 'GET' || req.method === 'HEAD')) {
       const rel = path.slice('/dashboard/'.length);
+      // Without an admin token there is nothing to log in with: the login page leads on.
+      if (rel === 'login' && tokenBytes === undefined) return redirect(res, '/dashboard/');
       const file = rel === '' ? 'index.html' : rel === 'login' ? 'login.html' : rel;
       if (PUBLIC_ASSETS.has(file)) return asset(res, file);
       if (!authed(req)) return redirect(res, '/dashboard/login');
