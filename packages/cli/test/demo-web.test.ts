@@ -145,6 +145,11 @@ describe('postern demo --web in Chromium', { skip, timeout: 120_000 }, () => {
     await say(a.page, 'alice', 'hello alice, from outside');
     await line(a.page, 'alice', 'alice@acme', 'you said "hello alice, from outside"');
     console.log(`# page -> alice@acme -> page: ${Date.now() - t0} ms`);
+    // Each line carries its message's id, for the dashboards' path view.
+    await a.page.waitForFunction(() => {
+      const titles = Array.from(document.querySelectorAll('#log li.mine, #log li.alice'), (li) => (li as HTMLElement).title);
+      return titles.length >= 3 && titles.every((t) => /^message id \S+: /.test(t));
+    });
 
     const b = await openTab();
     // Alice's list of who is online reaches the first tab: it may now write to the second.

@@ -36,11 +36,15 @@ function status(text: string, bad = false): void {
   statusLine.classList.toggle('bad', bad);
 }
 
-/** One line of the conversation; `kind`: mine, alice, note or other. */
-function log(from: string, text: string, kind: 'mine' | 'alice' | 'note' | 'other'): void {
+/**
+ * One line of the conversation; `kind`: mine, alice, note or other. Returns the line, whose
+ * tooltip gets the message's id (for the dashboards' path view).
+ */
+function log(from: string, text: string, kind: 'mine' | 'alice' | 'note' | 'other', id?: string): HTMLLIElement {
   const li = document.createElement('li');
   li.className = kind;
   li.dataset['from'] = from;
+  if (id !== undefined) tag(li, id);
   const who = document.createElement('span');
   who.className = 'from';
   who.textContent = from;
@@ -51,6 +55,11 @@ function log(from: string, text: string, kind: 'mine' | 'alice' | 'note' | 'othe
   logList.append(li);
   while (logList.children.length > MAX_LINES) logList.firstElementChild?.remove();
   logList.scrollTop = logList.scrollHeight;
+  return li;
+}
+
+function tag(li: HTMLLIElement, id: string): void {
+  li.title = `message id ${id}: paste it in a dashboard's path view`;
 }
 
 function describe(s: ClientStatus): [string, boolean] {
@@ -111,15 +120,15 @@ function onMessage(m: Message, g: Grant): void {
   try {
     msg = m.json<RoomMessage>();
   } catch {
-    log(m.from, m.text(), m.from === g.alice ? 'alice' : 'other');
+    log(m.from, m.text(), m.from === g.alice ? 'alice' : 'other', m.id);
     return;
   }
   if (msg.t === 'roster' && m.from === g.alice && Array.isArray(msg.online)) {
     online = msg.online.filter((a): a is string => typeof a === 'string');
     showOnline(g.address);
   } else if (msg.t === 'say' && typeof msg.text === 'string') {
-    if (m.from === g.alice) log(m.from, msg.text, 'alice');
-    else log(msg.all === true ? `${m.from} (to all)` : m.from, msg.text, 'other');
+    if (m.from === g.alice) log(m.from, msg.text, 'alice', m.id);
+    else log(msg.all === true ? `${m.from} (to all)` : m.from, msg.text, 'other', m.id);
   }
 }
 
@@ -151,10 +160,15 @@ async function main(): Promise<void> {
     textInput.value = '';
     const to = toSelect.value;
     const targets = to === 'alice' ? [g.alice] : to === 'all' ? online.filter((a) => a !== g.address) : [to];
-    if (targets.length === 0) return log('(nobody)', 'no other visitor is online: open this page in another tab', 'note');
-    log(`you → ${to === 'all' ? 'all visitors' : targets[0]}`, text, 'mine');
+    if (targets.length === 0) return void log('(nobody)', 'no other visitor is online: open this page in another tab', 'note');
+    const line = log(`you → ${to === 'all' ? 'all visitors' : targets[0]}`, text, 'mine');
     const body = JSON.stringify({ t: 'say', text, ...(to === 'all' ? { all: true } : {}) } satisfies RoomMessage);
-    for (const t of targets) client.send(t, body).catch((err: Error) => log('(not sent)', `to ${t}: ${err.message}`, 'note'));
+    for (const t of targets) {
+      client.send(t, body).then(
+        (r) => targets.length === 1 && tag(line, r.id),
+        (err: Error) => log('(not sent)', `to ${t}: ${err.message}`, 'note'),
+      );
+    }
   });
   for await (const m of client) onMessage(m, g);
 }
