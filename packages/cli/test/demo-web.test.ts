@@ -68,6 +68,17 @@ describe('postern demo --web in Chromium', { skip, timeout: 120_000 }, () => {
     assert.match(alone.stderr, /--web-listen is for --web/, alone.describe());
   });
 
+  it('stops cleanly on SIGTERM, the page server too', async () => {
+    const demo = start('demo', '--web', '--seconds', '60', '--rate', '5');
+    const url = (await demo.waitFor('stdout', /^web\s+(http:\/\/\S+)/m, STEP_MS))[1]!;
+    assert.equal((await fetch(url)).status, 200);
+    demo.child.kill('SIGTERM');
+    const exit = await demo.waitExit(STEP_MS);
+    assert.equal(exit.code, 0, demo.describe());
+    assert.match(demo.stdout, /stopped: \d+ messages crossed inward/, demo.describe());
+    await assert.rejects(fetch(url), 'the page server is closed');
+  });
+
   it('a visitor chats with alice behind the gateway and with another tab, beside both dashboards', async () => {
     assert.ok('path' in chromiumFound, 'missing' in chromiumFound ? chromiumFound.missing : '');
     const demo: Proc = start('demo', '--web', '--seconds', '90', '--rate', '20');
