@@ -10,7 +10,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { after, describe, it } from 'node:test';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { CHROMIUM_ARGS, findChromium } from '@postern/testing';
+import { CHROMIUM_ARGS, findChromium, within } from '@postern/testing';
 import { REPO_ROOT, killAll, run, start, type Proc } from './procs.js';
 
 /** Every wait of this file ends by then. */
@@ -20,15 +20,6 @@ const SCREENSHOT = `${REPO_ROOT}docs/screenshots/demo-web.png`;
 const chromiumFound = findChromium();
 const skip = 'missing' in chromiumFound && process.env['CI'] === undefined ? chromiumFound.missing : false;
 if (skip !== false) console.log(`# ${skip}`);
-
-async function within<T>(p: Promise<T>, what: string, ms = STEP_MS): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** What the browser received: HTTP answers (bodies of text kinds) and WebSocket frames. */
 interface Received {

@@ -9,7 +9,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { connect, type Client, type Message } from '@postern/client';
 import { issueToken, startRouter, type RouterServer } from '@postern/router';
 import type { Logger } from '@postern/core';
-import { CHROMIUM_ARGS, TEST_GUESTS, findChromium, waitFor } from '@postern/testing';
+import { CHROMIUM_ARGS, findChromium, TEST_GUESTS, waitFor, within } from '@postern/testing';
 
 // The browser SDK in a real browser: the minified bundle (dist/browser/postern.min.js) loaded by a
 // plain HTML page with <script type="module">, no bundler, no import map, in the system's
@@ -150,15 +150,6 @@ async function startProxy(target: number): Promise<{ server: TcpServer; url: str
   await new Promise<void>((resolve) => proxy.server.listen(0, '127.0.0.1', resolve));
   proxy.url = `http://127.0.0.1:${(proxy.server.address() as AddressInfo).port}`;
   return proxy;
-}
-
-async function within<T>(p: Promise<T>, what: string, ms = STEP_MS): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 async function nextOf(client: Client): Promise<Message> {

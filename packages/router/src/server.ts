@@ -20,7 +20,8 @@ import { fenceLog } from './fence-log.js';
 import { linkLog } from './link-log.js';
 import { createRouterMetrics, type DialedState, type RouterMetrics } from './metrics.js';
 import { createDashboard, type Dashboard } from './dashboard/http.js';
-import type { DashboardPeer, DialedView, SendResult } from './dashboard/context.js';
+import type { DashboardPeer, DialedView } from './dashboard/context.js';
+import type { SendResult } from './dashboard/api-types.js';
 import { DASHBOARD_AGENT, DashboardAgent } from './dashboard/agent.js';
 
 /** Defaults of the process-level options (docs/LIMITS.md). */

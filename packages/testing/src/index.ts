@@ -3,7 +3,7 @@ export { ManualClock } from './manual-clock.js';
 export { transportSuite } from './transport-suite.js';
 export type { TransportHarness } from './transport-suite.js';
 export { testSessionTokens } from './session-tokens.js';
-export { waitFor } from './wait-for.js';
+export { waitFor, within } from './wait-for.js';
 export { storeSuite } from './store-suite.js';
 export type { StoreHarness } from './store-suite.js';
 export { FaultProxy } from './fault-proxy.js';

@@ -1,6 +1,6 @@
 import { openChannel, newId, type Channel, type Duplex, type DuplexHandlers, type Router } from '@postern/core';
 import { FrameType, MsgFlag, PROTOCOL_VERSION, PosternError, Role, WireCode, decodeReport, errorCodeOf, type Frame } from '@postern/protocol';
-import type { SendResult } from './context.js';
+import type { SendResult } from './api-types.js';
 
 /**
  * The name of the router's own agent, which sends the dashboard's test messages. A name, not

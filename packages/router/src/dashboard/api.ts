@@ -1,25 +1,10 @@
 import type { LinkInfo } from '@postern/core';
 import type { DashboardContext } from './context.js';
+import type { LinkView } from './api-types.js';
 
 /** Largest page of /api/agents and /api/queues. */
 export const MAX_PAGE = 500;
 
-export interface LinkView {
-  key: string;
-  kind: 'uplink' | 'downlink' | 'peer' | 'hub';
-  dialed: boolean;
-  url?: string;
-  node: string;
-  domains: string[];
-  state: 'up' | 'down';
-  transport: 'ws' | 'http' | null;
-  remote: string;
-  since: number;
-  rttMs: number | null;
-  inPerSec: number;
-  outPerSec: number;
-  pending: number;
-}
 
 /** Per-link message rates, filled by the ticker (stream.ts); key: the link's id. */
 export type Rates = ReadonlyMap<string, { inPerSec: number; outPerSec: number; rttMs: number | null }>;

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger, Router } from '@postern/core';
+import type { SendResult } from './api-types.js';
 
 /** A link this router dials (uplink or peer), as the dashboard sees it. */
 export interface DialedView {
@@ -21,15 +22,6 @@ export interface DashboardPeer {
   token?: string;
 }
 
-/** What a test message sent from the dashboard became. */
-export interface SendResult {
-  id: string;
-  from: string;
-  to: string;
-  /** When the router took it (ACK), ms after sending; null when it was refused at once or no ACK came. */
-  acceptedMs: number | null;
-  receipt: { code: string; ms: number } | null;
-}
 
 /** Everything the dashboard reads of its router process; given by server.ts. */
 export interface DashboardContext {

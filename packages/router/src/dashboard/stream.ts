@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { DashboardContext } from './context.js';
 import { links, type Rates } from './api.js';
+import type { Tick } from './api-types.js';
 
 /** Limits of the live view (docs/LIMITS.md). */
 export const STREAM_LIMITS = Object.freeze({
@@ -14,22 +15,6 @@ export const STREAM_LIMITS = Object.freeze({
   pingMs: 15_000,
 });
 
-export interface Tick {
-  t: number;
-  in: number;
-  out: number;
-  acked: number;
-  nacked: number;
-  delivered: number;
-  forwarded: number;
-  commits: number;
-  commitP50Ms: number;
-  commitP99Ms: number;
-  agents: number;
-  connections: number;
-  heldMessages: number;
-  heldBytes: number;
-}
 
 interface Totals {
   in: number;

@@ -1,5 +1,8 @@
 // The admin JSON API as the page uses it (docs/OPERATIONS.md "Dashboard"). Same origin; the
 // session cookie (HttpOnly) goes along by itself: the page never sees a token.
+import type { LinkView, SendResult, Tick } from '../../src/dashboard/api-types.js';
+
+export type { LinkView, SendResult, Tick };
 
 export interface Overview {
   name: string;
@@ -14,23 +17,6 @@ export interface Overview {
   counts: { agents: number; downlinks: number; uplinks: number; peers: number; hubs: number; connections: number };
   held: Record<string, { messages: number; bytes: number; oldestAt: number | null }>;
   totals: Record<string, number>;
-}
-
-export interface LinkView {
-  key: string;
-  kind: string;
-  dialed: boolean;
-  url?: string;
-  node: string;
-  domains: string[];
-  state: 'up' | 'down';
-  transport: 'ws' | 'http' | null;
-  remote: string;
-  since: number;
-  rttMs: number | null;
-  inPerSec: number;
-  outPerSec: number;
-  pending: number;
 }
 
 export interface AgentsPage {
@@ -54,23 +40,6 @@ export interface Reports {
   reports: Array<{ at: number; id: string; from: string; to: string; code: string; reason: string }>;
 }
 
-export interface Tick {
-  t: number;
-  in: number;
-  out: number;
-  acked: number;
-  nacked: number;
-  delivered: number;
-  forwarded: number;
-  commits: number;
-  commitP50Ms: number;
-  commitP99Ms: number;
-  agents: number;
-  connections: number;
-  heldMessages: number;
-  heldBytes: number;
-}
-
 export interface Trace {
   id: string;
   hops: Array<{
@@ -79,14 +48,6 @@ export interface Trace {
     error?: string;
     events: Array<{ at: number; event: string; from?: string; to?: string; link?: { kind: string; node?: string; agent?: string }; detail?: string }>;
   }>;
-}
-
-export interface SendResult {
-  id: string;
-  from: string;
-  to: string;
-  acceptedMs: number | null;
-  receipt: { code: string; ms: number } | null;
 }
 
 /** An answer of the API that was not 2xx: its coded error, as the server wrote it. */
