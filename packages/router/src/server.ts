@@ -30,7 +30,8 @@ export const SERVER_DEFAULTS = Object.freeze({
   shutdownTimeoutMs: 10_000,
 });
 
-const VERSION = '0.2';
+/** This package's version (postern_info, the dashboard, the start log): its package.json's, not a copy that drifts. */
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 export interface UplinkConfig {
   /** The router to dial and keep, e.g. `wss://relay.example.com`. */
