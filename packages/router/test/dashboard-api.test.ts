@@ -123,12 +123,12 @@ describe('dashboard API', () => {
     assert.equal(ok.status, 303);
     assert.equal(ok.headers.location, '/dashboard/');
     const cookie = ok.headers['set-cookie']![0]!;
-    assert.match(cookie, /^postern_admin=[A-Za-z0-9_-]{43}; HttpOnly; SameSite=Strict; Path=\/; Max-Age=43200$/);
+    assert.match(cookie, new RegExp(`^postern_admin_${new URL(u).port}=[A-Za-z0-9_-]{43}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200$`));
     assert.ok(!cookie.includes(relayToken));
     const session = cookie.split(';')[0]!;
     assert.equal((await http(`${u}/api/overview`, { headers: { cookie: session } })).status, 200);
     assert.equal((await http(`${u}/metrics`, { headers: { cookie: session } })).status, 200);
-    assert.equal((await http(`${u}/api/overview`, { headers: { cookie: 'postern_admin=forged' } })).status, 401);
+    assert.equal((await http(`${u}/api/overview`, { headers: { cookie: `postern_admin_${new URL(u).port}=forged` } })).status, 401);
     assert.equal((await http(`${u}/api/overview`, bearer(relayToken) && { headers: bearer(relayToken) })).status, 200);
     const out = await http(`${u}/api/logout`, { method: 'POST', headers: { cookie: session } });
     assert.equal(out.headers.location, '/dashboard/login');

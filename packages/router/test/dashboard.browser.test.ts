@@ -180,10 +180,23 @@ describe('the dashboard in Chromium', { skip }, () => {
     assert.deepEqual(await cspViolations(relayPage), []);
   });
 
+  it('keeps the session of each router on one host: logging in to a second dashboard does not log out the first', async () => {
+    const otherToken = 'other-admin-token-browser-0123456789';
+    const other = await router({ domain: 'other', adminListen: '127.0.0.1:0', adminToken: otherToken });
+    const page = await newPage();
+    await page.goto(`${other.adminUrl!}/dashboard/`);
+    await page.fill('#token', otherToken);
+    await page.click('button[type=submit]');
+    await page.waitForSelector('body[data-ready="1"]');
+    await relayPage.reload();
+    await relayPage.waitForSelector('body[data-ready="1"]');
+    assert.match(relayPage.url(), /\/dashboard\/$/, 'the relay session survived');
+  });
+
   it('never sent the admin token to a page', () => {
     assert.ok(bodies.length > 20, `bodies seen: ${bodies.length}`);
     assert.deepEqual(
-      bodies.filter((b) => b.includes(relayToken)),
+      bodies.filter((b) => b.includes(relayToken) || b.includes('other-admin-token-browser')),
       [],
     );
   });

@@ -12,7 +12,12 @@ export const AUTH_LIMITS = Object.freeze({
   loginTriesPerMinute: 10,
 });
 
-export const SESSION_COOKIE = 'postern_admin';
+/**
+ * The session cookie's name for the admin listener on `port`. Browsers keep cookies per host,
+ * not per port: two routers' dashboards on one host (a relay and a gateway on 127.0.0.1) would
+ * otherwise overwrite each other's session, logging one out when the other logs in.
+ */
+export const sessionCookie = (port: number | undefined): string => `postern_admin_${port ?? 0}`;
 
 /**
  * Server-side sessions of the dashboard: the cookie holds a random id (256 bits), never the

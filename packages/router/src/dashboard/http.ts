@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { AUTH_LIMITS, SESSION_COOKIE, Sessions, cookieOf, hostAllowed, originAllowed, sameSecret } from './auth.js';
+import { AUTH_LIMITS, Sessions, sessionCookie, cookieOf, hostAllowed, originAllowed, sameSecret } from './auth.js';
 import { agents, links, overview, queues, routes, MAX_PAGE } from './api.js';
 import { serveDashboardAsset } from './assets.js';
 import type { DashboardContext } from './context.js';
@@ -62,7 +62,7 @@ export function createDashboard(ctx: DashboardContext): Dashboard {
     if (bearer === undefined) return true;
     const auth = req.headers.authorization;
     if (auth !== undefined && sameSecret(auth, bearer)) return true;
-    return sessions.valid(cookieOf(req, SESSION_COOKIE));
+    return sessions.valid(cookieOf(req, sessionCookie(req.socket.localPort)));
   };
   const redirect = (res: ServerResponse, to: string, extra: Record<string, string> = {}): void => {
     res.writeHead(303, { location: to, 'cache-control': 'no-store', ...extra }).end();
@@ -88,14 +88,14 @@ export function createDashboard(ctx: DashboardContext): Dashboard {
       return redirect(res, '/dashboard/login?failed=1');
     }
     const id = sessions.create();
-    redirect(res, '/dashboard/', { 'set-cookie': `${SESSION_COOKIE}=${id}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${AUTH_LIMITS.sessionMs / 1000}` });
+    redirect(res, '/dashboard/', { 'set-cookie': `${sessionCookie(req.socket.localPort)}=${id}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${AUTH_LIMITS.sessionMs / 1000}` });
   };
 
   const api = async (req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams): Promise<void> => {
     const get = req.method === 'GET' || req.method === 'HEAD';
     if (path === '/api/logout' && req.method === 'POST') {
-      sessions.drop(cookieOf(req, SESSION_COOKIE));
-      return redirect(res, '/dashboard/login', { 'set-cookie': `${SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0` });
+      sessions.drop(cookieOf(req, sessionCookie(req.socket.localPort)));
+      return redirect(res, '/dashboard/login', { 'set-cookie': `${sessionCookie(req.socket.localPort)}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0` });
     }
     if (path === '/api/send' && req.method === 'POST') return send(req, res);
     if (!get) return sendError(res, 405, 'ERR_BAD_REQUEST', `${req.method ?? ''} is not served on ${path}`);
