@@ -39,3 +39,4 @@ export { isStoreUnavailable } from './store.js';
 export type { StoreState } from './store-health.js';
 export { CRASH_POINTS, armCrashPoint, disarmCrashPoint, crashPoint } from './crash.js';
 export type { CrashPointName } from './crash.js';
+export { sourceOf } from './quotas.js';

@@ -23,9 +23,9 @@ interface Answer {
 const bodies: string[] = [];
 
 /** One HTTP request with exactly these headers (Host included: fetch may not set it). */
-function http(url: string, o: { method?: string; headers?: Record<string, string>; body?: string | Buffer } = {}): Promise<Answer> {
+function http(url: string, o: { method?: string; headers?: Record<string, string>; body?: string | Buffer; localAddress?: string } = {}): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: o.method ?? 'GET', headers: o.headers ?? {} }, (res) => {
+    const req = request(url, { method: o.method ?? 'GET', headers: o.headers ?? {}, ...(o.localAddress === undefined ? {} : { localAddress: o.localAddress }) }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
@@ -294,7 +294,7 @@ describe('dashboard API', () => {
     assert.ok(h.ticks.length >= 1 && h.ticks.length <= 300);
   });
 
-  it('logins are limited to 10 failures a minute (then even the right token fails; Bearer still works); no token, no login', async () => {
+  it('logins are limited to 10 failures a minute from one address (then even the right token fails there; other addresses and Bearer still work); no token, no login', async () => {
     const u = gateway.adminUrl!;
     const form = { 'content-type': 'application/x-www-form-urlencoded' };
     for (let i = 0; i < 10; i++) assert.equal((await http(`${u}/api/login`, { method: 'POST', headers: form, body: 'token=wrong' })).headers.location, '/dashboard/login?failed=1');
@@ -302,6 +302,10 @@ describe('dashboard API', () => {
     assert.equal(right.headers.location, '/dashboard/login?failed=1');
     assert.equal(right.headers['set-cookie'], undefined);
     assert.equal((await http(`${u}/api/overview`, { headers: bearer(gatewayToken) })).status, 200);
+    // The operator at another address is not locked out by that burst (loopback: any 127.x is ours).
+    const elsewhere = await http(`${u}/api/login`, { method: 'POST', headers: form, body: `token=${gatewayToken}`, localAddress: '127.0.0.2' });
+    assert.equal(elsewhere.headers.location, '/dashboard/');
+    assert.match(String(elsewhere.headers['set-cookie']), /^postern_admin_\d+=/);
     const open = await router({ domain: 'open', adminListen: '127.0.0.1:0' });
     assert.equal((await http(`${open.adminUrl!}/api/overview`)).status, 200, 'loopback without a token: no login');
     assert.equal((await http(`${open.adminUrl!}/dashboard/login`)).headers.location, '/dashboard/');

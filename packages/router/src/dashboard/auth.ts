@@ -1,6 +1,10 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { IncomingMessage } from 'node:http';
+import { sourceOf } from '@postern/core';
+
+/** The address a login failure counts against, as connections count (IPv4 as is, IPv6 by its /64). */
+const loginSource = (remoteAddress: string): string => sourceOf(`[${remoteAddress}]:0`);
 
 /** Limits of the dashboard's sessions and login (docs/LIMITS.md). */
 export const AUTH_LIMITS = Object.freeze({
@@ -8,8 +12,10 @@ export const AUTH_LIMITS = Object.freeze({
   maxSessions: 64,
   /** A session's life (the cookie's Max-Age): 12 h. */
   sessionMs: 12 * 60 * 60 * 1000,
-  /** Failed logins per minute (the whole listener); past it every login fails until the minute ends. */
+  /** Failed logins per minute from one address (IPv6: its /64); past it that address's logins fail until the minute ends. */
   loginTriesPerMinute: 10,
+  /** Failed logins per minute from all addresses together: bounds a guess from many addresses (and the map below). */
+  loginTriesPerMinuteTotal: 100,
 });
 
 /**
@@ -25,7 +31,9 @@ export const sessionCookie = (port: number | undefined): string => `postern_admi
  */
 export class Sessions {
   readonly #sessions = new Map<string, number>();
-  #failures = 0;
+  /** Failed logins this minute, per source address; at most loginTriesPerMinuteTotal entries. */
+  readonly #failures = new Map<string, number>();
+  #failuresTotal = 0;
   #windowAt = 0;
 
   constructor(readonly now: () => number = Date.now) {}
@@ -60,18 +68,24 @@ export class Sessions {
     return this.#sessions.size;
   }
 
-  /** True while logins may still be tried this minute. */
-  mayTry(): boolean {
+  /**
+   * True while `remote` may still try a login this minute: a wrong-token burst from one address
+   * locks out that address, not the operator logging in from another.
+   */
+  mayTry(remote: string): boolean {
     const now = this.now();
     if (now - this.#windowAt >= 60_000) {
       this.#windowAt = now;
-      this.#failures = 0;
+      this.#failures.clear();
+      this.#failuresTotal = 0;
     }
-    return this.#failures < AUTH_LIMITS.loginTriesPerMinute;
+    return this.#failuresTotal < AUTH_LIMITS.loginTriesPerMinuteTotal && (this.#failures.get(loginSource(remote)) ?? 0) < AUTH_LIMITS.loginTriesPerMinute;
   }
 
-  failed(): void {
-    this.#failures++;
+  failed(remote: string): void {
+    const k = loginSource(remote);
+    this.#failures.set(k, (this.#failures.get(k) ?? 0) + 1);
+    this.#failuresTotal++;
   }
 }
 

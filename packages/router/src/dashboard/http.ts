@@ -78,12 +78,13 @@ export function createDashboard(ctx: DashboardContext): Dashboard {
 
   const login = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     if (tokenBytes === undefined) return redirect(res, '/dashboard/');
-    if (!sessions.mayTry()) return redirect(res, '/dashboard/login?failed=1');
+    const remote = req.socket.remoteAddress ?? '';
+    if (!sessions.mayTry(remote)) return redirect(res, '/dashboard/login?failed=1');
     const body = await readBody(req, res);
     if (body === undefined) return;
     const token = new URLSearchParams(body.toString('utf8')).get('token') ?? '';
     if (!sameSecret(token, tokenBytes)) {
-      sessions.failed();
+      sessions.failed(remote);
       ctx.log.warn('dashboard.login_failed', 'a dashboard login with a wrong token', { remote: req.socket.remoteAddress ?? '' });
       return redirect(res, '/dashboard/login?failed=1');
     }
